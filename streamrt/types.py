@@ -1,0 +1,105 @@
+"""Typed items that flow through streamrt: media in, units and events out.
+
+Times are milliseconds of *media* (position in the source stream) unless a name says otherwise.
+``elapsed_ms`` follows SimulEval: media consumed when the unit was emitted plus the wall-clock
+compute spent on the stream so far, so latency with and without computation comes from one log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class AudioChunk:
+    """Mono float32 samples in [-1, 1] at ``sample_rate``, starting at ``start_ms`` of media."""
+
+    samples: np.ndarray
+    sample_rate: int
+    start_ms: float
+
+    @property
+    def duration_ms(self) -> float:
+        return 1000.0 * len(self.samples) / self.sample_rate
+
+    @property
+    def end_ms(self) -> float:
+        return self.start_ms + self.duration_ms
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    """One video frame (H x W x C uint8) shown at ``time_ms`` of media."""
+
+    pixels: np.ndarray
+    time_ms: float
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One emitted output unit (a word, or a character/token for languages without spaces).
+
+    start_ms/end_ms: where the unit lies in the source audio (from alignment; may be estimates).
+    media_delay_ms: source consumed when the unit was emitted (SimulEval ``delays``).
+    elapsed_ms: media_delay_ms plus compute time spent so far (SimulEval ``elapsed``).
+    """
+
+    text: str
+    start_ms: float
+    end_ms: float
+    media_delay_ms: float
+    elapsed_ms: float
+
+    def to_json(self) -> dict:
+        return {
+            "text": self.text,
+            "start_ms": round(self.start_ms, 1),
+            "end_ms": round(self.end_ms, 1),
+            "media_delay_ms": round(self.media_delay_ms, 1),
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+
+
+@dataclass(frozen=True)
+class PartialEvent:
+    """The current uncommitted hypothesis (replaces the previous partial)."""
+
+    text: str
+    media_ms: float
+    type: Literal["partial"] = "partial"
+
+
+@dataclass(frozen=True)
+class CommitEvent:
+    """Units newly committed; never retracted."""
+
+    units: tuple[Unit, ...]
+    type: Literal["commit"] = "commit"
+
+    @property
+    def text(self) -> str:
+        return " ".join(u.text for u in self.units)
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    code: str
+    message: str
+    fatal: bool = False
+    type: Literal["error"] = "error"
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    """Sent once after end of stream, when everything is committed."""
+
+    units: tuple[Unit, ...]
+    source_ms: float
+    summary: dict = field(default_factory=dict)
+    type: Literal["end"] = "end"
+
+
+Event = Union[PartialEvent, CommitEvent, ErrorEvent, EndEvent]
