@@ -1,0 +1,127 @@
+"""What a read/write policy sees and what it answers (SimulEval's ReadAction / WriteAction shape).
+
+The decoder builds a ``PolicyView`` after each model step: the source consumed so far, what is
+already committed, and the current hypothesis that continues after the committed prefix, with
+per-token alignment (and alignment-head cross-attention, when the decoder provides it). The policy
+answers ``Read()`` (commit nothing, wait for more source) or ``Write(count, final)`` (commit the first
+``count`` hypothesis tokens). Policies never touch the model; they may keep state between calls and
+are reset for every new stream.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Union
+
+import numpy as np
+
+from streamrt.errors import PolicyOptionError
+
+
+@dataclass(frozen=True)
+class Read:
+    """Commit nothing now; read more source."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """Commit the first ``count`` tokens of the current hypothesis. ``final``: the stream is done."""
+
+    count: int
+    final: bool = False
+
+
+Action = Union[Read, Write]
+
+
+@dataclass(frozen=True, eq=False)
+class HypToken:
+    """One hypothesis token after the committed prefix.
+
+    text: its text as decoded (with a leading space where it starts a word, Whisper style).
+    start_ms/end_ms: media position from the alignment (estimates; may be equal).
+    attention: alignment-head cross-attention of this token over the encoder frames of the current
+        window, averaged over heads, shape (n_frames,), sums to ~1; None when not available.
+    logprob: log-probability the decoder gave this token.
+    """
+
+    id: int
+    text: str
+    start_ms: float
+    end_ms: float
+    attention: np.ndarray | None = None
+    logprob: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyView:
+    """Read-only view handed to ``Policy.decide``.
+
+    source_ms: source consumed so far (media ms). source_finished: no more source will come.
+    window_start_ms: media time of encoder frame 0 of the current window; frame_ms: one encoder
+        frame's duration; n_frames: frames in the window (so frame i covers
+        [window_start_ms + i*frame_ms, + frame_ms)).
+    committed: texts of all units committed so far in this stream.
+    hypothesis: tokens continuing after the committed prefix.
+    """
+
+    source_ms: float
+    source_finished: bool
+    window_start_ms: float
+    frame_ms: float
+    n_frames: int
+    committed: tuple[str, ...]
+    hypothesis: tuple[HypToken, ...]
+
+    def frame_of_ms(self, ms: float) -> int:
+        return int((ms - self.window_start_ms) // self.frame_ms)
+
+
+class Policy(ABC):
+    """Base class. Subclasses declare ``name`` and ``options`` ({option: (type, default, help)})."""
+
+    name: ClassVar[str]
+    options: ClassVar[Mapping[str, tuple[type, Any, str]]] = {}
+
+    def __init__(self, **values: Any):
+        unknown = set(values) - set(self.options)
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise PolicyOptionError(
+                f"policy {self.name!r} has no option {', '.join(sorted(unknown))}; its options: {known}"
+            )
+        for key, (kind, default, _help) in self.options.items():
+            setattr(self, key, _coerce(self.name, key, kind, values.get(key, default)))
+        self.validate()
+        self.reset()
+
+    def validate(self) -> None:
+        """Check option ranges; raise PolicyOptionError naming the option and the allowed range."""
+
+    def reset(self) -> None:
+        """Forget everything about the previous stream."""
+
+    @abstractmethod
+    def decide(self, view: PolicyView) -> Action:
+        """Return Read() or Write(count, final) for this view."""
+
+    def settings(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.options}
+
+
+def _coerce(policy: str, key: str, kind: type, value: Any) -> Any:
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            raise ValueError(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise PolicyOptionError(
+            f"policy {policy!r} option {key!r} must be {kind.__name__}, got {value!r}"
+        ) from None
