@@ -77,6 +77,23 @@ class PolicyView:
     def frame_of_ms(self, ms: float) -> int:
         return int((ms - self.window_start_ms) // self.frame_ms)
 
+    def word_spans(self) -> list[tuple[int, int]]:
+        """The hypothesis grouped into words, as [i0, i1) token spans (see ``word_spans``)."""
+        return word_spans([t.text for t in self.hypothesis])
+
+
+def word_spans(texts: "list[str] | tuple[str, ...]") -> list[tuple[int, int]]:
+    """Group BPE token texts into words: [i0, i1) spans. A token whose text starts with a space
+    starts a new word; others (word pieces, punctuation) join the previous word. The task commits
+    whole words only, so a policy's ``Write(count)`` is cut back to a span end."""
+    spans: list[tuple[int, int]] = []
+    for i, t in enumerate(texts):
+        if not spans or t[:1].isspace():
+            spans.append((i, i + 1))
+        else:
+            spans[-1] = (spans[-1][0], i + 1)
+    return spans
+
 
 class Policy(ABC):
     """Base class. Subclasses declare ``name`` and ``options`` ({option: (type, default, help)})."""
