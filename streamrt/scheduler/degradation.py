@@ -12,7 +12,8 @@ method the model offers (duck-typed: a model without the method simply has a sho
 ``Degradation.for_model(model)`` builds the default ladder from what the model has: precision 50%,
 precision 100%, chunk x2, chunk x4, policy stride 2. ``DegradationController`` moves along the ladder
 with hysteresis: one level up while the worst lag is above the high-water mark, one level down while
-it is below the low-water mark, never two changes within ``hold_ms``.
+it is below the low-water mark, never two changes within ``hold_ms``, and never back down to a level that
+already failed at the current load (see ``DegradationController``).
 """
 
 from __future__ import annotations
@@ -89,27 +90,45 @@ class Degradation:
 
 
 class DegradationController:
-    """Hysteresis on the worst lag; pure (time is passed in), so tests drive it with numbers."""
+    """Hysteresis on the worst lag; pure (time and load are passed in), so tests drive it with numbers.
 
-    def __init__(self, high_water_ms: float | None, low_water_ms: float, hold_ms: float):
+    Up: worst lag above ``high_water_ms``, ``hold_ms`` since the last change, and the lag not
+    falling since that change (a level that is draining the backlog is given the time to). The
+    level left behind is remembered as too weak for the current load (number of live streams).
+    Down: worst lag below ``low_water_ms``, ``hold_ms`` since the last change, and the level below
+    not remembered as too weak for this load, or remembered more than ``memory_ms`` ago (the load
+    may have changed in ways the stream count does not show, e.g. silence). This keeps a steady
+    overload on one level instead of flapping between a level that keeps up and one that does not.
+    """
+
+    def __init__(self, high_water_ms: float | None, low_water_ms: float, hold_ms: float, memory_ms: float = 30_000.0):
         self.high_water_ms = high_water_ms
         self.low_water_ms = low_water_ms
         self.hold_ms = hold_ms
+        self.memory_ms = memory_ms
+        self._too_weak: dict[int, tuple[int, float]] = {}  # level -> (load it failed at, when)
         self._last_change: float | None = None
+        self._lag_at_change = 0.0
         self.changes = 0
 
-    def decide(self, level: int, max_level: int, worst_lag_ms: float, now: float) -> int:
-        """The level to use from now on, given the current one and the worst lag observed."""
+    def decide(self, level: int, max_level: int, worst_lag_ms: float, now: float, load: int = 0) -> int:
+        """The level to use from now on, given the current one, the worst lag and the load."""
         if self.high_water_ms is None or max_level == 0:
             return level
         if self._last_change is not None and (now - self._last_change) * 1000.0 < self.hold_ms:
             return level
         new = level
-        if worst_lag_ms > self.high_water_ms and level < max_level:
+        falling = self._last_change is not None and worst_lag_ms < self._lag_at_change
+        if worst_lag_ms > self.high_water_ms and level < max_level and not falling:
+            self._too_weak[level] = (load, now)
             new = level + 1
         elif worst_lag_ms < self.low_water_ms and level > 0:
-            new = level - 1
+            failed = self._too_weak.get(level - 1)
+            if failed is None or load < failed[0] or (now - failed[1]) * 1000.0 >= self.memory_ms:
+                self._too_weak.pop(level - 1, None)
+                new = level - 1
         if new != level:
             self._last_change = now
+            self._lag_at_change = worst_lag_ms
             self.changes += 1
         return new

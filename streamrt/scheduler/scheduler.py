@@ -109,7 +109,10 @@ class Scheduler:
         self.settings = settings
         self.degradation = degradation if degradation is not None else Degradation.for_model(model)
         self._controller = DegradationController(
-            settings.degrade_high_water_ms, settings.degrade_low_water_ms, settings.degrade_hold_ms
+            settings.degrade_high_water_ms,
+            settings.degrade_low_water_ms,
+            settings.degrade_hold_ms,
+            settings.degrade_memory_ms,
         )
         self._step_time = StepTimeModel(settings.step_time_window)
         self._members: dict[Session, _Member] = {}
@@ -366,7 +369,7 @@ class Scheduler:
         ready = self._ready_members()
         self._worst_lag_ms = max((m.lag_ms(now) for m in ready), default=0.0)
         level = self._controller.decide(
-            self.degradation.level, self.degradation.max_level, self._worst_lag_ms, now
+            self.degradation.level, self.degradation.max_level, self._worst_lag_ms, now, len(self._members)
         )
         if level != self.degradation.level:
             try:

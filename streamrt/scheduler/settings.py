@@ -25,6 +25,8 @@ class SchedulerSettings:
         Must be below the high-water mark (hysteresis).
     degrade_hold_ms: least time between two level changes, so the effect of one change is seen
         before the next (ms).
+    degrade_memory_ms: how long a level that could not keep up with N streams is not retried while
+        N or more streams are live (ms); after that it is tried again.
     """
 
     max_batch_size: int | None = 32
@@ -34,6 +36,7 @@ class SchedulerSettings:
     degrade_high_water_ms: float | None = 2000.0
     degrade_low_water_ms: float = 500.0
     degrade_hold_ms: float = 2000.0
+    degrade_memory_ms: float = 30_000.0
 
     def __post_init__(self) -> None:
         if self.max_batch_size is not None and self.max_batch_size < 1:
@@ -52,3 +55,5 @@ class SchedulerSettings:
                 )
         if self.degrade_hold_ms < 0:
             raise ConfigError(f"degrade_hold_ms must be >= 0 ms, got {self.degrade_hold_ms}")
+        if self.degrade_memory_ms < 0:
+            raise ConfigError(f"degrade_memory_ms must be >= 0 ms, got {self.degrade_memory_ms}")
