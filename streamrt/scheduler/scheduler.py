@@ -145,13 +145,16 @@ class Scheduler:
     async def stop(self, *, drain: bool = True) -> None:
         """Stop scheduling. ``drain``: first step every session until none is ready, so all audio
         already received (and every flush after eof) is processed and delivered. Sessions stay
-        attached (their state is untouched); no new ones are accepted."""
+        attached (their state is untouched); no new ones are accepted. The degradation ladder is
+        turned back to level 0, so the shared model is left as it was configured."""
         if self._task is None:
             return
         self._stopping = True
         self._drain = drain
         self._signal()
         await self._task
+        if self.degradation.level:
+            self.degradation.set_level(self.model, 0)  # leave the shared model as configured
         if self._callbacks:
             await asyncio.gather(*self._callbacks, return_exceptions=True)
         if self._executor is not None:
@@ -238,11 +241,18 @@ class Scheduler:
                 await asyncio.sleep(0.01)
 
     def _ready_members(self) -> list[_Member]:
+        """Sessions with a step to do. A closed session with none left is ended here (its stream
+        finished without needing another step), delivered, and dropped."""
         ready = []
         for m in list(self._members.values()):
             try:
                 if m.session.ready():
                     ready.append(m)
+                elif m.session.closed and not m.session.ended:
+                    m.session.run_until_blocked(self.model)  # not ready: only emits the end
+                    if m.session.ended:
+                        self._deliver(m)
+                        self._members.pop(m.session, None)
             except Exception as e:
                 self._fail(m, e, "is_ready")
         return ready
@@ -379,21 +389,27 @@ class Scheduler:
             self._step_time.reset()
 
     # ---- report --------------------------------------------------------------------------------
+    def session_stats(self, session: Session) -> dict | None:
+        """lag_ms (age of its oldest unprocessed audio, 0 when not ready), max_lag_ms, backlog_ms
+        (media received but not processed), steps, deadline_misses; None if not scheduled."""
+        m = self._members.get(session)
+        return None if m is None else self._member_stats(m, self.clock.now())
+
+    def _member_stats(self, m: _Member, now: float) -> dict:
+        s = m.stream
+        return {
+            "lag_ms": round(m.lag_ms(now), 1) if m.session.ready() else 0.0,
+            "max_lag_ms": round(m.max_lag_ms, 1),
+            "backlog_ms": round(s.received_ms - s.consumed_ms, 1),
+            "steps": m.steps,
+            "deadline_misses": m.deadline_misses,
+        }
+
     def stats(self) -> dict:
         """A snapshot: counts, batch sizes, the step-time fit, lag per session, degradation level."""
         now = self.clock.now()
         a, c = self._step_time.coefficients()
-        per_session = {}
-        for m in self._members.values():
-            s = m.stream
-            ready = m.session.ready()
-            per_session[m.session.id] = {
-                "lag_ms": round(m.lag_ms(now), 1) if ready else 0.0,
-                "max_lag_ms": round(m.max_lag_ms, 1),
-                "backlog_ms": round(s.received_ms - s.consumed_ms, 1),
-                "steps": m.steps,
-                "deadline_misses": m.deadline_misses,
-            }
+        per_session = {m.session.id: self._member_stats(m, now) for m in self._members.values()}
         return {
             "sessions": len(self._members),
             "steps": self._steps,

@@ -222,3 +222,19 @@ async def test_stats_report_lag_batches_and_step_time_fit():
     assert set(st["per_session"]) == {s.id for s in sessions}
     assert all(v["lag_ms"] == 0 and v["steps"] >= 4 for v in st["per_session"].values())
     assert st["degradation"]["level"] == 0
+
+
+async def test_a_session_with_nothing_left_to_step_still_ends():
+    clock = ManualClock()
+    model = TimedCountingModel(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    (s,) = make(1, clock, model)
+    await sched.start()
+    sched.add(s, rec)
+    s.receive_eof()  # no audio at all: the stream is done without a step
+    sched.wake(s)
+    await sched.wait_idle()
+    await sched.stop()
+    assert rec.ended(s.id) and rec.committed_words(s.id) == []
+    assert model.steps == 0 and sched.sessions == ()
