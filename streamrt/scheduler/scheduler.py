@@ -29,68 +29,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
+from typing import Sequence
 
 from streamrt.clock import Clock
 from streamrt.engine import ModelStream, StreamingModel
 from streamrt.errors import ModelStepError, SessionClosed
 from streamrt.scheduler.batching import StepTimeModel, choose_batch_size
 from streamrt.scheduler.degradation import Degradation, DegradationController
+from streamrt.scheduler.member import Member, OutputCallback
 from streamrt.scheduler.settings import SchedulerSettings
 from streamrt.session import Session
 
 log = logging.getLogger("streamrt.scheduler")
-
-OutputCallback = Callable[[Session], object]
-
-
-class _Member:
-    """What the scheduler knows about one session: when its audio arrived, how it has been served."""
-
-    def __init__(self, session: Session, on_output: OutputCallback | None, now: float):
-        self.session = session
-        self.on_output = on_output
-        self.arrivals: deque[tuple[float, float]] = deque()  # (received_ms after it, clock time)
-        self.last_received_ms = 0.0
-        self.anchor: float | None = None  # clock time of the first audio: media p is due at anchor + p
-        self.eof_at: float | None = None
-        self.last_served = now
-        self.steps = 0
-        self.max_lag_ms = 0.0
-        self.deadline_misses = 0
-        self.note_arrival(now)
-
-    @property
-    def stream(self) -> ModelStream:
-        return self.session.stream
-
-    def note_arrival(self, now: float) -> None:
-        received = self.stream.received_ms
-        if received > self.last_received_ms:
-            if self.anchor is None:
-                self.anchor = now
-            self.arrivals.append((received, now))
-            self.last_received_ms = received
-        if self.session.closed and self.eof_at is None:
-            self.eof_at = now
-
-    def oldest_unprocessed_at(self) -> float:
-        """When the oldest audio not yet processed arrived. Audio sent faster than real time counts
-        as arriving at real-time pace (media p at anchor + p), so an upload is not an overload."""
-        consumed = self.stream.consumed_ms
-        while self.arrivals and self.arrivals[0][0] <= consumed + 1e-6:
-            self.arrivals.popleft()
-        if self.arrivals:
-            paced = self.anchor + consumed / 1000.0 if self.anchor is not None else self.arrivals[0][1]
-            return max(self.arrivals[0][1], paced)
-        if self.eof_at is not None:
-            return max(self.eof_at, self.last_served)
-        return self.last_served
-
-    def lag_ms(self, now: float) -> float:
-        return max(0.0, 1000.0 * (now - self.oldest_unprocessed_at()))
 
 
 class Scheduler:
@@ -115,7 +67,7 @@ class Scheduler:
             settings.degrade_memory_ms,
         )
         self._step_time = StepTimeModel(settings.step_time_window)
-        self._members: dict[Session, _Member] = {}
+        self._members: dict[Session, Member] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
@@ -168,7 +120,7 @@ class Scheduler:
         if self._stopping:
             raise SessionClosed(f"the scheduler is stopping; session {session.id} was not added")
         if session not in self._members:
-            self._members[session] = _Member(session, on_output, self.clock.now())
+            self._members[session] = Member(session, on_output, self.clock.now())
         self._signal()
 
     def wake(self, session: Session) -> None:
@@ -240,7 +192,7 @@ class Scheduler:
                 log.exception("scheduler loop error (continuing)")
                 await asyncio.sleep(0.01)
 
-    def _ready_members(self) -> list[_Member]:
+    def _ready_members(self) -> list[Member]:
         """Sessions with a step to do. A closed session with none left is ended here (its stream
         finished without needing another step), delivered, and dropped."""
         ready = []
@@ -257,10 +209,10 @@ class Scheduler:
                 self._fail(m, e, "is_ready")
         return ready
 
-    def _deadline(self, m: _Member) -> float:
+    def _deadline(self, m: Member) -> float:
         return m.oldest_unprocessed_at() + self.settings.latency_budget_ms / 1000.0
 
-    async def _gather(self, ready: list[_Member]) -> None:
+    async def _gather(self, ready: list[Member]) -> None:
         """Wait up to max_wait_ms for more sessions to become ready, within the most urgent slack."""
         wait_ms = self.settings.max_wait_ms
         if not wait_ms or self._stopping:
@@ -281,7 +233,7 @@ class Scheduler:
                 return
             ready = self._ready_members()
 
-    def _pick(self, ready: list[_Member]) -> list[tuple[_Member, float]]:
+    def _pick(self, ready: list[Member]) -> list[tuple[Member, float]]:
         now = self.clock.now()
         for m in ready:
             m.max_lag_ms = max(m.max_lag_ms, m.lag_ms(now))
@@ -289,7 +241,7 @@ class Scheduler:
         n = choose_batch_size([d for d, _, _ in ordered], now, self._step_time, self.settings.max_batch_size)
         return [(m, d) for d, _, m in ordered[:n]]
 
-    async def _step(self, batch: list[tuple[_Member, float]]) -> None:
+    async def _step(self, batch: list[tuple[Member, float]]) -> None:
         streams = [m.stream for m, _ in batch]
         loop = asyncio.get_running_loop()
         seconds, failures = await loop.run_in_executor(self._executor, self._step_isolating, streams)
@@ -349,7 +301,7 @@ class Scheduler:
                 self._try_step(rest, streams, failures)
 
     # ---- outcomes ------------------------------------------------------------------------------
-    def _deliver(self, m: _Member) -> None:
+    def _deliver(self, m: Member) -> None:
         if m.on_output is None:
             return
         try:
@@ -366,7 +318,7 @@ class Scheduler:
         if not fut.cancelled() and fut.exception() is not None:
             log.error("on_output callback raised (ignored): %r", fut.exception())
 
-    def _fail(self, m: _Member, error: BaseException, where: str) -> None:
+    def _fail(self, m: Member, error: BaseException, where: str) -> None:
         self._failed += 1
         self._members.pop(m.session, None)
         log.error("session %s failed in %s: %r", m.session.id, where, error)
@@ -395,7 +347,7 @@ class Scheduler:
         m = self._members.get(session)
         return None if m is None else self._member_stats(m, self.clock.now())
 
-    def _member_stats(self, m: _Member, now: float) -> dict:
+    def _member_stats(self, m: Member, now: float) -> dict:
         s = m.stream
         return {
             "lag_ms": round(m.lag_ms(now), 1) if m.session.ready() else 0.0,
