@@ -57,6 +57,7 @@ class SessionBridge:
         self._wakeup = asyncio.Event()
         self._session = None  # the session while it is in the scheduler
         self._sender: asyncio.Task | None = None
+        self._retry: asyncio.TimerHandle | None = None
         self.closed = asyncio.Event()  # set once the link is closed (or lost)
 
     # ---- called by the transport ---------------------------------------------------------------
@@ -67,11 +68,21 @@ class SessionBridge:
         """Call after every protocol call the transport made (receive_*, stop, fail, shutdown)."""
         s = self.proto.session
         if s is not None and self._session is None and not s.ended and self.proto.state != "closed":
+            try:
+                self.scheduler.add(s, on_output=self.on_output)
+            except StreamrtError as e:  # the scheduler is stopping
+                self.proto.abort(StreamrtError(e.message, code="shutting_down"))
+                self._flush()
+                return
             self._session = s
             self.stats.sessions_started += 1
-            self.scheduler.add(s, on_output=self.on_output)
         if self._session is not None:
+            no_step_in_flight = getattr(self.scheduler, "idle", True)
             self.scheduler.wake(self._session)
+            if no_step_in_flight:  # the scheduler cannot start a step before we yield
+                self._finish_if_done()
+            elif not self._session.ready():
+                self._schedule_finish()
         self._flush()
 
     def shutdown(self) -> None:
@@ -98,11 +109,39 @@ class SessionBridge:
     def on_output(self, session) -> None:
         if session is not self._session:
             return
+        self._finish_if_done()  # the scheduler calls us between steps: nothing of ours is in flight
         self.proto.collect()
         self._flush()
 
+    def _finish_if_done(self) -> None:
+        """A stopped session whose stream has nothing left to step gets no more steps, so nothing
+        would emit its ``end``: emit it here. Only call when no step of this session is in flight
+        (a step still running could hold commits not yet collected)."""
+        s = self._session
+        if s is None or s.ended or not s.closed or s.ready():
+            return
+        s.run_until_blocked(self.proto.model)  # makes no model step when not ready; only ends
+        self.proto.collect()
+
+    def _schedule_finish(self) -> None:
+        """The scheduler is busy: check again shortly, when it reports no step in flight."""
+        s = self._session
+        if s is not None and s.closed and not s.ended and self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(0.02, self._retry_finish)
+
+    def _retry_finish(self) -> None:
+        self._retry = None
+        if getattr(self.scheduler, "idle", True):
+            self._finish_if_done()
+            self._flush()
+        else:
+            self._schedule_finish()
+
     # ---- internals ---------------------------------------------------------------------------------
     def _detach(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._session is not None:
             if self._session.ended:
                 self.stats.sessions_ended += 1

@@ -33,6 +33,8 @@ PROTOCOL_VERSION = 1
 CLIENT_TYPES = ("start", "stop")
 START_FIELDS = ("type", "sample_rate", "encoding", "channels", "task", "model", "policy", "policy_options", "language")
 MODEL_OPTIONS = ("task", "policy", "policy_options", "language")
+# fatal session errors after which the model stream cannot flush: end with what is committed
+UNRECOVERABLE = ("model_error", "internal_error")
 
 
 class CloseCode(IntEnum):
@@ -52,6 +54,7 @@ _CLOSE_FOR_CODE = {
     "message_too_big": CloseCode.MESSAGE_TOO_BIG,
     "server_busy": CloseCode.TRY_AGAIN_LATER,
     "internal_error": CloseCode.INTERNAL_ERROR,
+    "model_error": CloseCode.INTERNAL_ERROR,
     "shutting_down": CloseCode.GOING_AWAY,
 }
 
@@ -269,18 +272,23 @@ class ServerProtocol:
             if ev.fatal:
                 self.state = "stopping"
                 self._pending_close = self._pending_close or (close_code_for(ev.code), ev.message)
+                if ev.code in UNRECOVERABLE:
+                    self._end(self.session.committed, self.session.stream.received_ms, self.session.summary())
         elif isinstance(ev, EndEvent):
-            self._send(
-                {
-                    "type": "end",
-                    "session_id": self.session.id,
-                    "text": " ".join(u.text for u in ev.units),
-                    "words": len(ev.units),
-                    "source_ms": round(ev.source_ms, 1),
-                    "summary": ev.summary,
-                }
-            )
-            self._close(*(self._pending_close or (CloseCode.NORMAL, "end of stream")))
+            self._end(ev.units, ev.source_ms, ev.summary)
+
+    def _end(self, units, source_ms: float, summary: dict) -> None:
+        self._send(
+            {
+                "type": "end",
+                "session_id": self.session.id,
+                "text": " ".join(u.text for u in units),
+                "words": len(units),
+                "source_ms": round(source_ms, 1),
+                "summary": summary,
+            }
+        )
+        self._close(*(self._pending_close or (CloseCode.NORMAL, "end of stream")))
 
     def _too_big(self, size: int) -> bool:
         limit = self.settings.max_message_bytes

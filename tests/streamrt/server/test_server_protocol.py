@@ -180,3 +180,17 @@ def test_audio_after_stop_is_reported_not_fatal():
 def test_parse_start_keeps_only_model_options():
     req = parse_start({**START, "task": "transcribe", "language": None, "policy": "wait-k"}, model_name=None)
     assert req.options == {"task": "transcribe", "policy": "wait-k"} and req.channels == 1
+
+
+def test_model_failure_ends_with_what_was_committed_and_closes_1011():
+    from streamrt.errors import StreamrtError
+
+    proto, model = make()
+    proto.receive_text(json.dumps(START))
+    proto.receive_binary(pcm_s16(1.5))
+    msgs = pump(proto, model)
+    proto.session.fail(StreamrtError("model step failed: boom", code="model_error"))  # as the scheduler does
+    proto.collect()
+    msgs += proto.data_to_send()
+    assert types(msgs)[-2:] == ["error", "end"] and msgs[-1]["words"] == 2
+    assert proto.close[0] == CloseCode.INTERNAL_ERROR
