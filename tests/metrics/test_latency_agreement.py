@@ -140,7 +140,10 @@ def test_spm_unit_agrees_with_simuleval_1_1_4(tmp_path, simuleval_scorers):
         ins = LogInstance(line, "spm")
         ins.set_target_spm_model(sp)
         instances[ins.index] = ins
+    worst = 0.0
     for name in SIMULEVAL_METRICS:
         for ca in (False, True):
             expected = latency_scorer.LATENCY_SCORERS_DICT[name](computation_aware=ca, use_ref_len=True)(instances)
-            assert ours[name + ("_CA" if ca else "")] == pytest.approx(expected, abs=1e-9)
+            worst = max(worst, abs(ours[name + ("_CA" if ca else "")] - expected))
+    print(f"\nSimulEval 1.1.4 agreement (spm): max |diff| = {worst:.3g} over 1 log of {len(records)} sentences")
+    assert worst <= 1e-9
