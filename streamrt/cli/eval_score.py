@@ -82,8 +82,7 @@ def score_command(
 ) -> None:
     """Score a SimulEval instances.log: AL, LAAL, DAL, AP, ATD, YAAL (+ _CA), BLEU and WER.
 
-    With --segments and --references the log holds one line per recording and the scores are
-    LongYAAL and StreamLAAL (+ _CA), BLEU and WER.
+    Long-form (--segments and --references; one log line per recording): LongYAAL and StreamLAAL (+ _CA), BLEU and WER.
     """
     from metrics.io import read_instances
     from streamrt.errors import StreamrtError
