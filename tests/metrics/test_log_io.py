@@ -68,6 +68,13 @@ def test_duplicate_index_is_an_error(tmp_path):
         read_instances(_log(tmp_path, GOOD, GOOD))
 
 
+def test_non_utf8_line_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "instances.log"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"prediction": "\xff"}\n')
+    with pytest.raises(LogFormatError, match=":2: not UTF-8 text"):
+        read_instances(path)
+
+
 def test_empty_log_is_an_error(tmp_path):
     with pytest.raises(LogFormatError, match="no instances"):
         read_instances(_log(tmp_path, ""))
