@@ -28,7 +28,10 @@ from metrics.units import reference_length
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """mweralign's C++ core prints to file descriptor 2; keep that off the user's terminal."""
+    """mweralign's C++ core prints to file descriptor 2; keep that off the user's terminal.
+
+    fd 2 points at /dev/null while the alignment runs: other threads' stderr output in that
+    window is lost (scoring is an offline job; do not run it inside a live server process)."""
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
