@@ -32,10 +32,7 @@ def _quiet_stderr() -> Iterator[None]:
 
     fd 2 points at /dev/null while the alignment runs: other threads' stderr output in that
     window is lost (scoring is an offline job; do not run it inside a live server process)."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = 2
+    fd = 2  # the C++ side writes to the process's fd 2 whatever sys.stderr is
     try:
         saved = os.dup(fd)
     except OSError:
@@ -43,7 +40,8 @@ def _quiet_stderr() -> Iterator[None]:
         return
     try:
         with open(os.devnull, "w") as null:
-            sys.stderr.flush()
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
             os.dup2(null.fileno(), fd)
             try:
                 yield
