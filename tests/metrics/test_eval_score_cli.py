@@ -73,9 +73,13 @@ def test_usage_and_input_errors_exit_2(args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+LONG_LOG = DATA / "example_longform_instances.log"
+LONG_SEGMENTS = DATA / "example_longform_segments.yaml"
+LONG_REFERENCES = DATA / "example_longform_references.txt"
+
+
 def test_long_form_prints_long_yaal_and_stream_laal():
-    lf = DATA / "example_longform"
-    result = _run(lf / "instances.log", "--segments", lf / "segments.yaml", "--references", lf / "references.txt",
+    result = _run(LONG_LOG, "--segments", LONG_SEGMENTS, "--references", LONG_REFERENCES,
                   "--computation-aware", "--format", "json")
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
@@ -84,9 +88,8 @@ def test_long_form_prints_long_yaal_and_stream_laal():
 
 
 def test_long_form_reference_count_mismatch_is_reported(tmp_path):
-    lf = DATA / "example_longform"
     refs = tmp_path / "refs.txt"
     refs.write_text("only one line\n")
-    result = _run(lf / "instances.log", "--segments", lf / "segments.yaml", "--references", refs)
+    result = _run(LONG_LOG, "--segments", LONG_SEGMENTS, "--references", refs)
     assert result.exit_code == 2
     assert "1 reference lines for 4 segments" in result.stderr
