@@ -1,0 +1,237 @@
+"""N concurrent real-time streams through one Scheduler: the capacity benchmark (issue 6).
+
+Not a test: it runs on the wall clock and prints figures. Each stream is a ``Session`` fed chunk by
+chunk at real-time pace by its own asyncio task (streams start at staggered phases, as clients do),
+all served by one ``Scheduler`` over one shared model:
+
+    result = asyncio.run(run_streams(model, n_streams=32, duration_s=30, audio=samples_16k))
+    best = asyncio.run(sweep_streams(model, duration_s=30, audio=samples_16k))
+
+``run_streams`` returns the output contract of ``streamrt bench streams --format json``: ``streams``,
+``kept_realtime``, ``p50_commit_delay_ms``, ``p95_commit_delay_ms`` (a word's end in the audio to its
+commit reaching the session's callback, wall clock), ``rtf_max``, plus scheduler figures.
+A stream kept real time when its compute stayed under its audio time (rtf < 1) and the oldest
+unprocessed audio never waited longer than ``max_lag_ms`` for its step to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from streamrt.clock import MonotonicClock
+from streamrt.engine import StreamingModel
+from streamrt.scheduler import Scheduler, SchedulerSettings
+from streamrt.session import Session, SessionLimits
+from streamrt.types import CommitEvent, EndEvent
+
+
+class SimulatedCompute:
+    """Wraps a model so each batched step also sleeps ``fixed_ms + per_stream_ms * b`` (the GIL is
+    released, as torch does): a stand-in for a real network when measuring the scheduler itself."""
+
+    def __init__(self, model: StreamingModel, fixed_ms: float, per_stream_ms: float):
+        self.model = model
+        self.sample_rate = model.sample_rate
+        self.fixed_ms = fixed_ms
+        self.per_stream_ms = per_stream_ms
+
+    def create_stream(self, options: Mapping[str, object] | None = None):
+        return self.model.create_stream(options)
+
+    def step(self, streams) -> None:
+        self.model.step(streams)
+        time.sleep((self.fixed_ms + self.per_stream_ms * len(streams)) / 1000.0)
+
+    def describe(self) -> dict:
+        return {"simulated_fixed_ms": self.fixed_ms, "simulated_per_stream_ms": self.per_stream_ms}
+
+
+class _StreamRecord:
+    def __init__(self, session: Session):
+        self.session = session
+        self.start: float | None = None  # wall time of media position 0
+        self.delays_ms: list[float] = []
+        self.max_lag_ms = 0.0
+        self.ended = asyncio.Event()
+
+
+def _loop_audio(audio: np.ndarray, n: int, offset: int) -> np.ndarray:
+    reps = int(np.ceil((offset + n) / max(len(audio), 1))) + 1
+    return np.tile(audio, reps)[offset : offset + n]
+
+
+async def run_streams(
+    model: StreamingModel,
+    n_streams: int,
+    duration_s: float,
+    audio: np.ndarray,
+    *,
+    chunk_ms: float = 100.0,
+    options: Mapping[str, object] | None = None,
+    settings: SchedulerSettings | None = None,
+    max_lag_ms: float | None = None,
+    per_stream: bool = False,
+) -> dict:
+    """Run ``n_streams`` simulated clients for ``duration_s`` seconds of ``audio`` each (16 kHz mono
+    float32 at ``model.sample_rate``, looped; stream i starts at a different offset) and measure.
+
+    chunk_ms: how much audio a client sends per message (ms). options: passed to
+    ``model.create_stream``. max_lag_ms: the lag a stream may reach and still count as real time
+    (ms; default: the scheduler's latency budget). per_stream: include per-stream figures.
+    """
+    settings = settings or SchedulerSettings()
+    max_lag_ms = settings.latency_budget_ms if max_lag_ms is None else max_lag_ms
+    clock = MonotonicClock()
+    sched = Scheduler(model, clock=clock, settings=settings)
+    sr = model.sample_rate
+    n_samples = int(duration_s * sr)
+    chunk = max(1, int(chunk_ms * sr / 1000))
+    records: list[_StreamRecord] = []
+
+    def on_output(session: Session, rec: _StreamRecord) -> None:
+        now = clock.now()
+        st = sched.session_stats(session)
+        if st is not None:
+            rec.max_lag_ms = max(rec.max_lag_ms, st["max_lag_ms"])
+        for ev in session.events():
+            if isinstance(ev, CommitEvent) and rec.start is not None:
+                rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
+            elif isinstance(ev, EndEvent):
+                rec.ended.set()
+
+    async def client(i: int, rec: _StreamRecord) -> None:
+        samples = _loop_audio(audio, n_samples, (i * 7919 * sr // 10) % max(len(audio), 1))
+        await asyncio.sleep(i * chunk_ms / 1000.0 / max(n_streams, 1))  # staggered phases
+        rec.start = clock.now()
+        for k, a in enumerate(range(0, n_samples, chunk)):
+            piece = samples[a : a + chunk]
+            due = rec.start + (a + len(piece)) / sr  # the piece is complete when its last sample is
+            delay = due - clock.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            rec.session.receive_audio(piece)
+            sched.wake(rec.session)
+        rec.session.receive_eof()
+        sched.wake(rec.session)
+        await rec.ended.wait()
+
+    await sched.start()
+    t0 = time.perf_counter()
+    limits = SessionLimits(max_buffered_audio_s=None)
+    for i in range(n_streams):
+        session = Session(model.create_stream(options), clock, model_sample_rate=sr, input_sample_rate=sr,
+                          limits=limits, session_id=f"bench{i}")
+        rec = _StreamRecord(session)
+        records.append(rec)
+        sched.add(session, on_output=lambda s, r=rec: on_output(s, r))
+    await asyncio.gather(*(client(i, r) for i, r in enumerate(records)))
+    wall_s = time.perf_counter() - t0
+    stats = sched.stats()
+    await sched.stop()
+    return _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream)
+
+
+def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream) -> dict:
+    delays = np.array([d for r in records for d in r.delays_ms]) if records else np.zeros(0)
+    rows = []
+    for r in records:
+        s = r.session
+        rtf = s.compute_ms / s.stream.received_ms if s.stream.received_ms else 0.0
+        kept = rtf < 1.0 and r.max_lag_ms <= max_lag_ms
+        rows.append({
+            "id": s.id,
+            "rtf": round(rtf, 4),
+            "max_lag_ms": round(r.max_lag_ms, 1),
+            "units": len(s.committed),
+            "p95_commit_delay_ms": round(float(np.percentile(r.delays_ms, 95)), 1) if r.delays_ms else None,
+            "kept_realtime": kept,
+        })
+    out = {
+        "streams": n_streams,
+        "duration_s": duration_s,
+        "kept_realtime": all(row["kept_realtime"] for row in rows),
+        "streams_kept_realtime": sum(row["kept_realtime"] for row in rows),
+        "p50_commit_delay_ms": round(float(np.percentile(delays, 50)), 1) if len(delays) else None,
+        "p95_commit_delay_ms": round(float(np.percentile(delays, 95)), 1) if len(delays) else None,
+        "rtf_max": max((row["rtf"] for row in rows), default=0.0),
+        "rtf_mean": round(float(np.mean([row["rtf"] for row in rows])), 4) if rows else 0.0,
+        "max_lag_ms": max((row["max_lag_ms"] for row in rows), default=0.0),
+        "units": int(sum(row["units"] for row in rows)),
+        "steps": stats["steps"],
+        "batch_size_mean": stats["batch_size_mean"],
+        "batch_size_max": stats["batch_size_max"],
+        "step_time": stats["step_time"],
+        "deadline_misses": stats["deadline_misses"],
+        "degradation_level_end": stats["degradation"]["level"],
+        "degradation_changes": stats["degradation"]["changes"],
+        "wall_s": round(wall_s, 2),
+    }
+    if per_stream:
+        out["per_stream"] = rows
+    return out
+
+
+def passes(result: dict, p95_limit_ms: float) -> bool:
+    p95 = result["p95_commit_delay_ms"]
+    return bool(result["kept_realtime"]) and p95 is not None and p95 <= p95_limit_ms
+
+
+async def sweep_streams(
+    model: StreamingModel,
+    duration_s: float,
+    audio: np.ndarray,
+    *,
+    start: int = 1,
+    max_streams: int = 256,
+    p95_limit_ms: float = 1500.0,
+    counts: Sequence[int] | None = None,
+    **run_kw,
+) -> dict:
+    """The most streams held in real time with p95 commit delay <= ``p95_limit_ms``.
+
+    Doubles from ``start`` until a run fails (or ``max_streams``), then bisects between the last
+    pass and the first failure. ``counts``: try exactly these instead. Every run is in ``trials``.
+    """
+    trials: dict[int, dict] = {}
+
+    async def trial(n: int) -> bool:
+        if n not in trials:
+            trials[n] = await run_streams(model, n, duration_s, audio, **run_kw)
+        return passes(trials[n], p95_limit_ms)
+
+    best = 0
+    if counts is not None:
+        for n in counts:
+            if await trial(n):
+                best = max(best, n)
+    else:
+        n, fail = start, max_streams + 1
+        while n <= max_streams:
+            if not await trial(n):
+                fail = n
+                break
+            best = n
+            n *= 2
+        lo, hi = best, fail  # lo passed (or 0), hi failed (or past max_streams)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if await trial(mid):
+                lo = best = mid
+            else:
+                hi = mid
+    return {
+        "max_streams": best,
+        "p95_limit_ms": p95_limit_ms,
+        "duration_s": duration_s,
+        "trials": [trials[n] for n in sorted(trials)],
+    }
+
+
+def with_settings(settings: SchedulerSettings | None, **changes) -> SchedulerSettings:
+    """A copy of ``settings`` (default settings when None) with ``changes`` applied."""
+    return replace(settings or SchedulerSettings(), **changes)

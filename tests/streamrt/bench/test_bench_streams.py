@@ -1,0 +1,29 @@
+"""The streams benchmark harness keeps its output contract (issue 6) and delivers every unit; the
+figures themselves are measured by `streamrt bench streams`, never asserted here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamrt.bench.streams import SimulatedCompute, passes, run_streams, sweep_streams
+from streamrt.testing import CountingModel
+
+CONTRACT = {"streams", "kept_realtime", "p50_commit_delay_ms", "p95_commit_delay_ms", "rtf_max"}
+
+
+async def test_run_streams_reports_the_contract_and_every_unit():
+    model = CountingModel()
+    result = await run_streams(model, 3, 1.0, np.zeros(8000, np.float32), chunk_ms=100, per_stream=True)
+    assert CONTRACT <= set(result)
+    assert result["streams"] == 3 and len(result["per_stream"]) == 3
+    assert result["units"] == 3 * 2  # 1 s of audio = two 500 ms words per stream, all committed
+    assert result["p50_commit_delay_ms"] <= result["p95_commit_delay_ms"]
+    assert 0 <= result["rtf_max"] < 1  # a step that does nothing costs far less than the audio
+    assert max(model.batch_sizes) <= 3
+
+
+async def test_sweep_reports_the_largest_passing_count():
+    model = SimulatedCompute(CountingModel(), fixed_ms=1.0, per_stream_ms=0.1)
+    result = await sweep_streams(model, 0.5, np.zeros(4000, np.float32), counts=[1, 2], p95_limit_ms=1e9)
+    assert [t["streams"] for t in result["trials"]] == [1, 2]
+    assert result["max_streams"] == max([0] + [t["streams"] for t in result["trials"] if passes(t, 1e9)])
