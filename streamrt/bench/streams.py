@@ -235,3 +235,88 @@ async def sweep_streams(
 def with_settings(settings: SchedulerSettings | None, **changes) -> SchedulerSettings:
     """A copy of ``settings`` (default settings when None) with ``changes`` applied."""
     return replace(settings or SchedulerSettings(), **changes)
+
+
+# ---- command-line entry (`streamrt bench streams`, or `python -m streamrt.bench.streams`) ---------
+def default_audio_path() -> str:
+    """A real English recording that ships with an installed package (moonshine-voice, 44 s)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("moonshine_voice")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("no default audio: install moonshine-voice (the [models] extra) or pass --audio")
+    import os
+
+    return os.path.join(list(spec.submodule_search_locations)[0], "assets", "two_cities.wav")
+
+
+def load_bench_model(name: str, **model_settings):
+    """``counting`` (CountingModel), ``counting-sim:FIXED_MS:PER_STREAM_MS`` (CountingModel with a
+    simulated step cost), or a Whisper name/path for ``WhisperStreamingModel.from_pretrained``."""
+    from streamrt.testing import CountingModel
+
+    if name == "counting":
+        return CountingModel()
+    if name.startswith("counting-sim"):
+        parts = name.split(":")
+        fixed = float(parts[1]) if len(parts) > 1 else 20.0
+        per = float(parts[2]) if len(parts) > 2 else 2.0
+        return SimulatedCompute(CountingModel(), fixed, per)
+    from streamrt.tasks.whisper_stream import WhisperStreamingModel
+
+    return WhisperStreamingModel.from_pretrained(name, **model_settings)
+
+
+def bench_streams(
+    model_name: str = "tiny.en",
+    streams: int = 8,
+    duration_s: float = 30.0,
+    *,
+    sweep: bool = False,
+    audio_path: str | None = None,
+    chunk_ms: float = 100.0,
+    p95_limit_ms: float = 1500.0,
+    max_streams: int = 256,
+    options: Mapping[str, object] | None = None,
+    settings: SchedulerSettings | None = None,
+    **model_settings,
+) -> dict:
+    """Load the model and audio, then run ``streams`` streams (or sweep); the JSON-ready result."""
+    from streamrt.audio import load_audio
+
+    model = load_bench_model(model_name, **model_settings)
+    audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
+    kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
+    if sweep:
+        out = asyncio.run(sweep_streams(model, duration_s, audio, start=max(1, streams),
+                                        max_streams=max_streams, p95_limit_ms=p95_limit_ms, **kw))
+    else:
+        out = asyncio.run(run_streams(model, streams, duration_s, audio, **kw))
+    describe = getattr(model, "describe", None)
+    return {"model": model_name, **out, "model_settings": describe() if callable(describe) else {}}
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m streamrt.bench.streams", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="tiny.en")
+    p.add_argument("--streams", type=int, default=8)
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of audio per stream")
+    p.add_argument("--sweep", action="store_true", help="find the most streams held in real time")
+    p.add_argument("--audio", default=None)
+    p.add_argument("--chunk-ms", type=float, default=100.0, help="client message size (ms)")
+    p.add_argument("--format", choices=["json", "text"], default="json")
+    a = p.parse_args(argv)
+    out = bench_streams(a.model, a.streams, a.duration, sweep=a.sweep, audio_path=a.audio, chunk_ms=a.chunk_ms)
+    if a.format == "json":
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            if k not in ("trials", "per_stream"):
+                print(f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -3,6 +3,8 @@ batching, joins and leaves, deadline order, failure isolation, clean drain. No w
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
@@ -238,3 +240,26 @@ async def test_a_session_with_nothing_left_to_step_still_ends():
     await sched.stop()
     assert rec.ended(s.id) and rec.committed_words(s.id) == []
     assert model.steps == 0 and sched.sessions == ()
+
+
+@pytest.mark.parametrize("max_wait_ms, first_batch", [(None, 1), (5000.0, 4)])
+async def test_max_wait_gathers_sessions_that_become_ready_soon(max_wait_ms, first_batch):
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.01)
+    sched = Scheduler(model, clock=clock, settings=SchedulerSettings(max_wait_ms=max_wait_ms,
+                                                                      degrade_high_water_ms=None))
+    sessions = make(4, clock, model)
+    await sched.start()
+    for s in sessions:
+        sched.add(s)
+    await asyncio.sleep(0)
+    for s in sessions:  # they become ready one after another, yielding to the loop in between
+        s.receive_audio(chunk(200))
+        sched.wake(s)
+        for _ in range(3):
+            await asyncio.sleep(0)
+    await sched.wait_idle()
+    await sched.stop()
+    # the gather ends as soon as every scheduled session is ready: no real waiting happened
+    assert model.batch_sizes[0] == first_batch
+    assert sum(model.batch_sizes) == 4
