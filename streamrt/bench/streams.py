@@ -296,27 +296,47 @@ def bench_streams(
     return {"model": model_name, **out, "model_settings": describe() if callable(describe) else {}}
 
 
-def _main(argv: Sequence[str] | None = None) -> None:
-    import argparse
+def register(app) -> None:
+    """Add ``streams`` to the ``streamrt bench`` typer app (called from streamrt/cli/bench.py)."""
     import json
 
-    p = argparse.ArgumentParser(prog="python -m streamrt.bench.streams", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="tiny.en")
-    p.add_argument("--streams", type=int, default=8)
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of audio per stream")
-    p.add_argument("--sweep", action="store_true", help="find the most streams held in real time")
-    p.add_argument("--audio", default=None)
-    p.add_argument("--chunk-ms", type=float, default=100.0, help="client message size (ms)")
-    p.add_argument("--format", choices=["json", "text"], default="json")
-    a = p.parse_args(argv)
-    out = bench_streams(a.model, a.streams, a.duration, sweep=a.sweep, audio_path=a.audio, chunk_ms=a.chunk_ms)
-    if a.format == "json":
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            if k not in ("trials", "per_stream"):
-                print(f"{k}: {v}")
+    import typer
+
+    @app.command("streams")
+    def streams_cmd(
+        model: str = typer.Option("tiny.en", help="Whisper name/path, or counting / counting-sim:FIXED_MS:PER_STREAM_MS"),
+        streams: int = typer.Option(8, help="concurrent real-time streams (the sweep's first count)"),
+        duration: float = typer.Option(30.0, help="seconds of audio per stream"),
+        sweep: bool = typer.Option(False, help="find the most streams held in real time with p95 <= --p95-limit-ms"),
+        p95_limit_ms: float = typer.Option(1500.0, help="sweep criterion: p95 commit delay (ms)"),
+        audio: str = typer.Option(None, help="16 kHz-resampled input audio (default: a packaged recording)"),
+        chunk_ms: float = typer.Option(100.0, help="client message size (ms)"),
+        encoder_mode: str = typer.Option("block-causal", help="Whisper only: block-causal | sliding | reencode"),
+        model_chunk_ms: int = typer.Option(None, help="Whisper only: audio per model step (ms)"),
+        policy: str = typer.Option("local-agreement", help="Whisper only: read/write policy"),
+        format: str = typer.Option("json", "--format", help="json | text"),
+    ) -> None:
+        """N concurrent simulated real-time streams through one scheduler (issue 6's benchmark)."""
+        model_kw: dict = {}
+        options = None
+        if not model.startswith("counting"):
+            model_kw["encoder_mode"] = encoder_mode
+            if model_chunk_ms is not None:
+                model_kw["chunk_ms"] = model_chunk_ms
+            options = {"policy": policy}
+        out = bench_streams(model, streams, duration, sweep=sweep, audio_path=audio, chunk_ms=chunk_ms,
+                            p95_limit_ms=p95_limit_ms, options=options, **model_kw)
+        if format == "json":
+            typer.echo(json.dumps(out))
+        else:
+            for k, v in out.items():
+                if k not in ("trials", "per_stream"):
+                    typer.echo(f"{k}: {v}")
 
 
 if __name__ == "__main__":
-    _main()
+    import typer as _typer
+
+    _app = _typer.Typer(add_completion=False)
+    register(_app)
+    _app()

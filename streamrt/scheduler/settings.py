@@ -29,7 +29,7 @@ class SchedulerSettings:
         N or more streams are live (ms); after that it is tried again.
     """
 
-    max_batch_size: int | None = 32
+    max_batch_size: int | None = 64
     max_wait_ms: float | None = 10.0
     latency_budget_ms: float = 1000.0
     step_time_window: int = 64

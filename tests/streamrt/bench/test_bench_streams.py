@@ -27,3 +27,24 @@ async def test_sweep_reports_the_largest_passing_count():
     result = await sweep_streams(model, 0.5, np.zeros(4000, np.float32), counts=[1, 2], p95_limit_ms=1e9)
     assert [t["streams"] for t in result["trials"]] == [1, 2]
     assert result["max_streams"] == max([0] + [t["streams"] for t in result["trials"] if passes(t, 1e9)])
+
+
+def test_cli_prints_one_json_object_with_the_contract(tmp_path):
+    import json
+
+    import soundfile as sf
+    import typer
+    from typer.testing import CliRunner
+
+    from streamrt.bench import streams
+
+    wav = tmp_path / "silence.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    app = typer.Typer()
+    streams.register(app)
+    app.command("noop")(lambda: None)  # a group of two commands, as under `streamrt bench`
+    res = CliRunner().invoke(app, ["streams", "--model", "counting", "--streams", "2", "--duration", "0.5",
+                                   "--audio", str(wav), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert CONTRACT <= set(out) and out["streams"] == 2 and out["model"] == "counting"
