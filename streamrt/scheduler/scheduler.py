@@ -94,16 +94,22 @@ class Scheduler:
         self._task = asyncio.create_task(self._run(), name="streamrt-scheduler")
         self._signal()
 
-    async def stop(self, *, drain: bool = True) -> None:
+    async def stop(self, *, drain: bool = True, drain_timeout_s: float | None = 60.0) -> None:
         """Stop scheduling. ``drain``: first step every session until none is ready, so all audio
-        already received (and every flush after eof) is processed and delivered. Sessions stay
-        attached (their state is untouched); no new ones are accepted. The degradation ladder is
-        turned back to level 0, so the shared model is left as it was configured."""
+        already received (and every flush after eof) is processed and delivered; after
+        ``drain_timeout_s`` seconds (None: no limit) the drain is cut short after the step in
+        flight. Sessions stay attached (their state is untouched); no new ones are accepted. The
+        degradation ladder is turned back to level 0, leaving the shared model as configured."""
         if self._task is None:
             return
         self._stopping = True
         self._drain = drain
         self._signal()
+        done, _ = await asyncio.wait({self._task}, timeout=drain_timeout_s)
+        if not done:
+            log.warning("drain not finished after %s s: stopping after the step in flight", drain_timeout_s)
+            self._drain = False
+            self._signal()
         await self._task
         if self.degradation.level:
             self.degradation.set_level(self.model, 0)  # leave the shared model as configured

@@ -263,3 +263,21 @@ async def test_max_wait_gathers_sessions_that_become_ready_soon(max_wait_ms, fir
     # the gather ends as soon as every scheduled session is ready: no real waiting happened
     assert model.batch_sizes[0] == first_batch
     assert sum(model.batch_sizes) == 4
+
+
+async def test_stop_cuts_a_drain_that_never_ends():
+    clock = ManualClock()
+
+    class Stuck(TimedCountingModel):
+        def step(self, streams):  # never consumes: the stream stays ready for ever
+            self.batch_sizes.append(len(streams))
+
+    model = Stuck(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    (s,) = make(1, clock, model)
+    await sched.start()
+    sched.add(s)
+    s.receive_audio(chunk(400))
+    sched.wake(s)
+    await sched.stop(drain_timeout_s=0.05)
+    assert len(model.batch_sizes) > 1 and s in sched.sessions
