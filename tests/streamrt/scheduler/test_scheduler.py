@@ -281,3 +281,31 @@ async def test_stop_cuts_a_drain_that_never_ends():
     sched.wake(s)
     await sched.stop(drain_timeout_s=0.05)
     assert len(model.batch_sizes) > 1 and s in sched.sessions
+
+
+async def test_steps_run_off_the_event_loop_which_keeps_serving_meanwhile():
+    import threading
+
+    clock = ManualClock()
+    started, released = threading.Event(), threading.Event()
+
+    class Blocking(TimedCountingModel):
+        def step(self, streams):
+            started.set()
+            self.released_by_loop = released.wait(timeout=5)  # only a coroutine on the loop sets it
+            self.thread = threading.current_thread()
+            super().step(streams)
+
+    model = Blocking(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    (s,) = make(1, clock, model)
+    await sched.start()
+    sched.add(s)
+    s.receive_audio(chunk(200))
+    sched.wake(s)
+    while not started.is_set():  # if the step blocked the loop, this would not run until it timed out
+        await asyncio.sleep(0.001)
+    released.set()
+    await sched.wait_idle()
+    await sched.stop()
+    assert model.released_by_loop and model.thread is not threading.main_thread()
