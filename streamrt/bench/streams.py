@@ -10,8 +10,9 @@ all served by one ``Scheduler`` over one shared model:
 ``run_streams`` returns the output contract of ``streamrt bench streams --format json``: ``streams``,
 ``kept_realtime``, ``p50_commit_delay_ms``, ``p95_commit_delay_ms`` (a word's end in the audio to its
 commit reaching the session's callback, wall clock), ``rtf_max``, plus scheduler figures.
-A stream kept real time when its compute stayed under its audio time (rtf < 1) and the oldest
-unprocessed audio never waited longer than ``max_lag_ms`` for its step to start.
+A stream kept real time when its compute stayed under its audio time (rtf < 1) and its lag (how
+long a ready step waited to start, see streamrt/scheduler/member.py) never passed ``max_lag_ms``.
+``run_spike`` measures a load spike (the stream count doubling for a while).
 """
 
 from __future__ import annotations
@@ -32,23 +33,38 @@ from streamrt.types import CommitEvent, EndEvent
 
 class SimulatedCompute:
     """Wraps a model so each batched step also sleeps ``fixed_ms + per_stream_ms * b`` (the GIL is
-    released, as torch does): a stand-in for a real network when measuring the scheduler itself."""
+    released, as torch does): a stand-in for a real network when measuring the scheduler itself.
 
-    def __init__(self, model: StreamingModel, fixed_ms: float, per_stream_ms: float):
+    precision_speedup: when set, the wrapper offers the ``set_low_precision_fraction(f)`` knob and a
+    step costs ``(1 - precision_speedup * f)`` of its time (a simulated mixed-precision kernel).
+    """
+
+    def __init__(self, model: StreamingModel, fixed_ms: float, per_stream_ms: float,
+                 precision_speedup: float | None = None):
         self.model = model
         self.sample_rate = model.sample_rate
         self.fixed_ms = fixed_ms
         self.per_stream_ms = per_stream_ms
+        self.precision_speedup = precision_speedup
+        self.low_precision_fraction = 0.0
+        if precision_speedup is not None:
+            self.set_low_precision_fraction = self._set_fraction
+
+    def _set_fraction(self, f: float) -> None:
+        self.low_precision_fraction = float(f)
 
     def create_stream(self, options: Mapping[str, object] | None = None):
         return self.model.create_stream(options)
 
     def step(self, streams) -> None:
         self.model.step(streams)
-        time.sleep((self.fixed_ms + self.per_stream_ms * len(streams)) / 1000.0)
+        cost_ms = self.fixed_ms + self.per_stream_ms * len(streams)
+        cost_ms *= 1.0 - (self.precision_speedup or 0.0) * self.low_precision_fraction
+        time.sleep(cost_ms / 1000.0)
 
     def describe(self) -> dict:
-        return {"simulated_fixed_ms": self.fixed_ms, "simulated_per_stream_ms": self.per_stream_ms}
+        return {"simulated_fixed_ms": self.fixed_ms, "simulated_per_stream_ms": self.per_stream_ms,
+                "simulated_precision_speedup": self.precision_speedup}
 
 
 class _StreamRecord:
@@ -63,6 +79,65 @@ class _StreamRecord:
 def _loop_audio(audio: np.ndarray, n: int, offset: int) -> np.ndarray:
     reps = int(np.ceil((offset + n) / max(len(audio), 1))) + 1
     return np.tile(audio, reps)[offset : offset + n]
+
+
+async def _run_plan(
+    model: StreamingModel,
+    plan: Sequence[tuple[float, float]],
+    audio: np.ndarray,
+    *,
+    chunk_ms: float,
+    options: Mapping[str, object] | None,
+    settings: SchedulerSettings,
+) -> tuple[list[_StreamRecord], dict, float]:
+    """Client i joins at plan[i][0] s and streams plan[i][1] s of audio in real time, then eof."""
+    clock = MonotonicClock()
+    sched = Scheduler(model, clock=clock, settings=settings)
+    sr = model.sample_rate
+    chunk = max(1, int(chunk_ms * sr / 1000))
+    limits = SessionLimits(max_buffered_audio_s=None)
+
+    def on_output(session: Session, rec: _StreamRecord) -> None:
+        now = clock.now()
+        st = sched.session_stats(session)
+        if st is not None:
+            rec.max_lag_ms = max(rec.max_lag_ms, st["max_lag_ms"])
+        for ev in session.events():
+            if isinstance(ev, CommitEvent) and rec.start is not None:
+                rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
+            elif isinstance(ev, EndEvent):
+                rec.ended.set()
+
+    async def client(i: int, rec: _StreamRecord, start_s: float, duration_s: float) -> None:
+        n_samples = int(duration_s * sr)
+        samples = _loop_audio(audio, n_samples, (i * 7919 * sr // 10) % max(len(audio), 1))
+        await asyncio.sleep(start_s)
+        rec.start = clock.now()
+        sched.add(rec.session, on_output=lambda s: on_output(s, rec))
+        for a in range(0, n_samples, chunk):
+            piece = samples[a : a + chunk]
+            due = rec.start + (a + len(piece)) / sr  # the piece is complete when its last sample is
+            delay = due - clock.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            rec.session.receive_audio(piece)
+            sched.wake(rec.session)
+        rec.session.receive_eof()
+        sched.wake(rec.session)
+        await rec.ended.wait()
+
+    records = [
+        _StreamRecord(Session(model.create_stream(options), clock, model_sample_rate=sr,
+                              input_sample_rate=sr, limits=limits, session_id=f"bench{i}"))
+        for i in range(len(plan))
+    ]
+    await sched.start()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(i, r, *plan[i]) for i, r in enumerate(records)))
+    wall_s = time.perf_counter() - t0
+    stats = sched.stats()
+    await sched.stop()
+    return records, stats, wall_s
 
 
 async def run_streams(
@@ -86,54 +161,47 @@ async def run_streams(
     """
     settings = settings or SchedulerSettings()
     max_lag_ms = settings.latency_budget_ms if max_lag_ms is None else max_lag_ms
-    clock = MonotonicClock()
-    sched = Scheduler(model, clock=clock, settings=settings)
-    sr = model.sample_rate
-    n_samples = int(duration_s * sr)
-    chunk = max(1, int(chunk_ms * sr / 1000))
-    records: list[_StreamRecord] = []
-
-    def on_output(session: Session, rec: _StreamRecord) -> None:
-        now = clock.now()
-        st = sched.session_stats(session)
-        if st is not None:
-            rec.max_lag_ms = max(rec.max_lag_ms, st["max_lag_ms"])
-        for ev in session.events():
-            if isinstance(ev, CommitEvent) and rec.start is not None:
-                rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
-            elif isinstance(ev, EndEvent):
-                rec.ended.set()
-
-    async def client(i: int, rec: _StreamRecord) -> None:
-        samples = _loop_audio(audio, n_samples, (i * 7919 * sr // 10) % max(len(audio), 1))
-        await asyncio.sleep(i * chunk_ms / 1000.0 / max(n_streams, 1))  # staggered phases
-        rec.start = clock.now()
-        for k, a in enumerate(range(0, n_samples, chunk)):
-            piece = samples[a : a + chunk]
-            due = rec.start + (a + len(piece)) / sr  # the piece is complete when its last sample is
-            delay = due - clock.now()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            rec.session.receive_audio(piece)
-            sched.wake(rec.session)
-        rec.session.receive_eof()
-        sched.wake(rec.session)
-        await rec.ended.wait()
-
-    await sched.start()
-    t0 = time.perf_counter()
-    limits = SessionLimits(max_buffered_audio_s=None)
-    for i in range(n_streams):
-        session = Session(model.create_stream(options), clock, model_sample_rate=sr, input_sample_rate=sr,
-                          limits=limits, session_id=f"bench{i}")
-        rec = _StreamRecord(session)
-        records.append(rec)
-        sched.add(session, on_output=lambda s, r=rec: on_output(s, r))
-    await asyncio.gather(*(client(i, r) for i, r in enumerate(records)))
-    wall_s = time.perf_counter() - t0
-    stats = sched.stats()
-    await sched.stop()
+    stagger_s = chunk_ms / 1000.0 / max(n_streams, 1)  # clients start at different phases
+    plan = [(i * stagger_s, duration_s) for i in range(n_streams)]
+    records, stats, wall_s = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
+                                             settings=settings)
     return _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream)
+
+
+async def run_spike(
+    model: StreamingModel,
+    base_streams: int,
+    duration_s: float,
+    audio: np.ndarray,
+    *,
+    spike_streams: int | None = None,
+    spike_start_s: float = 10.0,
+    spike_duration_s: float = 30.0,
+    chunk_ms: float = 100.0,
+    options: Mapping[str, object] | None = None,
+    settings: SchedulerSettings | None = None,
+    max_lag_ms: float | None = None,
+) -> dict:
+    """A load spike: ``base_streams`` for ``duration_s``, plus ``spike_streams`` (default: as many
+    again, doubling the load) joining at ``spike_start_s`` for ``spike_duration_s``. Reports the
+    run as ``run_streams`` does, the base streams on their own (did they hold their deadlines
+    through the spike?), and the degradation level history."""
+    settings = settings or SchedulerSettings()
+    max_lag_ms = settings.latency_budget_ms if max_lag_ms is None else max_lag_ms
+    spike_streams = base_streams if spike_streams is None else spike_streams
+    stagger_s = chunk_ms / 1000.0 / max(base_streams + spike_streams, 1)
+    plan = [(i * stagger_s, duration_s) for i in range(base_streams)]
+    plan += [(spike_start_s + i * stagger_s, spike_duration_s) for i in range(spike_streams)]
+    records, stats, wall_s = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
+                                             settings=settings)
+    out = _summarize(records, stats, len(plan), duration_s, wall_s, max_lag_ms, False)
+    base = _summarize(records[:base_streams], stats, base_streams, duration_s, wall_s, max_lag_ms, False)
+    out["base"] = {k: base[k] for k in ("streams", "kept_realtime", "streams_kept_realtime",
+                                        "p50_commit_delay_ms", "p95_commit_delay_ms", "max_lag_ms")}
+    out["spike"] = {"streams": spike_streams, "start_s": spike_start_s, "duration_s": spike_duration_s}
+    out["degradation_history"] = stats["degradation"]["history"]
+    out["degradation_max_level"] = max((lvl for _, lvl in stats["degradation"]["history"]), default=0)
+    return out
 
 
 def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream) -> dict:
