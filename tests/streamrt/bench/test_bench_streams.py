@@ -48,3 +48,14 @@ def test_cli_prints_one_json_object_with_the_contract(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert CONTRACT <= set(out) and out["streams"] == 2 and out["model"] == "counting"
+
+
+async def test_spike_reports_the_base_streams_and_the_ladder_history():
+    from streamrt.bench.streams import run_spike
+
+    model = SimulatedCompute(CountingModel(), fixed_ms=1.0, per_stream_ms=0.1, precision_speedup=0.5)
+    result = await run_spike(model, 1, 1.0, np.zeros(8000, np.float32), spike_start_s=0.2, spike_duration_s=0.5)
+    assert CONTRACT <= set(result) and result["streams"] == 2
+    assert result["base"]["streams"] == 1 and result["spike"]["streams"] == 1
+    assert result["units"] == 2 + 1  # 1 s and 0.5 s of 500 ms words
+    assert isinstance(result["degradation_history"], list)
