@@ -73,6 +73,7 @@ class Scheduler:
         self._wakeup: asyncio.Event | None = None
         self._progress: asyncio.Condition | None = None
         self._callbacks: set[asyncio.Future] = set()
+        self._woken: set[Member] = set()  # woken while gathering
         self._stopping = False
         self._drain = True
         self._idle = True
@@ -137,6 +138,7 @@ class Scheduler:
         member = self._members.get(session)
         if member is not None:
             member.note_arrival(self.clock.now())
+            self._woken.add(member)
             self._signal()
 
     def remove(self, session: Session) -> None:
@@ -182,6 +184,7 @@ class Scheduler:
         while True:
             try:
                 self._wakeup.clear()
+                self._woken.clear()  # this scan sees every session
                 ready = self._ready_members()
                 if not ready or (self._stopping and not self._drain):
                     self._idle = True
@@ -232,10 +235,11 @@ class Scheduler:
         assert self._wakeup is not None
         cap = self.settings.max_batch_size or len(self._members)
         until = self.clock.now() + wait_ms / 1000.0
-        while ready and len(ready) < min(cap, len(self._members)):
+        in_batch = set(map(id, ready))
+        first_deadline = min(self._deadline(m) for m in ready)
+        while len(in_batch) < min(cap, len(self._members)):
             now = self.clock.now()
-            slack = min(self._deadline(m) for m in ready) - now - self._step_time.predict(cap)
-            remaining = min(until - now, slack)
+            remaining = min(until - now, first_deadline - now - self._step_time.predict(cap))
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -243,7 +247,10 @@ class Scheduler:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except (asyncio.TimeoutError, TimeoutError):
                 return
-            ready = self._ready_members()
+            for m in self._woken:  # only the sessions woken meanwhile can have become ready
+                if id(m) not in in_batch and self._members.get(m.session) is m and m.session.ready():
+                    in_batch.add(id(m))
+            self._woken.clear()
 
     def _pick(self, ready: list[Member]) -> list[tuple[Member, float]]:
         now = self.clock.now()
