@@ -1,0 +1,209 @@
+"""Joins one ``ServerProtocol`` to the scheduler and to an outgoing message channel.
+
+Shared by the WebSocket and the WebRTC transports: they feed client input to the protocol and call
+``after_input()``; the scheduler calls ``on_output`` after each step; a sender task drains the
+bounded send queue into ``send`` and finally calls ``close``. A client that stops reading fills the
+queue (superseded partials are dropped first, never commits); past ``send_queue_high_water`` the
+session is dropped and the link closed with 1008 ``slow_client``, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from streamrt.errors import StreamrtError
+from streamrt.server.protocol import ServerProtocol
+from streamrt.server.settings import ServerSettings
+
+log = logging.getLogger("streamrt.server")
+
+
+@dataclass
+class ServerStats:
+    """Counters a test or an operator can read (``StreamServer.stats``)."""
+
+    sessions_started: int = 0
+    sessions_ended: int = 0
+    connections_active: int = 0
+    refused_busy: int = 0
+    closed_slow_client: int = 0
+    disconnected_early: int = 0
+    words_committed: int = 0
+    max_send_queue: int = 0
+
+
+class SessionBridge:
+    def __init__(
+        self,
+        proto: ServerProtocol,
+        scheduler,
+        settings: ServerSettings,
+        stats: ServerStats,
+        send: Callable[[str], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+    ):
+        self.proto = proto
+        self.scheduler = scheduler
+        self.settings = settings
+        self.stats = stats
+        self._send = send
+        self._close = close
+        self.queue: deque[dict] = deque()
+        self._wakeup = asyncio.Event()
+        self._session = None  # the session while it is in the scheduler
+        self._sender: asyncio.Task | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self.closed = asyncio.Event()  # set once the link is closed (or lost)
+
+    # ---- called by the transport ---------------------------------------------------------------
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._send_loop())
+
+    def after_input(self) -> None:
+        """Call after every protocol call the transport made (receive_*, stop, fail, shutdown)."""
+        s = self.proto.session
+        if s is not None and self._session is None and not s.ended and self.proto.state != "closed":
+            try:
+                self.scheduler.add(s, on_output=self.on_output)
+            except StreamrtError as e:  # the scheduler is stopping
+                self.proto.abort(StreamrtError(e.message, code="shutting_down"))
+                self._flush()
+                return
+            self._session = s
+            self.stats.sessions_started += 1
+        if self._session is not None:
+            no_step_in_flight = getattr(self.scheduler, "idle", True)
+            self.scheduler.wake(self._session)
+            if no_step_in_flight:  # the scheduler cannot start a step before we yield
+                self._finish_if_done()
+            elif not self._session.ready():
+                self._schedule_finish()
+        self._flush()
+
+    def shutdown(self) -> None:
+        self.proto.shutdown()
+        self.after_input()
+
+    def connection_lost(self) -> None:
+        """The client vanished: drop the session and stop sending."""
+        if self.proto.state != "closed":
+            self.stats.disconnected_early += 1
+        self.proto.connection_lost()
+        self._detach()
+        self.queue.clear()
+        if self._sender is not None:
+            self._sender.cancel()
+        self.closed.set()
+
+    async def wait_closed(self) -> None:
+        await self.closed.wait()
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+    # ---- called by the scheduler -----------------------------------------------------------------
+    def on_output(self, session) -> None:
+        if session is not self._session:
+            return
+        self._finish_if_done()  # the scheduler calls us between steps: nothing of ours is in flight
+        self.proto.collect()
+        self._flush()
+
+    def _finish_if_done(self) -> None:
+        """A stopped session whose stream has nothing left to step gets no more steps, so nothing
+        would emit its ``end``: emit it here. Only call when no step of this session is in flight
+        (a step still running could hold commits not yet collected)."""
+        s = self._session
+        if s is None or s.ended or not s.closed or s.ready():
+            return
+        s.run_until_blocked(self.proto.model)  # makes no model step when not ready; only ends
+        self.proto.collect()
+
+    def _schedule_finish(self) -> None:
+        """The scheduler is busy: check again shortly, when it reports no step in flight."""
+        s = self._session
+        if s is not None and s.closed and not s.ended and self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(0.02, self._retry_finish)
+
+    def _retry_finish(self) -> None:
+        self._retry = None
+        if getattr(self.scheduler, "idle", True):
+            self._finish_if_done()
+            self._flush()
+        else:
+            self._schedule_finish()
+
+    # ---- internals ---------------------------------------------------------------------------------
+    def _detach(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._session is not None:
+            if self._session.ended:
+                self.stats.sessions_ended += 1
+            self.scheduler.remove(self._session)
+            self._session = None
+
+    def _flush(self) -> None:
+        for msg in self.proto.data_to_send():
+            if msg["type"] == "partial" and self.queue:
+                # a newer partial supersedes queued ones; commits are never dropped
+                kept = [m for m in self.queue if m["type"] != "partial"]
+                if len(kept) != len(self.queue):
+                    self.queue = deque(kept)
+            elif msg["type"] == "commit":
+                self.stats.words_committed += len(msg["words"])
+            self.queue.append(msg)
+        if self.proto.close is not None:
+            self._detach()
+        limit = self.settings.send_queue_high_water
+        self.stats.max_send_queue = max(self.stats.max_send_queue, len(self.queue))
+        if limit is not None and len(self.queue) > limit and not self.closed.is_set():
+            self._slow_client(limit)
+            return
+        self._wakeup.set()
+
+    def _slow_client(self, limit: int) -> None:
+        self.stats.closed_slow_client += 1
+        n = len(self.queue)
+        self.proto.abort(
+            StreamrtError(
+                f"client is not reading: {n} messages queued, over the limit of {limit} (setting send_queue_high_water)",
+                code="slow_client",
+            )
+        )
+        self._detach()
+        self.queue.clear()
+        if self._sender is not None:
+            self._sender.cancel()
+        self._sender = asyncio.create_task(self._close_now(*self.proto.close))
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        try:
+            await self._close(code, reason)
+        finally:
+            self.closed.set()
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                while self.queue:
+                    await self._send(json.dumps(self.queue.popleft(), separators=(",", ":")))
+                if self.proto.close is not None:  # everything sent: close with the protocol's code
+                    await self._close(*self.proto.close)
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the link broke while sending: the receiver sees it too
+            log.debug("send failed: %r", e)
+            self.queue.clear()
+            self._detach()
+        finally:
+            if self.proto.close is not None:
+                self.closed.set()

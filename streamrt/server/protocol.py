@@ -1,0 +1,320 @@
+"""Protocol v1, sans-I/O: client messages in, ``Session`` calls made, server messages out.
+
+One ``ServerProtocol`` per connection. The transport (``streamrt.server.ws`` or ``.webrtc``) must:
+
+1. feed every client message to ``receive_text`` / ``receive_binary`` (never anything else);
+2. when ``session`` becomes non-None, hand it to the scheduler; after every ``receive_*``, ``stop``,
+   ``fail`` or ``shutdown`` call ``scheduler.wake(session)`` (audio or end of stream arrived);
+3. after each model step that touched the session, call ``collect()``;
+4. send everything ``data_to_send()`` returns (dicts, to be JSON-encoded), in order;
+5. once ``close`` is not None, send what is left and close with ``close == (code, reason)``.
+
+Nothing here raises to the transport: every problem becomes an ``error`` message. Fatal errors
+after ``start`` stop the session first, so every committed word still reaches the client before
+``end``; fatal errors before ``start`` close at once. docs/protocol.md is the spec.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Mapping
+
+from streamrt.audio import check_format
+from streamrt.clock import Clock
+from streamrt.engine import StreamingModel
+from streamrt.errors import ConfigError, LimitExceeded, ProtocolError, StreamrtError
+from streamrt.server.settings import ServerSettings
+from streamrt.session import Session
+from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEvent
+
+PROTOCOL_VERSION = 1
+CLIENT_TYPES = ("start", "stop")
+START_FIELDS = ("type", "sample_rate", "encoding", "channels", "task", "model", "policy", "policy_options", "language")
+MODEL_OPTIONS = ("task", "policy", "policy_options", "language")
+# fatal session errors after which the model stream cannot flush: end with what is committed
+UNRECOVERABLE = ("model_error", "internal_error")
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes used by the server (RFC 6455 section 7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutdown
+    INVALID_DATA = 1007  # a text message that is not JSON
+    POLICY_VIOLATION = 1008  # protocol misuse, refused start, idle, slow client
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013  # server busy
+
+
+_CLOSE_FOR_CODE = {
+    "not_json": CloseCode.INVALID_DATA,
+    "message_too_big": CloseCode.MESSAGE_TOO_BIG,
+    "server_busy": CloseCode.TRY_AGAIN_LATER,
+    "internal_error": CloseCode.INTERNAL_ERROR,
+    "model_error": CloseCode.INTERNAL_ERROR,
+    "shutting_down": CloseCode.GOING_AWAY,
+}
+
+
+def close_code_for(error_code: str) -> CloseCode:
+    """The close code that follows a fatal error with this wire code."""
+    return _CLOSE_FOR_CODE.get(error_code, CloseCode.POLICY_VIOLATION)
+
+
+def error_message(code: str, message: str, fatal: bool) -> dict:
+    return {"type": "error", "code": code, "message": message, "fatal": fatal}
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A validated ``start`` message."""
+
+    sample_rate: int
+    encoding: str
+    channels: int = 1
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # task / policy / policy_options / language
+
+
+def parse_start(msg: Mapping[str, Any], *, model_name: str | None = None) -> StartRequest:
+    """Validate a ``start`` message; raises ProtocolError / AudioFormatError / ConfigError (all fatal)."""
+    unknown = sorted(set(msg) - set(START_FIELDS))
+    if unknown:
+        raise ProtocolError(
+            f"start: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(START_FIELDS)}",
+            code="bad_start",
+            fatal=True,
+        )
+    for name in ("sample_rate", "encoding"):
+        if name not in msg:
+            raise ProtocolError(f"start: missing required field {name!r}", code="bad_start", fatal=True)
+    encoding, sample_rate, channels = msg["encoding"], msg["sample_rate"], msg.get("channels", 1)
+    check_format(encoding, sample_rate, channels)  # AudioFormatError, fatal, names the supported range
+    for name in ("task", "model", "language"):
+        if msg.get(name) is not None and not isinstance(msg[name], str):
+            raise ProtocolError(f"start: {name!r} must be a string, got {msg[name]!r}", code="bad_start", fatal=True)
+    if msg.get("policy") is not None and not isinstance(msg["policy"], str):
+        raise ProtocolError(f"start: 'policy' must be a string, got {msg['policy']!r}", code="bad_start", fatal=True)
+    if msg.get("policy_options") is not None and not isinstance(msg["policy_options"], dict):
+        raise ProtocolError(
+            f"start: 'policy_options' must be an object, got {msg['policy_options']!r}", code="bad_start", fatal=True
+        )
+    model = msg.get("model")
+    if model is not None and model_name is not None and model != model_name:
+        raise ConfigError(f"start: model {model!r} is not served here; this server serves {model_name!r}", code="unknown_model")
+    options = {k: msg[k] for k in MODEL_OPTIONS if msg.get(k) is not None}
+    return StartRequest(sample_rate, encoding, channels, model, options)
+
+
+class ServerProtocol:
+    """The protocol state of one client connection: ``await_start`` -> ``streaming`` -> ``stopping``
+    -> ``closed``. See the module docstring for what the transport must do."""
+
+    def __init__(
+        self,
+        model: StreamingModel,
+        clock: Clock,
+        settings: ServerSettings = ServerSettings(),
+        *,
+        session_id: str | None = None,
+    ):
+        self.model = model
+        self.clock = clock
+        self.settings = settings
+        self.session_id = session_id
+        self.session: Session | None = None
+        self.start_request: StartRequest | None = None
+        self.state = "await_start"
+        self.close: tuple[int, str] | None = None
+        self._outbox: list[dict] = []
+        self._pending_close: tuple[int, str] | None = None
+        self.committed_words = 0
+
+    # ---- client input ------------------------------------------------------------------------
+    def receive_text(self, text: str) -> None:
+        if self.state == "closed":
+            return
+        if self._too_big(len(text.encode("utf-8", "surrogatepass"))):
+            return
+        try:
+            msg = json.loads(text)
+        except ValueError as e:
+            self._fail(ProtocolError(f"text message is not JSON ({e.msg} at char {e.pos})", code="not_json", fatal=True))
+            return
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            self._fail(ProtocolError('a text message must be a JSON object with a string "type"', code="bad_message", fatal=True))
+            return
+        kind = msg["type"]
+        if kind == "start":
+            self.start(msg)
+        elif kind == "stop":
+            self.stop()
+        else:
+            self._send(error_message("unknown_type", f"unknown message type {kind!r}; known: {', '.join(CLIENT_TYPES)} (ignored)", False))
+
+    def receive_binary(self, data: bytes) -> None:
+        if self.state == "closed" or self._too_big(len(data)):
+            return
+        if self.session is None:
+            self._fail(ProtocolError("binary audio before start: send a start message first", code="not_started", fatal=True))
+            return
+        self.session.receive_pcm(bytes(data), self.start_request.encoding)
+        self.collect()
+
+    def start(self, msg: Mapping[str, Any]) -> None:
+        """Handle a ``start`` message (already parsed; the WebRTC transport calls this directly)."""
+        if self.state != "await_start":
+            self._send(error_message("already_started", "start sent twice; the session already started (ignored)", False))
+            return
+        try:
+            req = parse_start(msg, model_name=self.settings.model_name)
+            stream = self.model.create_stream(req.options)
+        except StreamrtError as e:
+            self._fail(e if e.fatal else type(e)(e.message, code=e.code, fatal=True))
+            return
+        except Exception as e:  # a model bug must not take the server down
+            self._fail(StreamrtError(f"could not create a stream: {type(e).__name__}: {e}", fatal=True))
+            return
+        self.start_request = req
+        self.session = Session(
+            stream,
+            self.clock,
+            model_sample_rate=self.model.sample_rate,
+            input_sample_rate=req.sample_rate,
+            input_channels=req.channels,
+            limits=self.settings.session_limits,
+            session_id=self.session_id,
+        )
+        self.session_id = self.session.id
+        self.state = "streaming"
+        describe = getattr(self.model, "describe", None)
+        self._send(
+            {
+                "type": "ready",
+                "protocol": PROTOCOL_VERSION,
+                "session_id": self.session.id,
+                "model": self.settings.model_name,
+                "sample_rate": req.sample_rate,
+                "encoding": req.encoding,
+                "channels": req.channels,
+                "model_sample_rate": self.model.sample_rate,
+                "options": req.options,
+                "settings": describe() if callable(describe) else {},
+                "limits": {
+                    "max_message_bytes": self.settings.max_message_bytes,
+                    "max_buffered_audio_s": self.settings.max_buffered_audio_s,
+                    "max_stream_s": self.settings.max_stream_s,
+                    "idle_timeout_s": self.settings.idle_timeout_s,
+                },
+            }
+        )
+
+    def stop(self) -> None:
+        """Handle ``stop``: end of audio; ``end`` follows once everything is committed."""
+        if self.state == "await_start":
+            self._fail(ProtocolError("stop before start", code="not_started", fatal=True))
+        elif self.state == "streaming":
+            self.state = "stopping"
+            self.session.receive_eof()
+            self.collect()
+        elif self.state == "stopping":
+            self._send(error_message("already_stopped", "stop sent twice (ignored)", False))
+
+    # ---- transport-side events ---------------------------------------------------------------
+    def fail(self, error: StreamrtError) -> None:
+        """An error the transport found (idle timeout, ...). Fatal: stop, commit, end, then close."""
+        if self.state != "closed":
+            self._fail(error)
+
+    def shutdown(self) -> None:
+        """The server is going away: commit everything, send ``end``, close with 1001."""
+        if self.state in ("await_start", "streaming", "stopping"):
+            msg = "server is shutting down; the session ends after committing what was received"
+            self._fail(StreamrtError(msg, code="shutting_down", fatal=True))
+
+    def abort(self, error: StreamrtError) -> None:
+        """Close now without waiting for ``end`` (the client cannot receive anything anyway)."""
+        if self.state == "closed":
+            return
+        self._send(error_message(error.code, error.message, True))
+        self._close(close_code_for(error.code), error.message)
+
+    def connection_lost(self) -> None:
+        """The client went away; nothing more will be sent."""
+        self.state = "closed"
+        if self.close is None:
+            self.close = (CloseCode.GOING_AWAY, "connection lost")
+
+    # ---- output ------------------------------------------------------------------------------
+    def collect(self) -> None:
+        """Turn the session's new events into messages (call after every step that touched it)."""
+        if self.session is None or self.state == "closed":
+            return
+        for ev in self.session.events():
+            self._event(ev)
+
+    def data_to_send(self) -> list[dict]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _event(self, ev: Event) -> None:
+        if isinstance(ev, PartialEvent):
+            self._send({"type": "partial", "text": ev.text, "media_ms": round(ev.media_ms, 1)})
+        elif isinstance(ev, CommitEvent):
+            self.committed_words += len(ev.units)
+            self._send({"type": "commit", "text": ev.text, "words": [u.to_json() for u in ev.units]})
+        elif isinstance(ev, ErrorEvent):
+            self._send(error_message(ev.code, ev.message, ev.fatal))
+            if ev.fatal:
+                self.state = "stopping"
+                self._pending_close = self._pending_close or (close_code_for(ev.code), ev.message)
+                if ev.code in UNRECOVERABLE:
+                    self._end(self.session.committed, self.session.stream.received_ms, self.session.summary())
+        elif isinstance(ev, EndEvent):
+            self._end(ev.units, ev.source_ms, ev.summary)
+
+    def _end(self, units, source_ms: float, summary: dict) -> None:
+        self._send(
+            {
+                "type": "end",
+                "session_id": self.session.id,
+                "text": " ".join(u.text for u in units),
+                "words": len(units),
+                "source_ms": round(source_ms, 1),
+                "summary": summary,
+            }
+        )
+        self._close(*(self._pending_close or (CloseCode.NORMAL, "end of stream")))
+
+    def _too_big(self, size: int) -> bool:
+        limit = self.settings.max_message_bytes
+        if limit is not None and size > limit:
+            self._fail(LimitExceeded("max_message_bytes", limit, size, "bytes", what="message size", code="message_too_big", fatal=True))
+            return True
+        return False
+
+    def _fail(self, e: StreamrtError) -> None:
+        self._send(error_message(e.code, e.message, e.fatal))
+        if not e.fatal:
+            return
+        if self.session is None:
+            self._close(close_code_for(e.code), e.message)
+            return
+        self._pending_close = self._pending_close or (close_code_for(e.code), e.message)
+        if self.state == "streaming":
+            self.state = "stopping"
+            self.session.receive_eof()
+        self.collect()
+
+    def _close(self, code: int, reason: str) -> None:
+        self.state = "closed"
+        # a close reason is at most 123 bytes (RFC 6455 section 5.5.1)
+        self.close = (int(code), reason.encode()[:120].decode("utf-8", "ignore"))
+
+    def _send(self, msg: dict) -> None:
+        if self.state != "closed":
+            self._outbox.append(msg)

@@ -1,0 +1,91 @@
+"""Every limit of the streaming server, as one frozen dataclass with units in the names.
+
+``None`` disables a limit (as in websockets' ``serve()``). docs/protocol.md lists the same table;
+keep them in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from streamrt.session import SessionLimits
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits and switches of ``streamrt.server.ws.StreamServer``.
+
+    max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
+        gets ``error`` ``message_too_big`` and close 1009. The websockets layer itself drops anything
+        over ``hard_message_factor`` times this (close 1009, no ``error``), which bounds memory.
+    hard_message_factor: see above (a multiple of max_message_bytes, >= 1).
+    max_sessions: concurrent WebSocket/WebRTC sessions; past it a new client gets ``error``
+        ``server_busy`` and close 1013 (try again later).
+    max_buffered_audio_s: seconds of audio received but not yet consumed by the model; a chunk that
+        would pass it is dropped with ``error`` ``buffer_full`` (not fatal).
+    max_stream_s: seconds of audio one session may send in total (fatal past it).
+    idle_timeout_s: seconds without any client message after which the session is stopped (everything
+        is committed and ``end`` sent), then closed with 1008 and ``error`` ``idle_timeout``.
+    ping_interval_s / ping_timeout_s: WebSocket keepalive; a client that does not answer a ping within
+        ping_timeout_s is closed with 1011 by the websockets layer.
+    close_timeout_s: seconds to wait for the client's closing handshake before dropping the TCP link.
+    send_queue_high_water: server messages queued for one client (not yet written to the socket).
+        Superseded ``partial`` messages are dropped from the queue first (never commits); past this many
+        the client is not reading: ``error`` ``slow_client`` and close 1008.
+    write_buffer_high_bytes / write_buffer_low_bytes: the socket write buffer's high/low water marks
+        (asyncio ``set_write_buffer_limits``); a send waits while the buffer is above the high mark.
+    receive_queue_frames: frames websockets buffers from a client before it stops reading the socket.
+    shutdown_timeout_s: on shutdown, seconds to wait for live sessions to commit and send ``end``.
+    auth_token: when set, clients must send ``Authorization: Bearer <token>`` or ``?token=<token>``
+        (HTTP 401 otherwise). ``/healthz`` and the static page stay open.
+    allowed_origins: when set, browsers whose ``Origin`` is not listed get HTTP 403.
+    model_name: the name the shared model is served under; a ``start`` naming another model is refused.
+    """
+
+    max_message_bytes: int | None = 1 << 20
+    hard_message_factor: float = 2.0
+    max_sessions: int | None = 64
+    max_buffered_audio_s: float | None = 30.0
+    max_stream_s: float | None = 4 * 3600.0
+    idle_timeout_s: float | None = 60.0
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    close_timeout_s: float | None = 5.0
+    send_queue_high_water: int | None = 1024
+    write_buffer_high_bytes: int = 64 * 1024
+    write_buffer_low_bytes: int = 16 * 1024
+    receive_queue_frames: int = 16
+    shutdown_timeout_s: float | None = 30.0
+    auth_token: str | None = None
+    allowed_origins: tuple[str, ...] | None = None
+    model_name: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        if self.hard_message_factor < 1:
+            raise ValueError(f"hard_message_factor must be >= 1, got {self.hard_message_factor}")
+        if self.write_buffer_low_bytes > self.write_buffer_high_bytes:
+            raise ValueError(
+                f"write_buffer_low_bytes ({self.write_buffer_low_bytes}) is above "
+                f"write_buffer_high_bytes ({self.write_buffer_high_bytes})"
+            )
+
+    @property
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(max_buffered_audio_s=self.max_buffered_audio_s, max_stream_s=self.max_stream_s)
+
+    @property
+    def hard_message_bytes(self) -> int | None:
+        if self.max_message_bytes is None:
+            return None
+        return int(self.max_message_bytes * self.hard_message_factor)
+
+    def public(self) -> dict:
+        """The limits a client may see (sent in ``ready``); never the token."""
+        d = asdict(self)
+        d.pop("auth_token")
+        d["allowed_origins"] = list(self.allowed_origins) if self.allowed_origins is not None else None
+        return d

@@ -1,0 +1,225 @@
+"""The WebSocket transport (websockets 17 asyncio API): sockets, clocks and tasks around the protocol.
+
+    server = StreamServer(model, settings=ServerSettings(max_sessions=8), host="127.0.0.1", port=0)
+    await server.start()            # starts the scheduler and listens; server.url is ws://host:port
+    ...
+    await server.stop()             # graceful: every live session commits, sends end, closes 1001
+
+Endpoints: ``/v1/stream`` (protocol v1, docs/protocol.md), ``/v1/webrtc`` (WebRTC signalling, needs
+aiortc), ``GET /healthz``, ``GET /`` (browser page). One shared model; one ``Session`` per connection;
+model steps run through the scheduler, which batches the steps of all sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from streamrt.clock import Clock, MonotonicClock
+from streamrt.engine import StreamingModel
+from streamrt.errors import StreamrtError
+from streamrt.server.bridge import ServerStats, SessionBridge
+from streamrt.server.http import make_process_request
+from streamrt.server.protocol import CloseCode, ServerProtocol, error_message
+from streamrt.server.settings import ServerSettings
+
+log = logging.getLogger("streamrt.server")
+
+
+class StreamServer:
+    """One shared model served to many concurrent sessions.
+
+    ``scheduler``: an object with the ``streamrt.scheduler.Scheduler`` API (start/add/wake/remove/
+    stop); by default one is created for ``model`` and owned (started and stopped) by this server.
+    ``port=0`` picks a free port (read ``server.port`` after ``start()``).
+    """
+
+    def __init__(
+        self,
+        model: StreamingModel,
+        *,
+        settings: ServerSettings = ServerSettings(),
+        scheduler=None,
+        clock: Clock | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+    ):
+        self.model = model
+        self.settings = settings
+        self.clock = clock or MonotonicClock()
+        self._scheduler = scheduler
+        self._owns_scheduler = scheduler is None
+        self.host = host
+        self.port = port
+        self.stats = ServerStats()
+        self._bridges: set[SessionBridge] = set()
+        self._server: Server | None = None
+        self._ready = False
+        self._draining = False
+
+    @property
+    def scheduler(self):
+        return self._scheduler
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._scheduler is None:
+            from streamrt.scheduler import Scheduler
+
+            self._scheduler = Scheduler(self.model, clock=self.clock)
+        if self._owns_scheduler:
+            await self._scheduler.start()
+        s = self.settings
+        origins = None if s.allowed_origins is None else [*s.allowed_origins, None]  # None: non-browser clients
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=make_process_request(s.auth_token, self._health),
+            origins=origins,
+            max_size=s.hard_message_bytes,
+            max_queue=s.receive_queue_frames,
+            write_limit=(s.write_buffer_high_bytes, s.write_buffer_low_bytes),
+            ping_interval=s.ping_interval_s,
+            ping_timeout=s.ping_timeout_s,
+            close_timeout=s.close_timeout_s,
+            compression=None,  # PCM does not deflate; keep the CPU for the model
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready = True
+        log.info("streamrt server listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop accepting, let every live session commit and send ``end`` (close 1001), then close."""
+        if self._server is None:
+            return
+        self._draining = True
+        self._ready = False
+        self._server.server.close()  # stop listening; open connections stay
+        for bridge in list(self._bridges):
+            bridge.shutdown()
+        pending = [asyncio.create_task(b.wait_closed()) for b in self._bridges]
+        if pending:
+            done, not_done = await asyncio.wait(pending, timeout=self.settings.shutdown_timeout_s)
+            for t in not_done:
+                t.cancel()
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        if self._owns_scheduler:
+            await self._scheduler.stop()
+        self._server = None
+
+    async def __aenter__(self) -> "StreamServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await self.stop()
+
+    def _health(self) -> tuple[bool, dict]:
+        status = "ok" if self._ready else ("draining" if self._draining else "starting")
+        return self._ready, {
+            "status": status,
+            "sessions": len(self._bridges),
+            "max_sessions": self.settings.max_sessions,
+            "model": self.settings.model_name,
+        }
+
+    # ---- connections ---------------------------------------------------------------------------
+    def admit(self) -> StreamrtError | None:
+        """None if a new session may start now, else the error to send before closing."""
+        if self._draining:
+            return StreamrtError("server is shutting down; try another replica or later", code="shutting_down")
+        limit = self.settings.max_sessions
+        if limit is not None and len(self._bridges) >= limit:
+            self.stats.refused_busy += 1
+            return StreamrtError(
+                f"server busy: {len(self._bridges)} sessions open, the limit is {limit} (setting max_sessions); "
+                "try again later",
+                code="server_busy",
+            )
+        return None
+
+    def register(self, bridge: SessionBridge) -> None:
+        self._bridges.add(bridge)
+        self.stats.connections_active = len(self._bridges)
+
+    def unregister(self, bridge: SessionBridge) -> None:
+        self._bridges.discard(bridge)
+        self.stats.connections_active = len(self._bridges)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        path = urlsplit(ws.request.path).path
+        refusal = self.admit()
+        if refusal is not None:
+            code = CloseCode.TRY_AGAIN_LATER if refusal.code == "server_busy" else CloseCode.GOING_AWAY
+            try:
+                await ws.send(json.dumps(error_message(refusal.code, refusal.message, True)))
+                await ws.close(code, refusal.code)
+            except ConnectionClosed:
+                pass
+            return
+        if path == "/v1/webrtc":
+            from streamrt.server.webrtc import handle_webrtc_signalling
+
+            await handle_webrtc_signalling(self, ws)
+            return
+        await self._handle_stream(ws)
+
+    def new_protocol(self) -> ServerProtocol:
+        return ServerProtocol(self.model, self.clock, self.settings)
+
+    async def _handle_stream(self, ws: ServerConnection) -> None:
+        proto = self.new_protocol()
+        bridge = SessionBridge(proto, self._scheduler, self.settings, self.stats, ws.send, ws.close)
+        self.register(bridge)
+        bridge.start()
+        try:
+            await self._receive_loop(ws, proto, bridge)
+        finally:
+            if proto.state != "closed":  # the client vanished before end
+                bridge.connection_lost()
+            try:
+                await asyncio.wait_for(bridge.wait_closed(), self.settings.close_timeout_s or 1.0)
+            except TimeoutError:
+                bridge.connection_lost()
+            self.unregister(bridge)
+
+    async def _receive_loop(self, ws: ServerConnection, proto: ServerProtocol, bridge: SessionBridge) -> None:
+        idle = self.settings.idle_timeout_s
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    msg = await ws.recv()
+            except TimeoutError:
+                if proto.state in ("await_start", "streaming"):
+                    proto.fail(
+                        StreamrtError(
+                            f"no message from the client for {idle:g} s (setting idle_timeout_s)", code="idle_timeout"
+                        )
+                    )
+                    bridge.after_input()
+                continue
+            except ConnectionClosed:
+                return
+            if isinstance(msg, str):
+                proto.receive_text(msg)
+            else:
+                proto.receive_binary(msg)
+            bridge.after_input()
