@@ -28,6 +28,7 @@ from streamrt.errors import ConfigError
 from streamrt.tasks.whisper_stream_state import WhisperStream
 
 ALIGNMENT_METHODS = ("argmax", "dtw")
+PAD_MODES = ("silence", "none")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ class WhisperStreamSettings:
     seam_max_words: leading hypothesis words compared with the committed tail for de-duplication.
     max_compression_ratio: a hypothesis more repetitive than this (zlib ratio) is not shown to the
         policy (Whisper's loop heuristic); None disables.
+    repetition_max_ngram/_repeats: stop decoding when a 1..n-token n-gram repeats more than this.
+    repeated_span_words: cut the hypothesis where a run of this many words repeats one already in
+        the window (sentence-level loops); None disables.
+    pad_cross: "silence": cross-attention sees 30 s (the window, then the encoder's output for
+        silence), as Whisper was trained; "none": only the window's frames.
     """
 
     chunk_ms: int = 1000
@@ -63,8 +69,12 @@ class WhisperStreamSettings:
     max_compression_ratio: float | None = 2.4
     repetition_max_ngram: int = 12
     repetition_max_repeats: int = 3
+    repeated_span_words: int | None = 5
+    pad_cross: str = "silence"
 
     def check(self) -> None:
+        if self.pad_cross not in PAD_MODES:
+            raise ConfigError(f"pad_cross must be one of {PAD_MODES}, got {self.pad_cross!r}")
         if self.chunk_ms <= 0:
             raise ConfigError(f"chunk_ms must be > 0 ms, got {self.chunk_ms}")
         if self.alignment not in ALIGNMENT_METHODS:
@@ -113,6 +123,8 @@ class WhisperStreamingModel:
             suppress_tokens=tuple(getattr(bundle, "suppress_tokens", ()) or ()),
             max_frames=max_frames,
         )
+        if settings.pad_cross == "silence":
+            self.decoder.set_padding(silence_frames(bundle.model, max_frames))
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
         self.sot_prev = int(getattr(bundle, "sot_prev", None) or bundle.no_timestamps - 2)
         self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
@@ -214,3 +226,13 @@ class WhisperStreamingModel:
             "alignment_heads": [list(h) for h in self.decoder.alignment_heads],
             **asdict(self.settings),
         }
+
+
+@torch.inference_mode()
+def silence_frames(whisper_model, n_frames: int) -> torch.Tensor:
+    """The encoder's output (n_frames, d_model) for an all-zero log-mel window (the feature padding
+    faster-whisper and transformers use): what the decoder saw after the speech in training."""
+    enc = whisper_model.model.encoder
+    mel = torch.zeros(1, enc.config.num_mel_bins, 2 * n_frames, dtype=enc.conv1.weight.dtype,
+                      device=enc.conv1.weight.device)
+    return enc(mel).last_hidden_state[0, :n_frames].float().cpu()

@@ -192,6 +192,10 @@ class WhisperStream:
             if len(text) > 40 and compression_ratio(text) > s.max_compression_ratio:
                 self.stats["repetition_stops"] += 1
                 ids, texts, att = [], [], att[:0]
+        cut = self._repeated_span(texts)
+        if cut is not None:
+            self.stats["repetition_stops"] += 1
+            ids, texts, att = ids[:cut], texts[:cut], att[:cut]
         first_frame = max(0, int((committed_end - self.window_start_ms) // frame_ms))
         starts, ends = token_times(
             att, window_start_ms=self.window_start_ms, frame_ms=frame_ms,
@@ -209,6 +213,24 @@ class WhisperStream:
             self._window_words.append(_Word("", [t.id for t in skipped], skipped[0].start_ms, skipped[-1].end_ms))
             toks, ids = toks[dropped:], ids[dropped:]
         return ids, toks
+
+    def _repeated_span(self, texts: list[str]) -> int | None:
+        """Token index where the hypothesis starts repeating a run of ``repeated_span_words`` words
+        already seen in the window (committed or earlier in the hypothesis), else None."""
+        n = self.model.settings.repeated_span_words
+        if not n or not texts:
+            return None
+        spans = word_spans(texts)
+        hyp = [_norm("".join(texts[a:b])) for a, b in spans]
+        words = [_norm(w.text) for w in self._window_words if w.text] + hyp
+        first_hyp = len(words) - len(hyp)
+        seen: set[tuple[str, ...]] = set()
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i : i + n])
+            if i >= first_hyp and gram in seen:
+                return spans[i - first_hyp][0]
+            seen.add(gram)
+        return None
 
     def _seam_duplicates(self, toks: list[HypToken]) -> int:
         """Tokens to drop: the first k<=seam_max_words hypothesis words equal the committed tail
