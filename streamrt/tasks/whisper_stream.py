@@ -206,12 +206,16 @@ class WhisperStreamingModel:
         self.batch_sizes.append(len(ready))
         if not ready:
             return
-        mels = [s.take_features() for s in ready]
-        encode = [(s, m) for s, m in zip(ready, mels) if m.shape[-1] > 0]
+        taken = [s.take_features() for s in ready]
+        # the last step of a stream runs the encoder even without new frames: it flushes the
+        # frames that wait for end-of-stream padding (block remainder, look-ahead)
+        encode = [(s, mel, fin) for s, (mel, fin) in zip(ready, taken) if mel.shape[-1] > 0 or fin]
         if encode:
-            states = [s.encoder_state for s, _ in encode]
-            outs = self.encoder.step_batch([m for _, m in encode], states)
-            for (s, _), out in zip(encode, outs):
+            outs = self.encoder.step_batch(
+                [mel for _, mel, _ in encode], [s.encoder_state for s, _, _ in encode],
+                final=[fin for _, _, fin in encode],
+            )
+            for (s, _, _), out in zip(encode, outs):
                 s.accept_encoder_output(out)
         for s in ready:
             s.decode_and_commit()

@@ -92,15 +92,17 @@ class WhisperStream:
         return out
 
     # ---- step parts ----------------------------------------------------------------------------
-    def take_features(self) -> torch.Tensor:
-        """Consume up to one chunk (everything left at end of stream); return its new mel frames."""
+    def take_features(self) -> tuple[torch.Tensor, bool]:
+        """Consume up to one chunk (everything left at end of stream); return its new mel frames
+        and whether this is the stream's last encoder step."""
         chunk = self.model.settings.chunk_ms * self.model.sample_rate // 1000
         want = self._received - self._consumed if self._finished else min(chunk, self._received - self._consumed)
         taken = self._pop_samples(want)
         self._consumed += len(taken)
         mel = self.features.accept(taken)
+        last = False
         if self._finished and self._consumed >= self._received and not self._flushed:
-            self._flushed = True
+            self._flushed = last = True
             tail = self.features.flush()
             mel = torch.cat([mel, tail], dim=-1) if tail.shape[-1] else mel
         enc = self.model.encoder
@@ -108,7 +110,7 @@ class WhisperStream:
         limit_frames = int(self.model.max_window_s * 1000.0 / enc.frame_ms)
         if enc.window_frames(self.encoder_state) + new_frames > limit_frames:
             self._forced_trim()
-        return mel
+        return mel, last
 
     def _pop_samples(self, n: int) -> np.ndarray:
         if n <= 0:

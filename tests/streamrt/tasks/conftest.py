@@ -73,10 +73,10 @@ class ReencodeStandIn:
             x = x[0] if isinstance(x, tuple) else x
         return enc.layer_norm(x)[0]
 
-    def step(self, mel, state):
-        return self.step_batch([mel], [state])[0]
+    def step(self, mel, state, *, final=False):
+        return self.step_batch([mel], [state], final=[final])[0]
 
-    def step_batch(self, mels, states):
+    def step_batch(self, mels, states, *, final=None):
         self.calls.append(len(mels))
         outs = []
         for mel, st in zip(mels, states):
