@@ -22,7 +22,8 @@ class DecoderCache:
     self_v: torch.Tensor
     cross_k: torch.Tensor
     cross_v: torch.Tensor
-    n_frames: int = 0
+    n_frames: int = 0  # rows cross-attention reads: the window, or max_frames with padding
+    n_valid: int = 0  # rows holding the window's own frames
     token_ids: list[int] = field(default_factory=list)
     # bumped whenever the window's frames change (extension, re-encode or trim): cached
     # self-attention rows of layers >= 1 depend on the frames they attended to

@@ -87,6 +87,29 @@ class IncrementalWhisperDecoder:
         mask[self.eot + 1 :] = -math.inf
         self.logit_mask = mask
         self.dtype = self.proj.dtype
+        self.pad_k: torch.Tensor | None = None
+        self.pad_v: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def set_padding(self, pad_frames: torch.Tensor | None) -> None:
+        """Frames (max_frames, d_model) shown to cross-attention after the window's end, or None.
+
+        Whisper's decoder was trained on 30 s windows whose end is padding; on a short unpadded
+        window it tends to hallucinate and loop. With padding, rows [window end, max_frames) of
+        every cache hold these frames' keys/values (e.g. the encoder's output for silence), so the
+        decoder sees a 30 s input whatever the encoder mode."""
+        if pad_frames is None:
+            self.pad_k = self.pad_v = None
+            return
+        if pad_frames.shape[0] != self.max_frames:
+            raise ValueError(f"padding needs {self.max_frames} frames, got {pad_frames.shape[0]}")
+        ks, vs = [], []
+        x = pad_frames.to(self.dtype)
+        for layer in self.layers:
+            attn = layer.encoder_attn
+            ks.append(attn.k_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1))
+            vs.append(attn.v_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1))
+        self.pad_k, self.pad_v = torch.stack(ks), torch.stack(vs)
 
     # ---- state ---------------------------------------------------------------------------------
     def create_cache(self) -> DecoderCache:
@@ -110,9 +133,17 @@ class IncrementalWhisperDecoder:
                 v = attn.v_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1)
                 cache.cross_k[i, :, start:end] = k
                 cache.cross_v[i, :, start:end] = v
-        if end != cache.n_frames or frames.shape[0]:
-            cache.cross_version += 1
-        cache.n_frames = end
+        if self.pad_k is not None:
+            # rows [n_valid, max) hold padding once filled; refill only the rows real frames left
+            hi = cache.n_valid if cache.n_frames == cache.max_frames else cache.max_frames
+            if end < hi:
+                cache.cross_k[:, :, end:hi] = self.pad_k[:, :, end:hi]
+                cache.cross_v[:, :, end:hi] = self.pad_v[:, :, end:hi]
+            cache.n_frames = cache.max_frames
+        else:
+            cache.n_frames = end
+        cache.n_valid = end
+        cache.cross_version += 1
 
     # ---- forward -------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -1,0 +1,242 @@
+"""Whisper streaming: log-mel -> streaming encoder -> incremental decoder -> policy -> word units.
+
+    model = WhisperStreamingModel.from_pretrained("tiny.en", encoder_mode="reencode", chunk_ms=1000)
+    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": 2}})
+    stream.accept_audio(samples_16k)
+    while stream.is_ready():
+        model.step([stream])          # the scheduler passes many streams at once
+    result = stream.pop_result()      # committed words (UnitDraft) + partial text
+
+One step per stream consumes up to ``chunk_ms`` of new audio, extends the encoder window (and the
+decoder's cross-attention cache by the new frames only), re-decodes the uncommitted tail after the
+forced prefix (sot sequence + words committed in this window), asks the policy, and commits whole
+words. Audio before the last committed word is trimmed from the window once it is longer than
+``trim_after_s`` (whisper_streaming's buffer trimming); the committed text before the window goes
+into the decoder's prompt (``<|startofprev|>``). Per-stream logic lives in ``whisper_stream_state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from policies import registry
+from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
+from streamrt.errors import ConfigError
+from streamrt.tasks.whisper_stream_state import WhisperStream
+
+ALIGNMENT_METHODS = ("argmax", "dtw")
+PAD_MODES = ("silence", "none")
+
+
+@dataclass(frozen=True)
+class WhisperStreamSettings:
+    """Model-wide settings (units in the names; ``None`` disables a limit).
+
+    chunk_ms: audio one step consumes (the decision granularity).
+    max_hypothesis_tokens: most tokens decoded after the committed prefix in one step.
+    max_tokens_per_s: also cap the tail at this many tokens per second of uncommitted audio (+8),
+        so a looping decoder stops early; None: only max_hypothesis_tokens.
+    trim_after_s: trim the window at the last committed word once it is longer than this.
+    max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
+        committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
+    max_prompt_tokens: committed tokens from before the window given as the decoder's prompt (0: none).
+    reuse_prefix_kv: keep the committed prefix's self-attention rows across steps (fast,
+        approximate: they attended to an earlier window); False re-decodes the prefix every step.
+    alignment: "argmax" (monotonic argmax) or "dtw" for token timestamps.
+    seam_max_words: leading hypothesis words compared with the committed tail for de-duplication.
+    max_compression_ratio: a hypothesis more repetitive than this (zlib ratio) is not shown to the
+        policy (Whisper's loop heuristic); None disables.
+    repetition_max_ngram/_repeats: stop decoding when a 1..n-token n-gram repeats more than this.
+    repeated_span_words: cut the hypothesis where a run of this many words repeats one already in
+        the window (sentence-level loops); None disables.
+    pad_cross: "silence": cross-attention sees 30 s (the window, then the encoder's output for
+        silence), as Whisper was trained; "none": only the window's frames.
+    """
+
+    chunk_ms: int = 1000
+    max_hypothesis_tokens: int = 128
+    max_tokens_per_s: float | None = 12.0
+    trim_after_s: float = 15.0
+    max_window_s: float = 28.0
+    forced_keep_s: float = 10.0
+    max_prompt_tokens: int = 64
+    reuse_prefix_kv: bool = True
+    alignment: str = "argmax"
+    seam_max_words: int = 5
+    max_compression_ratio: float | None = 2.4
+    repetition_max_ngram: int = 12
+    repetition_max_repeats: int = 3
+    repeated_span_words: int | None = 5
+    pad_cross: str = "silence"
+
+    def check(self) -> None:
+        if self.pad_cross not in PAD_MODES:
+            raise ConfigError(f"pad_cross must be one of {PAD_MODES}, got {self.pad_cross!r}")
+        if self.chunk_ms <= 0:
+            raise ConfigError(f"chunk_ms must be > 0 ms, got {self.chunk_ms}")
+        if self.alignment not in ALIGNMENT_METHODS:
+            raise ConfigError(f"alignment must be one of {ALIGNMENT_METHODS}, got {self.alignment!r}")
+        if not 0 < self.forced_keep_s < self.max_window_s:
+            raise ConfigError(
+                f"forced_keep_s ({self.forced_keep_s} s) must lie in (0, max_window_s={self.max_window_s} s)"
+            )
+        if self.trim_after_s > self.max_window_s:
+            raise ConfigError(f"trim_after_s ({self.trim_after_s} s) exceeds max_window_s ({self.max_window_s} s)")
+        if self.max_hypothesis_tokens < 1:
+            raise ConfigError(f"max_hypothesis_tokens must be >= 1, got {self.max_hypothesis_tokens}")
+
+
+class WhisperStreamingModel:
+    """Shared Whisper weights + encoder; implements ``streamrt.engine.StreamingModel``.
+
+    bundle: a ``streamrt.models.whisper.WhisperBundle`` (or an object with the same fields).
+    encoder: a ``streamrt.encoders.base.StreamingEncoder`` over the same model.
+    feature_factory: returns a fresh per-stream feature extractor with ``accept(samples) -> (n_mels,
+        T)`` and ``flush()`` (``streamrt.features.logmel.LogMelStream``).
+    """
+
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        bundle: Any,
+        encoder: Any,
+        feature_factory: Callable[[], Any],
+        settings: WhisperStreamSettings = WhisperStreamSettings(),
+        *,
+        encoder_mode: str | None = None,
+    ):
+        settings.check()
+        self.bundle = bundle
+        self.encoder = encoder
+        self.feature_factory = feature_factory
+        self.settings = settings
+        self.encoder_mode = encoder_mode
+        max_frames = int(getattr(encoder, "max_window_frames", 1500))
+        self.decoder = IncrementalWhisperDecoder(
+            bundle.model,
+            eot=bundle.eot,
+            alignment_heads=tuple(getattr(bundle, "alignment_heads", ()) or ()),
+            suppress_tokens=tuple(getattr(bundle, "suppress_tokens", ()) or ()),
+            max_frames=max_frames,
+        )
+        if settings.pad_cross == "silence":
+            self.decoder.set_padding(silence_frames(bundle.model, max_frames))
+        # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
+        self.sot_prev = int(getattr(bundle, "sot_prev", None) or bundle.no_timestamps - 2)
+        self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
+        self.max_window_s = min(settings.max_window_s, max_frames * encoder.frame_ms / 1000.0)
+        self.steps = 0
+        self.batch_sizes: list[int] = []
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "tiny.en",
+        *,
+        encoder_mode: str = "reencode",
+        encoder_settings: Mapping[str, Any] | None = None,
+        cache_dir: str | None = None,
+        device: str = "cpu",
+        **settings: Any,
+    ) -> "WhisperStreamingModel":
+        """Load packaged weights (``load_whisper``), build the encoder (``make_encoder``) and features."""
+        from streamrt.encoders import make_encoder
+        from streamrt.features.logmel import LogMelStream
+        from streamrt.models.whisper import load_whisper
+
+        fields = WhisperStreamSettings.__dataclass_fields__
+        unknown = set(settings) - set(fields)
+        if unknown:
+            raise ConfigError(f"unknown Whisper streaming settings: {', '.join(sorted(unknown))}; known: {', '.join(fields)}")
+        bundle = load_whisper(name, cache_dir=cache_dir, device=device)
+        encoder = make_encoder(bundle.model, encoder_mode, **dict(encoder_settings or {}))
+        n_mels = bundle.n_mels
+        return cls(
+            bundle,
+            encoder,
+            lambda: LogMelStream(n_mels=n_mels),
+            replace(WhisperStreamSettings(), **settings),
+            encoder_mode=encoder_mode,
+        )
+
+    # ---- StreamingModel ------------------------------------------------------------------------
+    def create_stream(self, options: Mapping[str, object] | None = None) -> WhisperStream:
+        """options: policy (name), policy_options (dict), task ("transcribe"/"translate"), language.
+
+        Raises UnknownPolicyError / PolicyOptionError / ConfigError for bad options."""
+        opts = dict(options or {})
+        known = {"policy", "policy_options", "task", "language"}
+        unknown = set(opts) - known
+        if unknown:
+            raise ConfigError(f"unknown stream options: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        policy_opts = opts.get("policy_options") or {}
+        if not isinstance(policy_opts, Mapping):
+            raise ConfigError(f"policy_options must be a mapping, got {type(policy_opts).__name__}")
+        policy = registry.create(str(opts.get("policy") or "local-agreement"), policy_opts)
+        task = str(opts.get("task") or "transcribe")
+        language = opts.get("language")
+        sot = self._sot_sequence(task, language)
+        return WhisperStream(self, policy, sot, task=task, language=language)
+
+    def _sot_sequence(self, task: str, language: object) -> list[int]:
+        if task not in ("transcribe", "translate"):
+            raise ConfigError(f"task must be 'transcribe' or 'translate', got {task!r}")
+        b = self.bundle
+        if not b.multilingual and (task == "translate" or language not in (None, "en")):
+            raise ConfigError(
+                f"{getattr(b, 'name', 'this model')} is English-only: task={task!r}, language={language!r} "
+                "needs a multilingual model (e.g. base)"
+            )
+        if language is not None and b.multilingual and language not in b.language_ids:
+            raise ConfigError(f"unknown language {language!r}; known: {', '.join(sorted(b.language_ids))}")
+        try:
+            return list(b.sot_sequence(task=task, language=language))
+        except (ValueError, KeyError) as e:
+            raise ConfigError(f"cannot build the start sequence for task={task!r}, language={language!r}: {e}") from None
+
+    @torch.inference_mode()
+    def step(self, streams: Sequence[WhisperStream]) -> None:
+        """Advance each ready stream by one chunk; the encoder runs once for the whole batch."""
+        ready = [s for s in streams if s.is_ready()]
+        self.steps += 1
+        self.batch_sizes.append(len(ready))
+        if not ready:
+            return
+        taken = [s.take_features() for s in ready]
+        # the last step of a stream runs the encoder even without new frames: it flushes the
+        # frames that wait for end-of-stream padding (block remainder, look-ahead)
+        encode = [(s, mel, fin) for s, (mel, fin) in zip(ready, taken) if mel.shape[-1] > 0 or fin]
+        if encode:
+            outs = self.encoder.step_batch(
+                [mel for _, mel, _ in encode], [s.encoder_state for s, _, _ in encode],
+                final=[fin for _, _, fin in encode],
+            )
+            for (s, _, _), out in zip(encode, outs):
+                s.accept_encoder_output(out)
+        for s in ready:
+            s.decode_and_commit()
+
+    def describe(self) -> dict:
+        """Effective settings (for logs and scores.json)."""
+        return {
+            "model": getattr(self.bundle, "name", None),
+            "encoder_mode": self.encoder_mode,
+            "frame_ms": self.encoder.frame_ms,
+            "max_window_frames": self.decoder.max_frames,
+            "alignment_heads": [list(h) for h in self.decoder.alignment_heads],
+            **asdict(self.settings),
+        }
+
+
+@torch.inference_mode()
+def silence_frames(whisper_model, n_frames: int) -> torch.Tensor:
+    """The encoder's output (n_frames, d_model) for an all-zero log-mel window (the feature padding
+    faster-whisper and transformers use): what the decoder saw after the speech in training."""
+    enc = whisper_model.model.encoder
+    mel = torch.zeros(1, enc.config.num_mel_bins, 2 * n_frames, dtype=enc.conv1.weight.dtype,
+                      device=enc.conv1.weight.device)
+    return enc(mel).last_hidden_state[0, :n_frames].float().cpu()

@@ -1,0 +1,313 @@
+"""Per-session state of Whisper streaming (``WhisperStream``), driven by ``WhisperStreamingModel.step``.
+
+A step is: ``take_features`` (consume up to one chunk of audio, make log-mel frames, force a trim if
+the window would pass its limit), the model's batched encoder call, ``accept_encoder_output``
+(extend the cross-attention cache), then ``decode_and_commit`` (decode the tail, build the
+``PolicyView``, apply the policy, commit whole words, trim the window at a committed word).
+Committed words are never retracted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from policies.base import HypToken, Policy, PolicyView, Read, Write, word_spans
+from streamrt.decoding import compression_ratio, token_times
+from streamrt.engine import StepResult, UnitDraft
+
+if TYPE_CHECKING:
+    from streamrt.tasks.whisper_stream import WhisperStreamingModel
+
+
+@dataclass
+class _Word:
+    text: str
+    tokens: list[int]
+    start_ms: float
+    end_ms: float
+
+
+class WhisperStream:
+    """One session's features, encoder state, decoder caches, policy and committed words."""
+
+    def __init__(self, model: "WhisperStreamingModel", policy: Policy, sot: list[int], *, task: str, language):
+        self.model = model
+        self.policy = policy
+        self.sot = sot
+        self.task = task
+        self.language = language
+        self.features = model.feature_factory()
+        self.encoder_state = model.encoder.create_state()
+        self.cache = model.decoder.create_cache()
+        self._chunks: list[np.ndarray] = []
+        self._received = 0  # samples
+        self._consumed = 0
+        self._finished = False
+        self._flushed = False
+        self._done = False
+        self.window_start_ms = 0.0
+        self._window_words: list[_Word] = []  # committed words inside the window (forced prefix)
+        self._prompt: list[int] = []  # committed tokens before the window
+        self._committed_texts: list[str] = []
+        self._out: list[UnitDraft] = []
+        self._partial: str | None = None
+        self.last_hypothesis: list[int] = []
+        self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0}
+
+    # ---- ModelStream ---------------------------------------------------------------------------
+    def accept_audio(self, samples: np.ndarray) -> None:
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if len(x):
+            self._chunks.append(x)
+            self._received += len(x)
+
+    def input_finished(self) -> None:
+        self._finished = True
+
+    @property
+    def received_ms(self) -> float:
+        return 1000.0 * self._received / self.model.sample_rate
+
+    @property
+    def consumed_ms(self) -> float:
+        return 1000.0 * self._consumed / self.model.sample_rate
+
+    def is_ready(self) -> bool:
+        if self._done:
+            return False
+        chunk = self.model.settings.chunk_ms * self.model.sample_rate // 1000
+        return self._received - self._consumed >= chunk or self._finished
+
+    def is_done(self) -> bool:
+        return self._done
+
+    def pop_result(self) -> StepResult:
+        out = StepResult(self._out, self._partial)
+        self._out, self._partial = [], None
+        return out
+
+    # ---- step parts ----------------------------------------------------------------------------
+    def take_features(self) -> tuple[torch.Tensor, bool]:
+        """Consume up to one chunk (everything left at end of stream); return its new mel frames
+        and whether this is the stream's last encoder step."""
+        chunk = self.model.settings.chunk_ms * self.model.sample_rate // 1000
+        want = self._received - self._consumed if self._finished else min(chunk, self._received - self._consumed)
+        taken = self._pop_samples(want)
+        self._consumed += len(taken)
+        mel = self.features.accept(taken)
+        last = False
+        if self._finished and self._consumed >= self._received and not self._flushed:
+            self._flushed = last = True
+            tail = self.features.flush()
+            mel = torch.cat([mel, tail], dim=-1) if tail.shape[-1] else mel
+        enc = self.model.encoder
+        new_frames = (mel.shape[-1] + 1) // 2
+        limit_frames = int(self.model.max_window_s * 1000.0 / enc.frame_ms)
+        if enc.window_frames(self.encoder_state) + new_frames > limit_frames:
+            self._forced_trim()
+        return mel, last
+
+    def _pop_samples(self, n: int) -> np.ndarray:
+        if n <= 0:
+            return np.zeros(0, np.float32)
+        buf = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        taken, rest = buf[:n], buf[n:]
+        self._chunks = [rest] if len(rest) else []
+        return taken
+
+    def accept_encoder_output(self, out) -> None:
+        self.model.decoder.update_cross(self.cache, out.frames, out.start)
+
+    def decode_and_commit(self) -> None:
+        m = self.model
+        s = m.settings
+        self.stats["steps"] += 1
+        final = self._finished and self._consumed >= self._received
+        hyp_ids, hyp_tokens = self._decode()
+        view = PolicyView(
+            source_ms=self.consumed_ms,
+            source_finished=final,
+            window_start_ms=self.window_start_ms,
+            frame_ms=m.encoder.frame_ms,
+            n_frames=self._window_frames(),
+            committed=tuple(self._committed_texts),
+            hypothesis=tuple(hyp_tokens),
+        )
+        action = Write(len(hyp_tokens), final=True) if final else self.policy.decide(view)
+        count = 0
+        if isinstance(action, Write):
+            count = min(max(action.count, 0), len(hyp_tokens))
+        spans = word_spans([t.text for t in hyp_tokens])
+        if not final:
+            # whole words only, and the hypothesis' last word may still grow
+            ends = [b for _, b in spans if b <= count and b < len(hyp_tokens)]
+            count = ends[-1] if ends else 0
+        self._commit(hyp_tokens, spans, count)
+        rest = hyp_tokens[count:]
+        self._partial = "".join(t.text for t in rest).strip()
+        self.last_hypothesis = hyp_ids
+        if final:
+            self._done = True
+            self._partial = ""
+        elif self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0:
+            self._trim_at_committed()
+
+    # ---- decoding ------------------------------------------------------------------------------
+    def _window_frames(self) -> int:
+        return self.model.encoder.window_frames(self.encoder_state)
+
+    def _prefix(self) -> list[int]:
+        s = self.model.settings
+        prefix: list[int] = []
+        if s.max_prompt_tokens and self._prompt:
+            prefix = [self.model.sot_prev] + self._prompt[-s.max_prompt_tokens :]
+        prefix += self.sot
+        for w in self._window_words:
+            prefix += w.tokens
+        return prefix
+
+    def _decode(self) -> tuple[list[int], list[HypToken]]:
+        m, s = self.model, self.model.settings
+        frame_ms = m.encoder.frame_ms
+        n_frames = self._window_frames()
+        committed_end = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
+        uncommitted_s = max(0.0, (self.window_start_ms + n_frames * frame_ms - committed_end) / 1000.0)
+        cap = s.max_hypothesis_tokens
+        if s.max_tokens_per_s is not None:
+            cap = min(cap, int(uncommitted_s * s.max_tokens_per_s) + 8)
+        res = m.decoder.greedy(
+            self.cache, self._prefix(), max_new_tokens=cap, reuse_prefix_kv=s.reuse_prefix_kv, guard=m.guard
+        )
+        if res.stopped_by == "repetition":
+            self.stats["repetition_stops"] += 1
+        ids = list(res.tokens)
+        texts = [m.bundle.tokenizer.token_text(t) for t in ids]
+        att = res.attention
+        final = self._finished and self._consumed >= self._received
+        if s.max_compression_ratio is not None and not final:
+            text = "".join(texts)
+            if len(text) > 40 and compression_ratio(text) > s.max_compression_ratio:
+                self.stats["repetition_stops"] += 1
+                ids, texts, att = [], [], att[:0]
+        cut = self._repeated_span(texts)
+        if cut is not None:
+            self.stats["repetition_stops"] += 1
+            ids, texts, att = ids[:cut], texts[:cut], att[:cut]
+        first_frame = max(0, int((committed_end - self.window_start_ms) // frame_ms))
+        starts, ends = token_times(
+            att, window_start_ms=self.window_start_ms, frame_ms=frame_ms,
+            first_frame=first_frame, last_frame=n_frames, method=s.alignment,
+        )
+        toks = [
+            HypToken(t, x, float(a), float(b), att[i], lp)
+            for i, (t, x, a, b, lp) in enumerate(zip(ids, texts, starts, ends, res.logprobs))
+        ]
+        dropped = self._seam_duplicates(toks)
+        if dropped:
+            self.stats["seam_drops"] += 1
+            skipped = toks[:dropped]
+            # heard again across the seam: forced silently, never emitted twice
+            self._window_words.append(_Word("", [t.id for t in skipped], skipped[0].start_ms, skipped[-1].end_ms))
+            toks, ids = toks[dropped:], ids[dropped:]
+        return ids, toks
+
+    def _repeated_span(self, texts: list[str]) -> int | None:
+        """Token index where the hypothesis starts repeating a run of ``repeated_span_words`` words
+        already seen in the window (committed or earlier in the hypothesis), else None."""
+        n = self.model.settings.repeated_span_words
+        if not n or not texts:
+            return None
+        spans = word_spans(texts)
+        hyp = [_norm("".join(texts[a:b])) for a, b in spans]
+        words = [_norm(w.text) for w in self._window_words if w.text] + hyp
+        first_hyp = len(words) - len(hyp)
+        seen: set[tuple[str, ...]] = set()
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i : i + n])
+            if i >= first_hyp and gram in seen:
+                return spans[i - first_hyp][0]
+            seen.add(gram)
+        return None
+
+    def _seam_duplicates(self, toks: list[HypToken]) -> int:
+        """Tokens to drop: the first k<=seam_max_words hypothesis words equal the committed tail
+        (whisper_streaming's HypothesisBuffer.insert), checked only just after a trim."""
+        if self._window_words or not self._committed_texts or not toks:
+            return 0
+        spans = word_spans([t.text for t in toks])
+        words = [_norm("".join(t.text for t in toks[a:b])) for a, b in spans]
+        tail = [_norm(w) for w in self._committed_texts[-self.model.settings.seam_max_words :]]
+        for k in range(min(len(tail), len(words)), 0, -1):
+            if words[:k] == tail[-k:] and all(words[:k]):
+                return spans[k - 1][1]
+        return 0
+
+    # ---- committing and trimming -----------------------------------------------------------------
+    def _commit(self, toks: list[HypToken], spans: list[tuple[int, int]], count: int) -> None:
+        for a, b in spans:
+            if b > count:
+                break
+            piece = toks[a:b]
+            text = "".join(t.text for t in piece).strip()
+            w = _Word(text, [t.id for t in piece], piece[0].start_ms, piece[-1].end_ms)
+            self._window_words.append(w)
+            if text:
+                self._committed_texts.append(text)
+                end = min(w.end_ms, self.consumed_ms)
+                self._out.append(UnitDraft(text, min(w.start_ms, end), end, self.consumed_ms))
+
+    def _trim_at_committed(self) -> None:
+        """Drop the window's audio before the end of the last committed word."""
+        if not self._window_words:
+            return
+        self._cut_window(self._window_words[-1].end_ms)
+        self.stats["trims"] += 1
+
+    def _forced_trim(self) -> None:
+        """The window is about to pass max_window_s: keep its last forced_keep_s seconds, committing
+        the hypothesis words that end before the cut (they would be lost otherwise)."""
+        m = self.model
+        enc = m.encoder
+        end_ms = self.window_start_ms + self._window_frames() * enc.frame_ms
+        cut_ms = end_ms - m.settings.forced_keep_s * 1000.0
+        if self._window_words and self._window_words[-1].end_ms > cut_ms:
+            cut_ms = self._window_words[-1].end_ms
+        else:
+            _, toks = self._decode() if self.cache.n_frames else ([], [])
+            spans = word_spans([t.text for t in toks])
+            count = 0
+            for a, b in spans:
+                if toks[b - 1].end_ms <= cut_ms:
+                    count = b
+            self._commit(toks, spans, count)
+        self._cut_window(cut_ms)
+        self.stats["forced_trims"] += 1
+
+    def _cut_window(self, cut_ms: float) -> None:
+        enc = self.model.encoder
+        n = self._window_frames()
+        drop = int((cut_ms - self.window_start_ms) // enc.frame_ms)
+        drop = max(0, min(drop, n))
+        if drop == 0:
+            return
+        out = enc.trim(self.encoder_state, n - drop)
+        self.window_start_ms += drop * enc.frame_ms
+        self.model.decoder.update_cross(self.cache, out.frames, out.start)
+        for w in self._window_words:
+            self._prompt.extend(w.tokens)
+        self._window_words = []
+        cap = self.model.settings.max_prompt_tokens
+        if cap and len(self._prompt) > 4 * cap:
+            self._prompt = self._prompt[-cap:]
+
+
+_PUNCT = re.compile(r"[^\w']+")
+
+
+def _norm(word: str) -> str:
+    return _PUNCT.sub("", word.lower())

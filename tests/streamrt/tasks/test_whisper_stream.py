@@ -1,0 +1,127 @@
+"""WhisperStreamingModel on stand-ins (tiny random Whisper, re-encoding encoder): the streaming
+contract, batching, options, trimming. Real-weight tests are in test_whisper_stream_model.py."""
+
+import numpy as np
+import pytest
+
+from streamrt.clock import ManualClock
+from streamrt.engine import ModelStream, StreamingModel
+from streamrt.errors import ConfigError, PolicyOptionError, UnknownPolicyError
+from streamrt.session import Session
+from streamrt.types import CommitEvent, EndEvent
+
+
+def _audio(seconds, seed=0):
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, int(16000 * seconds)).astype(np.float32)
+
+
+def _run(model, audio, options=None, piece_ms=250):
+    session = Session(model.create_stream(options or {}), ManualClock())
+    n = 16 * piece_ms
+    for i in range(0, len(audio), n):
+        session.receive_audio(audio[i : i + n])
+        session.run_until_blocked(model)
+    session.receive_eof()
+    session.run_until_blocked(model)
+    return session, session.events()
+
+
+def test_implements_the_engine_protocols(make_streaming):
+    model = make_streaming()
+    assert isinstance(model, StreamingModel)
+    assert isinstance(model.create_stream(), ModelStream)
+
+
+@pytest.mark.parametrize("policy", ["local-agreement", "alignatt"])
+def test_session_runs_to_the_end_and_commits_everything(make_streaming, policy):
+    model = make_streaming()
+    session, events = _run(model, _audio(2.6), {"policy": policy})
+    assert isinstance(events[-1], EndEvent)
+    units = session.committed
+    assert units, "the final flush commits the whole hypothesis"
+    assert session.stream.is_done() and session.stream.consumed_ms == pytest.approx(2600.0)
+    delays = [u.media_delay_ms for u in units]
+    assert delays == sorted(delays) and delays[-1] == pytest.approx(2600.0)
+    for u in units:
+        assert u.text and not u.text.startswith(" ")
+        assert 0 <= u.start_ms <= u.end_ms <= u.media_delay_ms
+    # committed units are words: pieces (no leading space) were merged into the previous word
+    assert all(" " not in u.text for u in units)
+
+
+def test_committed_words_are_never_retracted(make_streaming):
+    model = make_streaming()
+    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": 1}})
+    audio = _audio(2.0, seed=3)
+    seen = []
+    for i in range(0, len(audio), 8000):
+        stream.accept_audio(audio[i : i + 8000])
+        while stream.is_ready():
+            model.step([stream])
+            seen += [d.text for d in stream.pop_result().committed]
+    # n=1 commits every complete word at once; the forced prefix holds them from then on
+    assert stream._committed_texts == seen
+    prefix_words = [w.text for w in stream._window_words if w.text]
+    assert prefix_words == seen[-len(prefix_words):] if prefix_words else True
+
+
+def test_one_encoder_call_for_a_batch_and_same_output_as_alone(make_streaming):
+    model = make_streaming()
+    audios = [_audio(1.5, seed=s) for s in range(3)]
+    alone = []
+    for a in audios:
+        _, _ = None, None
+        session, _ = _run(model, a, {"policy": "local-agreement"}, piece_ms=500)
+        alone.append([u.text for u in session.committed])
+    model.encoder.calls.clear()
+    streams = [model.create_stream({"policy": "local-agreement"}) for _ in audios]
+    texts = [[] for _ in audios]
+    for i in range(0, len(audios[0]), 8000):
+        for s, a in zip(streams, audios):
+            s.accept_audio(a[i : i + 8000])
+        model.step(streams)
+        for t, s in zip(texts, streams):
+            t += [d.text for d in s.pop_result().committed]
+    for s in streams:
+        s.input_finished()
+    while any(s.is_ready() for s in streams):
+        model.step(streams)
+        for t, s in zip(texts, streams):
+            t += [d.text for d in s.pop_result().committed]
+    assert model.encoder.calls[0] == 3
+    assert texts == alone
+
+
+def test_bad_options_raise_config_errors(make_streaming):
+    model = make_streaming()
+    with pytest.raises(UnknownPolicyError):
+        model.create_stream({"policy": "nope"})
+    with pytest.raises(PolicyOptionError):
+        model.create_stream({"policy": "alignatt", "policy_options": {"frames": 0}})
+    with pytest.raises(ConfigError, match="English-only"):
+        model.create_stream({"task": "translate"})
+    with pytest.raises(ConfigError, match="unknown stream options"):
+        model.create_stream({"polcy": "alignatt"})
+
+
+def test_long_stream_is_trimmed_and_window_stays_under_the_limit(make_streaming):
+    model = make_streaming()
+    stream = model.create_stream({"policy": "local-agreement"})
+    audio = _audio(9.0, seed=5)
+    limit = int(model.max_window_s * 1000 / model.encoder.frame_ms)
+    for i in range(0, len(audio), 8000):
+        stream.accept_audio(audio[i : i + 8000])
+        while stream.is_ready():
+            model.step([stream])
+            assert model.encoder.window_frames(stream.encoder_state) <= limit
+    stream.input_finished()
+    while stream.is_ready():
+        model.step([stream])
+    assert stream.stats["trims"] + stream.stats["forced_trims"] > 0
+    assert stream.window_start_ms > 0
+    assert stream.is_done()
+
+
+def test_describe_reports_effective_settings(make_streaming):
+    d = make_streaming(chunk_ms=250).describe()
+    assert d["chunk_ms"] == 250 and d["encoder_mode"] == "stand-in" and d["frame_ms"] == 20.0

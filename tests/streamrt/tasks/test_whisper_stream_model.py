@@ -1,0 +1,45 @@
+"""Whisper streaming with the packaged tiny.en weights on a real recording (moonshine-voice's
+beckett.wav: "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.")."""
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+REFERENCE = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
+
+
+def _beckett():
+    mv = pytest.importorskip("moonshine_voice")
+    from streamrt.audio import load_audio
+
+    return load_audio(Path(mv.__file__).parent / "assets" / "beckett.wav")
+
+
+def _streaming_model(mode, **settings):
+    import streamrt.encoders as enc
+
+    if not hasattr(enc, "make_encoder"):
+        pytest.skip("streamrt.encoders.make_encoder is not on this branch yet")
+    from streamrt.tasks.whisper_stream import WhisperStreamingModel
+
+    return WhisperStreamingModel.from_pretrained("tiny.en", encoder_mode=mode, **settings)
+
+
+@pytest.mark.parametrize("policy", ["local-agreement", "alignatt"])
+def test_streams_a_recording_close_to_offline(policy):
+    from metrics.quality import wer
+    from streamrt.clock import ManualClock
+    from streamrt.evaluation.runner import stream_one
+
+    audio = _beckett()
+    model = _streaming_model("reencode", chunk_ms=1000)
+    session = stream_one(model, audio, {"policy": policy}, feed_ms=1000, clock=ManualClock())
+    text = " ".join(u.text for u in session.committed)
+    assert wer([text], [REFERENCE]) <= 25.0, text
+    units = session.committed
+    duration_ms = 1000.0 * len(audio) / 16000
+    assert all(0 <= u.start_ms <= u.end_ms <= u.media_delay_ms <= duration_ms + 1 for u in units)
+    # some words are committed before the end of the recording: it really streams
+    assert min(u.media_delay_ms for u in units) < duration_ms - 1000
