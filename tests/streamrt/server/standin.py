@@ -84,3 +84,21 @@ class InlineScheduler:
                     if s in self._sessions:
                         cb(s)
                 await asyncio.sleep(0)
+
+
+async def start_test_server(settings=None, **model_kw):
+    """A started StreamServer (free port) on a PolicyCheckingModel driven by an InlineScheduler."""
+    from streamrt.server.settings import ServerSettings
+    from streamrt.server.ws import StreamServer
+
+    model = PolicyCheckingModel(**model_kw)
+    settings = settings or ServerSettings(model_name="counting")
+    server = StreamServer(model, settings=settings, scheduler=InlineScheduler(model), port=0)
+    await server.scheduler.start()
+    await server.start()
+    return server
+
+
+async def stop_test_server(server) -> None:
+    await server.stop()
+    await server.scheduler.stop()
