@@ -68,3 +68,16 @@ def test_demo_with_the_counting_model_streams_and_stops():
     result = CliRunner().invoke(app, ["demo", "--fake-model", "--speed", "0"])
     assert result.exit_code == 0, result.output
     assert "transcript:" in result.output and "w0 w1" in result.output and "server stopped" in result.output
+
+
+async def test_raw_protocol_demo_script_runs(make_server, tmp_path):
+    server = await make_server()
+    wav = tmp_path / "stereo44k.wav"
+    sf.write(wav, np.zeros((44100, 2), np.float32), 44100)  # 1 s, stereo, 44.1 kHz: resampled on the server
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "demos/raw_protocol.py", str(wav), "--url", server.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={"PYTHONPATH": ".", "PATH": "/usr/bin:/bin"},
+    )
+    out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+    assert proc.returncode == 0, out
+    assert "'type': 'ready'" in out and "commit: w0" in out and "'words': 2" in out and "closed with 1000" in out
