@@ -35,6 +35,18 @@ class Write:
 Action = Union[Read, Write]
 
 
+@dataclass(frozen=True)
+class HistorySelection:
+    """What a task keeps of the past (StreamAtt-style history selection for unbounded audio).
+
+    text_words: how many of the last committed words stay in the decoder's context (prompt).
+    audio_from_ms: source before this media time can be dropped from the encoder window.
+    """
+
+    text_words: int
+    audio_from_ms: float
+
+
 @dataclass(frozen=True, eq=False)
 class HypToken:
     """One hypothesis token after the committed prefix.
@@ -64,6 +76,8 @@ class PolicyView:
         [window_start_ms + i*frame_ms, + frame_ms)).
     committed: texts of all units committed so far in this stream.
     hypothesis: tokens continuing after the committed prefix.
+    committed_start_ms: where each committed unit starts in the source (from the alignment), when
+        the task provides it (empty otherwise); history-selection policies use it.
     """
 
     source_ms: float
@@ -73,9 +87,27 @@ class PolicyView:
     n_frames: int
     committed: tuple[str, ...]
     hypothesis: tuple[HypToken, ...]
+    committed_start_ms: tuple[float, ...] = ()
 
     def frame_of_ms(self, ms: float) -> int:
         return int((ms - self.window_start_ms) // self.frame_ms)
+
+    def word_spans(self) -> list[tuple[int, int]]:
+        """The hypothesis grouped into words, as [i0, i1) token spans (see ``word_spans``)."""
+        return word_spans([t.text for t in self.hypothesis])
+
+
+def word_spans(texts: "list[str] | tuple[str, ...]") -> list[tuple[int, int]]:
+    """Group BPE token texts into words: [i0, i1) spans. A token whose text starts with a space
+    starts a new word; others (word pieces, punctuation) join the previous word. The task commits
+    whole words only, so a policy's ``Write(count)`` is cut back to a span end."""
+    spans: list[tuple[int, int]] = []
+    for i, t in enumerate(texts):
+        if not spans or t[:1].isspace():
+            spans.append((i, i + 1))
+        else:
+            spans[-1] = (spans[-1][0], i + 1)
+    return spans
 
 
 class Policy(ABC):
@@ -105,6 +137,10 @@ class Policy(ABC):
     @abstractmethod
     def decide(self, view: PolicyView) -> Action:
         """Return Read() or Write(count, final) for this view."""
+
+    def select_history(self, view: PolicyView) -> HistorySelection | None:
+        """What past text and audio to keep; None lets the task apply its default buffer trimming."""
+        return None
 
     def settings(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.options}

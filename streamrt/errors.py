@@ -13,6 +13,7 @@ Hierarchy::
     ├── ModelLoadError                 a model file or folder cannot be read as what it claims
     ├── LogFormatError                 a SimulEval instances.log line is malformed (names the line)
     ├── DataError                      a data TSV row or audio file is unusable (names the row)
+    ├── ModelStepError                 a model step raised for one session's stream (that session ends)
     └── SessionClosed                  input arrived after the session ended
 
 The feed path (``Session.receive_*``) never lets these escape to a transport: it turns them into an
@@ -127,3 +128,9 @@ class DataError(StreamrtError):
 
 class SessionClosed(InputError):
     code = "session_closed"
+
+
+class ModelStepError(StreamrtError):
+    """A model step raised for one session's stream; the scheduler ends that session only."""
+
+    code = "model_error"

@@ -1,9 +1,45 @@
-"""CLI commands: policies_cmd (registered by streamrt.cli)."""
+"""CLI: ``streamrt policies`` lists the installed read/write policies and their options."""
 
 from __future__ import annotations
+
+import json
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    app.command("policies")(policies)
+
+
+def policies(
+    format: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """List installed read/write policies (built-in and entry-point group streamrt.policies)."""
+    from policies import registry
+    from streamrt.errors import StreamrtError
+
+    rows = []
+    for name, target in registry.available().items():
+        try:
+            cls = registry.load(name)
+            opts = {k: {"type": t.__name__, "default": d, "help": h} for k, (t, d, h) in cls.options.items()}
+            rows.append({"name": name, "target": target, "options": opts, "doc": (cls.__doc__ or "").strip()})
+        except StreamrtError as e:
+            rows.append({"name": name, "target": target, "error": e.message})
+    if format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if format != "table":
+        typer.echo(f"error: --format must be table or json, got {format!r}", err=True)
+        raise typer.Exit(2)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="streamrt policies")
+    table.add_column("name")
+    table.add_column("options (default)")
+    table.add_column("class")
+    for r in rows:
+        opts = r.get("error") or ", ".join(f"{k}={v['default']}" for k, v in r["options"].items())
+        table.add_row(r["name"], opts, r["target"])
+    Console().print(table)

@@ -1,0 +1,59 @@
+"""The scheduler's settings: every limit named, with its unit; ``None`` disables one where allowed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamrt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """How the scheduler batches, orders and degrades.
+
+    max_batch_size: most streams in one ``model.step`` (streams); ``None``: every ready stream.
+    max_wait_ms: after the first stream is ready, how long to wait for more to become ready so they
+        share the step (ms); never waits past the point where the most urgent deadline would be
+        missed. ``None`` or 0: step at once with whatever is ready.
+    latency_budget_ms: a ready stream's deadline is the arrival time of its oldest unprocessed audio
+        plus this (ms). It must cover one model chunk of buffering plus one step.
+    step_time_window: observed steps kept to fit the step-time model t(b) = a + c*b (steps).
+    degrade_high_water_ms: when the worst ready stream's lag (age of its oldest unprocessed audio)
+        is above this, the scheduler turns the degradation ladder up one level (ms); ``None``
+        disables degradation entirely.
+    degrade_low_water_ms: when the worst lag is below this, it turns the ladder down one level (ms).
+        Must be below the high-water mark (hysteresis).
+    degrade_hold_ms: least time between two level changes, so the effect of one change is seen
+        before the next (ms).
+    degrade_memory_ms: how long a level that could not keep up with N streams is not retried while
+        N or more streams are live (ms); after that it is tried again.
+    """
+
+    max_batch_size: int | None = 32
+    max_wait_ms: float | None = 10.0
+    latency_budget_ms: float = 1000.0
+    step_time_window: int = 64
+    degrade_high_water_ms: float | None = 2000.0
+    degrade_low_water_ms: float = 500.0
+    degrade_hold_ms: float = 2000.0
+    degrade_memory_ms: float = 30_000.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be >= 1 stream or None, got {self.max_batch_size}")
+        if self.max_wait_ms is not None and self.max_wait_ms < 0:
+            raise ConfigError(f"max_wait_ms must be >= 0 ms or None, got {self.max_wait_ms}")
+        if self.latency_budget_ms <= 0:
+            raise ConfigError(f"latency_budget_ms must be > 0 ms, got {self.latency_budget_ms}")
+        if self.step_time_window < 2:
+            raise ConfigError(f"step_time_window must be >= 2 steps, got {self.step_time_window}")
+        if self.degrade_high_water_ms is not None:
+            if not 0 <= self.degrade_low_water_ms < self.degrade_high_water_ms:
+                raise ConfigError(
+                    f"degrade_low_water_ms ({self.degrade_low_water_ms} ms) must be >= 0 and below "
+                    f"degrade_high_water_ms ({self.degrade_high_water_ms} ms)"
+                )
+        if self.degrade_hold_ms < 0:
+            raise ConfigError(f"degrade_hold_ms must be >= 0 ms, got {self.degrade_hold_ms}")
+        if self.degrade_memory_ms < 0:
+            raise ConfigError(f"degrade_memory_ms must be >= 0 ms, got {self.degrade_memory_ms}")

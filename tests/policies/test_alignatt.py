@@ -1,0 +1,45 @@
+"""AlignAtt (Papi et al., Interspeech 2023): stop before the first token attending to the last f frames."""
+
+import pytest
+
+from policies import registry
+from policies.alignatt import AlignAtt
+from policies.base import Read, Write
+from streamrt.errors import PolicyOptionError
+
+
+def test_registered_with_default_frames(make_view):
+    p = registry.create("alignatt")
+    assert isinstance(p, AlignAtt) and p.frames == 4
+
+
+def test_writes_tokens_before_the_first_attending_to_the_border(make_view):
+    p = AlignAtt(frames=10)  # border = frame 90 of 100
+    assert p.decide(make_view(["a", "b", "c"], peaks=[10, 50, 95])) == Write(2)
+
+
+def test_reads_when_the_first_token_attends_to_the_border(make_view):
+    p = AlignAtt(frames=10)
+    assert p.decide(make_view(["a", "b"], peaks=[92, 20])) == Read()
+
+
+def test_stops_at_first_border_token_even_if_later_ones_look_back(make_view):
+    p = AlignAtt(frames=10)
+    assert p.decide(make_view(["a", "b", "c"], peaks=[5, 91, 30])) == Write(1)
+
+
+def test_larger_f_waits_longer(make_view):
+    v = make_view(["a", "b", "c"], peaks=[10, 70, 85])
+    assert AlignAtt(frames=10).decide(v) == Write(3)
+    assert AlignAtt(frames=20).decide(v) == Write(2)
+    assert AlignAtt(frames=40).decide(v) == Write(1)
+
+
+def test_end_of_source_writes_all(make_view):
+    assert AlignAtt().decide(make_view(["a", "b"], peaks=[99, 99], finished=True)) == Write(2, final=True)
+
+
+def test_option_checks(make_view):
+    with pytest.raises(PolicyOptionError, match="'frames' must be >= 1"):
+        AlignAtt(frames=0)
+    assert AlignAtt(frames="12").frames == 12

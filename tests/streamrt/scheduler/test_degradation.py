@@ -1,0 +1,111 @@
+"""The degradation ladder: built from the knobs a model offers, moved with hysteresis, and, end to
+end in virtual time, turned on under overload (bounding lag) and off again when load falls."""
+
+from __future__ import annotations
+
+from sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
+from streamrt.clock import ManualClock
+from streamrt.scheduler import Degradation, DegradationController, Scheduler, SchedulerSettings
+from streamrt.session import Session
+from streamrt.testing import CountingModel
+
+
+def test_ladder_has_only_the_knobs_the_model_offers():
+    assert Degradation.for_model(CountingModel()).max_level == 0
+    ladder = Degradation.for_model(TimedCountingModel(ManualClock(), chunk_ms=200))
+    assert [(s.method, s.value, s.restore) for s in ladder.steps] == [
+        ("set_low_precision_fraction", 0.5, 0.0),
+        ("set_low_precision_fraction", 1.0, 0.5),
+        ("set_chunk_ms", 400, 200),
+        ("set_chunk_ms", 800, 400),
+    ]
+
+
+def test_set_level_turns_steps_on_and_off_in_order():
+    model = TimedCountingModel(ManualClock(), chunk_ms=200)
+    ladder = Degradation.for_model(model)
+    ladder.set_level(model, 3)
+    assert model.low_precision_fraction == 1.0 and model.chunk_ms == 400
+    assert ladder.active == ("precision 50% low-bit", "precision 100% low-bit", "chunk x2")
+    ladder.set_level(model, 1)
+    assert model.low_precision_fraction == 0.5 and model.chunk_ms == 200
+    ladder.set_level(model, 0)
+    assert model.low_precision_fraction == 0.0 and ladder.active == ()
+
+
+def test_controller_has_hysteresis_and_a_hold_time():
+    c = DegradationController(high_water_ms=1000, low_water_ms=300, hold_ms=500, memory_ms=1000)
+    assert c.decide(0, 4, 1500, now=0.0) == 1  # above high water: up
+    assert c.decide(1, 4, 5000, now=0.2) == 1  # within the hold time: no change
+    assert c.decide(1, 4, 5000, now=0.6) == 2  # still above and not falling: up again
+    assert c.decide(2, 4, 600, now=2.0) == 2  # between the marks: stay
+    assert c.decide(2, 4, 100, now=3.0) == 1  # below low water: down
+    assert DegradationController(None, 0, 0).decide(0, 4, 1e9, 0.0) == 0  # disabled
+    assert DegradationController(1000, 300, 0).decide(4, 4, 9000, 0.0) == 4  # top of the ladder
+
+
+def test_controller_waits_while_a_level_drains_the_backlog():
+    c = DegradationController(high_water_ms=1000, low_water_ms=300, hold_ms=500)
+    assert c.decide(0, 4, 4000, now=0.0) == 1
+    assert c.decide(1, 4, 3000, now=1.0) == 1  # above high water but below the 4000 at the change
+    assert c.decide(1, 4, 4500, now=2.0) == 2  # growing again: this level is too weak
+
+
+def test_controller_does_not_go_back_to_a_level_too_weak_for_this_load():
+    c = DegradationController(high_water_ms=1000, low_water_ms=300, hold_ms=500, memory_ms=10_000)
+    assert c.decide(0, 4, 2000, now=0.0, load=8) == 1  # level 0 failed with 8 streams
+    assert c.decide(1, 4, 100, now=1.0, load=8) == 1  # so it is not retried with 8 streams
+    assert c.decide(1, 4, 100, now=2.0, load=7) == 0  # fewer streams: retried
+    assert c.decide(0, 4, 2000, now=3.0, load=7) == 1
+    assert c.decide(1, 4, 100, now=13.5, load=7) == 0  # memory expired: retried
+
+
+async def run_overload(settings):
+    """8 streams whose steps cost 0.45 s per 0.2 s of audio for 20 s, then 2 streams for 20 s."""
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.05, per_stream_s=0.05, chunk_ms=200)
+    sched = Scheduler(model, clock=clock, settings=settings)
+    rec = Recorder()
+    sessions = [Session(model.create_stream(), clock, session_id=f"s{i}") for i in range(8)]
+    await sched.start()
+    for s in sessions:
+        sched.add(s, rec)
+    levels, lag_end_of_overload = [], None
+    live = sessions
+    for k in range(200):
+        await advance_to(sched, clock, 0.2 * k)
+        if k == 100:
+            lag_end_of_overload = max(v["max_lag_ms"] for v in sched.stats()["per_session"].values())
+            for s in sessions[2:]:
+                sched.remove(s)
+            live = sessions[:2]
+        for s in live:
+            s.receive_audio(chunk(200))
+            sched.wake(s)
+        levels.append(sched.stats()["degradation"]["level"])
+    await advance_to(sched, clock, 0.2 * 200)
+    final = sched.stats()
+    for s in live:
+        s.receive_eof()
+        sched.wake(s)
+    await sched.stop()
+    return model, rec, levels, lag_end_of_overload, final
+
+
+async def test_overload_turns_degradation_on_and_falling_load_turns_it_off():
+    settings = SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=1000, degrade_low_water_ms=300,
+                                 degrade_hold_ms=1000)
+    model, rec, levels, lag, final = await run_overload(settings)
+    assert max(levels[:100]) >= 3  # precision knobs alone do not keep up; longer chunks do
+    assert final["degradation"]["level"] == 0 and levels[-1] == 0
+    assert model.low_precision_fraction == 0.0 and model.chunk_ms == 200  # every knob restored
+    assert final["worst_lag_ms"] < 300
+    # nothing was lost on the way: both surviving streams delivered every word
+    for sid in ("s0", "s1"):
+        assert rec.committed_words(sid) == words_for(40_000) and rec.ended(sid)
+
+    _, _, levels_off, lag_off, _ = await run_overload(
+        SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None)
+    )
+    assert max(levels_off) == 0
+    assert lag_off > 3 * lag  # without the ladder the lag keeps growing

@@ -1,0 +1,240 @@
+"""The scheduler on CountingModel in virtual time (ManualClock advanced by the model's own "compute"):
+batching, joins and leaves, deadline order, failure isolation, clean drain. No wall-clock asserts."""
+
+from __future__ import annotations
+
+import pytest
+
+from sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
+from streamrt.clock import ManualClock
+from streamrt.errors import SessionClosed
+from streamrt.scheduler import Scheduler, SchedulerSettings
+from streamrt.session import Session
+
+NO_WAIT = SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None)
+
+
+def make(n, clock, model, prefix="s"):
+    return [Session(model.create_stream(), clock, session_id=f"{prefix}{i}") for i in range(n)]
+
+
+async def feed_ticks(sched, clock, sessions, ticks, chunk_ms=200, t0=0.0):
+    for k in range(ticks):
+        await advance_to(sched, clock, t0 + k * chunk_ms / 1000)
+        for s in sessions:
+            s.receive_audio(chunk(chunk_ms))
+            sched.wake(s)
+
+
+async def finish(sched, sessions):
+    for s in sessions:
+        s.receive_eof()
+        sched.wake(s)
+    await sched.wait_idle()
+
+
+async def test_ready_sessions_share_one_batched_step():
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.01, per_stream_s=0.001)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    sessions = make(8, clock, model)
+    await sched.start()
+    for s in sessions:
+        sched.add(s, on_output=rec)
+    await feed_ticks(sched, clock, sessions, ticks=10)
+    await finish(sched, sessions)
+    await sched.stop()
+
+    assert max(model.batch_sizes) == 8
+    assert sched.stats()["batch_size_mean"] > 4
+    for s in sessions:  # every committed unit of every session reached the callback, in order
+        assert rec.committed_words(s.id) == words_for(2000)
+        assert rec.ended(s.id)
+    assert sched.sessions == ()  # ended sessions leave on their own
+
+
+async def test_sessions_join_and_leave_mid_run():
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.01, per_stream_s=0.001)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    a, b = make(2, clock, model, "early")
+    (c,) = make(1, clock, model, "late")
+    await sched.start()
+    sched.add(a, rec)
+    sched.add(b, rec)
+    await feed_ticks(sched, clock, [a, b], ticks=5)
+    sched.add(c, rec)  # joins after 1 s
+    await feed_ticks(sched, clock, [a, b, c], ticks=5, t0=1.0)
+    b_steps = sched.stats()["per_session"]["early1"]["steps"]
+    sched.remove(b)  # leaves after 2 s, with no eof
+    sched.remove(b)  # idempotent
+    b.receive_audio(chunk(1000))
+    sched.wake(b)  # ignored: no longer scheduled
+    await feed_ticks(sched, clock, [a, c], ticks=5, t0=2.0)
+    await finish(sched, [a, c])
+    await sched.stop()
+
+    assert rec.committed_words("early0") == words_for(3000)
+    assert rec.committed_words("late0") == words_for(2000)
+    assert rec.ended("early0") and rec.ended("late0")
+    assert b.stream.consumed_ms == pytest.approx(b_steps * 200)  # untouched after removal
+    assert not rec.ended("early1")
+    # the late joiner shared steps with the others
+    late = c.stream
+    assert any(late in batch and len(batch) >= 2 for batch in model.stepped)
+
+
+async def test_most_urgent_session_is_stepped_first():
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.05)
+    sched = Scheduler(model, clock=clock, settings=SchedulerSettings(max_batch_size=1, max_wait_ms=None,
+                                                                      degrade_high_water_ms=None))
+    fresh, stale, middle = make(3, clock, model)
+    await sched.start()
+    for s in (fresh, stale, middle):
+        sched.add(s)
+    # audio arrives in the order stale (t=0), middle (t=0.3), fresh (t=0.6); added in another order
+    stale.receive_audio(chunk(200)); sched.wake(stale)
+    clock.advance(0.3)
+    middle.receive_audio(chunk(200)); sched.wake(middle)
+    clock.advance(0.3)
+    fresh.receive_audio(chunk(200)); sched.wake(fresh)
+    await sched.wait_idle()
+    await sched.stop()
+
+    order = [batch[0] for batch in model.stepped]
+    assert order == [stale.stream, middle.stream, fresh.stream]
+
+
+async def test_a_failing_stream_is_isolated_and_the_rest_go_on():
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.01)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    sessions = make(5, clock, model)
+    bad = sessions[2]
+    await sched.start()
+    for s in sessions:
+        sched.add(s, rec)
+    await feed_ticks(sched, clock, sessions, ticks=3)
+    bad.stream.poison = True
+    await feed_ticks(sched, clock, sessions, ticks=7, t0=0.6)
+    await finish(sched, sessions)
+    await sched.stop()
+
+    errors = rec.errors(bad.id)
+    assert len(errors) == 1 and errors[0].code == "model_error" and errors[0].fatal
+    assert "poisoned stream" in errors[0].message and bad.id in errors[0].message
+    assert bad not in sched.sessions
+    for s in sessions:
+        if s is not bad:
+            assert rec.committed_words(s.id) == words_for(2000) and rec.ended(s.id)
+            assert not rec.errors(s.id)
+    assert sched.stats()["failed_sessions"] == 1
+    assert 4 in model.batch_sizes  # after the failure the others are batched again
+
+
+async def test_an_exception_naming_its_stream_is_not_bisected():
+    clock = ManualClock()
+
+    class Naming(TimedCountingModel):
+        def step(self, streams):
+            for s in streams:
+                if getattr(s, "poison", False):
+                    err = RuntimeError("bad input in one stream")
+                    err.stream = s
+                    raise err
+            super().step(streams)
+
+    model = Naming(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    sessions = make(6, clock, model)
+    sessions[4].stream.poison = True
+    await sched.start()
+    for s in sessions:
+        sched.add(s)
+    await feed_ticks(sched, clock, sessions, ticks=1)
+    await sched.wait_idle()
+    await sched.stop()
+    assert model.batch_sizes == [5]  # one failed attempt (unrecorded), then the other five at once
+
+
+async def test_a_raising_callback_does_not_stop_the_loop():
+    clock = ManualClock()
+    model = TimedCountingModel(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    good, noisy = make(2, clock, model)
+
+    def explode(session):
+        raise RuntimeError("client went away")
+
+    await sched.start()
+    sched.add(good, rec)
+    sched.add(noisy, explode)
+    await feed_ticks(sched, clock, [good, noisy], ticks=5)
+    await finish(sched, [good, noisy])
+    await sched.stop()
+    assert rec.committed_words(good.id) == words_for(1000) and rec.ended(good.id)
+
+
+async def test_stop_drains_all_pending_work_and_refuses_new_sessions():
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.02)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    sessions = make(3, clock, model)
+    await sched.start()
+    for s in sessions:
+        sched.add(s, rec)
+        s.receive_audio(chunk(2300))  # a burst: 12 steps of work each
+        s.receive_eof()
+        sched.wake(s)
+    await sched.stop()  # no wait_idle first: stop itself must drain
+
+    for s in sessions:
+        assert rec.committed_words(s.id) == words_for(2300)
+        assert rec.ended(s.id)
+    with pytest.raises(SessionClosed):
+        sched.add(make(1, clock, model, "x")[0])
+
+
+async def test_stats_report_lag_batches_and_step_time_fit():
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.02, per_stream_s=0.005)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    sessions = make(4, clock, model)
+    await sched.start()
+    for s in sessions[:2]:
+        sched.add(s)
+    await feed_ticks(sched, clock, sessions[:2], ticks=4)
+    for s in sessions[2:]:
+        sched.add(s)
+    await feed_ticks(sched, clock, sessions, ticks=4, t0=0.8)
+    await sched.wait_idle()
+    st = sched.stats()
+    await sched.stop()
+    assert st["batch_sizes"] == {2: 4, 4: 4}
+    assert st["step_time"]["fixed_ms"] == pytest.approx(20, abs=0.5)
+    assert st["step_time"]["per_stream_ms"] == pytest.approx(5, abs=0.1)
+    assert set(st["per_session"]) == {s.id for s in sessions}
+    assert all(v["lag_ms"] == 0 and v["steps"] >= 4 for v in st["per_session"].values())
+    assert st["degradation"]["level"] == 0
+
+
+async def test_a_session_with_nothing_left_to_step_still_ends():
+    clock = ManualClock()
+    model = TimedCountingModel(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    (s,) = make(1, clock, model)
+    await sched.start()
+    sched.add(s, rec)
+    s.receive_eof()  # no audio at all: the stream is done without a step
+    sched.wake(s)
+    await sched.wait_idle()
+    await sched.stop()
+    assert rec.ended(s.id) and rec.committed_words(s.id) == []
+    assert model.steps == 0 and sched.sessions == ()
