@@ -4,7 +4,6 @@ microphone, ``streamrt demo --fake-model``."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 
 import numpy as np
@@ -62,8 +61,6 @@ def test_mic_without_a_microphone_says_so_and_exits_2():
     assert result.exit_code == 2 and "no microphone" in result.output
 
 
-@pytest.mark.skipif(importlib.util.find_spec("streamrt.scheduler.scheduler") is None,
-                    reason="streamrt.scheduler.Scheduler has not landed on this branch yet")
 def test_demo_with_the_counting_model_streams_and_stops():
     result = CliRunner().invoke(app, ["demo", "--fake-model", "--speed", "0"])
     assert result.exit_code == 0, result.output
