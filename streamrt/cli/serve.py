@@ -96,18 +96,21 @@ def register(app: typer.Typer) -> None:
         server = StreamServer(shared, settings=settings, host=host, port=port)
 
         async def main() -> None:
+            import signal
+
             await server.start()
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
                        f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
-            try:
-                await asyncio.Future()
-            finally:
-                await server.stop()
-
-        try:
-            asyncio.run(main())
-        except KeyboardInterrupt:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            typer.echo("streamrt: shutting down; live sessions commit and end first")
+            await server.stop()
             typer.echo("streamrt: stopped")
+
+        asyncio.run(main())
 
     @app.command()
     def stream(
