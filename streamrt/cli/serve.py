@@ -169,15 +169,16 @@ def register(app: typer.Typer) -> None:
         start = {"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1, **_options(policy, language)}
 
         async def run():
-            return await stream_chunks(url, mic_chunks(max_s=seconds), start, on_message=view, token=token)
+            import signal
+
+            stop = asyncio.Event()  # Ctrl-C ends the audio; the server still commits and sends end
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            chunks = mic_chunks(max_s=seconds, stop=stop)
+            return await stream_chunks(url, chunks, start, on_message=view, token=token)
 
         view = CaptionView(console)
         with view:
-            try:
-                result = asyncio.run(run())
-            except KeyboardInterrupt:
-                console.print("stopped")
-                raise typer.Exit(0)
+            result = asyncio.run(run())
         raise typer.Exit(_print_result(console, result))
 
     @app.command()

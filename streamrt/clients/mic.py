@@ -39,9 +39,13 @@ def open_sounddevice():
 
 
 async def mic_chunks(
-    sample_rate: int = 16000, chunk_ms: float = 100.0, encoding: str = "pcm_s16le", max_s: float | None = None
+    sample_rate: int = 16000,
+    chunk_ms: float = 100.0,
+    encoding: str = "pcm_s16le",
+    max_s: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield mono PCM chunks from the default input device until cancelled (or ``max_s`` seconds)."""
+    """Yield mono PCM chunks from the default input device until ``stop`` is set (or ``max_s``)."""
     sd, _ = open_sounddevice()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=100)
@@ -56,7 +60,16 @@ async def mic_chunks(
 
     sent = 0
     with sd.InputStream(samplerate=sample_rate, channels=1, dtype="float32", blocksize=blocksize, callback=callback):
-        while max_s is None or sent < max_s * sample_rate:
-            x = await queue.get()
-            sent += len(x)
-            yield encode_pcm(x, encoding)
+        stopped = asyncio.ensure_future(stop.wait()) if stop is not None else asyncio.get_running_loop().create_future()
+        try:
+            while max_s is None or sent < max_s * sample_rate:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    return
+                x = getter.result()
+                sent += len(x)
+                yield encode_pcm(x, encoding)
+        finally:
+            stopped.cancel()

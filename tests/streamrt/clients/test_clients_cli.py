@@ -78,3 +78,59 @@ async def test_raw_protocol_demo_script_runs(make_server, tmp_path):
     out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
     assert proc.returncode == 0, out
     assert "'type': 'ready'" in out and "commit: w0" in out and "'words': 2" in out and "closed with 1000" in out
+
+
+async def test_full_speed_client_stays_within_the_servers_buffer(make_server):
+    from streamrt.clients.ws_client import stream_samples
+    from streamrt.server.settings import ServerSettings
+
+    server = await make_server(ServerSettings(max_buffered_audio_s=1.0), word_ms=100.0)
+    audio = np.zeros(16000 * 20, np.float32)  # 20 s sent "at once" against a 1 s buffer
+    res = await stream_samples(server.url, audio, speed=0, chunk_ms=100)
+    assert not res.errors and res.end["source_ms"] == 20000.0  # nothing dropped
+    assert [w["text"] for w in res.words] == [f"w{i}" for i in range(200)]
+
+
+class FakeSoundDevice:
+    """Stands in for the sounddevice module: one input device whose callback delivers zeros."""
+
+    def query_devices(self, kind=None):
+        return {"name": "fake mic", "max_input_channels": 1}
+
+    class InputStream:
+        def __init__(self, samplerate, channels, dtype, blocksize, callback):
+            import threading
+
+            self.blocksize, self.callback = blocksize, callback
+            self.running = threading.Event()
+            self.thread = threading.Thread(target=self._run, daemon=True)
+
+        def _run(self):
+            import time
+
+            while self.running.is_set():  # PortAudio calls back from its own thread
+                self.callback(np.zeros((self.blocksize, 1), np.float32), self.blocksize, None, None)
+                time.sleep(self.blocksize / 16000 / 4)  # 4x real time
+
+        def __enter__(self):
+            self.running.set()
+            self.thread.start()
+            return self
+
+        def __exit__(self, *exc):
+            self.running.clear()
+            self.thread.join()
+
+
+async def test_mic_stream_stops_on_request_and_still_gets_every_word(make_server, monkeypatch):
+    from streamrt.clients.mic import mic_chunks
+    from streamrt.clients.ws_client import stream_chunks
+
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice())
+    server = await make_server()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.6, stop.set)  # as Ctrl-C does in `streamrt mic`
+    start = {"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1}
+    res = await stream_chunks(server.url, mic_chunks(stop=stop), start)
+    assert res.close_code == 1000 and res.end is not None and res.end["source_ms"] >= 1000
+    assert res.end["words"] == len(res.words) and res.words[0]["text"] == "w0"
