@@ -30,9 +30,7 @@ def load_model(name: str, fake: bool):
 
 
 def bundled_recording() -> Path:
-    """A real recording for the demo: data/ when the test set exists, else moonshine-voice's beckett.wav."""
-    for candidate in sorted(Path("data").glob("**/*.wav"))[:1]:
-        return candidate
+    """A real recording for the demo: moonshine-voice's beckett.wav, else the first WAV under data/."""
     try:
         from importlib import resources
 
@@ -41,6 +39,8 @@ def bundled_recording() -> Path:
             return Path(str(path))
     except ModuleNotFoundError:
         pass
+    for candidate in sorted(Path("data").glob("**/*.wav"))[:1]:
+        return candidate
     raise typer.BadParameter("no bundled recording: install moonshine-voice (streamrt[models]) or pass --file")
 
 
