@@ -9,11 +9,14 @@ from typing import Optional
 
 import typer
 
+from streamrt.errors import StreamrtError
+
 DEFAULT_URL = "ws://127.0.0.1:8765"
 
 
-def load_model(name: str, fake: bool):
-    """The shared model: Whisper streaming by name, or the counting model (no weights) when ``fake``."""
+def load_model(name: str, fake: bool, encoder_mode: Optional[str] = None, chunk_ms: Optional[int] = None):
+    """The shared model: Whisper streaming by name, or the counting model (no weights) when ``fake``.
+    ``encoder_mode``/``chunk_ms``: passed on when given, else the model's defaults."""
     if fake:
         from streamrt.testing import CountingModel
 
@@ -26,7 +29,11 @@ def load_model(name: str, fake: bool):
             "use --fake-model to run the server with the counting model",
             param_hint="--model",
         ) from None
-    return WhisperStreamingModel.from_pretrained(name)
+    kwargs = {k: v for k, v in {"encoder_mode": encoder_mode, "chunk_ms": chunk_ms}.items() if v is not None}
+    try:
+        return WhisperStreamingModel.from_pretrained(name, **kwargs)
+    except StreamrtError as e:
+        raise typer.BadParameter(e.message, param_hint="--model/--encoder-mode/--chunk-ms") from None
 
 
 def bundled_recording() -> Path:
@@ -68,6 +75,8 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8765, help="TCP port (0 picks a free one)"),
         model: str = typer.Option("tiny.en", help="Whisper model name or local folder"),
         fake_model: bool = typer.Option(False, "--fake-model", help="serve the counting model (no weights; tests)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="block-causal, sliding or reencode (model default)"),
+        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
         max_sessions: int = typer.Option(64, help="concurrent sessions; past it clients get 1013"),
         max_message_bytes: int = typer.Option(1 << 20, help="largest client message, bytes"),
         max_buffered_audio_s: float = typer.Option(30.0, help="audio buffered ahead of the model, seconds"),
@@ -82,7 +91,7 @@ def register(app: typer.Typer) -> None:
         from streamrt.server.settings import ServerSettings
         from streamrt.server.ws import StreamServer
 
-        shared = load_model(model, fake_model)
+        shared = load_model(model, fake_model, encoder_mode, chunk_ms)
         settings = ServerSettings(
             max_sessions=max_sessions,
             max_message_bytes=max_message_bytes,
@@ -185,6 +194,8 @@ def register(app: typer.Typer) -> None:
     def demo(
         model: str = typer.Option("tiny.en", help="Whisper model for the in-process server"),
         fake_model: bool = typer.Option(False, "--fake-model", help="use the counting model (no weights; tests)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="block-causal, sliding or reencode (model default)"),
+        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
         file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="recording (default: bundled)"),
         speed: float = typer.Option(1.0, help="1.0 real time, 0 as fast as possible"),
         policy: Optional[str] = typer.Option(None, help="read/write policy"),
@@ -202,7 +213,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         path = file or bundled_recording()
         console.print(f"loading {'the counting model' if fake_model else model} ...")
-        shared = load_model(model, fake_model)
+        shared = load_model(model, fake_model, encoder_mode, chunk_ms)
         samples = load_audio(path, 16000)
         settings = ServerSettings(model_name="counting" if fake_model else model)
 
