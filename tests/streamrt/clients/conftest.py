@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.streamrt.server.standin import start_test_server, stop_test_server
+from tests.streamrt.server.server_helpers import start_test_server, stop_test_server
 
 
 @pytest.fixture
