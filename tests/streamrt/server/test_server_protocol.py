@@ -171,6 +171,7 @@ def test_shutdown_ends_the_session_and_closes_going_away():
 def test_audio_after_stop_is_reported_not_fatal():
     proto, model = make()
     proto.receive_text(json.dumps(START))
+    proto.receive_binary(pcm_s16(0.5))  # not yet stepped: the session cannot end at stop
     proto.stop()
     proto.receive_binary(pcm_s16(0.1))
     msgs = proto.data_to_send()
