@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -300,11 +299,6 @@ async def sweep_streams(
     }
 
 
-def with_settings(settings: SchedulerSettings | None, **changes) -> SchedulerSettings:
-    """A copy of ``settings`` (default settings when None) with ``changes`` applied."""
-    return replace(settings or SchedulerSettings(), **changes)
-
-
 # ---- command-line entry (`streamrt bench streams`, or `python -m streamrt.bench.streams`) ---------
 def default_audio_path() -> str:
     """A real English recording that ships with an installed package (moonshine-voice, 44 s)."""
@@ -319,8 +313,9 @@ def default_audio_path() -> str:
 
 
 def load_bench_model(name: str, **model_settings):
-    """``counting`` (CountingModel), ``counting-sim:FIXED_MS:PER_STREAM_MS`` (CountingModel with a
-    simulated step cost), or a Whisper name/path for ``WhisperStreamingModel.from_pretrained``."""
+    """``counting`` (CountingModel), ``counting-sim:FIXED_MS:PER_STREAM_MS[:PRECISION_SPEEDUP]``
+    (CountingModel with a simulated step cost, and optionally a simulated precision knob), or a
+    Whisper name/path for ``WhisperStreamingModel.from_pretrained``."""
     from streamrt.testing import CountingModel
 
     if name == "counting":
@@ -329,7 +324,8 @@ def load_bench_model(name: str, **model_settings):
         parts = name.split(":")
         fixed = float(parts[1]) if len(parts) > 1 else 20.0
         per = float(parts[2]) if len(parts) > 2 else 2.0
-        return SimulatedCompute(CountingModel(), fixed, per)
+        speedup = float(parts[3]) if len(parts) > 3 else None
+        return SimulatedCompute(CountingModel(), fixed, per, precision_speedup=speedup)
     from streamrt.tasks.whisper_stream import WhisperStreamingModel
 
     return WhisperStreamingModel.from_pretrained(name, **model_settings)
@@ -341,6 +337,7 @@ def bench_streams(
     duration_s: float = 30.0,
     *,
     sweep: bool = False,
+    spike: tuple[float, float] | None = None,
     audio_path: str | None = None,
     chunk_ms: float = 100.0,
     p95_limit_ms: float = 1500.0,
@@ -349,13 +346,17 @@ def bench_streams(
     settings: SchedulerSettings | None = None,
     **model_settings,
 ) -> dict:
-    """Load the model and audio, then run ``streams`` streams (or sweep); the JSON-ready result."""
+    """Load the model and audio, then run ``streams`` streams, or sweep, or (``spike`` = (start_s,
+    duration_s)) double the streams for a while; the JSON-ready result."""
     from streamrt.audio import load_audio
 
     model = load_bench_model(model_name, **model_settings)
     audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
     kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
-    if sweep:
+    if spike is not None:
+        out = asyncio.run(run_spike(model, streams, duration_s, audio, spike_start_s=spike[0],
+                                    spike_duration_s=spike[1], **kw))
+    elif sweep:
         out = asyncio.run(sweep_streams(model, duration_s, audio, start=max(1, streams),
                                         max_streams=max_streams, p95_limit_ms=p95_limit_ms, **kw))
     else:
@@ -377,6 +378,9 @@ def register(app) -> None:
         duration: float = typer.Option(30.0, help="seconds of audio per stream"),
         sweep: bool = typer.Option(False, help="find the most streams held in real time with p95 <= --p95-limit-ms"),
         p95_limit_ms: float = typer.Option(1500.0, help="sweep criterion: p95 commit delay (ms)"),
+        spike_at: float = typer.Option(None, help="load spike: as many streams again join at this second"),
+        spike_duration: float = typer.Option(30.0, help="load spike: seconds the extra streams stay"),
+        degrade: bool = typer.Option(True, help="let the scheduler degrade under overload"),
         audio: str = typer.Option(None, help="16 kHz-resampled input audio (default: a packaged recording)"),
         chunk_ms: float = typer.Option(100.0, help="client message size (ms)"),
         encoder_mode: str = typer.Option("block-causal", help="Whisper only: block-causal | sliding | reencode"),
@@ -392,8 +396,11 @@ def register(app) -> None:
             if model_chunk_ms is not None:
                 model_kw["chunk_ms"] = model_chunk_ms
             options = {"policy": policy}
-        out = bench_streams(model, streams, duration, sweep=sweep, audio_path=audio, chunk_ms=chunk_ms,
-                            p95_limit_ms=p95_limit_ms, options=options, **model_kw)
+        settings = None if degrade else SchedulerSettings(degrade_high_water_ms=None)
+        spike = None if spike_at is None else (spike_at, spike_duration)
+        out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,
+                            chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, options=options,
+                            settings=settings, **model_kw)
         if format == "json":
             typer.echo(json.dumps(out))
         else:
