@@ -246,8 +246,8 @@ async def test_a_session_with_nothing_left_to_step_still_ends():
 async def test_max_wait_gathers_sessions_that_become_ready_soon(max_wait_ms, first_batch):
     clock = ManualClock()
     model = TimedCountingModel(clock, fixed_s=0.01)
-    sched = Scheduler(model, clock=clock, settings=SchedulerSettings(max_wait_ms=max_wait_ms,
-                                                                      degrade_high_water_ms=None))
+    settings = SchedulerSettings(max_wait_ms=max_wait_ms, latency_budget_ms=60_000, degrade_high_water_ms=None)
+    sched = Scheduler(model, clock=clock, settings=settings)
     sessions = make(4, clock, model)
     await sched.start()
     for s in sessions:
