@@ -27,7 +27,7 @@ from streamrt.clock import MonotonicClock
 from streamrt.engine import StreamingModel
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session, SessionLimits
-from streamrt.types import CommitEvent, EndEvent
+from streamrt.types import CommitEvent, EndEvent, ErrorEvent
 
 
 class SimulatedCompute:
@@ -72,6 +72,7 @@ class _StreamRecord:
         self.start: float | None = None  # wall time of media position 0
         self.delays_ms: list[float] = []
         self.max_lag_ms = 0.0
+        self.errors: list[str] = []
         self.ended = asyncio.Event()
 
 
@@ -105,6 +106,9 @@ async def _run_plan(
             if isinstance(ev, CommitEvent) and rec.start is not None:
                 rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
             elif isinstance(ev, EndEvent):
+                rec.ended.set()
+            elif isinstance(ev, ErrorEvent) and ev.fatal:  # e.g. an isolated model failure
+                rec.errors.append(f"{ev.code}: {ev.message}")
                 rec.ended.set()
 
     async def client(i: int, rec: _StreamRecord, start_s: float, duration_s: float) -> None:
@@ -209,7 +213,7 @@ def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_st
     for r in records:
         s = r.session
         rtf = s.compute_ms / s.stream.received_ms if s.stream.received_ms else 0.0
-        kept = rtf < 1.0 and r.max_lag_ms <= max_lag_ms
+        kept = rtf < 1.0 and r.max_lag_ms <= max_lag_ms and not r.errors
         rows.append({
             "id": s.id,
             "rtf": round(rtf, 4),
@@ -229,6 +233,8 @@ def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_st
         "rtf_mean": round(float(np.mean([row["rtf"] for row in rows])), 4) if rows else 0.0,
         "max_lag_ms": max((row["max_lag_ms"] for row in rows), default=0.0),
         "units": int(sum(row["units"] for row in rows)),
+        "failed_streams": sum(bool(r.errors) for r in records),
+        "errors": sorted({e for r in records for e in r.errors})[:5],
         "steps": stats["steps"],
         "batch_size_mean": stats["batch_size_mean"],
         "batch_size_max": stats["batch_size_max"],
