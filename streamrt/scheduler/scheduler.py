@@ -343,7 +343,7 @@ class Scheduler:
     def _fail(self, m: Member, error: BaseException, where: str) -> None:
         self._failed += 1
         self._members.pop(m.session, None)
-        log.error("session %s failed in %s: %r", m.session.id, where, error)
+        log.error("session %s failed in %s: %r", m.session.id, where, error, exc_info=error)
         m.session.fail(
             ModelStepError(f"model {where} failed for session {m.session.id}: {type(error).__name__}: {error}")
         )
