@@ -46,7 +46,7 @@ PAUSE_S = 0.6  # long-form: silence between sentences of one speaker, seconds
 TURN_PAUSE_S = 1.0  # long-form: silence where the speaker changes, and at both ends, seconds
 TURN_SENTENCES = 4  # long-form: sentences per speaker turn
 TESTSET_SIZE = 24  # short clips: the first TESTSET_SIZE sentences of ENGLISH
-ESPEAK_WPM = 150  # espeak-ng speaking rate for the translation set, words per minute
+ESPEAK_WPM = 130  # espeak-ng speaking rate for the translation set, words per minute
 
 
 class MissingTool(RuntimeError):
