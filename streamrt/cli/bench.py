@@ -20,6 +20,9 @@ def _register_encoder(app: typer.Typer) -> None:
         keep_s: float = typer.Option(10.0, help="window kept when a trim is needed (s)"),
         left_s: float = typer.Option(10.0, help="left context of the cached attention modes (s)"),
         threads: int = typer.Option(1, help="torch threads"),
+        modes: str = typer.Option(
+            "block-causal,sliding,conformer,reencode,reencode-30s", help="modes to time, comma-separated"
+        ),
     ) -> None:
         """Time one chunk step of every encoder mode at several stream positions."""
         from streamrt.bench.encoder import BenchSettings, format_table, run_encoder_bench, to_json
@@ -32,7 +35,7 @@ def _register_encoder(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--positions must be numbers separated by commas, not {positions!r}")
         s = BenchSettings(
             model=model, positions_s=pos, chunk_ms=chunk_ms, repeats=repeats, keep_s=keep_s, left_s=left_s,
-            threads=threads,
+            threads=threads, modes=tuple(m.strip() for m in modes.split(",")),
         )  # fmt: skip
         described, results = run_encoder_bench(s)
         if format == "json":
