@@ -1,7 +1,8 @@
 """Encoder step cost vs stream position, for every encoder mode (``streamrt bench encoder``).
 
-For each mode a stream is driven to each position (10 s, 60 s, 600 s by default) in large steps, then
-``repeats`` chunk steps of ``chunk_ms`` are timed; the table reports the fastest (on a shared machine
+For each mode one session is driven to each position (10, 25, 60, 600 s by default) in large steps,
+then ``repeats`` rounds time one chunk step of ``chunk_ms`` on every session in turn (so load changes
+on a shared machine hit all positions alike); the table reports the fastest (on a shared machine
 the least noisy estimate of a step's own cost), the JSON also the median. Whisper's absolute
 positions end at 30 s, so every mode trims its window the same way on long streams: when the next
 step would not fit, the window is cut to its last ``keep_s`` seconds (``trim``), as a streaming
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-DEFAULT_POSITIONS_S = (10.0, 60.0, 600.0)
+DEFAULT_POSITIONS_S = (10.0, 25.0, 60.0, 600.0)  # 25 s: re-encode near its largest window
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class BenchSettings:
     model: str = "tiny.en"  # "tiny.en" (packaged weights; random with its shape if missing) or "random"
     positions_s: tuple[float, ...] = DEFAULT_POSITIONS_S
     chunk_ms: float = 500.0  # audio per timed step
-    repeats: int = 7  # timed steps per position (best and median reported)
+    repeats: int = 9  # timed steps per position (best and median reported)
     keep_s: float = 10.0  # window kept by a trim
     left_s: float = 10.0  # left context of the cached attention modes
     lookahead_frames: int = 2  # per layer, sliding mode
@@ -42,7 +43,7 @@ class ModeResult:
     settings: str
     step_ms: dict  # position_s -> fastest ms of one chunk step
     median_ms: dict  # position_s -> median ms
-    window_s: dict  # position_s -> window length (s) when the step ran
+    window_s: dict  # position_s -> window length (s) before the timed steps
     trim_ms: float | None  # mean ms of one trim (re-based window), None if none happened
     ratio: float  # step at the last position / step at the first
 
@@ -108,27 +109,32 @@ def _step_timed(enc, state, mel: torch.Tensor, keep_frames: int, trims: list[flo
 
 
 def bench_mode(enc, s: BenchSettings) -> tuple[dict, dict, dict, float | None]:
+    """Drive one session per position there, then time steps round-robin over the sessions, so a change
+    in machine load during the run hits every position alike."""
     n_mels = enc.cfg.n_mels if hasattr(enc, "cfg") else enc.n_mels
     chunk_mel = int(s.chunk_ms / 10)
     keep_frames = int(s.keep_s * 1000 / enc.frame_ms)
-    state, pos_s, trims = enc.create_state(), 0.0, []
-    step_ms, median_ms, window_s = {}, {}, {}
+    drive_s = min(10.0, enc.max_window_frames * enc.frame_ms / 3000)  # a third of the window at most
     gen = torch.Generator().manual_seed(0)
+    trims: list[float] = []
+    states = {}
     with torch.inference_mode():
         for target in sorted(s.positions_s):
-            drive_s = min(10.0, enc.max_window_frames * enc.frame_ms / 3000)
-            while pos_s + 1e-9 < target:  # drive there in steps of up to 10 s (a third of the window)
+            state, pos_s = enc.create_state(), 0.0
+            while pos_s + 1e-9 < target:
                 sec = min(drive_s, target - pos_s)
                 _step_timed(enc, state, torch.randn(n_mels, int(sec * 100), generator=gen), keep_frames, trims)
                 pos_s += sec
-            times = []
-            for _ in range(s.repeats):
-                times.append(_step_timed(enc, state, torch.randn(n_mels, chunk_mel, generator=gen), keep_frames, trims))
-                pos_s += s.chunk_ms / 1000
-            step_ms[target] = 1000 * min(times)
-            median_ms[target] = 1000 * statistics.median(times)
-            window_s[target] = enc.window_frames(state) * enc.frame_ms / 1000
-    return step_ms, median_ms, window_s, (1000 * statistics.mean(trims) if trims else None)
+            states[target] = state
+        windows = {t: enc.window_frames(st) * enc.frame_ms / 1000 for t, st in states.items()}
+        times: dict[float, list[float]] = {t: [] for t in states}
+        for _ in range(s.repeats):
+            for target, state in states.items():
+                mel = torch.randn(n_mels, chunk_mel, generator=gen)
+                times[target].append(_step_timed(enc, state, mel, keep_frames, trims))
+    step_ms = {t: 1000 * min(v) for t, v in times.items()}
+    median_ms = {t: 1000 * statistics.median(v) for t, v in times.items()}
+    return step_ms, median_ms, windows, (1000 * statistics.mean(trims) if trims else None)
 
 
 def run_encoder_bench(s: BenchSettings = BenchSettings()) -> tuple[str, list[ModeResult]]:
