@@ -80,6 +80,10 @@ class ReencodeWhisperEncoder:
             return (state.n_mel + 1) // 2 if state.finished else max(0, (state.n_mel - 1) // 2)
         return state.n_conv
 
+    def pending_frames(self, state: ReencodeState) -> int:
+        """Always 0: every frame with a window position is in the output."""
+        return 0
+
     @torch.inference_mode()
     def step(self, mel: torch.Tensor, state: ReencodeState, *, final: bool = False) -> EncoderOutput:
         return self.step_batch([mel], [state], final=[final])[0]

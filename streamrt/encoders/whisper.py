@@ -97,6 +97,11 @@ class CachedWhisperEncoder:
     def window_frames(self, state: WhisperEncoderState) -> int:
         return state.layers[-1].n_out[0]
 
+    def pending_frames(self, state: WhisperEncoderState) -> int:
+        """Frames that hold window positions but are not out yet (an open block, the look-ahead).
+        A step fits when ``window_frames + pending_frames + new frames <= max_window_frames``."""
+        return state.n_conv - self.window_frames(state)
+
     @torch.inference_mode()
     def step(self, mel: torch.Tensor, state: WhisperEncoderState, *, final: bool = False) -> EncoderOutput:
         """Feed the session's NEW mel frames (n_mels, T). ``final=True`` on the last step flushes the

@@ -156,3 +156,14 @@ def test_bad_settings_and_inputs(whisper_encoder):
     with pytest.raises(InputError, match="finished"):
         enc.step(torch.randn(80, 10), state)
     assert isinstance(EncoderOutput(torch.zeros(3, 4), 2).end, int)
+
+
+def test_pending_frames_say_when_a_step_fits(whisper_encoder):
+    enc = make_encoder(whisper_encoder, "block-causal", chunk_frames=8, left_frames=16)
+    state = enc.create_state()
+    enc.step(torch.randn(80, 380), state)  # 189 conv frames (one waits for a mel frame): 184 out, 5 in a block
+    assert enc.window_frames(state) == 184 and enc.pending_frames(state) == 5
+    room = enc.max_window_frames - enc.window_frames(state) - enc.pending_frames(state)
+    enc.step(torch.randn(80, 2 * room), state)  # exactly fills the 200 positions
+    with pytest.raises(LimitExceeded):
+        enc.step(torch.randn(80, 4), state)
