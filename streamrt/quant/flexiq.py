@@ -50,8 +50,10 @@ class MixedPrecisionLinear(QuantizedLinear):
     scheme = "flexiq"
 
     def __init__(self, in_features: int, out_features: int, bias: bool, *, group_size: int = 64,
-                 fraction: float = 0.0, **settings):
+                 fraction: float = 0.0, int8_dense_above_rows: int | None = 16, **settings):
+        settings.setdefault("dense_above_rows", 128)
         super().__init__(in_features, out_features, bias, **settings)
+        self.int8_dense_above_rows = int8_dense_above_rows
         self.group_size = group_size
         self.fraction = check_fraction(fraction)
         rows = K.round_up(out_features, K.INT4_N_MULTIPLE)  # padding rows (zero) sort last
@@ -65,10 +67,10 @@ class MixedPrecisionLinear(QuantizedLinear):
         self.register_buffer("out_index", torch.arange(out_features))
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, *, group_size: int = 64, fraction: float = 0.0,
-                   **settings) -> MixedPrecisionLinear:
+    def from_float(cls, linear: nn.Linear, **settings) -> MixedPrecisionLinear:
         n, k = linear.out_features, linear.in_features
-        m = cls(k, n, linear.bias is not None, group_size=group_size, fraction=fraction, **settings)
+        m = cls(k, n, linear.bias is not None, **settings)
+        group_size = m.group_size
         w = linear.weight.detach().float()
         value_range = w.amax(dim=1) - w.amin(dim=1)
         order = torch.argsort(value_range, stable=True)  # smallest range first -> low precision first
@@ -140,7 +142,7 @@ class MixedPrecisionLinear(QuantizedLinear):
         if n_low < self.qweight.shape[0]:
             parts.append(K.int8_weight_only_mm(
                 x2d, self.qweight[n_low:], self.scale[n_low:], split.high_scale_c, self.compute_dtype,
-                self.dense_above_rows))
+                self.int8_dense_above_rows))
         y_sorted = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return y_sorted.index_select(1, self.out_index)
 
@@ -151,7 +153,8 @@ class MixedPrecisionLinear(QuantizedLinear):
         return torch.cat([w4, w8]).index_select(0, self.out_index)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", group_size={self.group_size}, fraction={self.fraction:g}"
+        return (super().extra_repr() + f", int8_dense_above_rows={self.int8_dense_above_rows}"
+                f", group_size={self.group_size}, fraction={self.fraction:g}")
 
 
 class PrecisionKnob:
