@@ -28,6 +28,15 @@ from streamrt.quant.modules import QuantizedLinear
 
 
 @dataclass(frozen=True)
+class _Full:
+    """Kernel-ready tensors for all rows, built once by prepare()."""
+
+    packed: torch.Tensor | None
+    scales_and_zeros: torch.Tensor
+    scale_c: torch.Tensor
+
+
+@dataclass(frozen=True)
 class _Split:
     """Kernel-ready tensors for one fraction. Rows [0, n_low) of the sorted order are int4."""
 
@@ -101,19 +110,20 @@ class MixedPrecisionLinear(QuantizedLinear):
         """Switch the int4/int8 split. No re-quantization: slices stored tensors, re-packs <64 rows."""
         self.fraction = check_fraction(fraction)
         if self._runtime is not None:
-            self._runtime = self._build_runtime(packed_full=self._runtime[0])
+            self._runtime = self._build_runtime(full=self._runtime[0])
 
-    def _build_runtime(self, packed_full: torch.Tensor | None = None) -> tuple[torch.Tensor | None, _Split]:
+    def _build_runtime(self, full: _Full | None = None) -> tuple[_Full, _Split]:
         use_kernel = K.has_int4_kernel()
-        if use_kernel and packed_full is None:
-            packed_full = K.int4_kernel_pack(K.nibble_unpack(self.codes))
+        if full is None:
+            packed = K.int4_kernel_pack(K.nibble_unpack(self.codes)) if use_kernel else None
+            sz = K.int4_scales_and_zeros(self.group_scale, self.group_zero, self.compute_dtype)
+            full = _Full(packed, sz, self.scale.to(self.compute_dtype))
         n_low = self.low_rows(self.fraction)
         low_packed = low_sz = None
         if use_kernel and n_low:
-            low_packed = self._packed_prefix(packed_full, n_low)
-            low_sz = K.int4_scales_and_zeros(self.group_scale[:n_low], self.group_zero[:n_low], self.compute_dtype)
-        split = _Split(n_low, low_packed, low_sz, self.scale[n_low:].to(self.compute_dtype))
-        return packed_full, split
+            low_packed = self._packed_prefix(full.packed, n_low)
+            low_sz = full.scales_and_zeros[:, :n_low].contiguous()
+        return full, _Split(n_low, low_packed, low_sz, full.scale_c[n_low:])
 
     def _packed_prefix(self, packed_full: torch.Tensor, n_low: int) -> torch.Tensor:
         if n_low == packed_full.shape[0]:
