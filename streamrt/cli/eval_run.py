@@ -69,8 +69,18 @@ def run(
     from streamrt.evaluation.report import print_table, progress_bar
     from streamrt.evaluation.runner import evaluate_offline, evaluate_streaming, write_outputs
 
+    from streamrt.evaluation.data import read_data
+
     console = Console(stderr=True, quiet=quiet)
+    policy_options = parse_pairs(policy_opt, "--policy-opt")
+    encoder_settings = _typed(parse_pairs(encoder_opt, "--encoder-opt"))
+    model_settings = _typed(parse_pairs(setting, "--setting"))
     try:
+        read_data(data)  # a missing or empty file fails here, before any model loads
+        if not offline:
+            from policies import registry
+
+            registry.create(policy, policy_options)  # unknown policy / bad option: fail before loading
         with progress_bar(console, disable=quiet) as progress:
             if offline:
                 from streamrt.models.whisper import load_whisper, transcribe_offline
@@ -86,21 +96,20 @@ def run(
                 from streamrt.tasks.whisper_stream import WhisperStreamingModel
 
                 wmodel = WhisperStreamingModel.from_pretrained(
-                    model, encoder_mode=encoder, encoder_settings=_typed(parse_pairs(encoder_opt, "--encoder-opt")),
-                    chunk_ms=chunk_ms, **_typed(parse_pairs(setting, "--setting")),
+                    model, encoder_mode=encoder, encoder_settings=encoder_settings, chunk_ms=chunk_ms, **model_settings,
                 )
-                options = {"policy": policy, "policy_options": parse_pairs(policy_opt, "--policy-opt"),
+                options = {"policy": policy, "policy_options": policy_options,
                            "task": task, "language": language}
                 result = evaluate_streaming(wmodel, data, options=options, feed_ms=chunk_ms, limit=limit,
                                             progress=progress)
                 settings = {**wmodel.describe(), "policy": policy, "policy_options": options["policy_options"],
                             "task": task, "language": language}
     except StreamrtError as e:
-        console.print(f"[red]error:[/red] {e.message}")
+        typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from None
     path = write_outputs(out, result, settings)
     for err in result.errors:
-        console.print(f"[yellow]skipped:[/yellow] {err}")
+        typer.echo(f"skipped: {err}", err=True)
     print_table(console, result)
     keys = ("WER", "WER_raw", "BLEU", "AL", "LAAL", "LAAL_CA", "YAAL", "YAAL_CA", "RTF")
     summary = "  ".join(f"{k}={result.scores[k]}" for k in keys if k in result.scores)
