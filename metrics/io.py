@@ -196,8 +196,12 @@ def read_instances(path: str | Path, unit: str | None = "word") -> list[Instance
     path = str(path)
     instances: list[Instance] = []
     first_line_of: dict[int, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise LogFormatError(path, line_no, f"not UTF-8 text (byte {e.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:

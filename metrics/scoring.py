@@ -115,6 +115,8 @@ def score(
     NaN marks a latency metric no sentence contributes to.
     """
     check_instances(instances, unit, computation_aware)
+    if unit == "spm" and spm_model is None:
+        raise ValueError("the 'spm' latency unit needs spm_model, the target SentencePiece model file")
     spm = load_spm(spm_model) if unit == "spm" else None
     out = latency_scores(instances, unit, computation_aware, spm)
     if all(ins.reference is not None for ins in instances):

@@ -28,11 +28,11 @@ from metrics.units import reference_length
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """mweralign's C++ core prints to file descriptor 2; keep that off the user's terminal."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = 2
+    """mweralign's C++ core prints to file descriptor 2; keep that off the user's terminal.
+
+    fd 2 points at /dev/null while the alignment runs: other threads' stderr output in that
+    window is lost (scoring is an offline job; do not run it inside a live server process)."""
+    fd = 2  # the C++ side writes to the process's fd 2 whatever sys.stderr is
     try:
         saved = os.dup(fd)
     except OSError:
@@ -40,7 +40,8 @@ def _quiet_stderr() -> Iterator[None]:
         return
     try:
         with open(os.devnull, "w") as null:
-            sys.stderr.flush()
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
             os.dup2(null.fileno(), fd)
             try:
                 yield

@@ -1,9 +1,231 @@
-"""CLI commands: serve (registered by streamrt.cli)."""
+"""CLI commands: ``serve`` (the WebSocket server), ``stream`` (a file), ``mic`` (the microphone) and
+``demo`` (server + a bundled recording in one process). Heavy imports stay inside the commands."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from streamrt.errors import StreamrtError
+
+DEFAULT_URL = "ws://127.0.0.1:8765"
+
+
+def load_model(name: str, fake: bool, encoder_mode: Optional[str] = None, chunk_ms: Optional[int] = None):
+    """The shared model: Whisper streaming by name, or the counting model (no weights) when ``fake``.
+    ``encoder_mode``/``chunk_ms``: passed on when given, else the model's defaults."""
+    if fake:
+        from streamrt.testing import CountingModel
+
+        return CountingModel()
+    try:
+        from streamrt.tasks.whisper_stream import WhisperStreamingModel
+    except ImportError as e:
+        raise typer.BadParameter(
+            f"the Whisper streaming model is not available in this build ({e}); "
+            "use --fake-model to run the server with the counting model",
+            param_hint="--model",
+        ) from None
+    kwargs = {k: v for k, v in {"encoder_mode": encoder_mode, "chunk_ms": chunk_ms}.items() if v is not None}
+    try:
+        return WhisperStreamingModel.from_pretrained(name, **kwargs)
+    except StreamrtError as e:
+        raise typer.BadParameter(e.message, param_hint="--model/--encoder-mode/--chunk-ms") from None
+
+
+def bundled_recording() -> Path:
+    """A real recording for the demo: moonshine-voice's beckett.wav, else the first WAV under data/."""
+    try:
+        from importlib import resources
+
+        path = resources.files("moonshine_voice").joinpath("assets", "beckett.wav")
+        if path.is_file():
+            return Path(str(path))
+    except ModuleNotFoundError:
+        pass
+    for candidate in sorted(Path("data").glob("**/*.wav"))[:1]:
+        return candidate
+    raise typer.BadParameter("no bundled recording: install moonshine-voice (streamrt[models]) or pass --file")
+
+
+def _options(policy: Optional[str], language: Optional[str]) -> dict:
+    return {k: v for k, v in {"policy": policy, "language": language}.items() if v is not None}
+
+
+def _print_result(console, result) -> int:
+    from streamrt.clients.captions import summary_table
+
+    if result.end is not None:
+        console.print(f"\n[bold]transcript:[/] {result.end['text']}", highlight=False)
+        console.print(summary_table(result.end))
+        return 0
+    console.print(f"[red]the server closed without end[/] (close code {result.close_code}: {result.close_reason})")
+    return 1
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add serve, stream, mic and demo to ``app``."""
+
+    @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 for all)"),
+        port: int = typer.Option(8765, help="TCP port (0 picks a free one)"),
+        model: str = typer.Option("tiny.en", help="Whisper model name or local folder"),
+        fake_model: bool = typer.Option(False, "--fake-model", help="serve the counting model (no weights; tests)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="block-causal, sliding or reencode (model default)"),
+        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
+        max_sessions: int = typer.Option(64, help="concurrent sessions; past it clients get 1013"),
+        max_message_bytes: int = typer.Option(1 << 20, help="largest client message, bytes"),
+        max_buffered_audio_s: float = typer.Option(30.0, help="audio buffered ahead of the model, seconds"),
+        idle_timeout_s: float = typer.Option(60.0, help="seconds without a client message before the session ends"),
+        ping_interval_s: float = typer.Option(20.0, help="WebSocket keepalive interval, seconds"),
+        auth_token: Optional[str] = typer.Option(
+            None, envvar="STREAMRT_AUTH_TOKEN", help="require this bearer token (env STREAMRT_AUTH_TOKEN)"
+        ),
+        allowed_origin: list[str] = typer.Option([], help="allowed browser Origin (repeat); default: any"),
+    ) -> None:
+        """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream) and the browser page (/)."""
+        from streamrt.server.settings import ServerSettings
+        from streamrt.server.ws import StreamServer
+
+        shared = load_model(model, fake_model, encoder_mode, chunk_ms)
+        settings = ServerSettings(
+            max_sessions=max_sessions,
+            max_message_bytes=max_message_bytes,
+            max_buffered_audio_s=max_buffered_audio_s,
+            idle_timeout_s=idle_timeout_s,
+            ping_interval_s=ping_interval_s,
+            auth_token=auth_token,
+            allowed_origins=tuple(allowed_origin) or None,
+            model_name="counting" if fake_model else model,
+        )
+        server = StreamServer(shared, settings=settings, host=host, port=port)
+
+        async def main() -> None:
+            import signal
+
+            await server.start()
+            typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
+                       f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            typer.echo("streamrt: shutting down; live sessions commit and end first")
+            await server.stop()
+            typer.echo("streamrt: stopped")
+
+        asyncio.run(main())
+
+    @app.command()
+    def stream(
+        file: Path = typer.Argument(..., exists=True, dir_okay=False, help="audio file (wav, flac, ...)"),
+        url: str = typer.Option(DEFAULT_URL, help="server address"),
+        speed: float = typer.Option(1.0, help="1.0 real time, 2.0 twice as fast, 0 as fast as possible"),
+        chunk_ms: float = typer.Option(100.0, help="audio per message, ms"),
+        encoding: str = typer.Option("pcm_s16le", help="pcm_s16le or pcm_f32le"),
+        policy: Optional[str] = typer.Option(None, help="read/write policy (server default if unset)"),
+        language: Optional[str] = typer.Option(None, help="source language (multilingual models)"),
+        token: Optional[str] = typer.Option(None, envvar="STREAMRT_AUTH_TOKEN", help="bearer token"),
+    ) -> None:
+        """Send a file to a server in real time (or faster); print live captions and the summary."""
+        from rich.console import Console
+
+        from streamrt.audio import load_audio
+        from streamrt.clients.captions import CaptionView
+        from streamrt.clients.ws_client import stream_samples
+
+        console = Console()
+        samples = load_audio(file, 16000)
+        view = CaptionView(console)
+        try:
+            with view:
+                result = asyncio.run(
+                    stream_samples(url, samples, encoding=encoding, chunk_ms=chunk_ms, speed=speed,
+                                   options=_options(policy, language), on_message=view, token=token)
+                )
+        except OSError as e:
+            console.print(f"[red]cannot reach the server at {url}[/]: {e}")
+            raise typer.Exit(1)
+        raise typer.Exit(_print_result(console, result))
+
+    @app.command()
+    def mic(
+        url: str = typer.Option(DEFAULT_URL, help="server address"),
+        seconds: Optional[float] = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
+        policy: Optional[str] = typer.Option(None, help="read/write policy"),
+        language: Optional[str] = typer.Option(None, help="source language"),
+        token: Optional[str] = typer.Option(None, envvar="STREAMRT_AUTH_TOKEN", help="bearer token"),
+    ) -> None:
+        """Caption the microphone live through a server (exit 2 when there is no microphone)."""
+        from rich.console import Console
+
+        from streamrt.clients.captions import CaptionView
+        from streamrt.clients.mic import MicUnavailable, mic_chunks, open_sounddevice
+        from streamrt.clients.ws_client import stream_chunks
+
+        console = Console()
+        try:
+            _, device = open_sounddevice()
+        except MicUnavailable as e:
+            console.print(f"[red]{e.message}[/]")
+            raise typer.Exit(2)
+        console.print(f"microphone: {device['name']} -> {url}  (Ctrl-C to stop)")
+        start = {"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1, **_options(policy, language)}
+
+        async def run():
+            import signal
+
+            stop = asyncio.Event()  # Ctrl-C ends the audio; the server still commits and sends end
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            chunks = mic_chunks(max_s=seconds, stop=stop)
+            return await stream_chunks(url, chunks, start, on_message=view, token=token)
+
+        view = CaptionView(console)
+        with view:
+            result = asyncio.run(run())
+        raise typer.Exit(_print_result(console, result))
+
+    @app.command()
+    def demo(
+        model: str = typer.Option("tiny.en", help="Whisper model for the in-process server"),
+        fake_model: bool = typer.Option(False, "--fake-model", help="use the counting model (no weights; tests)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="block-causal, sliding or reencode (model default)"),
+        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
+        file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="recording (default: bundled)"),
+        speed: float = typer.Option(1.0, help="1.0 real time, 0 as fast as possible"),
+        policy: Optional[str] = typer.Option(None, help="read/write policy"),
+    ) -> None:
+        """Start a server in-process, stream a real recording through it in real time, print the
+        live captions and the latency summary, stop the server."""
+        from rich.console import Console
+
+        from streamrt.audio import load_audio
+        from streamrt.clients.captions import CaptionView
+        from streamrt.clients.ws_client import stream_samples
+        from streamrt.server.settings import ServerSettings
+        from streamrt.server.ws import StreamServer
+
+        console = Console()
+        path = file or bundled_recording()
+        console.print(f"loading {'the counting model' if fake_model else model} ...")
+        shared = load_model(model, fake_model, encoder_mode, chunk_ms)
+        samples = load_audio(path, 16000)
+        settings = ServerSettings(model_name="counting" if fake_model else model)
+
+        async def run():
+            async with StreamServer(shared, settings=settings, port=0) as server:
+                console.print(f"server on {server.url}; streaming {path.name} ({len(samples) / 16000:.1f} s) "
+                              f"at {'full speed' if speed == 0 else f'{speed:g}x real time'}")
+                return await stream_samples(server.url, samples, speed=speed, options=_options(policy, None),
+                                            on_message=view)
+
+        view = CaptionView(console)
+        with view:
+            result = asyncio.run(run())
+        console.print("server stopped")
+        raise typer.Exit(_print_result(console, result))

@@ -4,9 +4,10 @@
                                   on_message=print)
     result.text, result.words, result.end["summary"], result.close_code
 
-``speed``: 1.0 sends in real time, 2.0 twice as fast, 0 as fast as the socket takes it. The server's
-``max_buffered_audio_s`` still applies: sending much faster than the model runs gets ``buffer_full``
-errors (dropped chunks), which ``result.errors`` shows.
+``speed``: 1.0 sends in real time, 2.0 twice as fast, 0 as fast as the server takes it: the client
+stays within the server's ``max_buffered_audio_s`` by watching how far the model has got (partial
+``media_ms``, commit ``media_delay_ms``); ``buffer_full`` errors (dropped chunks) show in
+``result.errors`` only if the server sends no news for a while.
 """
 
 from __future__ import annotations
@@ -86,6 +87,44 @@ async def paced(chunks: Iterable[bytes], chunk_s: float, speed: float) -> AsyncI
         yield chunk
 
 
+class _FlowControl:
+    """Keeps a fast sender within the server's ``max_buffered_audio_s`` (from ``ready``): it waits
+    while more than ``ahead_fraction`` of that is sent but not yet consumed by the model, judged by
+    the ``media_ms``/``media_delay_ms`` the server reports. Without news for ``stall_s`` it sends
+    anyway (the server then answers ``buffer_full`` rather than the client hanging)."""
+
+    def __init__(self, start: dict, ahead_fraction: float = 0.6, stall_s: float = 2.0):
+        width = 2 if start.get("encoding", "pcm_s16le") == "pcm_s16le" else 4
+        self.bytes_per_ms = start.get("sample_rate", 16000) * width * start.get("channels", 1) / 1000.0
+        self.ahead_fraction = ahead_fraction
+        self.stall_s = stall_s
+        self.sent_ms = 0.0
+        self.consumed_ms = 0.0
+        self.limit_ms: float | None = None
+        self._news = asyncio.Event()
+
+    def observe(self, msg: dict) -> None:
+        if msg["type"] == "ready":
+            limit_s = (msg.get("limits") or {}).get("max_buffered_audio_s")
+            self.limit_ms = None if limit_s is None else 1000.0 * limit_s * self.ahead_fraction
+        elif msg["type"] == "partial":
+            self.consumed_ms = max(self.consumed_ms, msg.get("media_ms", 0.0))
+        elif msg["type"] == "commit" and msg["words"]:
+            self.consumed_ms = max(self.consumed_ms, max(w["media_delay_ms"] for w in msg["words"]))
+        self._news.set()
+
+    def sent(self, n_bytes: int) -> None:
+        self.sent_ms += n_bytes / self.bytes_per_ms
+
+    async def wait_for_room(self, receiver: asyncio.Task) -> None:
+        while self.limit_ms is not None and self.sent_ms - self.consumed_ms > self.limit_ms and not receiver.done():
+            self._news.clear()
+            try:
+                await asyncio.wait_for(self._news.wait(), self.stall_s)
+            except TimeoutError:
+                return
+
+
 async def stream_chunks(
     url: str,
     chunks: AsyncIterator[bytes],
@@ -103,12 +142,14 @@ async def stream_chunks(
     ) as ws:
         await ws.send(json.dumps({"type": "start", **start}))
         ready = asyncio.Event()
+        flow = _FlowControl(start)
 
         async def receive() -> None:
             try:
                 async for raw in ws:
                     msg = json.loads(raw)
                     result.messages.append(msg)
+                    flow.observe(msg)
                     if msg["type"] == "ready":
                         result.ready = msg
                         ready.set()
@@ -126,9 +167,11 @@ async def stream_chunks(
         if result.ready is not None:
             try:
                 async for chunk in chunks:
+                    await flow.wait_for_room(receiver)
                     if receiver.done():
                         break
                     await ws.send(chunk)
+                    flow.sent(len(chunk))
                 if not receiver.done():
                     await ws.send(json.dumps({"type": "stop"}))
             except ConnectionClosed:

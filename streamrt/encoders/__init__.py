@@ -1,1 +1,10 @@
+"""Streaming encoders that cache their activations (see docs/encoders.md).
 
+``make_encoder(whisper_model, mode, **settings)`` with mode "block-causal", "sliding" or "reencode";
+``streamrt.encoders.conformer.CacheAwareConformer`` for a trainable cache-aware Conformer.
+"""
+
+from streamrt.encoders.base import BlockCausal, EncoderOutput, Full, Sliding, StreamingEncoder
+from streamrt.encoders.whisper import make_encoder
+
+__all__ = ["BlockCausal", "EncoderOutput", "Full", "Sliding", "StreamingEncoder", "make_encoder"]

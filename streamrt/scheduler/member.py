@@ -1,5 +1,13 @@
-"""What the scheduler tracks per session: when its audio arrived (for its deadline and lag) and how
-it has been served."""
+"""What the scheduler tracks per session: since when it has had a step waiting (its deadline and
+lag) and how it has been served.
+
+*Ready since* is the time the audio completing the stream's next step arrived: at a ``wake`` that
+makes the stream ready it is that moment; after a step that leaves the stream ready (a backlog) it
+is the arrival time of the audio the next step needs, estimated as the amount the last step consumed
+(the model's chunk, whatever it is). Waiting for a chunk to fill is therefore not lag: only time
+spent ready and unserved is. Audio sent faster than real time (an upload) counts as arriving at
+real-time pace (media position p at first-arrival + p), so a burst is not taken for an overload.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +21,13 @@ OutputCallback = Callable[[Session], object]
 
 
 class Member:
-    """What the scheduler knows about one session: when its audio arrived, how it has been served."""
-
     def __init__(self, session: Session, on_output: OutputCallback | None, now: float):
         self.session = session
         self.on_output = on_output
         self.arrivals: deque[tuple[float, float]] = deque()  # (received_ms after it, clock time)
         self.last_received_ms = 0.0
         self.anchor: float | None = None  # clock time of the first audio: media p is due at anchor + p
-        self.eof_at: float | None = None
-        self.last_served = now
+        self.ready_since: float | None = None
         self.steps = 0
         self.max_lag_ms = 0.0
         self.deadline_misses = 0
@@ -33,27 +38,37 @@ class Member:
         return self.session.stream
 
     def note_arrival(self, now: float) -> None:
+        """Audio (or eof) arrived at ``now``."""
         received = self.stream.received_ms
         if received > self.last_received_ms:
             if self.anchor is None:
                 self.anchor = now
             self.arrivals.append((received, now))
             self.last_received_ms = received
-        if self.session.closed and self.eof_at is None:
-            self.eof_at = now
+        if self.ready_since is None and self.session.ready():
+            self.ready_since = now
 
-    def oldest_unprocessed_at(self) -> float:
-        """When the oldest audio not yet processed arrived. Audio sent faster than real time counts
-        as arriving at real-time pace (media p at anchor + p), so an upload is not an overload."""
+    def note_ready(self, now: float) -> None:
+        """The stream was found ready (possibly without a wake, e.g. after a chunk-size change)."""
+        if self.ready_since is None:
+            self.ready_since = now
+
+    def after_step(self, now: float, consumed_before_ms: float) -> None:
+        """The stream was stepped; find when its next step (if it has one) became available."""
         consumed = self.stream.consumed_ms
         while self.arrivals and self.arrivals[0][0] <= consumed + 1e-6:
             self.arrivals.popleft()
-        if self.arrivals:
-            paced = self.anchor + consumed / 1000.0 if self.anchor is not None else self.arrivals[0][1]
-            return max(self.arrivals[0][1], paced)
-        if self.eof_at is not None:
-            return max(self.eof_at, self.last_served)
-        return self.last_served
+        if not self.session.ready():
+            self.ready_since = None
+            return
+        needed = consumed + max(consumed - consumed_before_ms, 0.0)
+        for received, t in self.arrivals:
+            if received >= needed - 1e-6:
+                paced = self.anchor + needed / 1000.0 if self.anchor is not None else t
+                self.ready_since = min(now, max(t, paced))
+                return
+        self.ready_since = now  # ready on what it already has (flush, decoding): ready since now
 
     def lag_ms(self, now: float) -> float:
-        return max(0.0, 1000.0 * (now - self.oldest_unprocessed_at()))
+        """How long its next step has been waiting (0 when it has none)."""
+        return 0.0 if self.ready_since is None else max(0.0, 1000.0 * (now - self.ready_since))

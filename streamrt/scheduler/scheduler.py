@@ -7,8 +7,8 @@
     sched.remove(session)                   # any time; idempotent
     await sched.stop()                      # finishes the ready work, then stops
 
-The loop picks the ready sessions, orders them by deadline (arrival of their oldest unprocessed audio
-plus ``latency_budget_ms``), chooses a batch size with ``batching.choose_batch_size`` and runs
+The loop picks the ready sessions, orders them by deadline (when their next step became available,
+plus ``latency_budget_ms``; see ``member.py``), chooses a batch size with ``batching.choose_batch_size`` and runs
 ``model.step(streams)`` in a single worker thread (torch releases the GIL, so the loop keeps serving
 sockets meanwhile; one step in flight per model). Then, on the loop, ``session.complete_step(seconds)``
 for each stream of the batch (each experienced the batch's full wall time) and the session's
@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -73,6 +73,7 @@ class Scheduler:
         self._wakeup: asyncio.Event | None = None
         self._progress: asyncio.Condition | None = None
         self._callbacks: set[asyncio.Future] = set()
+        self._woken: set[Member] = set()  # woken while gathering
         self._stopping = False
         self._drain = True
         self._idle = True
@@ -82,28 +83,37 @@ class Scheduler:
         self._deadline_misses = 0
         self._failed = 0
         self._worst_lag_ms = 0.0
+        self._started_at = 0.0
+        self._level_history: deque[tuple[float, int]] = deque(maxlen=64)  # (s since start, level)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the scheduling task on the running loop. Call once."""
         if self._task is not None:
             raise RuntimeError("Scheduler.start() was already called")
+        self._started_at = self.clock.now()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamrt-step")
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Condition()
         self._task = asyncio.create_task(self._run(), name="streamrt-scheduler")
         self._signal()
 
-    async def stop(self, *, drain: bool = True) -> None:
+    async def stop(self, *, drain: bool = True, drain_timeout_s: float | None = 60.0) -> None:
         """Stop scheduling. ``drain``: first step every session until none is ready, so all audio
-        already received (and every flush after eof) is processed and delivered. Sessions stay
-        attached (their state is untouched); no new ones are accepted. The degradation ladder is
-        turned back to level 0, so the shared model is left as it was configured."""
+        already received (and every flush after eof) is processed and delivered; after
+        ``drain_timeout_s`` seconds (None: no limit) the drain is cut short after the step in
+        flight. Sessions stay attached (their state is untouched); no new ones are accepted. The
+        degradation ladder is turned back to level 0, leaving the shared model as configured."""
         if self._task is None:
             return
         self._stopping = True
         self._drain = drain
         self._signal()
+        done, _ = await asyncio.wait({self._task}, timeout=drain_timeout_s)
+        if not done:
+            log.warning("drain not finished after %s s: stopping after the step in flight", drain_timeout_s)
+            self._drain = False
+            self._signal()
         await self._task
         if self.degradation.level:
             self.degradation.set_level(self.model, 0)  # leave the shared model as configured
@@ -128,6 +138,7 @@ class Scheduler:
         member = self._members.get(session)
         if member is not None:
             member.note_arrival(self.clock.now())
+            self._woken.add(member)
             self._signal()
 
     def remove(self, session: Session) -> None:
@@ -173,6 +184,7 @@ class Scheduler:
         while True:
             try:
                 self._wakeup.clear()
+                self._woken.clear()  # this scan sees every session
                 ready = self._ready_members()
                 if not ready or (self._stopping and not self._drain):
                     self._idle = True
@@ -196,9 +208,11 @@ class Scheduler:
         """Sessions with a step to do. A closed session with none left is ended here (its stream
         finished without needing another step), delivered, and dropped."""
         ready = []
+        now = self.clock.now()
         for m in list(self._members.values()):
             try:
                 if m.session.ready():
+                    m.note_ready(now)
                     ready.append(m)
                 elif m.session.closed and not m.session.ended:
                     m.session.run_until_blocked(self.model)  # not ready: only emits the end
@@ -210,7 +224,8 @@ class Scheduler:
         return ready
 
     def _deadline(self, m: Member) -> float:
-        return m.oldest_unprocessed_at() + self.settings.latency_budget_ms / 1000.0
+        since = m.ready_since if m.ready_since is not None else self.clock.now()
+        return since + self.settings.latency_budget_ms / 1000.0
 
     async def _gather(self, ready: list[Member]) -> None:
         """Wait up to max_wait_ms for more sessions to become ready, within the most urgent slack."""
@@ -220,10 +235,11 @@ class Scheduler:
         assert self._wakeup is not None
         cap = self.settings.max_batch_size or len(self._members)
         until = self.clock.now() + wait_ms / 1000.0
-        while ready and len(ready) < min(cap, len(self._members)):
+        in_batch = set(map(id, ready))
+        first_deadline = min(self._deadline(m) for m in ready)
+        while len(in_batch) < min(cap, len(self._members)):
             now = self.clock.now()
-            slack = min(self._deadline(m) for m in ready) - now - self._step_time.predict(cap)
-            remaining = min(until - now, slack)
+            remaining = min(until - now, first_deadline - now - self._step_time.predict(cap))
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -231,7 +247,10 @@ class Scheduler:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except (asyncio.TimeoutError, TimeoutError):
                 return
-            ready = self._ready_members()
+            for m in self._woken:  # only the sessions woken meanwhile can have become ready
+                if id(m) not in in_batch and self._members.get(m.session) is m and m.session.ready():
+                    in_batch.add(id(m))
+            self._woken.clear()
 
     def _pick(self, ready: list[Member]) -> list[tuple[Member, float]]:
         now = self.clock.now()
@@ -243,6 +262,7 @@ class Scheduler:
 
     async def _step(self, batch: list[tuple[Member, float]]) -> None:
         streams = [m.stream for m, _ in batch]
+        consumed_before = [s.consumed_ms for s in streams]
         loop = asyncio.get_running_loop()
         seconds, failures = await loop.run_in_executor(self._executor, self._step_isolating, streams)
         now = self.clock.now()
@@ -266,7 +286,7 @@ class Scheduler:
                 self._fail(m, e, "complete_step")
                 continue
             m.steps += 1
-            m.last_served = now
+            m.after_step(now, consumed_before[i])
             self._deliver(m)
             if m.session.ended:
                 self._members.pop(m.session, None)
@@ -339,10 +359,11 @@ class Scheduler:
             except Exception:
                 log.exception("degradation knob failed at level %d (ladder left as is)", level)
             self._step_time.reset()
+            self._level_history.append((round(now - self._started_at, 3), self.degradation.level))
 
     # ---- report --------------------------------------------------------------------------------
     def session_stats(self, session: Session) -> dict | None:
-        """lag_ms (age of its oldest unprocessed audio, 0 when not ready), max_lag_ms, backlog_ms
+        """lag_ms (how long its next step has waited, 0 when not ready), max_lag_ms, backlog_ms
         (media received but not processed), steps, deadline_misses; None if not scheduled."""
         m = self._members.get(session)
         return None if m is None else self._member_stats(m, self.clock.now())
@@ -350,7 +371,7 @@ class Scheduler:
     def _member_stats(self, m: Member, now: float) -> dict:
         s = m.stream
         return {
-            "lag_ms": round(m.lag_ms(now), 1) if m.session.ready() else 0.0,
+            "lag_ms": round(m.lag_ms(now), 1),
             "max_lag_ms": round(m.max_lag_ms, 1),
             "backlog_ms": round(s.received_ms - s.consumed_ms, 1),
             "steps": m.steps,
@@ -379,6 +400,7 @@ class Scheduler:
                 "max_level": self.degradation.max_level,
                 "active": list(self.degradation.active),
                 "changes": self._controller.changes,
+                "history": [list(h) for h in self._level_history],
             },
             "per_session": per_session,
         }

@@ -15,10 +15,10 @@ class SchedulerSettings:
     max_wait_ms: after the first stream is ready, how long to wait for more to become ready so they
         share the step (ms); never waits past the point where the most urgent deadline would be
         missed. ``None`` or 0: step at once with whatever is ready.
-    latency_budget_ms: a ready stream's deadline is the arrival time of its oldest unprocessed audio
-        plus this (ms). It must cover one model chunk of buffering plus one step.
+    latency_budget_ms: a ready stream's deadline is the time its next step became available (the
+        arrival of the audio completing it) plus this (ms): queueing plus one step must fit in it.
     step_time_window: observed steps kept to fit the step-time model t(b) = a + c*b (steps).
-    degrade_high_water_ms: when the worst ready stream's lag (age of its oldest unprocessed audio)
+    degrade_high_water_ms: when the worst ready stream's lag (how long its next step has waited)
         is above this, the scheduler turns the degradation ladder up one level (ms); ``None``
         disables degradation entirely.
     degrade_low_water_ms: when the worst lag is below this, it turns the ladder down one level (ms).
@@ -29,13 +29,13 @@ class SchedulerSettings:
         N or more streams are live (ms); after that it is tried again.
     """
 
-    max_batch_size: int | None = 32
+    max_batch_size: int | None = 64
     max_wait_ms: float | None = 10.0
     latency_budget_ms: float = 1000.0
     step_time_window: int = 64
-    degrade_high_water_ms: float | None = 2000.0
-    degrade_low_water_ms: float = 500.0
-    degrade_hold_ms: float = 2000.0
+    degrade_high_water_ms: float | None = 1000.0
+    degrade_low_water_ms: float = 300.0
+    degrade_hold_ms: float = 1000.0
     degrade_memory_ms: float = 30_000.0
 
     def __post_init__(self) -> None:

@@ -6,7 +6,7 @@ keep them in step.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from streamrt.session import SessionLimits
 
@@ -82,10 +82,3 @@ class ServerSettings:
         if self.max_message_bytes is None:
             return None
         return int(self.max_message_bytes * self.hard_message_factor)
-
-    def public(self) -> dict:
-        """The limits a client may see (sent in ``ready``); never the token."""
-        d = asdict(self)
-        d.pop("auth_token")
-        d["allowed_origins"] = list(self.allowed_origins) if self.allowed_origins is not None else None
-        return d

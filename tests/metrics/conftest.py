@@ -1,6 +1,4 @@
 import importlib.util
-import sys
-import types
 
 import pytest
 
@@ -9,13 +7,11 @@ import pytest
 def simuleval_scorers():
     """SimulEval 1.1.4's latency scorers and LogInstance (the reference implementation).
 
-    simuleval is installed --no-deps; its evaluator module imports pandas only to print tables,
-    which scoring never touches, so a stand-in is used where pandas is absent.
+    simuleval is installed --no-deps by `make setup`; pandas, which its evaluator imports, is a dev
+    dependency of ours.
     """
     if importlib.util.find_spec("simuleval") is None:
         pytest.skip("simuleval==1.1.4 is not installed")
-    if importlib.util.find_spec("pandas") is None and "pandas" not in sys.modules:
-        sys.modules["pandas"] = types.ModuleType("pandas")
     from simuleval.evaluator.instance import LogInstance
     from simuleval.evaluator.scorers import latency_scorer
 

@@ -106,3 +106,44 @@ def test_quality_matches_simuleval_bleu_on_a_random_log(tmp_path):
     expected = BLEU(tokenize="13a").corpus_score([r["prediction"] for r in records],
                                                  [[r["reference"] for r in records]]).score
     assert ours["BLEU"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_spm_unit_agrees_with_simuleval_1_1_4(tmp_path, simuleval_scorers):
+    """--eval-latency-unit spm: |Y| is the number of SentencePiece pieces of the reference."""
+    spm = pytest.importorskip("sentencepiece")
+    import io
+
+    from metrics_loggen import random_text
+
+    latency_scorer, LogInstance = simuleval_scorers
+    rng = random.Random(3)
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([random_text(rng, 12) for _ in range(300)]),
+                                   model_writer=proto, vocab_size=40, minloglevel=2)
+    model_path = tmp_path / "spm.model"
+    model_path.write_bytes(proto.getvalue())
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    records = []
+    for i in range(30):
+        r = random_record(rng, i, "word")
+        pieces = sp.encode(r["prediction"], out_type=str) if r["prediction"] else []
+        r["delays"] = sorted(rng.uniform(0, r["source_length"] * 1.1) for _ in pieces)
+        r["elapsed"] = [d + 10 * k for k, d in enumerate(r["delays"])]
+        r["prediction_spm"] = pieces
+        records.append(r)
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    ours = score(read_instances(path, "spm"), "spm", computation_aware=True, spm_model=str(model_path))
+    instances = {}
+    for line in path.read_text().splitlines():
+        ins = LogInstance(line, "spm")
+        ins.set_target_spm_model(sp)
+        instances[ins.index] = ins
+    worst = 0.0
+    for name in SIMULEVAL_METRICS:
+        for ca in (False, True):
+            expected = latency_scorer.LATENCY_SCORERS_DICT[name](computation_aware=ca, use_ref_len=True)(instances)
+            worst = max(worst, abs(ours[name + ("_CA" if ca else "")] - expected))
+    print(f"\nSimulEval 1.1.4 agreement (spm): max |diff| = {worst:.3g} over 1 log of {len(records)} sentences")
+    assert worst <= 1e-9

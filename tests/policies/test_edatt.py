@@ -4,7 +4,7 @@ import pytest
 from policies.base import Read, Write
 from policies.edatt import EDAtt
 from streamrt.errors import PolicyOptionError
-from tests.policies.views import token, view
+from policy_views import token, view
 
 
 def att(n_frames, recent_mass, lam):

@@ -3,7 +3,7 @@ import pytest
 from policies.base import HistorySelection, Write
 from policies.streamatt import StreamAtt
 from streamrt.errors import PolicyOptionError
-from tests.policies.views import token, view
+from policy_views import token, view
 
 
 def test_streamatt_decides_like_alignatt():

@@ -3,7 +3,7 @@ import pytest
 from policies.base import Read, Write
 from policies.wait_k import WaitK
 from streamrt.errors import PolicyOptionError
-from tests.policies.views import token, view
+from policy_views import token, view
 
 HYP = [token(" the"), token(" cat"), token(" sat"), token(" on"), token(" the"), token(" m"), token("at")]
 

@@ -7,8 +7,9 @@ compared token for token:
   clamp floor is shared by all windows;
 - windows of 3000 frames taken back to back; the last one is padded with zero *features*;
 - every step suppresses ``bundle.suppress_tokens``; the first generated step also suppresses
-  ``bundle.begin_suppress_tokens``; decoding stops at end-of-text or at 448 positions (prompt
-  included).
+  ``bundle.begin_suppress_tokens``; decoding stops at end-of-text or after
+  ``max_new_tokens(bundle)`` tokens (224 = half the decoder's 448 positions, as in OpenAI's
+  ``sample_len`` and CTranslate2).
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def detect_language(bundle: WhisperBundle, enc: torch.Tensor) -> str:
     return codes[int(logits[ids].argmax())]
 
 
+def max_new_tokens(bundle: WhisperBundle) -> int:
+    """Most tokens generated per window: half the decoder positions (224 for Whisper)."""
+    return bundle.max_target_positions // 2
+
+
 @torch.inference_mode()
 def greedy_decode(bundle: WhisperBundle, enc: torch.Tensor, prompt: list[int]) -> list[int]:
     """Greedy tokens after ``prompt`` for one encoded window (end-of-text not included)."""
@@ -109,7 +115,8 @@ def greedy_decode(bundle: WhisperBundle, enc: torch.Tensor, prompt: list[int]) -
     cache = _new_cache()
     logits, cache = _step(bundle, enc, prompt, cache)
     tokens: list[int] = []
-    while len(prompt) + len(tokens) < bundle.max_target_positions:
+    limit = min(max_new_tokens(bundle), bundle.max_target_positions - len(prompt))
+    while True:
         logits[suppress] = -float("inf")
         if not tokens:
             logits[begin] = -float("inf")
@@ -117,7 +124,7 @@ def greedy_decode(bundle: WhisperBundle, enc: torch.Tensor, prompt: list[int]) -
         if token == bundle.eot:
             break
         tokens.append(token)
-        if len(prompt) + len(tokens) >= bundle.max_target_positions:
+        if len(tokens) >= limit:
             break
         logits, cache = _step(bundle, enc, [token], cache)
     return tokens

@@ -3,6 +3,8 @@ batching, joins and leaves, deadline order, failure isolation, clean drain. No w
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
@@ -238,3 +240,72 @@ async def test_a_session_with_nothing_left_to_step_still_ends():
     await sched.stop()
     assert rec.ended(s.id) and rec.committed_words(s.id) == []
     assert model.steps == 0 and sched.sessions == ()
+
+
+@pytest.mark.parametrize("max_wait_ms, first_batch", [(None, 1), (5000.0, 4)])
+async def test_max_wait_gathers_sessions_that_become_ready_soon(max_wait_ms, first_batch):
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.01)
+    sched = Scheduler(model, clock=clock, settings=SchedulerSettings(max_wait_ms=max_wait_ms,
+                                                                      degrade_high_water_ms=None))
+    sessions = make(4, clock, model)
+    await sched.start()
+    for s in sessions:
+        sched.add(s)
+    await asyncio.sleep(0)
+    for s in sessions:  # they become ready one after another, yielding to the loop in between
+        s.receive_audio(chunk(200))
+        sched.wake(s)
+        for _ in range(3):
+            await asyncio.sleep(0)
+    await sched.wait_idle()
+    await sched.stop()
+    # the gather ends as soon as every scheduled session is ready: no real waiting happened
+    assert model.batch_sizes[0] == first_batch
+    assert sum(model.batch_sizes) == 4
+
+
+async def test_stop_cuts_a_drain_that_never_ends():
+    clock = ManualClock()
+
+    class Stuck(TimedCountingModel):
+        def step(self, streams):  # never consumes: the stream stays ready for ever
+            self.batch_sizes.append(len(streams))
+
+    model = Stuck(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    (s,) = make(1, clock, model)
+    await sched.start()
+    sched.add(s)
+    s.receive_audio(chunk(400))
+    sched.wake(s)
+    await sched.stop(drain_timeout_s=0.05)
+    assert len(model.batch_sizes) > 1 and s in sched.sessions
+
+
+async def test_steps_run_off_the_event_loop_which_keeps_serving_meanwhile():
+    import threading
+
+    clock = ManualClock()
+    started, released = threading.Event(), threading.Event()
+
+    class Blocking(TimedCountingModel):
+        def step(self, streams):
+            started.set()
+            self.released_by_loop = released.wait(timeout=5)  # only a coroutine on the loop sets it
+            self.thread = threading.current_thread()
+            super().step(streams)
+
+    model = Blocking(clock)
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    (s,) = make(1, clock, model)
+    await sched.start()
+    sched.add(s)
+    s.receive_audio(chunk(200))
+    sched.wake(s)
+    while not started.is_set():  # if the step blocked the loop, this would not run until it timed out
+        await asyncio.sleep(0.001)
+    released.set()
+    await sched.wait_idle()
+    await sched.stop()
+    assert model.released_by_loop and model.thread is not threading.main_thread()

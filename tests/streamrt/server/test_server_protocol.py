@@ -10,7 +10,7 @@ import pytest
 from streamrt.clock import ManualClock
 from streamrt.server.protocol import CloseCode, ServerProtocol, parse_start
 from streamrt.server.settings import ServerSettings
-from tests.streamrt.server.standin import PolicyCheckingModel
+from tests.streamrt.server.server_helpers import PolicyCheckingModel
 
 START = {"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1}
 

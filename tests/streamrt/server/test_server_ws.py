@@ -56,6 +56,12 @@ async def test_happy_path_real_socket_every_word_then_end(make_server):
     assert server.stats.sessions_started == 1
 
 
+async def test_stop_without_audio_still_ends(make_server):
+    server = await make_server()
+    got, close_code, _ = await exchange(server, json.dumps(START), '{"type": "stop"}')
+    assert [m["type"] for m in got] == ["ready", "end"] and got[-1]["words"] == 0 and close_code == 1000
+
+
 async def test_http_endpoints(make_server):
     server = await make_server()
     base = f"http://127.0.0.1:{server.port}"

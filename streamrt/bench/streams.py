@@ -1,0 +1,410 @@
+"""N concurrent real-time streams through one Scheduler: the capacity benchmark (issue 6).
+
+Not a test: it runs on the wall clock and prints figures. Each stream is a ``Session`` fed chunk by
+chunk at real-time pace by its own asyncio task (streams start at staggered phases, as clients do),
+all served by one ``Scheduler`` over one shared model:
+
+    result = asyncio.run(run_streams(model, n_streams=32, duration_s=30, audio=samples_16k))
+    best = asyncio.run(sweep_streams(model, duration_s=30, audio=samples_16k))
+
+``run_streams`` returns the output contract of ``streamrt bench streams --format json``: ``streams``,
+``kept_realtime``, ``p50_commit_delay_ms``, ``p95_commit_delay_ms`` (a word's end in the audio to its
+commit reaching the session's callback, wall clock), ``rtf_max``, plus scheduler figures.
+A stream kept real time when its compute stayed under its audio time (rtf < 1) and its lag (how
+long a ready step waited to start, see streamrt/scheduler/member.py) never passed ``max_lag_ms``.
+``run_spike`` measures a load spike (the stream count doubling for a while).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from streamrt.clock import MonotonicClock
+from streamrt.engine import StreamingModel
+from streamrt.scheduler import Scheduler, SchedulerSettings
+from streamrt.session import Session, SessionLimits
+from streamrt.types import CommitEvent, EndEvent
+
+
+class SimulatedCompute:
+    """Wraps a model so each batched step also sleeps ``fixed_ms + per_stream_ms * b`` (the GIL is
+    released, as torch does): a stand-in for a real network when measuring the scheduler itself.
+
+    precision_speedup: when set, the wrapper offers the ``set_low_precision_fraction(f)`` knob and a
+    step costs ``(1 - precision_speedup * f)`` of its time (a simulated mixed-precision kernel).
+    """
+
+    def __init__(self, model: StreamingModel, fixed_ms: float, per_stream_ms: float,
+                 precision_speedup: float | None = None):
+        self.model = model
+        self.sample_rate = model.sample_rate
+        self.fixed_ms = fixed_ms
+        self.per_stream_ms = per_stream_ms
+        self.precision_speedup = precision_speedup
+        self.low_precision_fraction = 0.0
+        if precision_speedup is not None:
+            self.set_low_precision_fraction = self._set_fraction
+
+    def _set_fraction(self, f: float) -> None:
+        self.low_precision_fraction = float(f)
+
+    def create_stream(self, options: Mapping[str, object] | None = None):
+        return self.model.create_stream(options)
+
+    def step(self, streams) -> None:
+        self.model.step(streams)
+        cost_ms = self.fixed_ms + self.per_stream_ms * len(streams)
+        cost_ms *= 1.0 - (self.precision_speedup or 0.0) * self.low_precision_fraction
+        time.sleep(cost_ms / 1000.0)
+
+    def describe(self) -> dict:
+        return {"simulated_fixed_ms": self.fixed_ms, "simulated_per_stream_ms": self.per_stream_ms,
+                "simulated_precision_speedup": self.precision_speedup}
+
+
+class _StreamRecord:
+    def __init__(self, session: Session):
+        self.session = session
+        self.start: float | None = None  # wall time of media position 0
+        self.delays_ms: list[float] = []
+        self.max_lag_ms = 0.0
+        self.ended = asyncio.Event()
+
+
+def _loop_audio(audio: np.ndarray, n: int, offset: int) -> np.ndarray:
+    reps = int(np.ceil((offset + n) / max(len(audio), 1))) + 1
+    return np.tile(audio, reps)[offset : offset + n]
+
+
+async def _run_plan(
+    model: StreamingModel,
+    plan: Sequence[tuple[float, float]],
+    audio: np.ndarray,
+    *,
+    chunk_ms: float,
+    options: Mapping[str, object] | None,
+    settings: SchedulerSettings,
+) -> tuple[list[_StreamRecord], dict, float]:
+    """Client i joins at plan[i][0] s and streams plan[i][1] s of audio in real time, then eof."""
+    clock = MonotonicClock()
+    sched = Scheduler(model, clock=clock, settings=settings)
+    sr = model.sample_rate
+    chunk = max(1, int(chunk_ms * sr / 1000))
+    limits = SessionLimits(max_buffered_audio_s=None)
+
+    def on_output(session: Session, rec: _StreamRecord) -> None:
+        now = clock.now()
+        st = sched.session_stats(session)
+        if st is not None:
+            rec.max_lag_ms = max(rec.max_lag_ms, st["max_lag_ms"])
+        for ev in session.events():
+            if isinstance(ev, CommitEvent) and rec.start is not None:
+                rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
+            elif isinstance(ev, EndEvent):
+                rec.ended.set()
+
+    async def client(i: int, rec: _StreamRecord, start_s: float, duration_s: float) -> None:
+        n_samples = int(duration_s * sr)
+        samples = _loop_audio(audio, n_samples, (i * 7919 * sr // 10) % max(len(audio), 1))
+        await asyncio.sleep(start_s)
+        rec.start = clock.now()
+        sched.add(rec.session, on_output=lambda s: on_output(s, rec))
+        for a in range(0, n_samples, chunk):
+            piece = samples[a : a + chunk]
+            due = rec.start + (a + len(piece)) / sr  # the piece is complete when its last sample is
+            delay = due - clock.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            rec.session.receive_audio(piece)
+            sched.wake(rec.session)
+        rec.session.receive_eof()
+        sched.wake(rec.session)
+        await rec.ended.wait()
+
+    records = [
+        _StreamRecord(Session(model.create_stream(options), clock, model_sample_rate=sr,
+                              input_sample_rate=sr, limits=limits, session_id=f"bench{i}"))
+        for i in range(len(plan))
+    ]
+    await sched.start()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(i, r, *plan[i]) for i, r in enumerate(records)))
+    wall_s = time.perf_counter() - t0
+    stats = sched.stats()
+    await sched.stop()
+    return records, stats, wall_s
+
+
+async def run_streams(
+    model: StreamingModel,
+    n_streams: int,
+    duration_s: float,
+    audio: np.ndarray,
+    *,
+    chunk_ms: float = 100.0,
+    options: Mapping[str, object] | None = None,
+    settings: SchedulerSettings | None = None,
+    max_lag_ms: float | None = None,
+    per_stream: bool = False,
+) -> dict:
+    """Run ``n_streams`` simulated clients for ``duration_s`` seconds of ``audio`` each (16 kHz mono
+    float32 at ``model.sample_rate``, looped; stream i starts at a different offset) and measure.
+
+    chunk_ms: how much audio a client sends per message (ms). options: passed to
+    ``model.create_stream``. max_lag_ms: the lag a stream may reach and still count as real time
+    (ms; default: the scheduler's latency budget). per_stream: include per-stream figures.
+    """
+    settings = settings or SchedulerSettings()
+    max_lag_ms = settings.latency_budget_ms if max_lag_ms is None else max_lag_ms
+    stagger_s = chunk_ms / 1000.0 / max(n_streams, 1)  # clients start at different phases
+    plan = [(i * stagger_s, duration_s) for i in range(n_streams)]
+    records, stats, wall_s = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
+                                             settings=settings)
+    return _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream)
+
+
+async def run_spike(
+    model: StreamingModel,
+    base_streams: int,
+    duration_s: float,
+    audio: np.ndarray,
+    *,
+    spike_streams: int | None = None,
+    spike_start_s: float = 10.0,
+    spike_duration_s: float = 30.0,
+    chunk_ms: float = 100.0,
+    options: Mapping[str, object] | None = None,
+    settings: SchedulerSettings | None = None,
+    max_lag_ms: float | None = None,
+) -> dict:
+    """A load spike: ``base_streams`` for ``duration_s``, plus ``spike_streams`` (default: as many
+    again, doubling the load) joining at ``spike_start_s`` for ``spike_duration_s``. Reports the
+    run as ``run_streams`` does, the base streams on their own (did they hold their deadlines
+    through the spike?), and the degradation level history."""
+    settings = settings or SchedulerSettings()
+    max_lag_ms = settings.latency_budget_ms if max_lag_ms is None else max_lag_ms
+    spike_streams = base_streams if spike_streams is None else spike_streams
+    stagger_s = chunk_ms / 1000.0 / max(base_streams + spike_streams, 1)
+    plan = [(i * stagger_s, duration_s) for i in range(base_streams)]
+    plan += [(spike_start_s + i * stagger_s, spike_duration_s) for i in range(spike_streams)]
+    records, stats, wall_s = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
+                                             settings=settings)
+    out = _summarize(records, stats, len(plan), duration_s, wall_s, max_lag_ms, False)
+    base = _summarize(records[:base_streams], stats, base_streams, duration_s, wall_s, max_lag_ms, False)
+    out["base"] = {k: base[k] for k in ("streams", "kept_realtime", "streams_kept_realtime",
+                                        "p50_commit_delay_ms", "p95_commit_delay_ms", "max_lag_ms")}
+    out["spike"] = {"streams": spike_streams, "start_s": spike_start_s, "duration_s": spike_duration_s}
+    out["degradation_history"] = stats["degradation"]["history"]
+    out["degradation_max_level"] = max((lvl for _, lvl in stats["degradation"]["history"]), default=0)
+    return out
+
+
+def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream) -> dict:
+    delays = np.array([d for r in records for d in r.delays_ms]) if records else np.zeros(0)
+    rows = []
+    for r in records:
+        s = r.session
+        rtf = s.compute_ms / s.stream.received_ms if s.stream.received_ms else 0.0
+        kept = rtf < 1.0 and r.max_lag_ms <= max_lag_ms
+        rows.append({
+            "id": s.id,
+            "rtf": round(rtf, 4),
+            "max_lag_ms": round(r.max_lag_ms, 1),
+            "units": len(s.committed),
+            "p95_commit_delay_ms": round(float(np.percentile(r.delays_ms, 95)), 1) if r.delays_ms else None,
+            "kept_realtime": kept,
+        })
+    out = {
+        "streams": n_streams,
+        "duration_s": duration_s,
+        "kept_realtime": all(row["kept_realtime"] for row in rows),
+        "streams_kept_realtime": sum(row["kept_realtime"] for row in rows),
+        "p50_commit_delay_ms": round(float(np.percentile(delays, 50)), 1) if len(delays) else None,
+        "p95_commit_delay_ms": round(float(np.percentile(delays, 95)), 1) if len(delays) else None,
+        "rtf_max": max((row["rtf"] for row in rows), default=0.0),
+        "rtf_mean": round(float(np.mean([row["rtf"] for row in rows])), 4) if rows else 0.0,
+        "max_lag_ms": max((row["max_lag_ms"] for row in rows), default=0.0),
+        "units": int(sum(row["units"] for row in rows)),
+        "steps": stats["steps"],
+        "batch_size_mean": stats["batch_size_mean"],
+        "batch_size_max": stats["batch_size_max"],
+        "step_time": stats["step_time"],
+        "deadline_misses": stats["deadline_misses"],
+        "degradation_level_end": stats["degradation"]["level"],
+        "degradation_changes": stats["degradation"]["changes"],
+        "wall_s": round(wall_s, 2),
+    }
+    if per_stream:
+        out["per_stream"] = rows
+    return out
+
+
+def passes(result: dict, p95_limit_ms: float) -> bool:
+    p95 = result["p95_commit_delay_ms"]
+    return bool(result["kept_realtime"]) and p95 is not None and p95 <= p95_limit_ms
+
+
+async def sweep_streams(
+    model: StreamingModel,
+    duration_s: float,
+    audio: np.ndarray,
+    *,
+    start: int = 1,
+    max_streams: int = 256,
+    p95_limit_ms: float = 1500.0,
+    counts: Sequence[int] | None = None,
+    **run_kw,
+) -> dict:
+    """The most streams held in real time with p95 commit delay <= ``p95_limit_ms``.
+
+    Doubles from ``start`` until a run fails (or ``max_streams``), then bisects between the last
+    pass and the first failure. ``counts``: try exactly these instead. Every run is in ``trials``.
+    """
+    trials: dict[int, dict] = {}
+
+    async def trial(n: int) -> bool:
+        if n not in trials:
+            trials[n] = await run_streams(model, n, duration_s, audio, **run_kw)
+        return passes(trials[n], p95_limit_ms)
+
+    best = 0
+    if counts is not None:
+        for n in counts:
+            if await trial(n):
+                best = max(best, n)
+    else:
+        n, fail = start, max_streams + 1
+        while n <= max_streams:
+            if not await trial(n):
+                fail = n
+                break
+            best = n
+            n *= 2
+        lo, hi = best, fail  # lo passed (or 0), hi failed (or past max_streams)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if await trial(mid):
+                lo = best = mid
+            else:
+                hi = mid
+    return {
+        "max_streams": best,
+        "p95_limit_ms": p95_limit_ms,
+        "duration_s": duration_s,
+        "trials": [trials[n] for n in sorted(trials)],
+    }
+
+
+def with_settings(settings: SchedulerSettings | None, **changes) -> SchedulerSettings:
+    """A copy of ``settings`` (default settings when None) with ``changes`` applied."""
+    return replace(settings or SchedulerSettings(), **changes)
+
+
+# ---- command-line entry (`streamrt bench streams`, or `python -m streamrt.bench.streams`) ---------
+def default_audio_path() -> str:
+    """A real English recording that ships with an installed package (moonshine-voice, 44 s)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("moonshine_voice")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("no default audio: install moonshine-voice (the [models] extra) or pass --audio")
+    import os
+
+    return os.path.join(list(spec.submodule_search_locations)[0], "assets", "two_cities.wav")
+
+
+def load_bench_model(name: str, **model_settings):
+    """``counting`` (CountingModel), ``counting-sim:FIXED_MS:PER_STREAM_MS`` (CountingModel with a
+    simulated step cost), or a Whisper name/path for ``WhisperStreamingModel.from_pretrained``."""
+    from streamrt.testing import CountingModel
+
+    if name == "counting":
+        return CountingModel()
+    if name.startswith("counting-sim"):
+        parts = name.split(":")
+        fixed = float(parts[1]) if len(parts) > 1 else 20.0
+        per = float(parts[2]) if len(parts) > 2 else 2.0
+        return SimulatedCompute(CountingModel(), fixed, per)
+    from streamrt.tasks.whisper_stream import WhisperStreamingModel
+
+    return WhisperStreamingModel.from_pretrained(name, **model_settings)
+
+
+def bench_streams(
+    model_name: str = "tiny.en",
+    streams: int = 8,
+    duration_s: float = 30.0,
+    *,
+    sweep: bool = False,
+    audio_path: str | None = None,
+    chunk_ms: float = 100.0,
+    p95_limit_ms: float = 1500.0,
+    max_streams: int = 256,
+    options: Mapping[str, object] | None = None,
+    settings: SchedulerSettings | None = None,
+    **model_settings,
+) -> dict:
+    """Load the model and audio, then run ``streams`` streams (or sweep); the JSON-ready result."""
+    from streamrt.audio import load_audio
+
+    model = load_bench_model(model_name, **model_settings)
+    audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
+    kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
+    if sweep:
+        out = asyncio.run(sweep_streams(model, duration_s, audio, start=max(1, streams),
+                                        max_streams=max_streams, p95_limit_ms=p95_limit_ms, **kw))
+    else:
+        out = asyncio.run(run_streams(model, streams, duration_s, audio, **kw))
+    describe = getattr(model, "describe", None)
+    return {"model": model_name, **out, "model_settings": describe() if callable(describe) else {}}
+
+
+def register(app) -> None:
+    """Add ``streams`` to the ``streamrt bench`` typer app (called from streamrt/cli/bench.py)."""
+    import json
+
+    import typer
+
+    @app.command("streams")
+    def streams_cmd(
+        model: str = typer.Option("tiny.en", help="Whisper name/path, or counting / counting-sim:FIXED_MS:PER_STREAM_MS"),
+        streams: int = typer.Option(8, help="concurrent real-time streams (the sweep's first count)"),
+        duration: float = typer.Option(30.0, help="seconds of audio per stream"),
+        sweep: bool = typer.Option(False, help="find the most streams held in real time with p95 <= --p95-limit-ms"),
+        p95_limit_ms: float = typer.Option(1500.0, help="sweep criterion: p95 commit delay (ms)"),
+        audio: str = typer.Option(None, help="16 kHz-resampled input audio (default: a packaged recording)"),
+        chunk_ms: float = typer.Option(100.0, help="client message size (ms)"),
+        encoder_mode: str = typer.Option("block-causal", help="Whisper only: block-causal | sliding | reencode"),
+        model_chunk_ms: int = typer.Option(None, help="Whisper only: audio per model step (ms)"),
+        policy: str = typer.Option("local-agreement", help="Whisper only: read/write policy"),
+        format: str = typer.Option("json", "--format", help="json | text"),
+    ) -> None:
+        """N concurrent simulated real-time streams through one scheduler (issue 6's benchmark)."""
+        model_kw: dict = {}
+        options = None
+        if not model.startswith("counting"):
+            model_kw["encoder_mode"] = encoder_mode
+            if model_chunk_ms is not None:
+                model_kw["chunk_ms"] = model_chunk_ms
+            options = {"policy": policy}
+        out = bench_streams(model, streams, duration, sweep=sweep, audio_path=audio, chunk_ms=chunk_ms,
+                            p95_limit_ms=p95_limit_ms, options=options, **model_kw)
+        if format == "json":
+            typer.echo(json.dumps(out))
+        else:
+            for k, v in out.items():
+                if k not in ("trials", "per_stream"):
+                    typer.echo(f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    import typer as _typer
+
+    _app = _typer.Typer(add_completion=False)
+    register(_app)
+    _app()

@@ -1,0 +1,93 @@
+"""A WebRTC client (aiortc): a file's audio as a track, captions back on a data channel.
+
+    result = await stream_file_webrtc("ws://127.0.0.1:8765", "speech.wav", on_message=print)
+
+Signalling over ``/v1/webrtc`` (docs/protocol.md, WebRTC). aiortc's MediaPlayer sends the file in
+real time; ``stop`` goes on the data channel once the file has been played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Callable
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from streamrt.clients.ws_client import StreamResult
+
+WEBRTC_PATH = "/v1/webrtc"
+
+
+def webrtc_url(url: str) -> str:
+    if url.startswith("http"):
+        url = "ws" + url[4:]
+    base = url.rstrip("/")
+    for suffix in ("/v1/stream", WEBRTC_PATH):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base + WEBRTC_PATH
+
+
+async def stream_file_webrtc(
+    url: str,
+    path: str | Path,
+    *,
+    options: dict | None = None,
+    on_message: Callable[[dict], None] | None = None,
+    token: str | None = None,
+    end_timeout_s: float = 30.0,
+) -> StreamResult:
+    """Play ``path`` to the server over WebRTC; return what came back on the data channel."""
+    import soundfile as sf
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.contrib.media import MediaPlayer
+
+    duration_s = sf.info(str(path)).duration
+    result = StreamResult()
+    ended = asyncio.Event()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    player = MediaPlayer(str(path))
+    pc.addTrack(player.audio)
+    channel = pc.createDataChannel("captions")
+
+    @channel.on("message")
+    def on_channel_message(raw) -> None:
+        msg = json.loads(raw)
+        result.messages.append(msg)
+        if msg["type"] == "ready":
+            result.ready = msg
+        elif msg["type"] == "end":
+            result.end = msg
+            ended.set()
+        if on_message is not None:
+            on_message(msg)
+
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        async with connect(webrtc_url(url), additional_headers=headers) as ws:
+            await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp, "start": options or {}}))
+            answer = json.loads(await ws.recv())
+            if answer.get("type") != "answer":
+                result.messages.append(answer)
+                try:
+                    await ws.recv()
+                except ConnectionClosed:
+                    pass
+            else:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+                await asyncio.sleep(duration_s + 0.3)  # the player sends in real time
+                if channel.readyState == "open":
+                    channel.send(json.dumps({"type": "stop"}))
+                await asyncio.wait_for(ended.wait(), end_timeout_s)
+                try:
+                    await asyncio.wait_for(ws.recv(), 5)
+                except (ConnectionClosed, TimeoutError):
+                    pass
+        result.close_code, result.close_reason = ws.close_code, ws.close_reason or ""
+    finally:
+        await pc.close()
+    return result

@@ -1,0 +1,224 @@
+"""Whisper's encoder with activation caching: block-causal (CarelessWhisper) and sliding-window
+(Moonshine v2) attention, on the weights of a transformers ``WhisperEncoder``, plus ``make_encoder``.
+
+Shared: the weights (``model.model.encoder``). Per session: ``WhisperEncoderState`` from
+``create_state()`` (conv tails, one preallocated ``LayerCache`` per layer, and the conv outputs of the
+current window for ``trim``). Window positions are Whisper's absolute positions: at most
+``max_window_frames`` (1500 = 30 s). Before a step would pass it the caller must ``trim`` (keep the
+last frames, e.g. from the last committed word or pause); otherwise ``step`` raises ``LimitExceeded``,
+unless the encoder was made with ``auto_trim_keep_frames`` (then it trims itself and that step's
+output has ``start == 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from streamrt.encoders.base import AttentionPattern, BlockCausal, EncoderOutput, Sliding
+from streamrt.encoders.cache import (
+    LayerCache,
+    new_layer_cache,
+    reset_layer_cache,
+    run_layers,
+    stack_caches,
+    unstack_caches,
+)
+from streamrt.encoders.whisper_front import ConvTail, WhisperBlock, conv_front_step, new_conv_tail
+from streamrt.errors import ConfigError, InputError, LimitExceeded
+
+
+def whisper_encoder_module(whisper_model: nn.Module) -> nn.Module:
+    """The ``WhisperEncoder`` inside a WhisperForConditionalGeneration / WhisperModel / WhisperEncoder."""
+    for path in ("model.encoder", "encoder", ""):
+        obj = whisper_model
+        for part in filter(None, path.split(".")):
+            obj = getattr(obj, part, None)
+        if obj is not None and hasattr(obj, "conv1") and hasattr(obj, "layers"):
+            return obj
+    raise ConfigError(f"{type(whisper_model).__name__} has no Whisper encoder (conv1, conv2, layers)")
+
+
+@dataclass(eq=False)
+class WhisperEncoderState:
+    """One session's encoder state. Sizes are fixed at creation and do not grow with the stream."""
+
+    conv: ConvTail
+    layers: list[LayerCache]
+    history: torch.Tensor  # (max_window_frames, d_model) conv outputs of the window (for trim)
+    n_conv: int = 0  # conv output frames in the window (= layer-0 inputs)
+    trimmed_frames: int = 0  # frames dropped from the window's start so far (stream frame = this + window)
+    finished: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class CachedWhisperEncoder:
+    """Whisper encoder running chunk by chunk on cached activations. Thread-compatible, not thread-safe
+    per state: one session's state must not be stepped concurrently."""
+
+    frame_ms = 20.0
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        pattern: AttentionPattern,
+        *,
+        substep_frames: int | None = None,
+        auto_trim_keep_frames: int | None = None,
+    ):
+        self.encoder = encoder.eval()
+        self.pattern = pattern
+        self.blocks = [WhisperBlock(layer) for layer in encoder.layers]
+        self.d_model = int(encoder.conv2.out_channels)
+        self.n_mels = int(encoder.conv1.in_channels)
+        self.max_window_frames = int(encoder.embed_positions.num_embeddings)
+        chunk = getattr(pattern, "chunk_frames", 0)
+        self.substep = substep_frames or max(chunk, 32)
+        self.slots = min(self.max_window_frames, pattern.cache_frames(self.substep))
+        if auto_trim_keep_frames is not None and not 0 <= auto_trim_keep_frames < self.max_window_frames:
+            raise ConfigError(
+                f"auto_trim_keep_frames={auto_trim_keep_frames} must be in [0, {self.max_window_frames})"
+            )
+        self.auto_trim_keep_frames = auto_trim_keep_frames
+
+    def describe(self) -> dict:
+        return {"pattern": repr(self.pattern), "cache_slots": self.slots, "substep_frames": self.substep}
+
+    def create_state(self) -> WhisperEncoderState:
+        return WhisperEncoderState(
+            conv=new_conv_tail(self.n_mels, self.d_model),
+            layers=[new_layer_cache(b, self.slots, self.d_model) for b in self.blocks],
+            history=torch.zeros(self.max_window_frames, self.d_model),
+        )
+
+    def window_frames(self, state: WhisperEncoderState) -> int:
+        return state.layers[-1].n_out[0]
+
+    @torch.inference_mode()
+    def step(self, mel: torch.Tensor, state: WhisperEncoderState, *, final: bool = False) -> EncoderOutput:
+        """Feed the session's NEW mel frames (n_mels, T). ``final=True`` on the last step flushes the
+        frames that need the end-of-stream padding (block remainder, look-ahead, conv edge)."""
+        return self.step_batch([mel], [state], final=[final])[0]
+
+    @torch.inference_mode()
+    def step_batch(
+        self,
+        mels: Sequence[torch.Tensor],
+        states: Sequence[WhisperEncoderState],
+        *,
+        final: Sequence[bool] | None = None,
+    ) -> list[EncoderOutput]:
+        """One batched forward for many sessions, each at its own position with its own new frames."""
+        final = list(final) if final is not None else [False] * len(states)
+        starts, news, trimmed = [], [], []
+        for mel, state, fin in zip(mels, states, final):
+            if state.finished:
+                raise InputError("encoder step after the final step: the stream is finished")
+            if mel.shape[0] != self.n_mels:
+                raise InputError(f"mel has {mel.shape[0]} bins, the encoder expects {self.n_mels}")
+            x = conv_front_step(self.encoder, state.conv, mel, fin)
+            was_trimmed = self._make_room(state, x.shape[0])
+            trimmed.append(was_trimmed)
+            starts.append(0 if was_trimmed is not None else self.window_frames(state))
+            news.append(self._embed(state, x))
+            state.finished = fin
+        outs = self._run(states, news, final)
+        result = []
+        for b, out in enumerate(outs):
+            if trimmed[b] is not None:
+                out = torch.cat([trimmed[b].frames, out])
+            result.append(EncoderOutput(frames=out, start=starts[b]))
+        return result
+
+    def _embed(self, state: WhisperEncoderState, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        state.history[state.n_conv : state.n_conv + n] = x
+        pos = self.encoder.embed_positions.weight[state.n_conv : state.n_conv + n]
+        state.n_conv += n
+        return x + pos
+
+    def _make_room(self, state: WhisperEncoderState, n_new: int) -> EncoderOutput | None:
+        if state.n_conv + n_new <= self.max_window_frames:
+            return None
+        if self.auto_trim_keep_frames is None:
+            raise LimitExceeded(
+                "max_window_frames",
+                self.max_window_frames,
+                state.n_conv + n_new,
+                "frames",
+                what="Whisper encoder window (absolute positions end at 30 s; call trim() first)",
+                fatal=False,
+            )
+        keep = min(self.auto_trim_keep_frames, self.max_window_frames - n_new - (state.n_conv - self.window_frames(state)))
+        return self.trim(state, max(0, keep))
+
+    def _run(self, states, news, final) -> list[torch.Tensor]:
+        per_layer = [stack_caches([s.layers[i] for s in states]) for i in range(len(self.blocks))]
+        outs = run_layers(self.blocks, per_layer, self.pattern, news, final, self.substep)
+        for i, batch in enumerate(per_layer):
+            unstack_caches(batch, [s.layers[i] for s in states])
+        norm = self.encoder.layer_norm
+        return [norm(o) if o.shape[0] else o for o in outs]
+
+    @torch.inference_mode()
+    def trim(self, state: WhisperEncoderState, keep_last_frames: int) -> EncoderOutput:
+        """Drop the window's start, keeping its last ``keep_last_frames`` frames, and re-base positions.
+
+        The kept conv outputs (and any not yet emitted) are re-encoded at positions 0.. with empty caches:
+        O(kept frames). Returns the new window from 0; with block-causal attention blocks are re-aligned
+        to the new start, so up to a block of the kept frames may wait for more input again.
+        """
+        window = self.window_frames(state)
+        if not 0 <= keep_last_frames <= window:
+            raise InputError(f"trim: keep_last_frames={keep_last_frames} is outside [0, {window}]")
+        drop = window - keep_last_frames
+        kept = state.history[drop : state.n_conv].clone()
+        state.history[: kept.shape[0]] = kept
+        state.n_conv = 0
+        state.trimmed_frames += drop
+        for block, cache in zip(self.blocks, state.layers):
+            reset_layer_cache(cache, block, self.d_model)
+        x = self._embed(state, kept)
+        out = self._run([state], [x], [state.finished])[0]
+        return EncoderOutput(frames=out, start=0)
+
+
+def make_encoder(
+    whisper_model: nn.Module,
+    mode: str,
+    *,
+    chunk_frames: int = 50,
+    left_frames: int | None = 500,
+    lookahead_frames: int = 0,
+    substep_frames: int | None = None,
+    auto_trim_keep_frames: int | None = None,
+):
+    """A streaming encoder over a Whisper model's encoder weights.
+
+    mode: "block-causal" (``chunk_frames`` encoder frames per block = 20 ms each, ``left_frames`` of left
+    context, None = the whole window), "sliding" (``left_frames`` back, ``lookahead_frames`` ahead per
+    layer), "reencode" (the whole window every step, full attention; whisper_streaming's baseline).
+    """
+    encoder = whisper_encoder_module(whisper_model)
+    if mode == "block-causal":
+        if chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1 (got {chunk_frames})")
+        pattern: AttentionPattern = BlockCausal(chunk_frames, left_frames)
+    elif mode == "sliding":
+        if lookahead_frames < 0:
+            raise ConfigError(f"lookahead_frames must be >= 0 (got {lookahead_frames})")
+        pattern = Sliding(left_frames, lookahead_frames)
+    elif mode == "reencode":
+        from streamrt.encoders.reencode import ReencodeWhisperEncoder
+
+        return ReencodeWhisperEncoder(encoder, auto_trim_keep_frames=auto_trim_keep_frames)
+    else:
+        raise ConfigError(f"unknown encoder mode {mode!r}; known: block-causal, sliding, reencode")
+    if left_frames is not None and left_frames < 0:
+        raise ConfigError(f"left_frames must be >= 0 or None (got {left_frames})")
+    return CachedWhisperEncoder(
+        encoder, pattern, substep_frames=substep_frames, auto_trim_keep_frames=auto_trim_keep_frames
+    )

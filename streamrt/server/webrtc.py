@@ -1,0 +1,177 @@
+"""WebRTC transport (aiortc): an audio track into the same ``Session``, results on a data channel.
+
+Signalling runs over the WebSocket ``/v1/webrtc`` (websockets serves only GET, so no HTTP POST):
+
+    client -> {"type": "offer", "sdp": "...", "start": {"policy": ..., ...}}
+    server -> {"type": "answer", "sdp": "..."}            (or an ``error`` and a close)
+
+The offer must contain one audio track and a data channel. The server decodes the track (Opus,
+48 kHz), resamples it to 16 kHz mono s16 with PyAV and feeds it to the protocol exactly like binary
+WebSocket messages; ``ready``/``partial``/``commit``/``error``/``end`` go out as JSON text on the
+data channel. ``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of
+the track stops the session. No ICE servers are used: host candidates only (LAN / localhost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from streamrt.errors import ProtocolError
+from streamrt.server.bridge import SessionBridge
+from streamrt.server.protocol import ServerProtocol, close_code_for, error_message
+
+log = logging.getLogger("streamrt.server.webrtc")
+
+TRACK_RATE_HZ = 16000  # what the decoded track is resampled to before the session sees it
+OFFER_TIMEOUT_S = 10.0
+
+
+async def _refuse(ws: ServerConnection, code: str, message: str) -> None:
+    try:
+        await ws.send(json.dumps(error_message(code, message, True)))
+        await ws.close(close_code_for(code), code)
+    except ConnectionClosed:
+        pass
+
+
+def _parse_offer(raw) -> tuple[str, dict]:
+    if not isinstance(raw, str):
+        raise ProtocolError("the first /v1/webrtc message must be JSON text (an offer)", code="bad_message", fatal=True)
+    try:
+        msg = json.loads(raw)
+    except ValueError as e:
+        raise ProtocolError(f"text message is not JSON ({e})", code="not_json", fatal=True) from None
+    if not isinstance(msg, dict) or msg.get("type") != "offer" or not isinstance(msg.get("sdp"), str):
+        raise ProtocolError('expected {"type": "offer", "sdp": "...", "start": {...}}', code="bad_message", fatal=True)
+    start = msg.get("start") or {}
+    if not isinstance(start, dict):
+        raise ProtocolError("'start' must be an object of start fields", code="bad_start", fatal=True)
+    return msg["sdp"], start
+
+
+async def handle_webrtc_signalling(server, ws: ServerConnection) -> None:
+    """Run one WebRTC session signalled over ``ws``. Called by ``StreamServer`` after admission."""
+    try:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    except ImportError:
+        await _refuse(ws, "bad_config", "this server has no WebRTC support (pip install 'streamrt[webrtc]')")
+        return
+    try:
+        sdp, start = _parse_offer(await asyncio.wait_for(ws.recv(), OFFER_TIMEOUT_S))
+    except (TimeoutError, ConnectionClosed):
+        return
+    except ProtocolError as e:
+        await _refuse(ws, e.code, e.message)
+        return
+
+    proto: ServerProtocol = server.new_protocol()
+    proto.start({**start, "type": "start", "sample_rate": TRACK_RATE_HZ, "encoding": "pcm_s16le", "channels": 1})
+    if proto.close is not None:  # the start fields were refused: say so on the signalling socket
+        for msg in proto.data_to_send():
+            await ws.send(json.dumps(msg))
+        await ws.close(*proto.close)
+        return
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    link = _DataChannelLink(pc, ws, server.settings.write_buffer_high_bytes)
+    bridge = SessionBridge(proto, server.scheduler, server.settings, server.stats, link.send, link.close)
+    server.register(bridge)
+    tasks: list[asyncio.Task] = []
+
+    @pc.on("datachannel")
+    def on_datachannel(channel) -> None:
+        link.channel = channel
+
+        @channel.on("message")
+        def on_message(message) -> None:
+            if isinstance(message, str):
+                proto.receive_text(message)
+                bridge.after_input()
+
+        if channel.readyState == "open":
+            bridge.start()
+        else:
+            channel.on("open", bridge.start)
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        if track.kind == "audio":
+            tasks.append(asyncio.create_task(_feed_track(track, proto, bridge)))
+
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await ws.send(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
+        bridge.after_input()  # hands the session to the scheduler; ``ready`` waits for the channel
+        async for raw in ws:  # the signalling socket may carry stop; it closes after end
+            if isinstance(raw, str):
+                proto.receive_text(raw)
+                bridge.after_input()
+    except ConnectionClosed:
+        pass
+    except Exception as e:  # a bad SDP, ICE failure...: this session only
+        log.warning("webrtc session failed: %r", e)
+        await _refuse(ws, "bad_message", f"cannot use this offer: {type(e).__name__}: {e}")
+    finally:
+        if proto.state != "closed":
+            bridge.connection_lost()
+        for t in tasks:
+            t.cancel()
+        await pc.close()
+        server.unregister(bridge)
+
+
+async def _feed_track(track, proto: ServerProtocol, bridge: SessionBridge) -> None:
+    """Decoded audio frames -> 16 kHz mono s16 PCM -> the protocol, until the track or session ends."""
+    import av
+    from aiortc.mediastreams import MediaStreamError
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=TRACK_RATE_HZ)
+    while proto.state == "streaming":
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            break
+        for out in resampler.resample(frame):
+            if proto.state != "streaming":
+                break
+            proto.receive_binary(out.to_ndarray().tobytes())
+            bridge.after_input()
+    if proto.state == "streaming":  # the track ended: that is the end of the audio
+        proto.stop()
+        bridge.after_input()
+
+
+class _DataChannelLink:
+    """send/close for the bridge over the data channel, with the channel's buffer as backpressure."""
+
+    def __init__(self, pc, ws: ServerConnection, high_water_bytes: int):
+        self.pc = pc
+        self.ws = ws
+        self.channel = None
+        self.high_water_bytes = high_water_bytes
+
+    async def send(self, text: str) -> None:
+        if self.channel is None or self.channel.readyState != "open":
+            raise ConnectionError("the data channel is not open")
+        self.channel.send(text)
+        while self.channel.bufferedAmount > self.high_water_bytes and self.channel.readyState == "open":
+            await asyncio.sleep(0.01)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            for _ in range(100):  # let SCTP take the last messages (end) before the channel goes
+                if self.channel.bufferedAmount == 0:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            self.channel.close()
+        try:
+            await self.ws.close(code, reason)
+        except ConnectionClosed:
+            pass

@@ -1,0 +1,44 @@
+"""``streamrt serve`` as a process: it serves, answers /healthz, and on SIGTERM lets a live session
+commit everything and end before it exits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+import urllib.request
+
+import numpy as np
+from websockets.asyncio.client import connect
+
+START = {"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1}
+
+
+async def test_serve_command_serves_and_drains_on_sigterm():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamrt", "serve", "--fake-model", "--port", "0", "--max-sessions", "4",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={"PYTHONPATH": ".", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        url = re.search(r"(ws://[\d.]+:\d+)/v1/stream", line).group(1)
+        port = url.rsplit(":", 1)[1]
+        health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")))
+        assert health == {"status": "ok", "sessions": 0, "max_sessions": 4, "model": "counting"}
+        async with connect(url + "/v1/stream") as ws:
+            await ws.send(json.dumps(START))
+            await ws.send(np.zeros(16000 * 2, "<i2").tobytes())  # 2 s: 4 words of 500 ms
+            assert json.loads(await ws.recv())["type"] == "ready"
+            await asyncio.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            got = [json.loads(m) async for m in ws]
+        words = [w["text"] for m in got if m["type"] == "commit" for w in m["words"]]
+        assert words == ["w0", "w1", "w2", "w3"] and got[-1]["type"] == "end" and ws.close_code == 1001
+        out = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
+        assert await proc.wait() == 0 and "stopped" in out
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,54 @@
+"""Happy path with real speech: moonshine-voice's beckett.wav through the server and the Whisper
+streaming model (tiny.en, packaged weights), compared with its reference text."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.model
+
+# Samuel Beckett, "Worstward Ho" (1983), as read in moonshine-voice's assets/beckett.wav
+BECKETT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
+
+
+def beckett_wav() -> Path:
+    try:
+        path = resources.files("moonshine_voice").joinpath("assets", "beckett.wav")
+    except ModuleNotFoundError:
+        pytest.skip("moonshine-voice (the bundled recordings) is not installed")
+    return Path(str(path))
+
+
+async def test_real_recording_through_the_server_matches_its_reference():
+    whisper_stream = pytest.importorskip(
+        "streamrt.tasks.whisper_stream", reason="WhisperStreamingModel has not landed on this branch yet"
+    )
+    pytest.importorskip("streamrt.scheduler.scheduler", reason="the Scheduler has not landed on this branch yet")
+    import jiwer
+
+    from streamrt.audio import load_audio
+    from streamrt.clients.ws_client import stream_samples
+    from streamrt.server.settings import ServerSettings
+    from streamrt.server.ws import StreamServer
+
+    model = whisper_stream.WhisperStreamingModel.from_pretrained("tiny.en")
+    audio = load_audio(beckett_wav(), 16000)
+    async with StreamServer(model, settings=ServerSettings(model_name="tiny.en"), port=0) as server:
+        res = await stream_samples(server.url, audio, speed=0, chunk_ms=200)
+    assert res.close_code == 1000 and res.end is not None, (res.close_code, res.close_reason, res.errors)
+    hyp = words(res.text)
+    assert res.end["text"] == res.text
+    wer = jiwer.wer(" ".join(words(BECKETT)), " ".join(hyp))
+    assert wer <= 0.25, (res.text, wer)
+    stamps = res.words
+    assert all(0 <= w["start_ms"] <= w["end_ms"] and w["media_delay_ms"] <= w["elapsed_ms"] for w in stamps)
+    assert [w["media_delay_ms"] for w in stamps] == sorted(w["media_delay_ms"] for w in stamps)
+    assert res.end["summary"]["units"] == len(stamps) and abs(res.end["source_ms"] - 9960) < 50
