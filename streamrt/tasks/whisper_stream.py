@@ -217,8 +217,10 @@ class WhisperStreamingModel:
             )
             for (s, _, _), out in zip(encode, outs):
                 s.accept_encoder_output(out)
-        for s in ready:
-            s.decode_and_commit()
+        # one batched token loop for every ready stream, then each stream's policy
+        results = self.decoder.greedy_many([s.decode_request() for s in ready])
+        for s, res in zip(ready, results):
+            s.commit_from(res)
 
     def describe(self) -> dict:
         """Effective settings (for logs and scores.json)."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from policies.base import HypToken, Policy, PolicyView, Read, Write, word_spans
-from streamrt.decoding import compression_ratio, token_times
+from streamrt.decoding import DecodeRequest, DecodeResult, compression_ratio, token_times
 from streamrt.engine import StepResult, UnitDraft
 
 if TYPE_CHECKING:
@@ -124,11 +124,16 @@ class WhisperStream:
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
 
     def decode_and_commit(self) -> None:
+        """Decode alone, then apply the policy (``model.step`` batches the decode instead)."""
+        self.commit_from(self.model.decoder.greedy_many([self.decode_request()])[0])
+
+    def commit_from(self, res: DecodeResult) -> None:
+        """Turn a decode of ``decode_request()`` into the hypothesis, ask the policy, commit, trim."""
         m = self.model
         s = m.settings
         self.stats["steps"] += 1
         final = self._finished and self._consumed >= self._received
-        hyp_ids, hyp_tokens = self._decode()
+        hyp_ids, hyp_tokens = self._hypothesis(res)
         view = PolicyView(
             source_ms=self.consumed_ms,
             source_finished=final,
@@ -171,7 +176,8 @@ class WhisperStream:
             prefix += w.tokens
         return prefix
 
-    def _decode(self) -> tuple[list[int], list[HypToken]]:
+    def decode_request(self) -> DecodeRequest:
+        """What to decode this step: the forced prefix and the tail's token cap."""
         m, s = self.model, self.model.settings
         frame_ms = m.encoder.frame_ms
         n_frames = self._window_frames()
@@ -180,9 +186,16 @@ class WhisperStream:
         cap = s.max_hypothesis_tokens
         if s.max_tokens_per_s is not None:
             cap = min(cap, int(uncommitted_s * s.max_tokens_per_s) + 8)
-        res = m.decoder.greedy(
-            self.cache, self._prefix(), max_new_tokens=cap, reuse_prefix_kv=s.reuse_prefix_kv, guard=m.guard
-        )
+        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard)
+
+    def _decode(self) -> tuple[list[int], list[HypToken]]:
+        return self._hypothesis(self.model.decoder.greedy_many([self.decode_request()])[0])
+
+    def _hypothesis(self, res: DecodeResult) -> tuple[list[int], list[HypToken]]:
+        m, s = self.model, self.model.settings
+        frame_ms = m.encoder.frame_ms
+        n_frames = self._window_frames()
+        committed_end = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
         if res.stopped_by == "repetition":
             self.stats["repetition_stops"] += 1
         ids = list(res.tokens)
