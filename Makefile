@@ -5,8 +5,9 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PIP     := $(BIN)/python -m pip -q --disable-pip-version-check
 # Debian packages the tests and demos need: PortAudio (sounddevice), Chromium (browser test),
-# and the synthesizers that scripts/make_testset.py uses to regenerate data/ (not needed to test).
-APT_TEST := libportaudio2 chromium
+# espeak-ng and flite (model tests synthesize a few clips), and the synthesizers that
+# scripts/make_testset.py uses to regenerate data/.
+APT_TEST := libportaudio2 chromium espeak-ng flite
 APT_DATA := flite festival festvox-us-slt-hts espeak-ng sox
 
 .PHONY: setup apt-test apt-data test test-fast demo bench testset clean

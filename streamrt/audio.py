@@ -62,7 +62,9 @@ def decode_pcm(data: bytes, encoding: str, channels: int) -> np.ndarray:
 
 
 def downmix(x: np.ndarray) -> np.ndarray:
-    return x if x.ndim == 1 else x.mean(axis=1, dtype=np.float32)
+    if x.ndim == 1:
+        return x
+    return x[:, 0] if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
 
 
 class StreamResampler:

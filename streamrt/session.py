@@ -69,6 +69,13 @@ class Session:
         self._ended = False
         self._received_input_samples = 0
         self.video_frames = 0
+        # While a model step runs (possibly in a worker thread, see begin_step), input is staged
+        # here and handed to the stream when the step completes: a ModelStream is never touched
+        # by two threads at once.
+        self._stepping = False
+        self._staged: list[np.ndarray] = []
+        self._staged_samples = 0
+        self._staged_eof = False
 
     # ---- input -------------------------------------------------------------------------------
     @property
@@ -113,7 +120,10 @@ class Session:
             if total_s > lim.max_stream_s:
                 raise LimitExceeded("max_stream_s", lim.max_stream_s, total_s, "s", what="stream length", fatal=True)
         if lim.max_buffered_audio_s is not None:
-            backlog_s = (self.stream.received_ms - self.stream.consumed_ms) / 1000 + n_in / self.input_sample_rate
+            backlog_s = (
+                (self.stream.received_ms - self.stream.consumed_ms) / 1000
+                + (self._staged_samples + n_in * self.model_sample_rate / self.input_sample_rate) / self.model_sample_rate
+            )
             if backlog_s > lim.max_buffered_audio_s:
                 raise LimitExceeded(
                     "max_buffered_audio_s",
@@ -124,7 +134,22 @@ class Session:
                     code="buffer_full",
                 )
         self._received_input_samples += n_in
-        self.stream.accept_audio(self._resample(downmix(x)))
+        self._to_stream(self._resample(downmix(x)))
+
+    def _to_stream(self, samples: np.ndarray) -> None:
+        if self._stepping:
+            self._staged.append(samples)
+            self._staged_samples += len(samples)
+        else:
+            self.stream.accept_audio(samples)
+
+    def _unstage(self) -> None:
+        staged, self._staged, self._staged_samples = self._staged, [], 0
+        for x in staged:
+            self.stream.accept_audio(x)
+        if self._staged_eof:
+            self._staged_eof = False
+            self.stream.input_finished()
 
     def receive_video(self, frame: VideoFrame) -> None:
         """Video frames flow to models that take them (``accept_video``); others count and drop them."""
@@ -139,25 +164,43 @@ class Session:
         self._eof = True
         tail = self._resample(np.zeros(0, np.float32), last=True)
         if len(tail):
-            self.stream.accept_audio(tail)
-        self.stream.input_finished()
+            self._to_stream(tail)
+        if self._stepping:
+            self._staged_eof = True
+        else:
+            self.stream.input_finished()
+            self._maybe_end()  # nothing left to step: end now, not on a step that never comes
 
     def fail(self, error: StreamrtError) -> None:
-        """Report an error found outside the session (e.g. by the transport) and end if fatal."""
+        """Report an error found outside the session (a transport, or a failed model step) and end
+        if fatal. Ends a step begun with ``begin_step`` that will not complete."""
+        if self._stepping:
+            self._stepping = False
+            self._unstage()
         self._error(error)
 
     # ---- model work --------------------------------------------------------------------------
     def ready(self) -> bool:
-        return not self._ended and self.stream.is_ready()
+        return not self._ended and not self._stepping and self.stream.is_ready()
 
     def step(self, model: StreamingModel) -> None:
         """Run one model step for this session alone and collect its output (synchronous driver)."""
+        self.begin_step()
         t0 = self.clock.now()
         model.step([self.stream])
         self.complete_step(self.clock.now() - t0)
 
+    def begin_step(self) -> ModelStream:
+        """Mark a model step on this session's stream as started (the scheduler calls it on the
+        event loop before handing the stream to a worker thread). Until ``complete_step`` (or
+        ``fail``), new input is staged instead of reaching the stream. Returns the stream."""
+        self._stepping = True
+        return self.stream
+
     def complete_step(self, compute_s: float) -> None:
         """Collect the stream's output after a (possibly batched) step that took ``compute_s``."""
+        self._stepping = False
+        self._unstage()
         self._compute_s += compute_s
         result = self.stream.pop_result()
         compute_ms = 1000.0 * self._compute_s
@@ -205,7 +248,7 @@ class Session:
         }
 
     def _maybe_end(self) -> None:
-        if self._eof and not self._ended and self.stream.is_done():
+        if self._eof and not self._ended and not self._stepping and self.stream.is_done():
             self._ended = True
             if self._partial:
                 self._partial = ""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ from streamrt.clock import MonotonicClock
 from streamrt.engine import StreamingModel
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session, SessionLimits
-from streamrt.types import CommitEvent, EndEvent
+from streamrt.types import CommitEvent, EndEvent, ErrorEvent
 
 
 class SimulatedCompute:
@@ -73,6 +72,7 @@ class _StreamRecord:
         self.start: float | None = None  # wall time of media position 0
         self.delays_ms: list[float] = []
         self.max_lag_ms = 0.0
+        self.errors: list[str] = []
         self.ended = asyncio.Event()
 
 
@@ -106,6 +106,9 @@ async def _run_plan(
             if isinstance(ev, CommitEvent) and rec.start is not None:
                 rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
             elif isinstance(ev, EndEvent):
+                rec.ended.set()
+            elif isinstance(ev, ErrorEvent) and ev.fatal:  # e.g. an isolated model failure
+                rec.errors.append(f"{ev.code}: {ev.message}")
                 rec.ended.set()
 
     async def client(i: int, rec: _StreamRecord, start_s: float, duration_s: float) -> None:
@@ -210,7 +213,7 @@ def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_st
     for r in records:
         s = r.session
         rtf = s.compute_ms / s.stream.received_ms if s.stream.received_ms else 0.0
-        kept = rtf < 1.0 and r.max_lag_ms <= max_lag_ms
+        kept = rtf < 1.0 and r.max_lag_ms <= max_lag_ms and not r.errors
         rows.append({
             "id": s.id,
             "rtf": round(rtf, 4),
@@ -230,6 +233,8 @@ def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_st
         "rtf_mean": round(float(np.mean([row["rtf"] for row in rows])), 4) if rows else 0.0,
         "max_lag_ms": max((row["max_lag_ms"] for row in rows), default=0.0),
         "units": int(sum(row["units"] for row in rows)),
+        "failed_streams": sum(bool(r.errors) for r in records),
+        "errors": sorted({e for r in records for e in r.errors})[:5],
         "steps": stats["steps"],
         "batch_size_mean": stats["batch_size_mean"],
         "batch_size_max": stats["batch_size_max"],
@@ -300,11 +305,6 @@ async def sweep_streams(
     }
 
 
-def with_settings(settings: SchedulerSettings | None, **changes) -> SchedulerSettings:
-    """A copy of ``settings`` (default settings when None) with ``changes`` applied."""
-    return replace(settings or SchedulerSettings(), **changes)
-
-
 # ---- command-line entry (`streamrt bench streams`, or `python -m streamrt.bench.streams`) ---------
 def default_audio_path() -> str:
     """A real English recording that ships with an installed package (moonshine-voice, 44 s)."""
@@ -319,8 +319,9 @@ def default_audio_path() -> str:
 
 
 def load_bench_model(name: str, **model_settings):
-    """``counting`` (CountingModel), ``counting-sim:FIXED_MS:PER_STREAM_MS`` (CountingModel with a
-    simulated step cost), or a Whisper name/path for ``WhisperStreamingModel.from_pretrained``."""
+    """``counting`` (CountingModel), ``counting-sim:FIXED_MS:PER_STREAM_MS[:PRECISION_SPEEDUP]``
+    (CountingModel with a simulated step cost, and optionally a simulated precision knob), or a
+    Whisper name/path for ``WhisperStreamingModel.from_pretrained``."""
     from streamrt.testing import CountingModel
 
     if name == "counting":
@@ -329,7 +330,8 @@ def load_bench_model(name: str, **model_settings):
         parts = name.split(":")
         fixed = float(parts[1]) if len(parts) > 1 else 20.0
         per = float(parts[2]) if len(parts) > 2 else 2.0
-        return SimulatedCompute(CountingModel(), fixed, per)
+        speedup = float(parts[3]) if len(parts) > 3 else None
+        return SimulatedCompute(CountingModel(), fixed, per, precision_speedup=speedup)
     from streamrt.tasks.whisper_stream import WhisperStreamingModel
 
     return WhisperStreamingModel.from_pretrained(name, **model_settings)
@@ -341,6 +343,7 @@ def bench_streams(
     duration_s: float = 30.0,
     *,
     sweep: bool = False,
+    spike: tuple[float, float] | None = None,
     audio_path: str | None = None,
     chunk_ms: float = 100.0,
     p95_limit_ms: float = 1500.0,
@@ -349,13 +352,17 @@ def bench_streams(
     settings: SchedulerSettings | None = None,
     **model_settings,
 ) -> dict:
-    """Load the model and audio, then run ``streams`` streams (or sweep); the JSON-ready result."""
+    """Load the model and audio, then run ``streams`` streams, or sweep, or (``spike`` = (start_s,
+    duration_s)) double the streams for a while; the JSON-ready result."""
     from streamrt.audio import load_audio
 
     model = load_bench_model(model_name, **model_settings)
     audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
     kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
-    if sweep:
+    if spike is not None:
+        out = asyncio.run(run_spike(model, streams, duration_s, audio, spike_start_s=spike[0],
+                                    spike_duration_s=spike[1], **kw))
+    elif sweep:
         out = asyncio.run(sweep_streams(model, duration_s, audio, start=max(1, streams),
                                         max_streams=max_streams, p95_limit_ms=p95_limit_ms, **kw))
     else:
@@ -377,6 +384,9 @@ def register(app) -> None:
         duration: float = typer.Option(30.0, help="seconds of audio per stream"),
         sweep: bool = typer.Option(False, help="find the most streams held in real time with p95 <= --p95-limit-ms"),
         p95_limit_ms: float = typer.Option(1500.0, help="sweep criterion: p95 commit delay (ms)"),
+        spike_at: float = typer.Option(None, help="load spike: as many streams again join at this second"),
+        spike_duration: float = typer.Option(30.0, help="load spike: seconds the extra streams stay"),
+        degrade: bool = typer.Option(True, help="let the scheduler degrade under overload"),
         audio: str = typer.Option(None, help="16 kHz-resampled input audio (default: a packaged recording)"),
         chunk_ms: float = typer.Option(100.0, help="client message size (ms)"),
         encoder_mode: str = typer.Option("block-causal", help="Whisper only: block-causal | sliding | reencode"),
@@ -392,8 +402,11 @@ def register(app) -> None:
             if model_chunk_ms is not None:
                 model_kw["chunk_ms"] = model_chunk_ms
             options = {"policy": policy}
-        out = bench_streams(model, streams, duration, sweep=sweep, audio_path=audio, chunk_ms=chunk_ms,
-                            p95_limit_ms=p95_limit_ms, options=options, **model_kw)
+        settings = None if degrade else SchedulerSettings(degrade_high_water_ms=None)
+        spike = None if spike_at is None else (spike_at, spike_duration)
+        out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,
+                            chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, options=options,
+                            settings=settings, **model_kw)
         if format == "json":
             typer.echo(json.dumps(out))
         else:

@@ -101,7 +101,7 @@ class DegradationController:
     overload on one level instead of flapping between a level that keeps up and one that does not.
     """
 
-    def __init__(self, high_water_ms: float | None, low_water_ms: float, hold_ms: float, memory_ms: float = 30_000.0):
+    def __init__(self, high_water_ms: float | None, low_water_ms: float, hold_ms: float, memory_ms: float = 10_000.0):
         self.high_water_ms = high_water_ms
         self.low_water_ms = low_water_ms
         self.hold_ms = hold_ms

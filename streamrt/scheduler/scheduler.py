@@ -214,9 +214,10 @@ class Scheduler:
                 if m.session.ready():
                     m.note_ready(now)
                     ready.append(m)
-                elif m.session.closed and not m.session.ended:
-                    m.session.run_until_blocked(self.model)  # not ready: only emits the end
-                    if m.session.ended:
+                elif m.session.closed:
+                    if not m.session.ended:
+                        m.session.run_until_blocked(self.model)  # not ready: only emits the end
+                    if m.session.ended:  # (the session may also have ended itself at eof)
                         self._deliver(m)
                         self._members.pop(m.session, None)
             except Exception as e:
@@ -261,7 +262,7 @@ class Scheduler:
         return [(m, d) for d, _, m in ordered[:n]]
 
     async def _step(self, batch: list[tuple[Member, float]]) -> None:
-        streams = [m.stream for m, _ in batch]
+        streams = [m.session.begin_step() for m, _ in batch]  # input now staged until complete_step
         consumed_before = [s.consumed_ms for s in streams]
         loop = asyncio.get_running_loop()
         seconds, failures = await loop.run_in_executor(self._executor, self._step_isolating, streams)
@@ -273,7 +274,8 @@ class Scheduler:
         self._batch_sizes[len(batch)] += 1
         for i, (m, deadline) in enumerate(batch):
             if self._members.get(m.session) is not m:
-                continue  # removed while the step ran
+                m.session.complete_step(seconds)  # removed while the step ran: unstage, deliver nothing
+                continue
             if i in failures:
                 self._fail(m, failures[i], f"step (batch of {len(batch)})")
                 continue
@@ -341,7 +343,7 @@ class Scheduler:
     def _fail(self, m: Member, error: BaseException, where: str) -> None:
         self._failed += 1
         self._members.pop(m.session, None)
-        log.error("session %s failed in %s: %r", m.session.id, where, error)
+        log.error("session %s failed in %s: %r", m.session.id, where, error, exc_info=error)
         m.session.fail(
             ModelStepError(f"model {where} failed for session {m.session.id}: {type(error).__name__}: {error}")
         )

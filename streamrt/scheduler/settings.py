@@ -36,7 +36,7 @@ class SchedulerSettings:
     degrade_high_water_ms: float | None = 1000.0
     degrade_low_water_ms: float = 300.0
     degrade_hold_ms: float = 1000.0
-    degrade_memory_ms: float = 30_000.0
+    degrade_memory_ms: float = 10_000.0
 
     def __post_init__(self) -> None:
         if self.max_batch_size is not None and self.max_batch_size < 1:

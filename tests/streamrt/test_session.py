@@ -145,3 +145,43 @@ def test_commit_events_concatenate_to_end_units():
     ev = s.events()
     commits = [u for e in ev if isinstance(e, CommitEvent) for u in e.units]
     assert tuple(commits) == ev[-1].units
+
+
+def test_input_during_a_step_is_staged_until_the_step_completes():
+    # the scheduler steps streams in a worker thread while the loop keeps receiving audio
+    clock = ManualClock()
+    model = CountingModel()
+    s = Session(model.create_stream(), clock, limits=SessionLimits(max_buffered_audio_s=0.5))
+    s.receive_audio(np.zeros(3200, np.float32))
+    stream = s.begin_step()
+    assert not s.ready()
+    s.receive_audio(np.zeros(3200, np.float32))
+    s.receive_audio(np.zeros(4800, np.float32))  # 0.2 + 0.2 staged + 0.3 > 0.5 s: refused
+    assert [e.code for e in s.events() if isinstance(e, ErrorEvent)] == ["buffer_full"]
+    s.receive_eof()
+    assert stream.received_ms == 200.0 and not stream._finished  # untouched while stepping
+    model.step([stream])
+    s.complete_step(0.01)
+    assert stream.received_ms == 400.0 and stream._finished
+    s.run_until_blocked(model)
+    assert s.ended and [u.text for u in s.committed] == ["w0"]
+
+
+def test_eof_with_nothing_left_to_step_ends_at_once():
+    clock = ManualClock()
+    model = CountingModel()
+    s = Session(model.create_stream(), clock)
+    s.receive_eof()
+    assert s.ended and isinstance(s.events()[-1], EndEvent)
+
+
+def test_failed_step_releases_staged_input():
+    from streamrt.errors import StreamrtError
+
+    clock = ManualClock()
+    model = CountingModel()
+    s = Session(model.create_stream(), clock)
+    s.begin_step()
+    s.receive_audio(np.zeros(1600, np.float32))
+    s.fail(StreamrtError("model step failed", code="model_error"))
+    assert s.stream.received_ms == 100.0 and s.closed

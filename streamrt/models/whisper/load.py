@@ -15,6 +15,7 @@ import re
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -57,6 +58,20 @@ def load_whisper(name: str, *, cache_dir: str | Path | None = None, device: str 
     )
 
 
+@contextmanager
+def _quiet_transformers():
+    """No per-load progress bars from transformers (restored afterwards; loads are not concurrent)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def ensure_converted(name: str, cache_dir: str | Path | None = None) -> Path:
     """The cached checkpoint folder of packaged model ``name``, converting it first if needed."""
     files = locate(name)
@@ -83,7 +98,8 @@ def _convert_into(name: str, files, out: Path) -> None:
         decoder_start_token_id=special.sot,
     )
     hf = build_hf_model(ct2, extra)
-    hf.save_pretrained(out)
+    with _quiet_transformers():
+        hf.save_pretrained(out)
     multilingual = hf.config.vocab_size >= MULTILINGUAL_MIN_VOCAB
     gen_path = out / "generation_config.json"
     gen = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
@@ -141,7 +157,8 @@ def load_hf_dir(folder: str | Path, *, name: str | None = None, device: str = "c
             "WhisperTokenizerFast.from_pretrained(...).save_pretrained(folder)"
         )
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        with _quiet_transformers():
+            model = WhisperForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
     except Exception as exc:  # transformers raises OSError/ValueError/EnvironmentError variants
         raise ModelLoadError(f"{folder}: cannot load the Whisper weights: {exc}") from exc
     model = model.to(device).eval()

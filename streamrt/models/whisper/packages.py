@@ -125,6 +125,7 @@ def publish_dir(build: callable, final: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         build(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; the cache is readable like any other
         try:
             os.rename(tmp, final)
         except OSError:

@@ -59,3 +59,21 @@ async def test_spike_reports_the_base_streams_and_the_ladder_history():
     assert result["base"]["streams"] == 1 and result["spike"]["streams"] == 1
     assert result["units"] == 2 + 1  # 1 s and 0.5 s of 500 ms words
     assert isinstance(result["degradation_history"], list)
+
+
+async def test_a_failing_stream_ends_the_run_and_is_reported():
+    class Failing(CountingModel):
+        def step(self, streams):
+            if any(s is self.bad for s in streams):
+                raise RuntimeError("broken stream")
+            super().step(streams)
+
+        def create_stream(self, options=None):
+            s = super().create_stream(options)
+            if not hasattr(self, "bad"):
+                self.bad = s
+            return s
+
+    result = await run_streams(Failing(), 2, 0.5, np.zeros(8000, np.float32))
+    assert result["failed_streams"] == 1 and not result["kept_realtime"]
+    assert "broken stream" in result["errors"][0]

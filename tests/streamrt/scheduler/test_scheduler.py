@@ -246,8 +246,8 @@ async def test_a_session_with_nothing_left_to_step_still_ends():
 async def test_max_wait_gathers_sessions_that_become_ready_soon(max_wait_ms, first_batch):
     clock = ManualClock()
     model = TimedCountingModel(clock, fixed_s=0.01)
-    sched = Scheduler(model, clock=clock, settings=SchedulerSettings(max_wait_ms=max_wait_ms,
-                                                                      degrade_high_water_ms=None))
+    settings = SchedulerSettings(max_wait_ms=max_wait_ms, latency_budget_ms=60_000, degrade_high_water_ms=None)
+    sched = Scheduler(model, clock=clock, settings=settings)
     sessions = make(4, clock, model)
     await sched.start()
     for s in sessions:
@@ -309,3 +309,66 @@ async def test_steps_run_off_the_event_loop_which_keeps_serving_meanwhile():
     await sched.wait_idle()
     await sched.stop()
     assert model.released_by_loop and model.thread is not threading.main_thread()
+
+
+async def test_model_agnostic_token_decoding_streams_are_batched_too():
+    """A text-decoder stand-in: no audio; a stream is ready while it has tokens to generate, and
+    each step emits one token per stream (what LLM decoding for dialogue will look like)."""
+    from streamrt.engine import StepResult, UnitDraft
+
+    class TokenStream:
+        def __init__(self):
+            self.todo, self.made, self.out, self.finished = 0, 0, [], False
+
+        def accept_audio(self, samples):
+            pass
+
+        def input_finished(self):
+            self.finished = True
+
+        def is_ready(self):
+            return self.todo > 0
+
+        def is_done(self):
+            return self.finished and self.todo == 0
+
+        received_ms = consumed_ms = 0.0
+
+        def pop_result(self):
+            out, self.out = self.out, []
+            return StepResult(out, None)
+
+    class TokenModel:
+        sample_rate = 16000
+
+        def __init__(self):
+            self.batch_sizes = []
+
+        def create_stream(self, options=None):
+            return TokenStream()
+
+        def step(self, streams):
+            self.batch_sizes.append(len(streams))
+            for s in streams:
+                s.out.append(UnitDraft(f"t{s.made}", 0.0, 0.0, 0.0))
+                s.made += 1
+                s.todo -= 1
+
+    clock = ManualClock()
+    model = TokenModel()
+    sched = Scheduler(model, clock=clock, settings=NO_WAIT)
+    rec = Recorder()
+    sessions = make(3, clock, model)
+    await sched.start()
+    for n, s in zip((5, 3, 4), sessions):
+        sched.add(s, rec)
+        s.stream.todo = n  # a prompt arrived: n tokens to generate
+        sched.wake(s)
+    await sched.wait_idle()
+    for s in sessions:
+        s.receive_eof()
+        sched.wake(s)
+    await sched.stop()
+    assert model.batch_sizes == [3, 3, 3, 2, 1]
+    for n, s in zip((5, 3, 4), sessions):
+        assert rec.committed_words(s.id) == [f"t{i}" for i in range(n)] and rec.ended(s.id)

@@ -171,6 +171,7 @@ def test_shutdown_ends_the_session_and_closes_going_away():
 def test_audio_after_stop_is_reported_not_fatal():
     proto, model = make()
     proto.receive_text(json.dumps(START))
+    proto.receive_binary(pcm_s16(0.5))  # not yet stepped: the session cannot end at stop
     proto.stop()
     proto.receive_binary(pcm_s16(0.1))
     msgs = proto.data_to_send()
@@ -194,3 +195,28 @@ def test_model_failure_ends_with_what_was_committed_and_closes_1011():
     msgs += proto.data_to_send()
     assert types(msgs)[-2:] == ["error", "end"] and msgs[-1]["words"] == 2
     assert proto.close[0] == CloseCode.INTERNAL_ERROR
+
+
+def test_random_input_never_raises_and_always_answers_with_protocol_messages():
+    import random
+
+    rng = random.Random(0)
+    pieces = ['{"type": "start"', '"sample_rate": 16000', '"encoding": "pcm_s16le"', '"type": "stop"', "}", "{", ",",
+              '"channels": 2', '"policy": 1', "null", "[]", '"type": "x"', '"\\ud800"']
+    for _ in range(300):
+        proto, model = make(ServerSettings(max_message_bytes=4096, max_buffered_audio_s=0.5))
+        for _ in range(rng.randint(1, 8)):
+            if rng.random() < 0.4:
+                proto.receive_binary(rng.randbytes(rng.randint(0, 5000)))
+            elif rng.random() < 0.5:
+                proto.receive_text(json.dumps({**START, "channels": rng.choice([1, 2, 3, 0, "1"])}))
+            else:
+                proto.receive_text("".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))))
+            for m in pump(proto, model):
+                assert m["type"] in {"ready", "partial", "commit", "error", "end"}
+                if m["type"] == "error":
+                    assert m["code"] and m["message"]
+        proto.stop()
+        msgs = pump(proto, model)
+        if proto.session is not None and proto.close is None:
+            raise AssertionError(f"a started session did not end after stop: {msgs}")
