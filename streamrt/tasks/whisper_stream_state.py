@@ -230,8 +230,10 @@ class WhisperStream:
         return ids, toks
 
     def _repeated_span(self, texts: list[str]) -> int | None:
-        """Token index where the hypothesis starts repeating a run of ``repeated_span_words`` words
-        already seen in the window (committed or earlier in the hypothesis), else None."""
+        """Token index where the hypothesis starts repeating, back to back, the run of L >=
+        ``repeated_span_words`` words just before it (Whisper's sentence loops: "X. X. X."), else None.
+        Repeats that are not adjacent ("it was the age of wisdom, it was the age of foolishness")
+        are speech, not loops, and are kept."""
         n = self.model.settings.repeated_span_words
         if not n or not texts:
             return None
@@ -239,12 +241,10 @@ class WhisperStream:
         hyp = [_norm("".join(texts[a:b])) for a, b in spans]
         words = [_norm(w.text) for w in self._window_words if w.text] + hyp
         first_hyp = len(words) - len(hyp)
-        seen: set[tuple[str, ...]] = set()
-        for i in range(len(words) - n + 1):
-            gram = tuple(words[i : i + n])
-            if i >= first_hyp and gram in seen:
-                return spans[i - first_hyp][0]
-            seen.add(gram)
+        for i in range(max(first_hyp, n), len(words)):
+            for length in range(n, min(i, len(words) - i) + 1):
+                if words[i : i + length] == words[i - length : i]:
+                    return spans[i - first_hyp][0]
         return None
 
     def _seam_duplicates(self, toks: list[HypToken]) -> int:

@@ -32,11 +32,17 @@ def test_seam_compares_at_most_seam_max_words(make_streaming):
     assert s._seam_duplicates(_toks("b c d")) == 2
 
 
-def test_repeated_run_of_words_is_cut(make_streaming):
+def test_back_to_back_repeated_run_of_words_is_cut(make_streaming):
     s = make_streaming(repeated_span_words=3).create_stream()
     texts = [" the", " cat", " sat", ".", " the", " cat", " sat", "."]
     assert s._repeated_span(texts) == 4
     assert s._repeated_span([" the", " cat", " sat", " on", " the", " mat"]) is None
-    # a run repeating committed words of the window is cut at its start
+    # a run repeating the committed words just before it is cut at its start
     s._window_words = [_Word(w, [1], 0.0, 1.0) for w in ("one", "two", "three")]
-    assert s._repeated_span([" and", " one", " two", " three"]) == 1
+    assert s._repeated_span([" one", " two", " three", " four"]) == 0
+
+
+def test_repeats_that_are_not_back_to_back_are_speech(make_streaming):
+    s = make_streaming(repeated_span_words=5).create_stream()
+    text = "it was the age of wisdom, it was the age of foolishness, it was the epoch of belief"
+    assert s._repeated_span([" " + w for w in text.split()]) is None
