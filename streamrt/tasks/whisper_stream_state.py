@@ -154,7 +154,7 @@ class WhisperStream:
             count = ends[-1] if ends else 0
         self._commit(hyp_tokens, spans, count)
         rest = hyp_tokens[count:]
-        self._partial = "".join(t.text for t in rest).strip()
+        self._partial = self.model.bundle.tokenizer.decode([t.id for t in rest]).strip()
         self.last_hypothesis = hyp_ids
         if final:
             self._done = True
@@ -266,7 +266,8 @@ class WhisperStream:
             if b > count:
                 break
             piece = toks[a:b]
-            text = "".join(t.text for t in piece).strip()
+            # decode the ids together: a character split over tokens comes out whole
+            text = self.model.bundle.tokenizer.decode([t.id for t in piece]).strip()
             w = _Word(text, [t.id for t in piece], piece[0].start_ms, piece[-1].end_ms)
             self._window_words.append(w)
             if text:
