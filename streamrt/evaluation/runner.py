@@ -120,7 +120,7 @@ def evaluate_streaming(
         try:
             audio = load_row_audio(data_path, row, SAMPLE_RATE)
             opts = dict(options)
-            if row.language and "language" not in opts:
+            if row.language and not opts.get("language"):
                 opts["language"] = row.language
             session = stream_one(model, audio, opts, feed_ms=feed_ms, clock=clock)
         except StreamrtError as e:
