@@ -60,6 +60,9 @@ def run(
     language: Optional[str] = typer.Option(None, "--language", help="source language code (multilingual models)"),
     offline: bool = typer.Option(False, "--offline", help="run the offline reference (transcribe_offline) instead"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N rows"),
+    clock: str = typer.Option("wall", "--clock", help="compute time for elapsed/RTF: wall, or process (CPU "
+                              "seconds of this process; steadier on a shared machine)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar or table"),
 ) -> None:
     """Stream DATA through MODEL with POLICY in simulated real time; write the log and the scores."""
@@ -67,10 +70,26 @@ def run(
 
     from streamrt.errors import StreamrtError
     from streamrt.evaluation.report import print_table, progress_bar
-    from streamrt.evaluation.runner import evaluate_offline, evaluate_streaming, write_outputs
+    from streamrt.evaluation.runner import CLOCKS, evaluate_offline, evaluate_streaming, write_outputs
+
+    from streamrt.evaluation.data import read_data
 
     console = Console(stderr=True, quiet=quiet)
+    if clock not in CLOCKS:
+        raise typer.BadParameter(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    policy_options = parse_pairs(policy_opt, "--policy-opt")
+    encoder_settings = _typed(parse_pairs(encoder_opt, "--encoder-opt"))
+    model_settings = _typed(parse_pairs(setting, "--setting"))
     try:
+        read_data(data)  # a missing or empty file fails here, before any model loads
+        if not offline:
+            from policies import registry
+
+            registry.create(policy, policy_options)  # unknown policy / bad option: fail before loading
         with progress_bar(console, disable=quiet) as progress:
             if offline:
                 from streamrt.models.whisper import load_whisper, transcribe_offline
@@ -80,27 +99,27 @@ def run(
                 def transcribe(audio, row):
                     return transcribe_offline(bundle, audio, task=task, language=row.language or language)
 
-                result = evaluate_offline(transcribe, data, limit=limit, progress=progress)
+                result = evaluate_offline(transcribe, data, clock=CLOCKS[clock](), limit=limit, progress=progress)
                 settings: dict[str, Any] = {"model": model, "mode": "offline", "task": task, "language": language}
             else:
                 from streamrt.tasks.whisper_stream import WhisperStreamingModel
 
                 wmodel = WhisperStreamingModel.from_pretrained(
-                    model, encoder_mode=encoder, encoder_settings=_typed(parse_pairs(encoder_opt, "--encoder-opt")),
-                    chunk_ms=chunk_ms, **_typed(parse_pairs(setting, "--setting")),
+                    model, encoder_mode=encoder, encoder_settings=encoder_settings, chunk_ms=chunk_ms, **model_settings,
                 )
-                options = {"policy": policy, "policy_options": parse_pairs(policy_opt, "--policy-opt"),
+                options = {"policy": policy, "policy_options": policy_options,
                            "task": task, "language": language}
                 result = evaluate_streaming(wmodel, data, options=options, feed_ms=chunk_ms, limit=limit,
-                                            progress=progress)
+                                            clock=CLOCKS[clock](), progress=progress)
                 settings = {**wmodel.describe(), "policy": policy, "policy_options": options["policy_options"],
                             "task": task, "language": language}
+            settings.update(clock=clock, threads=threads)
     except StreamrtError as e:
-        console.print(f"[red]error:[/red] {e.message}")
+        typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from None
     path = write_outputs(out, result, settings)
     for err in result.errors:
-        console.print(f"[yellow]skipped:[/yellow] {err}")
+        typer.echo(f"skipped: {err}", err=True)
     print_table(console, result)
     keys = ("WER", "WER_raw", "BLEU", "AL", "LAAL", "LAAL_CA", "YAAL", "YAAL_CA", "RTF")
     summary = "  ".join(f"{k}={result.scores[k]}" for k in keys if k in result.scores)

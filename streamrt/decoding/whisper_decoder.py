@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from streamrt.decoding.batch_greedy import DecodeRequest, greedy_batch
 from streamrt.decoding.kv_cache import DecoderCache
 from streamrt.decoding.repetition import RepetitionGuard
 
@@ -221,45 +222,9 @@ class IncrementalWhisperDecoder:
         ``reuse_prefix_kv``: keep cached self-attention rows of the prefix even when the encoder
         window changed since they were computed (see ``DecoderCache.reusable_prefix``).
         """
-        prefix = [int(t) for t in prefix]
-        if not prefix:
-            raise ValueError("the forced prefix must hold at least the start-of-transcript token")
-        room = cache.max_tokens - len(prefix)
-        max_new = max(0, min(max_new_tokens, room))
-        keep = cache.reusable_prefix(prefix, across_encoder_changes=reuse_prefix_kv)
-        keep = min(keep, len(prefix) - 1)  # the last prefix token must run to give logits
-        cache.keep_tokens(keep)
-        logits, align = self.forward(cache, prefix[keep:], keep)
-        tokens: list[int] = []
-        logprobs: list[float] = []
-        rows: list[torch.Tensor] = []
-        stopped = None
-        ended = False
-        row = align[-1]
-        while True:
-            if len(tokens) >= max_new:
-                stopped = "max_tokens"
-                break
-            logits = logits + self.logit_mask
-            lp = torch.log_softmax(logits, dim=-1)
-            tok = int(torch.argmax(lp))
-            if tok == self.eot:
-                stopped, ended = "eot", True
-                break
-            tokens.append(tok)
-            logprobs.append(float(lp[tok]))
-            rows.append(row)
-            if guard is not None:
-                cut = guard.check(tokens)
-                if cut is not None:
-                    del tokens[cut:], logprobs[cut:], rows[cut:]
-                    stopped = "repetition"
-                    break
-            if len(tokens) >= max_new:
-                stopped = "max_tokens"
-                break
-            logits, a = self.forward(cache, [tok], len(prefix) + len(tokens) - 1)
-            row = a[-1]
-        nf = cache.n_frames
-        att = torch.stack(rows).numpy() if rows else np.zeros((0, nf), dtype=np.float32)
-        return DecodeResult(tokens, logprobs, att, ended, stopped)
+        req = DecodeRequest(cache, prefix, max_new_tokens, reuse_prefix_kv, guard)
+        return greedy_batch(self, [req])[0]
+
+    def greedy_many(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
+        """``greedy`` for many streams at once: the token loop runs batched (see batch_greedy)."""
+        return greedy_batch(self, requests)

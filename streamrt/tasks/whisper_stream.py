@@ -43,8 +43,10 @@ class WhisperStreamSettings:
     max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
     max_prompt_tokens: committed tokens from before the window given as the decoder's prompt (0: none).
-    reuse_prefix_kv: keep the committed prefix's self-attention rows across steps (fast,
-        approximate: they attended to an earlier window); False re-decodes the prefix every step.
+    reuse_prefix_kv: keep the committed prefix's self-attention rows across steps even though the
+        window changed (approximate: they attended to an earlier window). Default False: the forced
+        prefix is re-run in one parallel forward each step (exact; on the test set tiny.en
+        LocalAgreement-2, re-encode, 500 ms: 1.65 % WER vs 2.47 % with reuse, same latency).
     alignment: "argmax" (monotonic argmax) or "dtw" for token timestamps.
     seam_max_words: leading hypothesis words compared with the committed tail for de-duplication.
     max_compression_ratio: a hypothesis more repetitive than this (zlib ratio) is not shown to the
@@ -63,7 +65,7 @@ class WhisperStreamSettings:
     max_window_s: float = 28.0
     forced_keep_s: float = 10.0
     max_prompt_tokens: int = 64
-    reuse_prefix_kv: bool = True
+    reuse_prefix_kv: bool = False
     alignment: str = "argmax"
     seam_max_words: int = 5
     max_compression_ratio: float | None = 2.4
@@ -217,8 +219,10 @@ class WhisperStreamingModel:
             )
             for (s, _, _), out in zip(encode, outs):
                 s.accept_encoder_output(out)
-        for s in ready:
-            s.decode_and_commit()
+        # one batched token loop for every ready stream, then each stream's policy
+        results = self.decoder.greedy_many([s.decode_request() for s in ready])
+        for s, res in zip(ready, results):
+            s.commit_from(res)
 
     def describe(self) -> dict:
         """Effective settings (for logs and scores.json)."""

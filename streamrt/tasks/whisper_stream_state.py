@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from policies.base import HypToken, Policy, PolicyView, Read, Write, word_spans
-from streamrt.decoding import compression_ratio, token_times
+from streamrt.decoding import DecodeRequest, DecodeResult, compression_ratio, token_times
 from streamrt.engine import StepResult, UnitDraft
 
 if TYPE_CHECKING:
@@ -124,11 +124,16 @@ class WhisperStream:
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
 
     def decode_and_commit(self) -> None:
+        """Decode alone, then apply the policy (``model.step`` batches the decode instead)."""
+        self.commit_from(self.model.decoder.greedy_many([self.decode_request()])[0])
+
+    def commit_from(self, res: DecodeResult) -> None:
+        """Turn a decode of ``decode_request()`` into the hypothesis, ask the policy, commit, trim."""
         m = self.model
         s = m.settings
         self.stats["steps"] += 1
         final = self._finished and self._consumed >= self._received
-        hyp_ids, hyp_tokens = self._decode()
+        hyp_ids, hyp_tokens = self._hypothesis(res)
         view = PolicyView(
             source_ms=self.consumed_ms,
             source_finished=final,
@@ -149,7 +154,7 @@ class WhisperStream:
             count = ends[-1] if ends else 0
         self._commit(hyp_tokens, spans, count)
         rest = hyp_tokens[count:]
-        self._partial = "".join(t.text for t in rest).strip()
+        self._partial = self.model.bundle.tokenizer.decode([t.id for t in rest]).strip()
         self.last_hypothesis = hyp_ids
         if final:
             self._done = True
@@ -171,7 +176,8 @@ class WhisperStream:
             prefix += w.tokens
         return prefix
 
-    def _decode(self) -> tuple[list[int], list[HypToken]]:
+    def decode_request(self) -> DecodeRequest:
+        """What to decode this step: the forced prefix and the tail's token cap."""
         m, s = self.model, self.model.settings
         frame_ms = m.encoder.frame_ms
         n_frames = self._window_frames()
@@ -180,9 +186,16 @@ class WhisperStream:
         cap = s.max_hypothesis_tokens
         if s.max_tokens_per_s is not None:
             cap = min(cap, int(uncommitted_s * s.max_tokens_per_s) + 8)
-        res = m.decoder.greedy(
-            self.cache, self._prefix(), max_new_tokens=cap, reuse_prefix_kv=s.reuse_prefix_kv, guard=m.guard
-        )
+        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard)
+
+    def _decode(self) -> tuple[list[int], list[HypToken]]:
+        return self._hypothesis(self.model.decoder.greedy_many([self.decode_request()])[0])
+
+    def _hypothesis(self, res: DecodeResult) -> tuple[list[int], list[HypToken]]:
+        m, s = self.model, self.model.settings
+        frame_ms = m.encoder.frame_ms
+        n_frames = self._window_frames()
+        committed_end = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
         if res.stopped_by == "repetition":
             self.stats["repetition_stops"] += 1
         ids = list(res.tokens)
@@ -217,8 +230,10 @@ class WhisperStream:
         return ids, toks
 
     def _repeated_span(self, texts: list[str]) -> int | None:
-        """Token index where the hypothesis starts repeating a run of ``repeated_span_words`` words
-        already seen in the window (committed or earlier in the hypothesis), else None."""
+        """Token index where the hypothesis starts repeating, back to back, the run of L >=
+        ``repeated_span_words`` words just before it (Whisper's sentence loops: "X. X. X."), else None.
+        Repeats that are not adjacent ("it was the age of wisdom, it was the age of foolishness")
+        are speech, not loops, and are kept."""
         n = self.model.settings.repeated_span_words
         if not n or not texts:
             return None
@@ -226,12 +241,10 @@ class WhisperStream:
         hyp = [_norm("".join(texts[a:b])) for a, b in spans]
         words = [_norm(w.text) for w in self._window_words if w.text] + hyp
         first_hyp = len(words) - len(hyp)
-        seen: set[tuple[str, ...]] = set()
-        for i in range(len(words) - n + 1):
-            gram = tuple(words[i : i + n])
-            if i >= first_hyp and gram in seen:
-                return spans[i - first_hyp][0]
-            seen.add(gram)
+        for i in range(max(first_hyp, n), len(words)):
+            for length in range(n, min(i, len(words) - i) + 1):
+                if words[i : i + length] == words[i - length : i]:
+                    return spans[i - first_hyp][0]
         return None
 
     def _seam_duplicates(self, toks: list[HypToken]) -> int:
@@ -253,7 +266,8 @@ class WhisperStream:
             if b > count:
                 break
             piece = toks[a:b]
-            text = "".join(t.text for t in piece).strip()
+            # decode the ids together: a character split over tokens comes out whole
+            text = self.model.bundle.tokenizer.decode([t.id for t in piece]).strip()
             w = _Word(text, [t.id for t in piece], piece[0].start_ms, piece[-1].end_ms)
             self._window_words.append(w)
             if text:

@@ -109,3 +109,42 @@ def test_repetition_guard_cuts_loops_to_first_occurrence():
     assert g.check([9, 5, 5, 5, 5]) == 2
     assert g.check([9, 1, 2, 1, 2, 1, 2, 1, 2]) == 3
     assert g.check([1, 2, 1, 2, 1, 2]) is None
+
+
+def test_batched_token_loop_matches_one_stream_at_a_time(tiny_whisper):
+    from streamrt.decoding import DecodeRequest
+
+    dec = _decoder(tiny_whisper)
+    torch.manual_seed(1)
+    encs = [torch.randn(n, 32) for n in (12, 25, 7)]
+    prefixes = [[81], [81, 3, 4], [81, 9]]
+    caps = [6, 9, 3]
+    alone = []
+    for enc, p, cap in zip(encs, prefixes, caps):
+        c = dec.create_cache()
+        dec.update_cross(c, enc, 0)
+        alone.append(dec.greedy(c, p, max_new_tokens=cap))
+    caches = [dec.create_cache() for _ in encs]
+    for c, enc in zip(caches, encs):
+        dec.update_cross(c, enc, 0)
+    batched = dec.greedy_many([DecodeRequest(c, p, cap) for c, p, cap in zip(caches, prefixes, caps)])
+    for a, b in zip(alone, batched):
+        assert a.tokens == b.tokens and a.stopped_by == b.stopped_by
+        assert np.allclose(a.logprobs, b.logprobs, atol=1e-4)
+        assert np.allclose(a.attention, b.attention, atol=1e-5)
+
+
+def test_one_token_batched_forward_matches_transformers(tiny_whisper):
+    from streamrt.decoding.batch_greedy import forward_tokens
+
+    dec = _decoder(tiny_whisper)
+    encs = [torch.randn(20, 32), torch.randn(9, 32)]
+    seqs = [[81, 5, 17, 33], [81, 2]]
+    caches = [dec.create_cache() for _ in encs]
+    for c, e, s in zip(caches, encs, seqs):
+        dec.update_cross(c, e, 0)
+        dec.forward(c, s[:-1], 0)
+    logits, rows = forward_tokens(dec, caches, [s[-1] for s in seqs], [len(s) - 1 for s in seqs])
+    for b, (e, s) in enumerate(zip(encs, seqs)):
+        assert torch.allclose(logits[b], _reference_logits(tiny_whisper, e, s)[-1], atol=1e-4)
+        assert rows[b].shape == (e.shape[0],)

@@ -27,15 +27,14 @@ def _streaming_model(mode, **settings):
     return WhisperStreamingModel.from_pretrained("tiny.en", encoder_mode=mode, **settings)
 
 
-@pytest.mark.parametrize("policy", ["local-agreement", "alignatt"])
-def test_streams_a_recording_close_to_offline(policy):
+def test_streams_a_recording_close_to_offline():
     from metrics.quality import wer
     from streamrt.clock import ManualClock
     from streamrt.evaluation.runner import stream_one
 
     audio = _beckett()
     model = _streaming_model("reencode", chunk_ms=1000)
-    session = stream_one(model, audio, {"policy": policy}, feed_ms=1000, clock=ManualClock())
+    session = stream_one(model, audio, {"policy": "local-agreement"}, feed_ms=1000, clock=ManualClock())
     text = " ".join(u.text for u in session.committed)
     assert wer([text], [REFERENCE]) <= 25.0, text
     units = session.committed

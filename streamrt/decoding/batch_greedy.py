@@ -1,0 +1,165 @@
+"""Greedy decoding of many streams at once (continuous batching over the token loop).
+
+Each stream forces its own prefix (one forward per stream: lengths differ), then all streams still
+decoding advance together, one token each per iteration: embeddings, projections, feed-forward
+layers and the vocabulary projection run as (B, d_model) matrix products; attention runs per
+stream against that stream's own caches (positions and windows differ). A stream leaves the batch
+at end-of-text, its token cap or a repetition loop; the others go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+from streamrt.decoding.kv_cache import DecoderCache
+from streamrt.decoding.repetition import RepetitionGuard
+
+if TYPE_CHECKING:
+    from streamrt.decoding.whisper_decoder import DecodeResult, IncrementalWhisperDecoder
+
+
+@dataclass
+class DecodeRequest:
+    """One stream's decode: force ``prefix`` into ``cache``, then up to ``max_new_tokens``."""
+
+    cache: DecoderCache
+    prefix: Sequence[int]
+    max_new_tokens: int
+    reuse_prefix_kv: bool = True
+    guard: RepetitionGuard | None = None
+
+
+class _Run:
+    def __init__(self, req: DecodeRequest, prefix: list[int], max_new: int):
+        self.req = req
+        self.prefix = prefix
+        self.max_new = max_new
+        self.tokens: list[int] = []
+        self.logprobs: list[float] = []
+        self.rows: list[torch.Tensor] = []
+        self.stopped: str | None = None
+        self.logits: torch.Tensor | None = None
+        self.row: torch.Tensor | None = None
+        self.alive = True
+
+    def choose(self, logits: torch.Tensor, mask: torch.Tensor, eot: int) -> bool:
+        """Take the next token from ``logits``; False when this stream is finished."""
+        if len(self.tokens) >= self.max_new:
+            self.stopped = "max_tokens"
+            return False
+        lp = torch.log_softmax(logits + mask, dim=-1)
+        tok = int(torch.argmax(lp))
+        if tok == eot:
+            self.stopped = "eot"
+            return False
+        self.tokens.append(tok)
+        self.logprobs.append(float(lp[tok]))
+        self.rows.append(self.row)
+        guard = self.req.guard
+        if guard is not None:
+            cut = guard.check(self.tokens)
+            if cut is not None:
+                del self.tokens[cut:], self.logprobs[cut:], self.rows[cut:]
+                self.stopped = "repetition"
+                return False
+        if len(self.tokens) >= self.max_new:
+            self.stopped = "max_tokens"
+            return False
+        return True
+
+
+@torch.inference_mode()
+def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest]) -> list["DecodeResult"]:
+    from streamrt.decoding.whisper_decoder import DecodeResult
+
+    runs: list[_Run] = []
+    for req in requests:
+        prefix = [int(t) for t in req.prefix]
+        if not prefix:
+            raise ValueError("the forced prefix must hold at least the start-of-transcript token")
+        cache = req.cache
+        max_new = max(0, min(req.max_new_tokens, cache.max_tokens - len(prefix)))
+        keep = cache.reusable_prefix(prefix, across_encoder_changes=req.reuse_prefix_kv)
+        keep = min(keep, len(prefix) - 1)  # the last prefix token must run to give logits
+        cache.keep_tokens(keep)
+        logits, align = dec.forward(cache, prefix[keep:], keep)
+        run = _Run(req, prefix, max_new)
+        run.row = align[-1]
+        runs.append(run)
+        run.alive = run.choose(logits, dec.logit_mask, dec.eot)
+    active = [r for r in runs if r.alive]
+    while active:
+        caches = [r.req.cache for r in active]
+        ids = [r.tokens[-1] for r in active]
+        positions = [len(r.prefix) + len(r.tokens) - 1 for r in active]
+        logits, rows = forward_tokens(dec, caches, ids, positions)
+        still = []
+        for b, r in enumerate(active):
+            r.row = rows[b]
+            if r.choose(logits[b], dec.logit_mask, dec.eot):
+                still.append(r)
+        active = still
+    out = []
+    for r in runs:
+        nf = r.req.cache.n_frames
+        att = torch.stack(r.rows).numpy() if r.rows else np.zeros((0, nf), dtype=np.float32)
+        out.append(DecodeResult(r.tokens, r.logprobs, att, r.stopped == "eot", r.stopped))
+    return out
+
+
+@torch.inference_mode()
+def forward_tokens(
+    dec: "IncrementalWhisperDecoder", caches: Sequence[DecoderCache], ids: Sequence[int], positions: Sequence[int]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One token per stream at its own position: (logits (B, vocab), alignment row per stream)."""
+    B = len(caches)
+    H, hd, d = dec.n_heads, dec.head_dim, dec.d_model
+    for c, p in zip(caches, positions):
+        if p + 1 > c.max_tokens:
+            raise ValueError(f"position {p} exceeds the model's {c.max_tokens} decoder positions")
+    pos = torch.as_tensor(list(positions), dtype=torch.long)
+    x = dec.embed_tokens[torch.as_tensor(list(ids), dtype=torch.long)] + dec.embed_positions[pos]  # (B, d)
+    align = [torch.zeros(c.n_frames, dtype=dec.dtype) for c in caches]
+    for i, layer in enumerate(dec.layers):
+        sa = layer.self_attn
+        h = layer.self_attn_layer_norm(x)
+        q = (sa.q_proj(h) * sa.scaling).view(B, H, 1, hd)
+        k = sa.k_proj(h).view(B, H, hd)
+        v = sa.v_proj(h).view(B, H, hd)
+        outs = []
+        for b, (c, p) in enumerate(zip(caches, positions)):
+            c.self_k[i, :, p] = k[b]
+            c.self_v[i, :, p] = v[b]
+            w = torch.softmax(q[b] @ c.self_k[i, :, : p + 1].transpose(1, 2), dim=-1)
+            outs.append(w @ c.self_v[i, :, : p + 1])
+        x = x + sa.out_proj(torch.stack(outs).reshape(B, d))
+        ca = layer.encoder_attn
+        h = layer.encoder_attn_layer_norm(x)
+        q = (ca.q_proj(h) * ca.scaling).view(B, H, 1, hd)
+        heads = dec._heads_by_layer.get(i)
+        outs = []
+        for b, c in enumerate(caches):
+            nf = c.n_frames
+            if not nf:
+                outs.append(torch.zeros(H, 1, hd, dtype=x.dtype))
+                continue
+            w = torch.softmax(q[b] @ c.cross_k[i, :, :nf].transpose(1, 2), dim=-1)  # (H, 1, nf)
+            outs.append(w @ c.cross_v[i, :, :nf])
+            if heads:
+                align[b] += w[heads, 0].sum(0)
+        x = x + ca.out_proj(torch.stack(outs).reshape(B, d))
+        h = layer.final_layer_norm(x)
+        x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+    logits = dec.final_norm(x) @ dec.proj.T
+    n_heads = len(dec.alignment_heads)
+    for b, c in enumerate(caches):
+        if n_heads:
+            align[b] /= n_heads
+        del c.token_ids[positions[b] :]
+        c.token_ids.append(int(ids[b]))
+        c.token_cross_version = c.cross_version
+    return logits, align
