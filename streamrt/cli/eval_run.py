@@ -127,6 +127,7 @@ def sweep(
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N rows"),
     jobs: int = typer.Option(1, "--jobs", min=1, help="points run at once (threads sharing the weights)"),
     resume: bool = typer.Option(False, "--resume", help="reuse points whose scores.json already exists"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Run a grid of policy x options x encoder x chunk (model loaded once); table + latency-quality plot."""
@@ -144,6 +145,10 @@ def sweep(
         models = WhisperPointModels(
             model, settings={**dict(the_grid.settings), **_typed(parse_pairs(setting, "--setting"))},
             encoder_settings={**dict(the_grid.encoder_settings), **_typed(parse_pairs(encoder_opt, "--encoder-opt"))})
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         models.load()  # weights once, before any point (a load error stops here)
         with RichSweepProgress(console, disable=quiet) as progress:
             summary = run_sweep(the_grid, data, out, models=models, task=task, language=language, limit=limit,

@@ -80,6 +80,13 @@ def default_grid() -> SweepGrid:
     }, source="default_grid()")
 
 
+def run_default_sweep(data: str | Path, out_dir: str | Path, *, model: str = "tiny.en", limit: int | None = None,
+                      progress: SweepProgress | None = None) -> SweepSummary:
+    """``default_grid()`` with Whisper ``model`` on ``data`` (for ``streamrt bench all`` / ``make bench``).
+    Set torch's threads first (1 is steadiest on a shared machine)."""
+    return run_sweep(default_grid(), data, out_dir, models=WhisperPointModels(model), limit=limit, progress=progress)
+
+
 class WhisperPointModels:
     """Loads Whisper once (``load_whisper``) and builds a ``WhisperStreamingModel`` per encoder mode and
     chunk over the same weights. ``settings``: WhisperStreamSettings overrides; ``encoder_settings``:
