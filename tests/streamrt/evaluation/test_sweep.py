@@ -220,3 +220,18 @@ def test_cli_sweep_runs_with_a_stand_in_model_and_rejects_a_bad_grid(data, tmp_p
     res = runner.invoke(app, ["eval", "sweep", "--data", str(data), "--out", str(out), "--grid", str(bad)])
     assert res.exit_code == 2
     assert "alfa" in res.output and "bad.yaml" in res.output
+
+
+def test_plot_survives_outliers_failed_points_and_missing_latencies(tmp_path):
+    from streamrt.evaluation.plot import plot_sweep
+
+    rows = [
+        {"name": "offline", "curve": "offline", "status": "ok", "WER": 2.0, "LAAL": 4000.0, "LAAL_CA": 5000.0},
+        {"name": "a", "curve": "p / reencode", "policy": "p", "encoder": "reencode", "chunk_ms": 500,
+         "status": "ok", "WER": 3.0, "LAAL": 800.0, "LAAL_CA": 1500.0},
+        {"name": "b", "curve": "p / sliding", "policy": "p", "encoder": "sliding", "chunk_ms": 500,
+         "status": "ok", "WER": 98.0, "LAAL": 4000.0, "LAAL_CA": None},
+        {"name": "c", "curve": "q / reencode", "status": "failed", "error": "boom"},
+    ]
+    path = plot_sweep(rows, tmp_path / "x" / "p.png", title="t")
+    assert path.read_bytes()[:8] == PNG_MAGIC
