@@ -44,7 +44,67 @@ def _register_encoder(app: typer.Typer) -> None:
             typer.echo(format_table(described, results, s))
 
 
-BENCHMARKS: list[Callable[[typer.Typer], None]] = [_register_encoder]
+def _register_streams(app: typer.Typer) -> None:
+    from streamrt.bench import streams
+
+    streams.register(app)
+
+
+def _register_quant(app: typer.Typer) -> None:
+    from streamrt.bench import quant
+
+    quant.register(app)
+
+
+# What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
+ALL_RUNS: list[tuple[str, list[str]]] = [
+    ("encoder.json", ["bench", "encoder", "--format", "json"]),
+    ("quant.md", ["bench", "quant", "--format", "table"]),
+    ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "1",
+                            "--duration", "30", "--format", "json"]),
+    ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--encoder-mode", "reencode",
+                                        "--streams", "1", "--sweep", "--duration", "30", "--format", "json"]),
+    ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
+               "--grid", "docs/bench/sweep_tiny_en.yaml", "--resume", "--quiet"]),
+]
+
+
+def _register_all(app: typer.Typer) -> None:
+    @app.command("all")
+    def all_benchmarks(
+        out: str = typer.Option("runs/bench", "--out", help="folder for every benchmark's output"),
+        only: str = typer.Option("", "--only", help="comma-separated output names to run (default: all)"),
+    ) -> None:
+        """Run every benchmark, each in its own process, writing OUT/<name>; curated figures go to
+        docs/benchmarks.md by hand (the raw outputs say which command made them)."""
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(out)
+        root.mkdir(parents=True, exist_ok=True)
+        wanted = {w.strip() for w in only.split(",") if w.strip()}
+        failed = []
+        for name, args in ALL_RUNS:
+            if wanted and name not in wanted:
+                continue
+            target = root / name
+            if name == "sweep":
+                args = [*args, "--out", str(target)]
+            cmd = [sys.executable, "-m", "streamrt", *args]
+            typer.echo(f"$ streamrt {' '.join(args)}", err=True)
+            result = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+            if name != "sweep":
+                target.write_text(result.stdout)
+            typer.echo(f"  -> {target} (exit {result.returncode})", err=True)
+            if result.returncode:
+                failed.append(name)
+        if failed:
+            typer.echo(f"failed: {', '.join(failed)}", err=True)
+            raise typer.Exit(1)
+
+
+BENCHMARKS: list[Callable[[typer.Typer], None]] = [_register_encoder, _register_streams, _register_quant, _register_all]
 
 
 def register(app: typer.Typer) -> None:
