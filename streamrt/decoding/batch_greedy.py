@@ -154,7 +154,7 @@ def forward_tokens(
         x = x + ca.out_proj(torch.stack(outs).reshape(B, d))
         h = layer.final_layer_norm(x)
         x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-    logits = dec.final_norm(x) @ dec.proj.T
+    logits = dec.logits(dec.final_norm(x))
     n_heads = len(dec.alignment_heads)
     for b, c in enumerate(caches):
         if n_heads:

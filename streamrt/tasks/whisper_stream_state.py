@@ -57,6 +57,7 @@ class WhisperStream:
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
         self.last_hypothesis: list[int] = []
+        self.skipped_decodes = 0  # steps without a decode since the last one (policy stride)
         self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0}
 
     # ---- ModelStream ---------------------------------------------------------------------------
@@ -122,6 +123,10 @@ class WhisperStream:
 
     def accept_encoder_output(self, out) -> None:
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
+
+    def is_final_step(self) -> bool:
+        """True once every received sample is consumed after end of input (the committing step)."""
+        return self._finished and self._consumed >= self._received
 
     def decode_and_commit(self) -> None:
         """Decode alone, then apply the policy (``model.step`` batches the decode instead)."""
