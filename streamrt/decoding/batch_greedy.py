@@ -44,6 +44,7 @@ class _Run:
         self.stopped: str | None = None
         self.logits: torch.Tensor | None = None
         self.row: torch.Tensor | None = None
+        self.align_rows: torch.Tensor | None = None
         self.alive = True
 
     def choose(self, logits: torch.Tensor, mask: torch.Tensor, eot: int) -> bool:
@@ -77,20 +78,35 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
     from streamrt.decoding.whisper_decoder import DecodeResult
 
     runs: list[_Run] = []
+    hidden: list[torch.Tensor] = []
+    drafts: list[list[int]] = []
     for req in requests:
         prefix = [int(t) for t in req.prefix]
         if not prefix:
             raise ValueError("the forced prefix must hold at least the start-of-transcript token")
         cache = req.cache
         max_new = max(0, min(req.max_new_tokens, cache.max_tokens - len(prefix)))
+        draft = _draft(cache, prefix, max_new)
         keep = cache.reusable_prefix(prefix, across_encoder_changes=req.reuse_prefix_kv)
         keep = min(keep, len(prefix) - 1)  # the last prefix token must run to give logits
         cache.keep_tokens(keep)
-        logits, align = dec.forward(cache, prefix[keep:], keep)
+        # the forced prefix and the draft in one parallel forward: rows from the last prefix token on
+        # give the logits that verify the draft (greedy's own choice at every position, as if decoded
+        # one token at a time)
+        x, align = dec.forward_hidden(cache, prefix[keep:] + draft, keep)
+        first = len(prefix) - 1 - keep
         run = _Run(req, prefix, max_new)
-        run.row = align[-1]
+        run.align_rows = align[first:]
         runs.append(run)
-        run.alive = run.choose(logits, dec.logit_mask, dec.eot)
+        hidden.append(x[first:])
+        drafts.append(draft)
+    # one vocabulary projection for every stream's verification rows
+    logits_all = dec.logits(dec.final_norm(torch.cat(hidden))) if runs else None
+    offset = 0
+    for run, draft, h in zip(runs, drafts, hidden):
+        logits = logits_all[offset : offset + h.shape[0]]
+        offset += h.shape[0]
+        _verify(run, draft, logits, dec)
     active = [r for r in runs if r.alive]
     while active:
         caches = [r.req.cache for r in active]
@@ -105,10 +121,37 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         active = still
     out = []
     for r in runs:
+        r.req.cache.last_sequence = r.prefix + r.tokens + ([dec.eot] if r.stopped == "eot" else [])
         nf = r.req.cache.n_frames
         att = torch.stack(r.rows).numpy() if r.rows else np.zeros((0, nf), dtype=np.float32)
         out.append(DecodeResult(r.tokens, r.logprobs, att, r.stopped == "eot", r.stopped))
     return out
+
+
+def _draft(cache: DecoderCache, prefix: list[int], max_new: int) -> list[int]:
+    """The previous decode's continuation of ``prefix`` (generated tokens, eot included), when the
+    previous sequence starts with ``prefix`` (the same window, or words of it committed since)."""
+    last = cache.last_sequence
+    n = len(prefix)
+    if len(last) <= n or last[:n] != prefix:
+        return []
+    # at most max_new tokens and an eot, within the model's positions
+    return last[n : n + min(max_new + 1, cache.max_tokens - n)]
+
+
+def _verify(run: _Run, draft: list[int], logits: torch.Tensor, dec: "IncrementalWhisperDecoder") -> None:
+    """Greedy choices along the draft's rows; stops at the first disagreement. Row j was computed with
+    draft[:j] as input, so it is valid only while every earlier choice equalled the draft."""
+    cache = run.req.cache
+    p = len(run.prefix)
+    for j in range(logits.shape[0]):
+        run.row = run.align_rows[j]
+        run.alive = run.choose(logits[j], dec.logit_mask, dec.eot)
+        agreed = j < len(draft) and run.alive and run.tokens[-1] == draft[j]
+        if not agreed:
+            # rows up to position p - 1 + j are valid; the last chosen token is fed by the loop
+            cache.keep_tokens(p + j)
+            return
 
 
 @torch.inference_mode()

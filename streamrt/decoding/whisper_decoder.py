@@ -156,6 +156,13 @@ class IncrementalWhisperDecoder:
         Returns (logits of the last position (vocab,), alignment attention (len(ids), n_frames)).
         Rows [0, pos) of the self-attention cache must already be valid.
         """
+        x, align = self.forward_hidden(cache, ids, pos)
+        return self.logits(self.final_norm(x[-1])), align
+
+    @torch.inference_mode()
+    def forward_hidden(self, cache: DecoderCache, ids: Sequence[int], pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` without the vocabulary: (hidden states (len(ids), d_model) before the final
+        norm, alignment attention (len(ids), n_frames)); writes the same cache rows."""
         n = len(ids)
         end = pos + n
         if end > cache.max_tokens:
@@ -196,14 +203,12 @@ class IncrementalWhisperDecoder:
             # feed-forward
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-        last = self.final_norm(x[-1])
-        logits = self.logits(last)
         if self.alignment_heads:
             align /= len(self.alignment_heads)
         del cache.token_ids[pos:]
         cache.token_ids.extend(int(t) for t in ids)
         cache.token_cross_version = cache.cross_version
-        return logits, align
+        return x, align
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits of final-normed hidden states (..., d_model)."""
