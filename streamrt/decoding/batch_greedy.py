@@ -184,17 +184,7 @@ def forward_tokens(
         h = layer.encoder_attn_layer_norm(x)
         q = (ca.q_proj(h) * ca.scaling).view(B, H, 1, hd)
         heads = dec._heads_by_layer.get(i)
-        outs = []
-        for b, c in enumerate(caches):
-            nf = c.n_frames
-            if not nf:
-                outs.append(torch.zeros(H, 1, hd, dtype=x.dtype))
-                continue
-            w = torch.softmax(q[b] @ c.cross_k[i, :, :nf].transpose(1, 2), dim=-1)  # (H, 1, nf)
-            outs.append(w @ c.cross_v[i, :, :nf])
-            if heads:
-                align[b] += w[heads, 0].sum(0)
-        x = x + ca.out_proj(torch.stack(outs).reshape(B, d))
+        x = x + ca.out_proj(_cross_attention(dec, i, q, caches, heads, align).reshape(B, d))
         h = layer.final_layer_norm(x)
         x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
     logits = dec.logits(dec.final_norm(x))
@@ -206,3 +196,48 @@ def forward_tokens(
         c.token_ids.append(int(ids[b]))
         c.token_cross_version = c.cross_version
     return logits, align
+
+
+def _cross_attention(dec, i: int, q: torch.Tensor, caches: Sequence[DecoderCache], heads, align) -> torch.Tensor:
+    """Layer ``i``'s cross-attention of one query per stream: (B, H, 1, hd). Adds the alignment heads'
+    weights to ``align[b]``.
+
+    Streams padded to 30 s (``dec.pad_k``) share rows [n_valid, max_frames) of their caches: they
+    hold the same padding keys/values. Their scores against the padding are one batched product
+    with the shared rows; only each window's own rows are read per stream. Same softmax, same
+    result (to float rounding) as attending the stream's whole cache.
+    """
+    B, H, _, hd = q.shape
+    out = torch.zeros(B, H, 1, hd, dtype=q.dtype)
+    shared = [b for b, c in enumerate(caches) if dec.pad_k is not None and c.n_frames == c.max_frames == dec.max_frames]
+    alone = [b for b, c in enumerate(caches) if c.n_frames and b not in set(shared)]
+    for b in alone:
+        c = caches[b]
+        nf = c.n_frames
+        w = torch.softmax(q[b] @ c.cross_k[i, :, :nf].transpose(1, 2), dim=-1)  # (H, 1, nf)
+        out[b] = w @ c.cross_v[i, :, :nf]
+        if heads:
+            align[b] += w[heads, 0].sum(0)
+    if not shared:
+        return out
+    qs = q[shared, :, 0]  # (S, H, hd)
+    pad_k, pad_v = dec.pad_k[i], dec.pad_v[i]  # (H, F, hd)
+    scores = torch.einsum("shd,hfd->shf", qs, pad_k)  # (S, H, F)
+    for j, b in enumerate(shared):
+        c = caches[b]
+        nv = c.n_valid
+        if nv:
+            scores[j, :, :nv] = (qs[j].unsqueeze(1) @ c.cross_k[i, :, :nv].transpose(1, 2)).squeeze(1)
+    w = torch.softmax(scores, dim=-1)
+    nvs = torch.tensor([caches[b].n_valid for b in shared])
+    pad_w = w * (torch.arange(w.shape[-1])[None, :] >= nvs[:, None]).unsqueeze(1)
+    o = torch.einsum("shf,hfd->shd", pad_w, pad_v)  # (S, H, hd)
+    for j, b in enumerate(shared):
+        c = caches[b]
+        nv = c.n_valid
+        if nv:
+            o[j] += (w[j, :, :nv].unsqueeze(1) @ c.cross_v[i, :, :nv]).squeeze(1)
+        out[b, :, 0] = o[j]
+        if heads:
+            align[b] += w[j, heads].sum(0)
+    return out
