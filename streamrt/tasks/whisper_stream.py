@@ -219,9 +219,10 @@ class WhisperStreamingModel:
             )
             for (s, _, _), out in zip(encode, outs):
                 s.accept_encoder_output(out)
-        # one batched token loop for every ready stream, then each stream's policy
-        results = self.decoder.greedy_many([s.decode_request() for s in ready])
-        for s, res in zip(ready, results):
+        # one batched token loop for every stream whose window changed, then each one's policy
+        todo = [s for s in ready if s.needs_decode()]
+        results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
+        for s, res in zip(todo, results):
             s.commit_from(res)
 
     def describe(self) -> dict:

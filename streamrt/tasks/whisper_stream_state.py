@@ -50,6 +50,7 @@ class WhisperStream:
         self._finished = False
         self._flushed = False
         self._done = False
+        self._window_changed = False
         self.window_start_ms = 0.0
         self._window_words: list[_Word] = []  # committed words inside the window (forced prefix)
         self._prompt: list[int] = []  # committed tokens before the window
@@ -121,7 +122,15 @@ class WhisperStream:
         return taken
 
     def accept_encoder_output(self, out) -> None:
+        if out.frames.shape[0] or out.start < self.cache.n_valid:
+            self._window_changed = True
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
+
+    def needs_decode(self) -> bool:
+        """True when the window changed since the last decode, or at end of stream. A cached
+        encoder emits frames per block, so some steps add none: decoding the same window again
+        would give the same hypothesis, which LocalAgreement must not count as a second vote."""
+        return self._window_changed or (self._finished and self._consumed >= self._received)
 
     def decode_and_commit(self) -> None:
         """Decode alone, then apply the policy (``model.step`` batches the decode instead)."""
@@ -132,6 +141,7 @@ class WhisperStream:
         m = self.model
         s = m.settings
         self.stats["steps"] += 1
+        self._window_changed = False
         final = self._finished and self._consumed >= self._received
         hyp_ids, hyp_tokens = self._hypothesis(res)
         view = PolicyView(
