@@ -50,7 +50,7 @@ demo: setup
 	$(BIN)/streamrt demo
 
 bench: setup
-	$(BIN)/streamrt bench all --out docs/benchmarks.md
+	$(BIN)/streamrt bench all --out runs/bench
 
 testset: setup apt-data
 	$(BIN)/python scripts/make_testset.py

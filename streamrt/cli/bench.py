@@ -1,9 +1,113 @@
-"""CLI commands: bench (registered by streamrt.cli)."""
+"""CLI commands under ``streamrt bench`` (registered by streamrt.cli). Benchmarks print figures; they are
+never timed tests. Each benchmark is one ``_register_*`` function listed in ``BENCHMARKS``; add yours there."""
 
 from __future__ import annotations
+
+import json
+from typing import Callable
 
 import typer
 
 
+def _register_encoder(app: typer.Typer) -> None:
+    @app.command("encoder")
+    def encoder(
+        model: str = typer.Option("tiny.en", help="tiny.en (packaged weights; random if missing) or random"),
+        format: str = typer.Option("table", "--format", help="table or json"),
+        positions: str = typer.Option("10,25,60,600", help="stream positions in seconds, comma-separated"),
+        chunk_ms: float = typer.Option(500.0, help="audio per timed step (ms)"),
+        repeats: int = typer.Option(9, help="timed steps per position (best and median reported)"),
+        keep_s: float = typer.Option(10.0, help="window kept when a trim is needed (s)"),
+        left_s: float = typer.Option(10.0, help="left context of the cached attention modes (s)"),
+        threads: int = typer.Option(1, help="torch threads"),
+        modes: str = typer.Option(
+            "block-causal,sliding,conformer,reencode,reencode-30s", help="modes to time, comma-separated"
+        ),
+    ) -> None:
+        """Time one chunk step of every encoder mode at several stream positions."""
+        from streamrt.bench.encoder import BenchSettings, format_table, run_encoder_bench, to_json
+
+        if format not in ("table", "json"):
+            raise typer.BadParameter(f"--format must be table or json, not {format!r}")
+        try:
+            pos = tuple(float(p) for p in positions.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"--positions must be numbers separated by commas, not {positions!r}")
+        s = BenchSettings(
+            model=model, positions_s=pos, chunk_ms=chunk_ms, repeats=repeats, keep_s=keep_s, left_s=left_s,
+            threads=threads, modes=tuple(m.strip() for m in modes.split(",")),
+        )  # fmt: skip
+        described, results = run_encoder_bench(s)
+        if format == "json":
+            typer.echo(json.dumps(to_json(described, results, s), indent=2))
+        else:
+            typer.echo(format_table(described, results, s))
+
+
+def _register_streams(app: typer.Typer) -> None:
+    from streamrt.bench import streams
+
+    streams.register(app)
+
+
+def _register_quant(app: typer.Typer) -> None:
+    from streamrt.bench import quant
+
+    quant.register(app)
+
+
+# What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
+ALL_RUNS: list[tuple[str, list[str]]] = [
+    ("encoder.json", ["bench", "encoder", "--format", "json"]),
+    ("quant.md", ["bench", "quant", "--format", "table"]),
+    ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "1",
+                            "--duration", "30", "--format", "json"]),
+    ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--encoder-mode", "reencode",
+                                        "--streams", "1", "--sweep", "--duration", "30", "--format", "json"]),
+    ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
+               "--grid", "docs/bench/sweep_tiny_en.yaml", "--resume", "--quiet"]),
+]
+
+
+def _register_all(app: typer.Typer) -> None:
+    @app.command("all")
+    def all_benchmarks(
+        out: str = typer.Option("runs/bench", "--out", help="folder for every benchmark's output"),
+        only: str = typer.Option("", "--only", help="comma-separated output names to run (default: all)"),
+    ) -> None:
+        """Run every benchmark, each in its own process, writing OUT/<name>; curated figures go to
+        docs/benchmarks.md by hand (the raw outputs say which command made them)."""
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(out)
+        root.mkdir(parents=True, exist_ok=True)
+        wanted = {w.strip() for w in only.split(",") if w.strip()}
+        failed = []
+        for name, args in ALL_RUNS:
+            if wanted and name not in wanted:
+                continue
+            target = root / name
+            if name == "sweep":
+                args = [*args, "--out", str(target)]
+            cmd = [sys.executable, "-m", "streamrt", *args]
+            typer.echo(f"$ streamrt {' '.join(args)}", err=True)
+            result = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+            if name != "sweep":
+                target.write_text(result.stdout)
+            typer.echo(f"  -> {target} (exit {result.returncode})", err=True)
+            if result.returncode:
+                failed.append(name)
+        if failed:
+            typer.echo(f"failed: {', '.join(failed)}", err=True)
+            raise typer.Exit(1)
+
+
+BENCHMARKS: list[Callable[[typer.Typer], None]] = [_register_encoder, _register_streams, _register_quant, _register_all]
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add every benchmark in ``BENCHMARKS`` to the ``bench`` sub-app."""
+    for add in BENCHMARKS:
+        add(app)

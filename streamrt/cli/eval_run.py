@@ -128,6 +128,60 @@ def run(
         raise typer.Exit(1)
 
 
+def sweep(
+    data: Path = typer.Option(..., "--data", help="TSV: header, then id<TAB>audio<TAB>reference[<TAB>language]"),
+    out: Path = typer.Option(..., "--out", help="output folder: one sub-folder per point, sweep.json/.md/.png"),
+    model: str = typer.Option("tiny.en", "--model", help="tiny.en, base, or a local HF Whisper folder"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="YAML grid (see streamrt.evaluation.grid)"),
+    policy: Optional[list[str]] = typer.Option(None, "--policy", help="NAME[:k=v,...] (repeat); crossed with "
+                                               "--encoder and --chunk-ms"),
+    encoder: Optional[list[str]] = typer.Option(None, "--encoder", help="encoder mode (repeat; default reencode)"),
+    chunk_ms: Optional[list[int]] = typer.Option(None, "--chunk-ms", help="ms per step (repeat; default 1000)"),
+    offline: Optional[bool] = typer.Option(None, "--offline/--no-offline", help="run the offline reference "
+                                           "(default: the grid's 'offline', else yes)"),
+    setting: Optional[list[str]] = typer.Option(None, "--setting", help="WhisperStreamSettings KEY=VALUE (repeat)"),
+    encoder_opt: Optional[list[str]] = typer.Option(None, "--encoder-opt", help="make_encoder KEY=VALUE (repeat)"),
+    task: str = typer.Option("transcribe", "--task", help="transcribe or translate"),
+    language: Optional[str] = typer.Option(None, "--language", help="source language code (multilingual models)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N rows"),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="points run at once (threads sharing the weights)"),
+    resume: bool = typer.Option(False, "--resume", help="reuse points whose scores.json already exists"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Run a grid of policy x options x encoder x chunk (model loaded once); table + latency-quality plot."""
+    from rich.console import Console
+
+    from streamrt.errors import StreamrtError
+    from streamrt.evaluation.grid import grid_from_cli
+    from streamrt.evaluation.data import read_data
+    from streamrt.evaluation.sweep import RichSweepProgress, WhisperPointModels, run_sweep
+
+    console = Console(stderr=True, quiet=quiet)
+    try:
+        read_data(data)  # a missing or empty file fails here, before any model loads
+        the_grid = grid_from_cli(grid, policy or [], encoder or [], chunk_ms or [], offline)
+        models = WhisperPointModels(
+            model, settings={**dict(the_grid.settings), **_typed(parse_pairs(setting, "--setting"))},
+            encoder_settings={**dict(the_grid.encoder_settings), **_typed(parse_pairs(encoder_opt, "--encoder-opt"))})
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        models.load()  # weights once, before any point (a load error stops here)
+        with RichSweepProgress(console, disable=quiet) as progress:
+            summary = run_sweep(the_grid, data, out, models=models, task=task, language=language, limit=limit,
+                                jobs=jobs, resume=resume, progress=progress)
+    except StreamrtError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo((out / "sweep.md").read_text())
+    typer.echo(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `run` to the `eval` group."""
+    """Add `run` and `sweep` to the `eval` group."""
     app.command("run")(run)
+    app.command("sweep")(sweep)

@@ -97,6 +97,11 @@ class CachedWhisperEncoder:
     def window_frames(self, state: WhisperEncoderState) -> int:
         return state.layers[-1].n_out[0]
 
+    def pending_frames(self, state: WhisperEncoderState) -> int:
+        """Frames that hold window positions but are not out yet (an open block, the look-ahead).
+        A step fits when ``window_frames + pending_frames + new frames <= max_window_frames``."""
+        return state.n_conv - self.window_frames(state)
+
     @torch.inference_mode()
     def step(self, mel: torch.Tensor, state: WhisperEncoderState, *, final: bool = False) -> EncoderOutput:
         """Feed the session's NEW mel frames (n_mels, T). ``final=True`` on the last step flushes the
@@ -195,12 +200,16 @@ def make_encoder(
     lookahead_frames: int = 0,
     substep_frames: int | None = None,
     auto_trim_keep_frames: int | None = None,
+    pad_to_window: bool = False,
 ):
     """A streaming encoder over a Whisper model's encoder weights.
 
     mode: "block-causal" (``chunk_frames`` encoder frames per block = 20 ms each, ``left_frames`` of left
     context, None = the whole window), "sliding" (``left_frames`` back, ``lookahead_frames`` ahead per
-    layer), "reencode" (the whole window every step, full attention; whisper_streaming's baseline).
+    layer), "reencode" (the whole window every step, full attention; whisper_streaming's baseline;
+    ``pad_to_window=True`` pads it to 30 s with zero features as faster-whisper does).
+    ``auto_trim_keep_frames``: when the 30 s window would overflow, trim to this many frames instead of
+    raising ``LimitExceeded``.
     """
     encoder = whisper_encoder_module(whisper_model)
     if mode == "block-causal":
@@ -214,7 +223,9 @@ def make_encoder(
     elif mode == "reencode":
         from streamrt.encoders.reencode import ReencodeWhisperEncoder
 
-        return ReencodeWhisperEncoder(encoder, auto_trim_keep_frames=auto_trim_keep_frames)
+        return ReencodeWhisperEncoder(
+            encoder, auto_trim_keep_frames=auto_trim_keep_frames, pad_to_window=pad_to_window
+        )
     else:
         raise ConfigError(f"unknown encoder mode {mode!r}; known: block-causal, sliding, reencode")
     if left_frames is not None and left_frames < 0:

@@ -28,6 +28,15 @@ from streamrt.quant.modules import QuantizedLinear
 
 
 @dataclass(frozen=True)
+class _Full:
+    """Kernel-ready tensors for all rows, built once by prepare()."""
+
+    packed: torch.Tensor | None
+    scales_and_zeros: torch.Tensor
+    scale_c: torch.Tensor
+
+
+@dataclass(frozen=True)
 class _Split:
     """Kernel-ready tensors for one fraction. Rows [0, n_low) of the sorted order are int4."""
 
@@ -50,8 +59,10 @@ class MixedPrecisionLinear(QuantizedLinear):
     scheme = "flexiq"
 
     def __init__(self, in_features: int, out_features: int, bias: bool, *, group_size: int = 64,
-                 fraction: float = 0.0, **settings):
+                 fraction: float = 0.0, int8_dense_above_rows: int | None = 16, **settings):
+        settings.setdefault("dense_above_rows", 128)
         super().__init__(in_features, out_features, bias, **settings)
+        self.int8_dense_above_rows = int8_dense_above_rows
         self.group_size = group_size
         self.fraction = check_fraction(fraction)
         rows = K.round_up(out_features, K.INT4_N_MULTIPLE)  # padding rows (zero) sort last
@@ -65,10 +76,10 @@ class MixedPrecisionLinear(QuantizedLinear):
         self.register_buffer("out_index", torch.arange(out_features))
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, *, group_size: int = 64, fraction: float = 0.0,
-                   **settings) -> MixedPrecisionLinear:
+    def from_float(cls, linear: nn.Linear, **settings) -> MixedPrecisionLinear:
         n, k = linear.out_features, linear.in_features
-        m = cls(k, n, linear.bias is not None, group_size=group_size, fraction=fraction, **settings)
+        m = cls(k, n, linear.bias is not None, **settings)
+        group_size = m.group_size
         w = linear.weight.detach().float()
         value_range = w.amax(dim=1) - w.amin(dim=1)
         order = torch.argsort(value_range, stable=True)  # smallest range first -> low precision first
@@ -99,19 +110,20 @@ class MixedPrecisionLinear(QuantizedLinear):
         """Switch the int4/int8 split. No re-quantization: slices stored tensors, re-packs <64 rows."""
         self.fraction = check_fraction(fraction)
         if self._runtime is not None:
-            self._runtime = self._build_runtime(packed_full=self._runtime[0])
+            self._runtime = self._build_runtime(full=self._runtime[0])
 
-    def _build_runtime(self, packed_full: torch.Tensor | None = None) -> tuple[torch.Tensor | None, _Split]:
+    def _build_runtime(self, full: _Full | None = None) -> tuple[_Full, _Split]:
         use_kernel = K.has_int4_kernel()
-        if use_kernel and packed_full is None:
-            packed_full = K.int4_kernel_pack(K.nibble_unpack(self.codes))
+        if full is None:
+            packed = K.int4_kernel_pack(K.nibble_unpack(self.codes)) if use_kernel else None
+            sz = K.int4_scales_and_zeros(self.group_scale, self.group_zero, self.compute_dtype)
+            full = _Full(packed, sz, self.scale.to(self.compute_dtype))
         n_low = self.low_rows(self.fraction)
         low_packed = low_sz = None
         if use_kernel and n_low:
-            low_packed = self._packed_prefix(packed_full, n_low)
-            low_sz = K.int4_scales_and_zeros(self.group_scale[:n_low], self.group_zero[:n_low], self.compute_dtype)
-        split = _Split(n_low, low_packed, low_sz, self.scale[n_low:].to(self.compute_dtype))
-        return packed_full, split
+            low_packed = self._packed_prefix(full.packed, n_low)
+            low_sz = full.scales_and_zeros[:, :n_low].contiguous()
+        return full, _Split(n_low, low_packed, low_sz, full.scale_c[n_low:])
 
     def _packed_prefix(self, packed_full: torch.Tensor, n_low: int) -> torch.Tensor:
         if n_low == packed_full.shape[0]:
@@ -140,7 +152,7 @@ class MixedPrecisionLinear(QuantizedLinear):
         if n_low < self.qweight.shape[0]:
             parts.append(K.int8_weight_only_mm(
                 x2d, self.qweight[n_low:], self.scale[n_low:], split.high_scale_c, self.compute_dtype,
-                self.dense_above_rows))
+                self.int8_dense_above_rows))
         y_sorted = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return y_sorted.index_select(1, self.out_index)
 
@@ -151,7 +163,8 @@ class MixedPrecisionLinear(QuantizedLinear):
         return torch.cat([w4, w8]).index_select(0, self.out_index)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", group_size={self.group_size}, fraction={self.fraction:g}"
+        return (super().extra_repr() + f", int8_dense_above_rows={self.int8_dense_above_rows}"
+                f", group_size={self.group_size}, fraction={self.fraction:g}")
 
 
 class PrecisionKnob:

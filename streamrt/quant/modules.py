@@ -26,7 +26,7 @@ class QuantizedLinear(nn.Module):
     scheme: ClassVar[str] = ""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, *,
-                 compute_dtype: torch.dtype = torch.bfloat16, dense_above_rows: int | None = 32):
+                 compute_dtype: torch.dtype = torch.bfloat16, dense_above_rows: int | None = 16):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
@@ -145,6 +145,7 @@ class Int4WeightOnlyLinear(QuantizedLinear):
     scheme = "int4-weight-only"
 
     def __init__(self, in_features: int, out_features: int, bias: bool, *, group_size: int = 64, **settings):
+        settings.setdefault("dense_above_rows", 128)
         super().__init__(in_features, out_features, bias, **settings)
         self.group_size = group_size
         groups = in_features // group_size

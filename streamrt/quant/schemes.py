@@ -39,12 +39,14 @@ class LinearSettings:
         CPU path) or "float32" (torch's scalar path: exact-er, 10-100x slower).
     dense_above_rows: rows (batch x tokens) of one call above which a weight-only layer dequantizes
         its weight and runs a float32 GEMM, which beats the packed kernels on long inputs (encoder
-        chunks); None = always the packed kernel.
+        chunks); None = always the packed kernel. Defaults come from the crossover measured in
+        docs/quantization.md: 16 rows for int8, 128 for int4 (its dequantization costs more).
+        int8-dynamic ignores it (its integer GEMM is fast at every size).
     """
 
     exclude: tuple[str, ...] = ()
     compute_dtype: str = "bfloat16"
-    dense_above_rows: int | None = 32
+    dense_above_rows: int | None = 16
 
     def validate(self) -> None:
         if self.compute_dtype not in COMPUTE_DTYPES:
@@ -63,6 +65,7 @@ class Int4Settings(LinearSettings):
     """group_size: input columns sharing one int4 scale and zero (32, 64, 128 or 256)."""
 
     group_size: int = 64
+    dense_above_rows: int | None = 128
 
     def validate(self) -> None:
         super().validate()
@@ -75,16 +78,23 @@ class Int4Settings(LinearSettings):
 
 @dataclass(frozen=True)
 class FlexiQSettings(Int4Settings):
-    """fraction: initial share of output channels in int4 (0..1); change it later with the knob."""
+    """fraction: initial share of output channels in int4 (0..1); change it later with the knob.
+    dense_above_rows applies to the int4 channels, int8_dense_above_rows to the int8 ones (defaults
+    equal to the int4-weight-only and int8-weight-only schemes', so fractions 1 and 0 match them)."""
 
     fraction: float = 0.0
+    int8_dense_above_rows: int | None = 16
 
     def validate(self) -> None:
         super().validate()
         check_fraction(self.fraction)
+        rows = self.int8_dense_above_rows
+        if rows is not None and (not isinstance(rows, int) or rows < 0):
+            raise ConfigError(f"int8_dense_above_rows must be an int >= 0 rows or None, got {rows!r}")
 
     def module_kwargs(self) -> dict[str, Any]:
-        return {**super().module_kwargs(), "fraction": self.fraction}
+        return {**super().module_kwargs(), "fraction": self.fraction,
+                "int8_dense_above_rows": self.int8_dense_above_rows}
 
 
 @dataclass(frozen=True)

@@ -52,3 +52,22 @@ def test_batch_with_different_window_lengths_and_trim(whisper_encoder):
     trimmed = enc.trim(states[1], 30)
     assert trimmed.start == 0 and trimmed.frames.shape[0] == 30
     assert states[1].trimmed_frames == 76 - 30
+
+
+def test_padded_to_window_is_whispers_30s_computation(whisper_encoder):
+    # faster-whisper / whisper_streaming: the window's mel, zero features after it, 3000 frames
+    enc = make_encoder(whisper_encoder, "reencode", pad_to_window=True)
+    mel = torch.randn(80, 150)
+    state = enc.create_state()
+    enc.step(mel[:, :70], state)
+    assert enc.window_frames(state) == 34
+    out = enc.step(mel[:, 70:], state, final=True)
+    padded = torch.nn.functional.pad(mel, (0, 400 - 150))
+    with torch.inference_mode():
+        ref = whisper_encoder(padded[None]).last_hidden_state[0]
+    assert out.start == 0 and out.frames.shape == (200, 64) and enc.window_frames(state) == 75
+    assert (out.frames - ref).abs().amax(dim=1).max() < TOL
+    trimmed = enc.trim(state, 25)
+    with torch.inference_mode():
+        ref = whisper_encoder(torch.nn.functional.pad(mel[:, 100:], (0, 350))[None]).last_hidden_state[0]
+    assert enc.window_frames(state) == 25 and (trimmed.frames - ref).abs().max() < TOL

@@ -93,8 +93,8 @@ def test_cache_shapes_do_not_grow_with_the_stream(whisper_encoder):
     enc = make_encoder(whisper_encoder, "block-causal", chunk_frames=4, left_frames=8, auto_trim_keep_frames=20)
     state = enc.create_state()
     shapes = None
-    for i in range(60):  # 1200 mel frames = 600 encoder frames, 3x the 200-position window
-        enc.step(torch.randn(80, 20), state)
+    for i in range(30):  # 1200 mel frames = 600 encoder frames, 3x the 200-position window
+        enc.step(torch.randn(80, 40), state)
         now = [(c.k.shape, c.v.shape, c.slot_pos.shape) for c in state.layers]
         shapes = shapes or now
         assert now == shapes
@@ -156,3 +156,14 @@ def test_bad_settings_and_inputs(whisper_encoder):
     with pytest.raises(InputError, match="finished"):
         enc.step(torch.randn(80, 10), state)
     assert isinstance(EncoderOutput(torch.zeros(3, 4), 2).end, int)
+
+
+def test_pending_frames_say_when_a_step_fits(whisper_encoder):
+    enc = make_encoder(whisper_encoder, "block-causal", chunk_frames=8, left_frames=16)
+    state = enc.create_state()
+    enc.step(torch.randn(80, 380), state)  # 189 conv frames (one waits for a mel frame): 184 out, 5 in a block
+    assert enc.window_frames(state) == 184 and enc.pending_frames(state) == 5
+    room = enc.max_window_frames - enc.window_frames(state) - enc.pending_frames(state)
+    enc.step(torch.randn(80, 2 * room), state)  # exactly fills the 200 positions
+    with pytest.raises(LimitExceeded):
+        enc.step(torch.randn(80, 4), state)

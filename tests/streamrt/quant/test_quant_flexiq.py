@@ -29,7 +29,7 @@ def rel_err(y, ref) -> float:
     return ((y - ref).norm() / ref.norm()).item()
 
 
-@pytest.mark.parametrize("rows", [1, 5, 100])  # 100 rows: the dequantize + GEMM path
+@pytest.mark.parametrize("rows", [1, 5, 100, 200])  # >16 rows: int8 dense; >128: int4 dense too
 @pytest.mark.parametrize("out_features", [200, 51])  # 51: padded to the int4 kernel's 16 rows
 def test_knob_ends_equal_pure_schemes_exactly(rows, out_features):
     torch.manual_seed(3)
@@ -47,7 +47,7 @@ def test_knob_ends_equal_pure_schemes_exactly(rows, out_features):
     assert torch.equal(flexiq(x), int8(x))
 
 
-@pytest.mark.parametrize("rows", [1, 100])
+@pytest.mark.parametrize("rows", [1, 200])
 def test_error_grows_monotonically_with_fraction(rows):
     model = two_layer()
     reference = copy.deepcopy(model)

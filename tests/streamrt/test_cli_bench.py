@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from streamrt.cli import bench
+
+
+def test_bench_all_runs_only_what_exists_in_the_repo():
+    # every file an ALL_RUNS entry names must exist, or `make bench` fails half way through
+    root = Path(__file__).resolve().parents[2]
+    for _name, args in bench.ALL_RUNS:
+        for a in args:
+            if a.endswith((".tsv", ".yaml")):
+                assert (root / a).is_file(), a
+
+
+def test_bench_all_names_every_benchmark_command():
+    commands = {args[1] for _n, args in bench.ALL_RUNS if args[0] == "bench"}
+    assert commands == {"encoder", "quant", "streams"}
