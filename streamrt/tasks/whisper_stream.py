@@ -56,6 +56,7 @@ class WhisperStreamSettings:
         the window (sentence-level loops); None disables.
     pad_cross: "silence": cross-attention sees 30 s (the window, then the encoder's output for
         silence), as Whisper was trained; "none": only the window's frames.
+    pad_mel_value: the normalised log-mel value of that silence (the floor of Whisper's padding).
     """
 
     chunk_ms: int = 1000
@@ -73,6 +74,7 @@ class WhisperStreamSettings:
     repetition_max_repeats: int = 3
     repeated_span_words: int | None = 5
     pad_cross: str = "silence"
+    pad_mel_value: float = 0.0
 
     def check(self) -> None:
         if self.pad_cross not in PAD_MODES:
@@ -126,7 +128,7 @@ class WhisperStreamingModel:
             max_frames=max_frames,
         )
         if settings.pad_cross == "silence":
-            self.decoder.set_padding(silence_frames(bundle.model, max_frames))
+            self.decoder.set_padding(silence_frames(bundle.model, max_frames, settings.pad_mel_value))
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
         self.sot_prev = int(getattr(bundle, "sot_prev", None) or bundle.no_timestamps - 2)
         self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
@@ -238,10 +240,13 @@ class WhisperStreamingModel:
 
 
 @torch.inference_mode()
-def silence_frames(whisper_model, n_frames: int) -> torch.Tensor:
-    """The encoder's output (n_frames, d_model) for an all-zero log-mel window (the feature padding
-    faster-whisper and transformers use): what the decoder saw after the speech in training."""
+def silence_frames(whisper_model, n_frames: int, mel_value: float = 0.0) -> torch.Tensor:
+    """The encoder's output (n_frames, d_model) for a constant log-mel window of ``mel_value``.
+
+    Whisper pads the audio with zeros, whose log-mel sits at the floor, max - 8 (log10 units),
+    normalised (x + 4) / 4: about -0.5 for speech peaking near log10 = 2. That is what the decoder
+    saw after the speech in training."""
     enc = whisper_model.model.encoder
-    mel = torch.zeros(1, enc.config.num_mel_bins, 2 * n_frames, dtype=enc.conv1.weight.dtype,
-                      device=enc.conv1.weight.device)
+    mel = torch.full((1, enc.config.num_mel_bins, 2 * n_frames), float(mel_value), dtype=enc.conv1.weight.dtype,
+                     device=enc.conv1.weight.device)
     return enc(mel).last_hidden_state[0, :n_frames].float().cpu()
