@@ -74,7 +74,7 @@ class WhisperStreamSettings:
     repetition_max_repeats: int = 3
     repeated_span_words: int | None = 5
     pad_cross: str = "silence"
-    pad_mel_value: float = 0.0
+    pad_mel_value: float = -0.8
 
     def check(self) -> None:
         if self.pad_cross not in PAD_MODES:
@@ -240,7 +240,7 @@ class WhisperStreamingModel:
 
 
 @torch.inference_mode()
-def silence_frames(whisper_model, n_frames: int, mel_value: float = 0.0) -> torch.Tensor:
+def silence_frames(whisper_model, n_frames: int, mel_value: float = -0.8) -> torch.Tensor:
     """The encoder's output (n_frames, d_model) for a constant log-mel window of ``mel_value``.
 
     Whisper pads the audio with zeros, whose log-mel sits at the floor, max - 8 (log10 units),
