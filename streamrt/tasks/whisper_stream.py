@@ -42,6 +42,8 @@ class WhisperStreamSettings:
     trim_after_s: trim the window at the last committed word once it is longer than this.
     max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
+    history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
+        selection frees at least this much (each cut re-bases the encoder window).
     max_prompt_tokens: committed tokens from before the window given as the decoder's prompt (0: none).
     reuse_prefix_kv: keep the committed prefix's self-attention rows across steps even though the
         window changed (approximate: they attended to an earlier window). Default False: the forced
@@ -65,6 +67,7 @@ class WhisperStreamSettings:
     trim_after_s: float = 15.0
     max_window_s: float = 28.0
     forced_keep_s: float = 10.0
+    history_min_cut_s: float = 1.0
     max_prompt_tokens: int = 64
     reuse_prefix_kv: bool = False
     alignment: str = "argmax"
