@@ -14,7 +14,7 @@ def _register_encoder(app: typer.Typer) -> None:
     def encoder(
         model: str = typer.Option("tiny.en", help="tiny.en (packaged weights; random if missing) or random"),
         format: str = typer.Option("table", "--format", help="table or json"),
-        positions: str = typer.Option("10,25,60,600", help="stream positions in seconds, comma-separated"),
+        positions: str = typer.Option("10,20,60,600", help="stream positions in seconds, comma-separated"),
         chunk_ms: float = typer.Option(500.0, help="audio per timed step (ms)"),
         repeats: int = typer.Option(9, help="timed steps per position (best and median reported)"),
         keep_s: float = typer.Option(10.0, help="window kept when a trim is needed (s)"),
