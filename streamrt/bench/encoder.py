@@ -177,3 +177,19 @@ def format_table(described: str, results: list[ModeResult], s: BenchSettings) ->
 
 def to_json(described: str, results: list[ModeResult], s: BenchSettings) -> dict:
     return {"model": described, "settings": asdict(s), "results": [asdict(r) for r in results]}
+
+
+def markdown_section(described: str, results: list[ModeResult], s: BenchSettings) -> str:
+    """The "Encoder step cost" section of docs/benchmarks.md (``streamrt bench all``)."""
+    return "\n".join(
+        [
+            "    streamrt bench encoder --model tiny.en            # add --format json for the raw figures",
+            "",
+            "One chunk step of each encoder mode at several stream positions (see streamrt/bench/encoder.py).",
+            "Whisper's positions end at 30 s, so every mode trims its window the same way on long streams: when",
+            f"the next step would not fit, keep the last {s.keep_s:g} s (`trim`, timed apart). Cached modes should",
+            "keep a ratio near 1 (goal <= 1.1); re-encode grows with its window up to 30 s. Compare within a row.",
+            "",
+            format_table(described, results, s),
+        ]
+    )

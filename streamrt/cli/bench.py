@@ -44,10 +44,52 @@ def _register_encoder(app: typer.Typer) -> None:
             typer.echo(format_table(described, results, s))
 
 
+def _encoder_section() -> str:
+    from streamrt.bench.encoder import BenchSettings, markdown_section, run_encoder_bench
+
+    s = BenchSettings()
+    return markdown_section(*run_encoder_bench(s), s)
+
+
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [_register_encoder]
+# ``bench all`` writes one section per entry: (section title in docs/benchmarks.md, () -> markdown body)
+SECTIONS: list[tuple[str, Callable[[], str]]] = [("Encoder step cost", _encoder_section)]
+
+
+def replace_section(text: str, title: str, body: str) -> str:
+    """``text`` with the body of ``## title`` replaced (the section is appended if missing)."""
+    lines = text.splitlines()
+    head = f"## {title}"
+    if head not in lines:
+        return text.rstrip("\n") + f"\n\n{head}\n\n{body.strip()}\n"
+    i = lines.index(head)
+    j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+    rest = "\n".join(lines[j:])
+    return "\n".join(lines[: i + 1]) + f"\n\n{body.strip()}\n" + (f"\n{rest}\n" if rest else "")
+
+
+def _register_all(app: typer.Typer) -> None:
+    @app.command("all")
+    def run_all(
+        out: str = typer.Option("", help="markdown file whose sections are rewritten (empty: print)"),
+    ) -> None:
+        """Run every benchmark; rewrite its section of --out (e.g. docs/benchmarks.md) or print it."""
+        from pathlib import Path
+
+        path = Path(out) if out else None
+        text = path.read_text(encoding="utf-8") if path and path.exists() else "# Benchmarks\n"
+        for title, make in SECTIONS:
+            body = make()
+            if path is None:
+                typer.echo(f"## {title}\n\n{body}\n")
+            text = replace_section(text, title, body)
+        if path is not None:
+            path.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {', '.join(t for t, _ in SECTIONS)} to {path}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add every benchmark in ``BENCHMARKS`` to the ``bench`` sub-app."""
+    """Add every benchmark in ``BENCHMARKS`` to the ``bench`` sub-app, and ``bench all``."""
     for add in BENCHMARKS:
         add(app)
+    _register_all(app)

@@ -33,3 +33,12 @@ def test_cli_registers_bench_encoder():
     assert result.exit_code == 0 and "--model" in result.output and "--format" in result.output
     bad = CliRunner().invoke(app, ["bench", "encoder", "--format", "xml"])
     assert bad.exit_code != 0
+
+
+def test_bench_all_rewrites_only_its_own_section():
+    from streamrt.cli.bench import replace_section
+
+    doc = "# Benchmarks\n\n## Encoder step cost\n\nold\n\n## Scheduler\n\nkeep me\n"
+    new = replace_section(doc, "Encoder step cost", "new table")
+    assert "old" not in new and "new table" in new and "## Scheduler\n\nkeep me" in new
+    assert replace_section("# Benchmarks\n", "Encoder step cost", "x").endswith("## Encoder step cost\n\nx\n")
