@@ -350,13 +350,14 @@ def bench_streams(
     max_streams: int = 256,
     options: Mapping[str, object] | None = None,
     settings: SchedulerSettings | None = None,
+    model_options: Mapping[str, object] | None = None,
     **model_settings,
 ) -> dict:
     """Load the model and audio, then run ``streams`` streams, or sweep, or (``spike`` = (start_s,
     duration_s)) double the streams for a while; the JSON-ready result."""
     from streamrt.audio import load_audio
 
-    model = load_bench_model(model_name, **model_settings)
+    model = load_bench_model(model_name, **{**dict(model_options or {}), **model_settings})
     audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
     kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
     if spike is not None:
@@ -428,7 +429,7 @@ def register(app) -> None:
         spike = None if spike_at is None else (spike_at, spike_duration)
         out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,
                             chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, options=options,
-                            settings=settings, **model_kw)
+                            settings=settings, model_options=model_kw)
         if format == "json":
             typer.echo(json.dumps(out))
         else:
