@@ -58,6 +58,30 @@ def _register_quant(app: typer.Typer) -> None:
     quant.register(app)
 
 
+def _register_quant_wer(app: typer.Typer) -> None:
+    @app.command("quant-wer")
+    def quant_wer_cmd(
+        data: str = typer.Option("data/testset.tsv", help="data TSV (id, audio, reference)"),
+        model: str = typer.Option("tiny.en", help="Whisper name or path"),
+        encoder_mode: str = typer.Option("block-causal", help="block-causal | sliding | reencode"),
+        chunk_ms: int = typer.Option(1000, help="audio per model step (ms)"),
+        policy: str = typer.Option("local-agreement", help="read/write policy"),
+        variants: str = typer.Option("", help="comma-separated variant labels (default: all)"),
+        limit: int = typer.Option(None, help="first N rows only"),
+        threads: int = typer.Option(1, help="torch threads in this process"),
+    ) -> None:
+        """WER and latency of every quantized variant (fp32, int8, int4, bf16, FlexiQ 0..100 %), one JSON line each."""
+        import torch
+
+        from streamrt.bench.quant_wer import variant_wer
+
+        torch.set_num_threads(threads)
+        rows = variant_wer(data, model_name=model, encoder_mode=encoder_mode, chunk_ms=chunk_ms, policy=policy,
+                           labels=[v for v in variants.split(",") if v] or None, limit=limit)
+        for row in rows:
+            typer.echo(json.dumps(row))
+
+
 # What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
@@ -106,7 +130,9 @@ def _register_all(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-BENCHMARKS: list[Callable[[typer.Typer], None]] = [_register_encoder, _register_streams, _register_quant, _register_all]
+BENCHMARKS: list[Callable[[typer.Typer], None]] = [
+    _register_encoder, _register_streams, _register_quant, _register_quant_wer, _register_all,
+]
 
 
 def register(app: typer.Typer) -> None:
