@@ -86,10 +86,24 @@ def _register_quant_wer(app: typer.Typer) -> None:
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
     ("quant.md", ["bench", "quant", "--format", "table"]),
-    ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "1",
-                            "--duration", "30", "--format", "json"]),
-    ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--encoder-mode", "reencode",
-                                        "--streams", "1", "--sweep", "--duration", "30", "--format", "json"]),
+    # capacity: the best configuration measured (docs/benchmarks.md "Streams per machine") ...
+    ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "2",
+                            "--duration", "20", "--encoder-mode", "block-causal", "--policy", "alignatt",
+                            "--model-chunk-ms", "500", "--model-settings", '{"encoder_settings": {"chunk_frames": 25}}',
+                            "--quantize", "bf16", "--threads", "1", "--max-wait-ms", "150", "--format", "json"]),
+    # ... LocalAgreement-2 on the cached encoder, and whisper_streaming's method (re-encode +
+    # LocalAgreement-2, 1 s chunks), both held to real time only (their p95 is above 1.5 s at 1 stream)
+    ("streams-local-agreement.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "4",
+                                      "--duration", "20", "--encoder-mode", "block-causal",
+                                      "--policy", "local-agreement", "--policy-options", '{"n": 2}',
+                                      "--model-chunk-ms", "1000", "--quantize", "bf16", "--threads", "1",
+                                      "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--format", "json"]),
+    ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "2",
+                                        "--duration", "20", "--encoder-mode", "reencode",
+                                        "--policy", "local-agreement", "--policy-options", '{"n": 2}',
+                                        "--model-chunk-ms", "1000", "--threads", "1", "--max-wait-ms", "150",
+                                        "--p95-limit-ms", "1000000", "--format", "json"]),
+    ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--resume", "--quiet"]),
 ]
