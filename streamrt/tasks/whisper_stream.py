@@ -42,6 +42,8 @@ class WhisperStreamSettings:
     trim_after_s: trim the window at the last committed word once it is longer than this.
     max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
+    history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
+        selection frees at least this much (each cut re-bases the encoder window).
     max_prompt_tokens: committed tokens from before the window given as the decoder's prompt (0: none).
     reuse_prefix_kv: keep the committed prefix's self-attention rows across steps even though the
         window changed (approximate: they attended to an earlier window). Default False: the forced
@@ -56,6 +58,7 @@ class WhisperStreamSettings:
         the window (sentence-level loops); None disables.
     pad_cross: "silence": cross-attention sees 30 s (the window, then the encoder's output for
         silence), as Whisper was trained; "none": only the window's frames.
+    pad_mel_value: the normalised log-mel value of that silence (the floor of Whisper's padding).
     """
 
     chunk_ms: int = 1000
@@ -64,6 +67,7 @@ class WhisperStreamSettings:
     trim_after_s: float = 15.0
     max_window_s: float = 28.0
     forced_keep_s: float = 10.0
+    history_min_cut_s: float = 1.0
     max_prompt_tokens: int = 64
     reuse_prefix_kv: bool = False
     alignment: str = "argmax"
@@ -73,6 +77,7 @@ class WhisperStreamSettings:
     repetition_max_repeats: int = 3
     repeated_span_words: int | None = 5
     pad_cross: str = "silence"
+    pad_mel_value: float = -0.8
 
     def check(self) -> None:
         if self.pad_cross not in PAD_MODES:
@@ -126,7 +131,7 @@ class WhisperStreamingModel:
             max_frames=max_frames,
         )
         if settings.pad_cross == "silence":
-            self.decoder.set_padding(silence_frames(bundle.model, max_frames))
+            self.decoder.set_padding(silence_frames(bundle.model, max_frames, settings.pad_mel_value))
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
         self.sot_prev = int(getattr(bundle, "sot_prev", None) or bundle.no_timestamps - 2)
         self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
@@ -219,9 +224,10 @@ class WhisperStreamingModel:
             )
             for (s, _, _), out in zip(encode, outs):
                 s.accept_encoder_output(out)
-        # one batched token loop for every ready stream, then each stream's policy
-        results = self.decoder.greedy_many([s.decode_request() for s in ready])
-        for s, res in zip(ready, results):
+        # one batched token loop for every stream whose window changed, then each one's policy
+        todo = [s for s in ready if s.needs_decode()]
+        results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
+        for s, res in zip(todo, results):
             s.commit_from(res)
 
     def describe(self) -> dict:
@@ -237,10 +243,13 @@ class WhisperStreamingModel:
 
 
 @torch.inference_mode()
-def silence_frames(whisper_model, n_frames: int) -> torch.Tensor:
-    """The encoder's output (n_frames, d_model) for an all-zero log-mel window (the feature padding
-    faster-whisper and transformers use): what the decoder saw after the speech in training."""
+def silence_frames(whisper_model, n_frames: int, mel_value: float = -0.8) -> torch.Tensor:
+    """The encoder's output (n_frames, d_model) for a constant log-mel window of ``mel_value``.
+
+    Whisper pads the audio with zeros, whose log-mel sits at the floor, max - 8 (log10 units),
+    normalised (x + 4) / 4: about -0.5 for speech peaking near log10 = 2. That is what the decoder
+    saw after the speech in training."""
     enc = whisper_model.model.encoder
-    mel = torch.zeros(1, enc.config.num_mel_bins, 2 * n_frames, dtype=enc.conv1.weight.dtype,
-                      device=enc.conv1.weight.device)
+    mel = torch.full((1, enc.config.num_mel_bins, 2 * n_frames), float(mel_value), dtype=enc.conv1.weight.dtype,
+                     device=enc.conv1.weight.device)
     return enc(mel).last_hidden_state[0, :n_frames].float().cpu()

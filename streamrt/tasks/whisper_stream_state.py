@@ -10,13 +10,13 @@ Committed words are never retracted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from policies.base import HypToken, Policy, PolicyView, Read, Write, word_spans
+from policies.base import HistorySelection, HypToken, Policy, PolicyView, Read, Write, word_spans
 from streamrt.decoding import DecodeRequest, DecodeResult, compression_ratio, token_times
 from streamrt.engine import StepResult, UnitDraft
 
@@ -50,10 +50,12 @@ class WhisperStream:
         self._finished = False
         self._flushed = False
         self._done = False
+        self._window_changed = False
         self.window_start_ms = 0.0
         self._window_words: list[_Word] = []  # committed words inside the window (forced prefix)
         self._prompt: list[int] = []  # committed tokens before the window
         self._committed_texts: list[str] = []
+        self._committed_starts: list[float] = []  # media ms, parallel to _committed_texts
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
         self.last_hypothesis: list[int] = []
@@ -121,7 +123,15 @@ class WhisperStream:
         return taken
 
     def accept_encoder_output(self, out) -> None:
+        if out.frames.shape[0] or out.start < self.cache.n_valid:
+            self._window_changed = True
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
+
+    def needs_decode(self) -> bool:
+        """True when the window changed since the last decode, or at end of stream. A cached
+        encoder emits frames per block, so some steps add none: decoding the same window again
+        would give the same hypothesis, which LocalAgreement must not count as a second vote."""
+        return self._window_changed or (self._finished and self._consumed >= self._received)
 
     def decode_and_commit(self) -> None:
         """Decode alone, then apply the policy (``model.step`` batches the decode instead)."""
@@ -132,6 +142,7 @@ class WhisperStream:
         m = self.model
         s = m.settings
         self.stats["steps"] += 1
+        self._window_changed = False
         final = self._finished and self._consumed >= self._received
         hyp_ids, hyp_tokens = self._hypothesis(res)
         view = PolicyView(
@@ -142,6 +153,7 @@ class WhisperStream:
             n_frames=self._window_frames(),
             committed=tuple(self._committed_texts),
             hypothesis=tuple(hyp_tokens),
+            committed_start_ms=tuple(self._committed_starts),
         )
         action = Write(len(hyp_tokens), final=True) if final else self.policy.decide(view)
         count = 0
@@ -159,8 +171,27 @@ class WhisperStream:
         if final:
             self._done = True
             self._partial = ""
+            return
+        after = replace(view, committed=tuple(self._committed_texts), hypothesis=tuple(rest),
+                        committed_start_ms=tuple(self._committed_starts))
+        selection = self.policy.select_history(after)
+        if selection is not None:
+            self._apply_history(selection)
         elif self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0:
             self._trim_at_committed()
+
+    def _apply_history(self, sel: HistorySelection) -> None:
+        """A history-selecting policy's choice (StreamAtt): drop audio before ``audio_from_ms`` (when
+        that frees at least ``history_min_cut_s``) and keep ``text_words`` committed words of text:
+        the words whose audio stays in the window are forced, older ones go in the prompt."""
+        if sel.audio_from_ms - self.window_start_ms >= self.model.settings.history_min_cut_s * 1000.0:
+            self._cut_window(sel.audio_from_ms)
+            self.stats["trims"] += 1
+        in_window = sum(1 for w in self._window_words if w.text)
+        keep = max(0, sel.text_words - in_window)
+        older = self._committed_texts[: len(self._committed_texts) - in_window]
+        text = " ".join(older[len(older) - keep :]) if keep else ""
+        self._prompt = self.model.bundle.tokenizer.encode(" " + text) if text else []
 
     # ---- decoding ------------------------------------------------------------------------------
     def _window_frames(self) -> int:
@@ -272,6 +303,7 @@ class WhisperStream:
             self._window_words.append(w)
             if text:
                 self._committed_texts.append(text)
+                self._committed_starts.append(w.start_ms)
                 end = min(w.end_ms, self.consumed_ms)
                 self._out.append(UnitDraft(text, min(w.start_ms, end), end, self.consumed_ms))
 
@@ -312,9 +344,11 @@ class WhisperStream:
         out = enc.trim(self.encoder_state, n - drop)
         self.window_start_ms += drop * enc.frame_ms
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
-        for w in self._window_words:
+        # words that begin before the cut leave the window for the prompt; later ones stay forced
+        gone = [w for w in self._window_words if w.start_ms < self.window_start_ms]
+        for w in gone:
             self._prompt.extend(w.tokens)
-        self._window_words = []
+        self._window_words = self._window_words[len(gone) :]
         cap = self.model.settings.max_prompt_tokens
         if cap and len(self._prompt) > 4 * cap:
             self._prompt = self._prompt[-cap:]

@@ -125,3 +125,31 @@ def test_long_stream_is_trimmed_and_window_stays_under_the_limit(make_streaming)
 def test_describe_reports_effective_settings(make_streaming):
     d = make_streaming(chunk_ms=250).describe()
     assert d["chunk_ms"] == 250 and d["encoder_mode"] == "stand-in" and d["frame_ms"] == 20.0
+
+
+def test_no_decode_and_no_vote_when_the_encoder_adds_no_frames(make_streaming):
+    """A block-causal encoder emits frames per block: steps in between must not re-decode the same
+    window (LocalAgreement would count the identical hypothesis as a second vote)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    model = make_streaming()
+    enc = model.encoder
+    real_step_batch = enc.step_batch
+    calls = {"n": 0}
+
+    def every_other(mels, states, *, final=None):
+        calls["n"] += 1
+        outs = real_step_batch(mels, states, final=final)
+        if calls["n"] % 2 and not (final and final[0]):
+            # this step's frames are held back (a block is not complete yet)
+            return [SimpleNamespace(frames=torch.zeros(0, enc.d_model), start=o.start + o.frames.shape[0]) for o in outs]
+        return outs
+
+    enc.step_batch = every_other
+    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": 2}})
+    stream.accept_audio(_audio(2.0, seed=7))
+    for _ in range(4):
+        model.step([stream])
+    assert stream.stats["steps"] == 2  # decoded only on the steps that brought frames
