@@ -26,6 +26,7 @@ from policies import registry
 from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
 from streamrt.encoders.whisper import silence_tail
 from streamrt.errors import ConfigError
+from streamrt.tasks.whisper_knobs import DegradationKnobs
 from streamrt.tasks.whisper_stream_state import WhisperStream
 
 ALIGNMENT_METHODS = ("argmax", "dtw")
@@ -97,13 +98,16 @@ class WhisperStreamSettings:
             raise ConfigError(f"max_hypothesis_tokens must be >= 1, got {self.max_hypothesis_tokens}")
 
 
-class WhisperStreamingModel:
+class WhisperStreamingModel(DegradationKnobs):
     """Shared Whisper weights + encoder; implements ``streamrt.engine.StreamingModel``.
 
     bundle: a ``streamrt.models.whisper.WhisperBundle`` (or an object with the same fields).
     encoder: a ``streamrt.encoders.base.StreamingEncoder`` over the same model.
     feature_factory: returns a fresh per-stream feature extractor with ``accept(samples) -> (n_mels,
         T)`` and ``flush()`` (``streamrt.features.logmel.LogMelStream``).
+    precision_knob: a ``streamrt.quant.PrecisionKnob`` over the model's FlexiQ layers, or None.
+    Degradation knobs (``set_chunk_ms``, ``set_policy_stride``, ``set_low_precision_fraction``):
+    see ``streamrt.tasks.whisper_knobs``.
     """
 
     sample_rate = 16000
@@ -116,8 +120,12 @@ class WhisperStreamingModel:
         settings: WhisperStreamSettings = WhisperStreamSettings(),
         *,
         encoder_mode: str | None = None,
+        precision_knob: Any = None,
+        quantize: str | None = None,
     ):
         settings.check()
+        self._init_knobs(precision_knob)
+        self.quantize = quantize
         self.bundle = bundle
         self.encoder = encoder
         self.feature_factory = feature_factory
@@ -149,9 +157,15 @@ class WhisperStreamingModel:
         encoder_settings: Mapping[str, Any] | None = None,
         cache_dir: str | None = None,
         device: str = "cpu",
+        quantize: str | None = None,
+        quantize_settings: Mapping[str, Any] | None = None,
         **settings: Any,
     ) -> "WhisperStreamingModel":
-        """Load packaged weights (``load_whisper``), build the encoder (``make_encoder``) and features."""
+        """Load packaged weights (``load_whisper``), build the encoder (``make_encoder``) and features.
+
+        quantize: None (float32), a ``streamrt.quant`` scheme name ("int8-dynamic", "int8-weight-only",
+        "int4-weight-only"), or "flexiq" (int4/int8 per channel; the model then offers
+        ``set_low_precision_fraction`` to the scheduler). ``quantize_settings`` go to the scheme."""
         from streamrt.encoders import make_encoder
         from streamrt.features.logmel import LogMelStream
         from streamrt.models.whisper import load_whisper
@@ -161,6 +175,13 @@ class WhisperStreamingModel:
         if unknown:
             raise ConfigError(f"unknown Whisper streaming settings: {', '.join(sorted(unknown))}; known: {', '.join(fields)}")
         bundle = load_whisper(name, cache_dir=cache_dir, device=device)
+        knob = None
+        if quantize is not None:
+            from streamrt.quant import PrecisionKnob
+            from streamrt.quant import quantize as quantize_model
+
+            quantize_model(bundle.model, quantize, **dict(quantize_settings or {}))
+            knob = PrecisionKnob.of(bundle.model) if quantize == "flexiq" else None
         encoder = make_encoder(bundle.model, encoder_mode, **dict(encoder_settings or {}))
         n_mels = bundle.n_mels
         return cls(
@@ -169,6 +190,8 @@ class WhisperStreamingModel:
             lambda: LogMelStream(n_mels=n_mels),
             replace(WhisperStreamSettings(), **settings),
             encoder_mode=encoder_mode,
+            precision_knob=knob,
+            quantize=quantize,
         )
 
     # ---- StreamingModel ------------------------------------------------------------------------
@@ -214,6 +237,7 @@ class WhisperStreamingModel:
         self.batch_sizes.append(len(ready))
         if not ready:
             return
+        self.validate_step(ready)  # raises with exc.stream set, before any stream is touched
         taken = [s.take_features() for s in ready]
         # the last step of a stream runs the encoder even without new frames: it flushes the
         # frames that wait for end-of-stream padding (block remainder, look-ahead)
@@ -225,8 +249,9 @@ class WhisperStreamingModel:
             )
             for (s, _, _), out in zip(encode, outs):
                 s.accept_encoder_output(out)
-        # one batched token loop for every stream whose window changed, then each one's policy
-        todo = [s for s in ready if s.needs_decode()]
+        # one batched token loop for every stream whose window changed (on every policy_stride-th
+        # such step), then each one's policy
+        todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]
         results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
         for s, res in zip(todo, results):
             s.commit_from(res)
@@ -236,6 +261,9 @@ class WhisperStreamingModel:
         return {
             "model": getattr(self.bundle, "name", None),
             "encoder_mode": self.encoder_mode,
+            "quantize": self.quantize,
+            "low_precision_fraction": self.low_precision_fraction,
+            "policy_stride": self.policy_stride,
             "frame_ms": self.encoder.frame_ms,
             "max_window_frames": self.decoder.max_frames,
             "alignment_heads": [list(h) for h in self.decoder.alignment_heads],
