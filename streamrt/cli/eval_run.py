@@ -147,6 +147,8 @@ def sweep(
     jobs: int = typer.Option(1, "--jobs", min=1, help="points run at once (threads sharing the weights)"),
     resume: bool = typer.Option(False, "--resume", help="reuse points whose scores.json already exists"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
+    clock: str = typer.Option("wall", "--clock", help="compute time for elapsed/RTF: wall, or process (CPU "
+                              "seconds of this process; steadier on a shared machine; needs --jobs 1)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Run a grid of policy x options x encoder x chunk (model loaded once); table + latency-quality plot."""
@@ -155,9 +157,14 @@ def sweep(
     from streamrt.errors import StreamrtError
     from streamrt.evaluation.grid import grid_from_cli
     from streamrt.evaluation.data import read_data
+    from streamrt.evaluation.runner import CLOCKS
     from streamrt.evaluation.sweep import RichSweepProgress, WhisperPointModels, run_sweep
 
     console = Console(stderr=True, quiet=quiet)
+    if clock not in CLOCKS:
+        raise typer.BadParameter(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if clock == "process" and jobs > 1:
+        raise typer.BadParameter("--clock process counts every thread's CPU time: use it with --jobs 1")
     try:
         read_data(data)  # a missing or empty file fails here, before any model loads
         the_grid = grid_from_cli(grid, policy or [], encoder or [], chunk_ms or [], offline)
@@ -171,7 +178,7 @@ def sweep(
         models.load()  # weights once, before any point (a load error stops here)
         with RichSweepProgress(console, disable=quiet) as progress:
             summary = run_sweep(the_grid, data, out, models=models, task=task, language=language, limit=limit,
-                                jobs=jobs, resume=resume, progress=progress)
+                                jobs=jobs, resume=resume, clock_factory=CLOCKS[clock], progress=progress)
     except StreamrtError as e:
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from None

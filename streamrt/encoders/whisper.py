@@ -43,8 +43,10 @@ def whisper_encoder_module(whisper_model: nn.Module) -> nn.Module:
 
 
 @torch.inference_mode()
-def silence_tail(encoder: nn.Module) -> torch.Tensor:
-    """(max_window_frames, d_model): the full encoder's output on an all-zero-feature 30 s window.
+def silence_tail(encoder: nn.Module, mel_value: float = 0.0) -> torch.Tensor:
+    """(max_window_frames, d_model): the full encoder's output on a 30 s window of constant features
+    ``mel_value`` (0.0: all-zero features; about -0.8 is the floor Whisper's zero-padded audio has
+    after normalisation, which the streaming task uses).
 
     Whisper's decoder was trained to cross-attend to 1500 frames, most of them encoded padding; given
     only T real frames it hallucinates (docs/encoders.md). Cross-attending to
@@ -52,8 +54,9 @@ def silence_tail(encoder: nn.Module) -> torch.Tensor:
     rows T.. would attend the content; this fixed one does not: an approximation, measured.)
     """
     enc = whisper_encoder_module(encoder)
-    mel = torch.zeros(1, enc.conv1.in_channels, 2 * enc.embed_positions.num_embeddings)
-    return enc(mel).last_hidden_state[0].clone()
+    mel = torch.full((1, enc.conv1.in_channels, 2 * enc.embed_positions.num_embeddings), float(mel_value),
+                     dtype=enc.conv1.weight.dtype, device=enc.conv1.weight.device)
+    return enc(mel).last_hidden_state[0].float().cpu().clone()
 
 
 class SilenceTailMixin:

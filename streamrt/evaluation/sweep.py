@@ -226,8 +226,12 @@ def run_sweep(
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             done = dict(zip(order, pool.map(lambda ni: one(ni[0], todo[ni[1]]), enumerate(order))))
     rows = [done[i] for i in range(total)]
+    import torch
+
     summary = SweepSummary(rows, {**machine_info(), "data": str(data), "task": task, "language": language,
-                                  "limit": limit, "jobs": jobs, **models.describe()})
+                                  "limit": limit, "jobs": jobs, "torch_threads": torch.get_num_threads(),
+                                  "clock": type(clock_factory()).__name__ if clock_factory else "MonotonicClock",
+                                  **models.describe()})
     write_summary(out, summary)
     return summary
 

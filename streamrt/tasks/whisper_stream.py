@@ -24,6 +24,7 @@ import torch
 
 from policies import registry
 from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
+from streamrt.encoders.whisper import silence_tail
 from streamrt.errors import ConfigError
 from streamrt.tasks.whisper_knobs import DegradationKnobs
 from streamrt.tasks.whisper_stream_state import WhisperStream
@@ -139,7 +140,7 @@ class WhisperStreamingModel(DegradationKnobs):
             max_frames=max_frames,
         )
         if settings.pad_cross == "silence":
-            self.decoder.set_padding(silence_frames(bundle.model, max_frames, settings.pad_mel_value))
+            self.decoder.set_padding(silence_tail(bundle.model, settings.pad_mel_value)[:max_frames])
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
         self.sot_prev = int(getattr(bundle, "sot_prev", None) or bundle.no_timestamps - 2)
         self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
@@ -268,16 +269,3 @@ class WhisperStreamingModel(DegradationKnobs):
             "alignment_heads": [list(h) for h in self.decoder.alignment_heads],
             **asdict(self.settings),
         }
-
-
-@torch.inference_mode()
-def silence_frames(whisper_model, n_frames: int, mel_value: float = -0.8) -> torch.Tensor:
-    """The encoder's output (n_frames, d_model) for a constant log-mel window of ``mel_value``.
-
-    Whisper pads the audio with zeros, whose log-mel sits at the floor, max - 8 (log10 units),
-    normalised (x + 4) / 4: about -0.5 for speech peaking near log10 = 2. That is what the decoder
-    saw after the speech in training."""
-    enc = whisper_model.model.encoder
-    mel = torch.full((1, enc.config.num_mel_bins, 2 * n_frames), float(mel_value), dtype=enc.conv1.weight.dtype,
-                     device=enc.conv1.weight.device)
-    return enc(mel).last_hidden_state[0, :n_frames].float().cpu()

@@ -210,8 +210,9 @@ def test_cli_sweep_runs_with_a_stand_in_model_and_rejects_a_bad_grid(data, tmp_p
     out = tmp_path / "o"
     res = runner.invoke(app, ["eval", "sweep", "--data", str(data), "--out", str(out), "--quiet",
                               "--policy", "alignatt:frames=2", "--policy", "local-agreement", "--chunk-ms", "200",
-                              "--chunk-ms", "1000"])
+                              "--chunk-ms", "1000", "--clock", "process"])
     assert res.exit_code == 0, res.output
+    assert json.loads((out / "sweep.json").read_text())["meta"]["clock"] == "ProcessClock"
     assert "aa-frames2_reencode_c1000" in res.output and "| offline |" in res.output
     assert (out / "sweep.png").is_file() and len(json.loads((out / "sweep.json").read_text())["points"]) == 5
 
@@ -235,3 +236,11 @@ def test_plot_survives_outliers_failed_points_and_missing_latencies(tmp_path):
     ]
     path = plot_sweep(rows, tmp_path / "x" / "p.png", title="t")
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_cli_refuses_the_process_clock_with_parallel_jobs(data, tmp_path):
+    from streamrt.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "sweep", "--data", str(data), "--out", str(tmp_path / "o"),
+                                   "--policy", "wait-k", "--clock", "process", "--jobs", "2"])
+    assert res.exit_code == 2 and "--jobs 1" in res.output
