@@ -1,6 +1,6 @@
 """Encoder step cost vs stream position, for every encoder mode (``streamrt bench encoder``).
 
-For each mode one session is driven to each position (10, 25, 60, 600 s by default) in large steps,
+For each mode one session is driven to each position (10, 20, 60, 600 s by default) in large steps,
 then ``repeats`` rounds time one chunk step of ``chunk_ms`` on every session in turn (so load changes
 on a shared machine hit all positions alike); the table reports the fastest (on a shared machine
 the least noisy estimate of a step's own cost), the JSON also the median. Whisper's absolute
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-DEFAULT_POSITIONS_S = (10.0, 25.0, 60.0, 600.0)  # 25 s: re-encode near its largest window
+DEFAULT_POSITIONS_S = (10.0, 20.0, 60.0, 600.0)  # 20 s: re-encode on a large window, no trim while timed
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,19 @@ def format_table(described: str, results: list[ModeResult], s: BenchSettings) ->
 
 def to_json(described: str, results: list[ModeResult], s: BenchSettings) -> dict:
     return {"model": described, "settings": asdict(s), "results": [asdict(r) for r in results]}
+
+
+def markdown_section(described: str, results: list[ModeResult], s: BenchSettings) -> str:
+    """The "Encoder step cost" section of docs/benchmarks.md (``streamrt bench all``)."""
+    return "\n".join(
+        [
+            "    streamrt bench encoder --model tiny.en            # add --format json for the raw figures",
+            "",
+            "One chunk step of each encoder mode at several stream positions (see streamrt/bench/encoder.py).",
+            "Whisper's positions end at 30 s, so every mode trims its window the same way on long streams: when",
+            f"the next step would not fit, keep the last {s.keep_s:g} s (`trim`, timed apart). Cached modes should",
+            "keep a ratio near 1 (goal <= 1.1); re-encode grows with its window up to 30 s. Compare within a row.",
+            "",
+            format_table(described, results, s),
+        ]
+    )

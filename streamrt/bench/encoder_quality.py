@@ -10,6 +10,8 @@ Decoding stops at 128 positions (sentences; a hallucination loop is cut there). 
 - ``unpadded full``: running-max features, encoder over the real frames only (the re-encode mode at
   end of stream; no 30 s padding).
 - ``block-causal`` / ``sliding``: the cached modes at end of stream, unpadded.
+- ``+silence tail``: the same frames followed by rows T..1499 of ``silence_tail`` (a fixed encoding
+  of zero features, computed once per model).
 The encoder output goes to ``greedy_decode`` of streamrt.models.whisper.offline (the offline decoder),
 so only the encoder/features differ between rows.
 """
@@ -49,6 +51,7 @@ def run(tsv: Path, model_name: str = "tiny.en", limit: int | None = None) -> dic
     from streamrt.audio import load_audio
     from streamrt.features.logmel import log_mel_offline
     from streamrt.models.whisper import load_whisper
+    from streamrt.encoders.whisper import silence_tail
     from streamrt.models.whisper.offline import greedy_decode
 
     import dataclasses
@@ -61,6 +64,7 @@ def run(tsv: Path, model_name: str = "tiny.en", limit: int | None = None) -> dic
     hyps: dict[str, list[str]] = {}
     refs = []
     encoders = _configs(bundle.model)
+    silence = silence_tail(bundle.model)  # streamrt.encoders.whisper.silence_tail
     for row in rows:
         audio = load_audio(tsv.parent / row["audio"])
         if len(audio) > 16000 * 29.5:
@@ -72,7 +76,9 @@ def run(tsv: Path, model_name: str = "tiny.en", limit: int | None = None) -> dic
         }
         mel = log_mel_offline(audio, bundle.n_mels)
         for name, enc in encoders.items():
-            encs[name] = enc.step(mel, enc.create_state(), final=True).frames[None]
+            frames = enc.step(mel, enc.create_state(), final=True).frames
+            encs[name] = frames[None]
+            encs[name + " +silence tail"] = torch.cat([frames, silence[frames.shape[0] :]])[None]
         for name, e in encs.items():
             hyps.setdefault(name, []).append(bundle.tokenizer.decode(greedy_decode(bundle, e, prompt)).strip())
     return {name: wer(h, refs) for name, h in hyps.items()} | {"utterances": float(len(refs))}

@@ -350,13 +350,14 @@ def bench_streams(
     max_streams: int = 256,
     options: Mapping[str, object] | None = None,
     settings: SchedulerSettings | None = None,
+    model_options: Mapping[str, object] | None = None,
     **model_settings,
 ) -> dict:
     """Load the model and audio, then run ``streams`` streams, or sweep, or (``spike`` = (start_s,
     duration_s)) double the streams for a while; the JSON-ready result."""
     from streamrt.audio import load_audio
 
-    model = load_bench_model(model_name, **model_settings)
+    model = load_bench_model(model_name, **{**dict(model_options or {}), **model_settings})
     audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
     kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
     if spike is not None:
@@ -368,7 +369,11 @@ def bench_streams(
     else:
         out = asyncio.run(run_streams(model, streams, duration_s, audio, **kw))
     describe = getattr(model, "describe", None)
-    return {"model": model_name, **out, "model_settings": describe() if callable(describe) else {}}
+    import os
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    return {"model": model_name, **out, "model_settings": describe() if callable(describe) else {},
+            "stream_options": dict(options or {}), "load_average_end": load}
 
 
 def register(app) -> None:
@@ -392,21 +397,39 @@ def register(app) -> None:
         encoder_mode: str = typer.Option("block-causal", help="Whisper only: block-causal | sliding | reencode"),
         model_chunk_ms: int = typer.Option(None, help="Whisper only: audio per model step (ms)"),
         policy: str = typer.Option("local-agreement", help="Whisper only: read/write policy"),
+        policy_options: str = typer.Option(None, help="Whisper only: policy options as JSON, e.g. '{\"n\": 2}'"),
+        quantize: str = typer.Option(None, help="Whisper only: quantization scheme (bf16, int8-dynamic, ..., flexiq)"),
+        model_settings: str = typer.Option(None, help="Whisper only: more WhisperStreamSettings as JSON"),
+        threads: int = typer.Option(None, help="torch threads in this process (default: torch's)"),
+        max_batch_size: int = typer.Option(None, help="scheduler: most streams per step (default 64)"),
         format: str = typer.Option("json", "--format", help="json | text"),
     ) -> None:
         """N concurrent simulated real-time streams through one scheduler (issue 6's benchmark)."""
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)  # this benchmark process only
         model_kw: dict = {}
         options = None
         if not model.startswith("counting"):
             model_kw["encoder_mode"] = encoder_mode
             if model_chunk_ms is not None:
                 model_kw["chunk_ms"] = model_chunk_ms
+            if quantize is not None:
+                model_kw["quantize"] = quantize
+            if model_settings:
+                model_kw.update(json.loads(model_settings))
             options = {"policy": policy}
-        settings = None if degrade else SchedulerSettings(degrade_high_water_ms=None)
+            if policy_options:
+                options["policy_options"] = json.loads(policy_options)
+        sched_kw: dict = {} if degrade else {"degrade_high_water_ms": None}
+        if max_batch_size is not None:
+            sched_kw["max_batch_size"] = max_batch_size
+        settings = SchedulerSettings(**sched_kw) if sched_kw else None
         spike = None if spike_at is None else (spike_at, spike_duration)
         out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,
                             chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, options=options,
-                            settings=settings, **model_kw)
+                            settings=settings, model_options=model_kw)
         if format == "json":
             typer.echo(json.dumps(out))
         else:

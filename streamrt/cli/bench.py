@@ -13,7 +13,7 @@ def _register_encoder(app: typer.Typer) -> None:
     @app.command("encoder")
     def encoder(
         model: str = typer.Option("tiny.en", help="tiny.en (packaged weights; random if missing) or random"),
-        format: str = typer.Option("table", "--format", help="table or json"),
+        format: str = typer.Option("table", "--format", help="table, json, or markdown (a docs/benchmarks.md section)"),
         positions: str = typer.Option("10,25,60,600", help="stream positions in seconds, comma-separated"),
         chunk_ms: float = typer.Option(500.0, help="audio per timed step (ms)"),
         repeats: int = typer.Option(9, help="timed steps per position (best and median reported)"),
@@ -25,10 +25,10 @@ def _register_encoder(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Time one chunk step of every encoder mode at several stream positions."""
-        from streamrt.bench.encoder import BenchSettings, format_table, run_encoder_bench, to_json
+        from streamrt.bench.encoder import BenchSettings, format_table, markdown_section, run_encoder_bench, to_json
 
-        if format not in ("table", "json"):
-            raise typer.BadParameter(f"--format must be table or json, not {format!r}")
+        if format not in ("table", "json", "markdown"):
+            raise typer.BadParameter(f"--format must be table, json or markdown, not {format!r}")
         try:
             pos = tuple(float(p) for p in positions.split(","))
         except ValueError:
@@ -40,6 +40,8 @@ def _register_encoder(app: typer.Typer) -> None:
         described, results = run_encoder_bench(s)
         if format == "json":
             typer.echo(json.dumps(to_json(described, results, s), indent=2))
+        elif format == "markdown":
+            typer.echo(markdown_section(described, results, s))
         else:
             typer.echo(format_table(described, results, s))
 

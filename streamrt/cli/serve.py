@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 for all)"),
-        port: int = typer.Option(8765, help="TCP port (0 picks a free one)"),
+        port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0 picks a free one)"),
         model: str = typer.Option("tiny.en", help="Whisper model name or local folder"),
         fake_model: bool = typer.Option(False, "--fake-model", help="serve the counting model (no weights; tests)"),
         encoder_mode: Optional[str] = typer.Option(None, help="block-causal, sliding or reencode (model default)"),
@@ -107,7 +107,11 @@ def register(app: typer.Typer) -> None:
         async def main() -> None:
             import signal
 
-            await server.start()
+            try:
+                await server.start()
+            except OSError as e:  # port in use, no permission, unknown host
+                typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
+                raise typer.Exit(2) from None
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
                        f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
             stop = asyncio.Event()

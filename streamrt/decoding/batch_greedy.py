@@ -44,6 +44,7 @@ class _Run:
         self.stopped: str | None = None
         self.logits: torch.Tensor | None = None
         self.row: torch.Tensor | None = None
+        self.align_rows: torch.Tensor | None = None
         self.alive = True
 
     def choose(self, logits: torch.Tensor, mask: torch.Tensor, eot: int) -> bool:
@@ -77,20 +78,35 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
     from streamrt.decoding.whisper_decoder import DecodeResult
 
     runs: list[_Run] = []
+    hidden: list[torch.Tensor] = []
+    drafts: list[list[int]] = []
     for req in requests:
         prefix = [int(t) for t in req.prefix]
         if not prefix:
             raise ValueError("the forced prefix must hold at least the start-of-transcript token")
         cache = req.cache
         max_new = max(0, min(req.max_new_tokens, cache.max_tokens - len(prefix)))
+        draft = _draft(cache, prefix, max_new)
         keep = cache.reusable_prefix(prefix, across_encoder_changes=req.reuse_prefix_kv)
         keep = min(keep, len(prefix) - 1)  # the last prefix token must run to give logits
         cache.keep_tokens(keep)
-        logits, align = dec.forward(cache, prefix[keep:], keep)
+        # the forced prefix and the draft in one parallel forward: rows from the last prefix token on
+        # give the logits that verify the draft (greedy's own choice at every position, as if decoded
+        # one token at a time)
+        x, align = dec.forward_hidden(cache, prefix[keep:] + draft, keep)
+        first = len(prefix) - 1 - keep
         run = _Run(req, prefix, max_new)
-        run.row = align[-1]
+        run.align_rows = align[first:]
         runs.append(run)
-        run.alive = run.choose(logits, dec.logit_mask, dec.eot)
+        hidden.append(x[first:])
+        drafts.append(draft)
+    # one vocabulary projection for every stream's verification rows
+    logits_all = dec.logits(dec.final_norm(torch.cat(hidden))) if runs else None
+    offset = 0
+    for run, draft, h in zip(runs, drafts, hidden):
+        logits = logits_all[offset : offset + h.shape[0]]
+        offset += h.shape[0]
+        _verify(run, draft, logits, dec)
     active = [r for r in runs if r.alive]
     while active:
         caches = [r.req.cache for r in active]
@@ -105,10 +121,37 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         active = still
     out = []
     for r in runs:
+        r.req.cache.last_sequence = r.prefix + r.tokens + ([dec.eot] if r.stopped == "eot" else [])
         nf = r.req.cache.n_frames
         att = torch.stack(r.rows).numpy() if r.rows else np.zeros((0, nf), dtype=np.float32)
         out.append(DecodeResult(r.tokens, r.logprobs, att, r.stopped == "eot", r.stopped))
     return out
+
+
+def _draft(cache: DecoderCache, prefix: list[int], max_new: int) -> list[int]:
+    """The previous decode's continuation of ``prefix`` (generated tokens, eot included), when the
+    previous sequence starts with ``prefix`` (the same window, or words of it committed since)."""
+    last = cache.last_sequence
+    n = len(prefix)
+    if len(last) <= n or last[:n] != prefix:
+        return []
+    # at most max_new tokens and an eot, within the model's positions
+    return last[n : n + min(max_new + 1, cache.max_tokens - n)]
+
+
+def _verify(run: _Run, draft: list[int], logits: torch.Tensor, dec: "IncrementalWhisperDecoder") -> None:
+    """Greedy choices along the draft's rows; stops at the first disagreement. Row j was computed with
+    draft[:j] as input, so it is valid only while every earlier choice equalled the draft."""
+    cache = run.req.cache
+    p = len(run.prefix)
+    for j in range(logits.shape[0]):
+        run.row = run.align_rows[j]
+        run.alive = run.choose(logits[j], dec.logit_mask, dec.eot)
+        agreed = j < len(draft) and run.alive and run.tokens[-1] == draft[j]
+        if not agreed:
+            # rows up to position p - 1 + j are valid; the last chosen token is fed by the loop
+            cache.keep_tokens(p + j)
+            return
 
 
 @torch.inference_mode()
@@ -141,20 +184,10 @@ def forward_tokens(
         h = layer.encoder_attn_layer_norm(x)
         q = (ca.q_proj(h) * ca.scaling).view(B, H, 1, hd)
         heads = dec._heads_by_layer.get(i)
-        outs = []
-        for b, c in enumerate(caches):
-            nf = c.n_frames
-            if not nf:
-                outs.append(torch.zeros(H, 1, hd, dtype=x.dtype))
-                continue
-            w = torch.softmax(q[b] @ c.cross_k[i, :, :nf].transpose(1, 2), dim=-1)  # (H, 1, nf)
-            outs.append(w @ c.cross_v[i, :, :nf])
-            if heads:
-                align[b] += w[heads, 0].sum(0)
-        x = x + ca.out_proj(torch.stack(outs).reshape(B, d))
+        x = x + ca.out_proj(_cross_attention(dec, i, q, caches, heads, align).reshape(B, d))
         h = layer.final_layer_norm(x)
         x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-    logits = dec.final_norm(x) @ dec.proj.T
+    logits = dec.logits(dec.final_norm(x))
     n_heads = len(dec.alignment_heads)
     for b, c in enumerate(caches):
         if n_heads:
@@ -163,3 +196,48 @@ def forward_tokens(
         c.token_ids.append(int(ids[b]))
         c.token_cross_version = c.cross_version
     return logits, align
+
+
+def _cross_attention(dec, i: int, q: torch.Tensor, caches: Sequence[DecoderCache], heads, align) -> torch.Tensor:
+    """Layer ``i``'s cross-attention of one query per stream: (B, H, 1, hd). Adds the alignment heads'
+    weights to ``align[b]``.
+
+    Streams padded to 30 s (``dec.pad_k``) share rows [n_valid, max_frames) of their caches: they
+    hold the same padding keys/values. Their scores against the padding are one batched product
+    with the shared rows; only each window's own rows are read per stream. Same softmax, same
+    result (to float rounding) as attending the stream's whole cache.
+    """
+    B, H, _, hd = q.shape
+    out = torch.zeros(B, H, 1, hd, dtype=q.dtype)
+    shared = [b for b, c in enumerate(caches) if dec.pad_k is not None and c.n_frames == c.max_frames == dec.max_frames]
+    alone = [b for b, c in enumerate(caches) if c.n_frames and b not in set(shared)]
+    for b in alone:
+        c = caches[b]
+        nf = c.n_frames
+        w = torch.softmax(q[b] @ c.cross_k[i, :, :nf].transpose(1, 2), dim=-1)  # (H, 1, nf)
+        out[b] = w @ c.cross_v[i, :, :nf]
+        if heads:
+            align[b] += w[heads, 0].sum(0)
+    if not shared:
+        return out
+    qs = q[shared, :, 0]  # (S, H, hd)
+    pad_k, pad_v = dec.pad_k[i], dec.pad_v[i]  # (H, F, hd)
+    scores = torch.einsum("shd,hfd->shf", qs, pad_k)  # (S, H, F)
+    for j, b in enumerate(shared):
+        c = caches[b]
+        nv = c.n_valid
+        if nv:
+            scores[j, :, :nv] = (qs[j].unsqueeze(1) @ c.cross_k[i, :, :nv].transpose(1, 2)).squeeze(1)
+    w = torch.softmax(scores, dim=-1)
+    nvs = torch.tensor([caches[b].n_valid for b in shared])
+    pad_w = w * (torch.arange(w.shape[-1])[None, :] >= nvs[:, None]).unsqueeze(1)
+    o = torch.einsum("shf,hfd->shd", pad_w, pad_v)  # (S, H, hd)
+    for j, b in enumerate(shared):
+        c = caches[b]
+        nv = c.n_valid
+        if nv:
+            o[j] += (w[j, :, :nv].unsqueeze(1) @ c.cross_v[i, :, :nv]).squeeze(1)
+        out[b, :, 0] = o[j]
+        if heads:
+            align[b] += w[j, heads].sum(0)
+    return out

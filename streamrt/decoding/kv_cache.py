@@ -29,6 +29,8 @@ class DecoderCache:
     # self-attention rows of layers >= 1 depend on the frames they attended to
     cross_version: int = 0
     token_cross_version: int = 0
+    # the last decode's whole sequence (prefix + generated [+ eot]): the next decode's draft
+    last_sequence: list[int] = field(default_factory=list)
 
     @classmethod
     def allocate(

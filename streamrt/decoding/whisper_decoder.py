@@ -67,14 +67,16 @@ class IncrementalWhisperDecoder:
         self.embed_positions = dec.embed_positions.weight
         self.layers = list(dec.layers)
         self.final_norm = dec.layer_norm
-        self.proj = model.proj_out.weight
+        # the vocabulary projection: a float Linear (tied to the embeddings) or a quantized module
+        self.proj_out = model.proj_out
+        self.proj = getattr(model.proj_out, "weight", None)
         self.n_layers = len(self.layers)
         self.n_heads = cfg.decoder_attention_heads
         self.d_model = cfg.d_model
         self.head_dim = self.d_model // self.n_heads
         self.max_tokens = self.embed_positions.shape[0]
         self.max_frames = int(max_frames)
-        self.vocab = self.proj.shape[0]
+        self.vocab = int(model.proj_out.out_features)
         heads = list(alignment_heads) or [
             (layer, h) for layer in range(self.n_layers // 2, self.n_layers) for h in range(self.n_heads)
         ]
@@ -87,7 +89,7 @@ class IncrementalWhisperDecoder:
         mask[ids] = -math.inf
         mask[self.eot + 1 :] = -math.inf
         self.logit_mask = mask
-        self.dtype = self.proj.dtype
+        self.dtype = self.embed_tokens.dtype
         self.pad_k: torch.Tensor | None = None
         self.pad_v: torch.Tensor | None = None
 
@@ -154,6 +156,13 @@ class IncrementalWhisperDecoder:
         Returns (logits of the last position (vocab,), alignment attention (len(ids), n_frames)).
         Rows [0, pos) of the self-attention cache must already be valid.
         """
+        x, align = self.forward_hidden(cache, ids, pos)
+        return self.logits(self.final_norm(x[-1])), align
+
+    @torch.inference_mode()
+    def forward_hidden(self, cache: DecoderCache, ids: Sequence[int], pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` without the vocabulary: (hidden states (len(ids), d_model) before the final
+        norm, alignment attention (len(ids), n_frames)); writes the same cache rows."""
         n = len(ids)
         end = pos + n
         if end > cache.max_tokens:
@@ -194,14 +203,18 @@ class IncrementalWhisperDecoder:
             # feed-forward
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-        last = self.final_norm(x[-1])
-        logits = last @ self.proj.T
         if self.alignment_heads:
             align /= len(self.alignment_heads)
         del cache.token_ids[pos:]
         cache.token_ids.extend(int(t) for t in ids)
         cache.token_cross_version = cache.cross_version
-        return logits, align
+        return x, align
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of final-normed hidden states (..., d_model)."""
+        if self.proj is not None:
+            return h @ self.proj.T
+        return self.proj_out(h)
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         return t.view(-1, self.n_heads, self.head_dim).transpose(0, 1)

@@ -5,6 +5,6 @@
 """
 
 from streamrt.encoders.base import BlockCausal, EncoderOutput, Full, Sliding, StreamingEncoder
-from streamrt.encoders.whisper import make_encoder
+from streamrt.encoders.whisper import make_encoder, silence_tail
 
-__all__ = ["BlockCausal", "EncoderOutput", "Full", "Sliding", "StreamingEncoder", "make_encoder"]
+__all__ = ["BlockCausal", "EncoderOutput", "Full", "Sliding", "StreamingEncoder", "make_encoder", "silence_tail"]

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamrt.encoders.base import EncoderOutput
+from streamrt.encoders.whisper import SilenceTailMixin
 from streamrt.encoders.whisper_front import ConvTail, WhisperBlock, conv_front_step, new_conv_tail
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
@@ -40,7 +41,7 @@ class ReencodeState:
     finished: bool = False
 
 
-class ReencodeWhisperEncoder:
+class ReencodeWhisperEncoder(SilenceTailMixin):
     """Whisper encoder that re-encodes the whole window each step (``EncoderOutput.start == 0``)."""
 
     frame_ms = 20.0

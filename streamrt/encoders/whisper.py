@@ -42,6 +42,40 @@ def whisper_encoder_module(whisper_model: nn.Module) -> nn.Module:
     raise ConfigError(f"{type(whisper_model).__name__} has no Whisper encoder (conv1, conv2, layers)")
 
 
+@torch.inference_mode()
+def silence_tail(encoder: nn.Module, mel_value: float = 0.0) -> torch.Tensor:
+    """(max_window_frames, d_model): the full encoder's output on a 30 s window of constant features
+    ``mel_value`` (0.0: all-zero features; about -0.8 is the floor Whisper's zero-padded audio has
+    after normalisation, which the streaming task uses).
+
+    Whisper's decoder was trained to cross-attend to 1500 frames, most of them encoded padding; given
+    only T real frames it hallucinates (docs/encoders.md). Cross-attending to
+    ``cat([window, tail[T:]])`` restores that context at no per-step cost. (The real padded encoding of
+    rows T.. would attend the content; this fixed one does not: an approximation, measured.)
+    """
+    enc = whisper_encoder_module(encoder)
+    mel = torch.full((1, enc.conv1.in_channels, 2 * enc.embed_positions.num_embeddings), float(mel_value),
+                     dtype=enc.conv1.weight.dtype, device=enc.conv1.weight.device)
+    return enc(mel).last_hidden_state[0].float().cpu().clone()
+
+
+class SilenceTailMixin:
+    """``silence_frames()``: the encoder's ``silence_tail``, computed on first use and shared."""
+
+    encoder: nn.Module
+    _silence: torch.Tensor | None = None
+
+    def silence_frames(self) -> torch.Tensor:
+        if self._silence is None:
+            self._silence = silence_tail(self.encoder)
+        return self._silence
+
+    def decoder_context(self, window: torch.Tensor) -> torch.Tensor:
+        """(max_window_frames, d_model) for the decoder: the window's frames, then the silence tail."""
+        n = window.shape[0]
+        return torch.cat([window, self.silence_frames()[n:]]) if n < self.max_window_frames else window
+
+
 @dataclass(eq=False)
 class WhisperEncoderState:
     """One session's encoder state. Sizes are fixed at creation and do not grow with the stream."""
@@ -55,7 +89,7 @@ class WhisperEncoderState:
     extra: dict = field(default_factory=dict)
 
 
-class CachedWhisperEncoder:
+class CachedWhisperEncoder(SilenceTailMixin):
     """Whisper encoder running chunk by chunk on cached activations. Thread-compatible, not thread-safe
     per state: one session's state must not be stepped concurrently."""
 

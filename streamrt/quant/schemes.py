@@ -18,6 +18,7 @@ from torch import nn
 
 from streamrt.errors import ConfigError
 from streamrt.quant import kernels as K
+from streamrt.quant.bf16 import BFloat16Linear
 from streamrt.quant.flexiq import MixedPrecisionLinear, check_fraction
 from streamrt.quant.modules import (
     Int4WeightOnlyLinear,
@@ -212,7 +213,16 @@ class FlexiQ(Int4WeightOnly):
     # shape limits: int4's (K % group_size == 0 also gives the K % 16 the int8 kernel needs)
 
 
-_REGISTRY: dict[str, type[SchemeHandler]] = {h.name: h for h in (Int8WeightOnly, Int8Dynamic, Int4WeightOnly, FlexiQ)}
+class BFloat16(SchemeHandler):
+    name = "bf16"
+    summary = "bfloat16 weights and GEMM (oneDNN, AMX where the CPU has it); float32 inputs and outputs"
+    module_type = BFloat16Linear
+    error_bound = 0.01  # measured ~0.003 (8-bit mantissa on weights and activations)
+
+
+_REGISTRY: dict[str, type[SchemeHandler]] = {
+    h.name: h for h in (Int8WeightOnly, Int8Dynamic, Int4WeightOnly, FlexiQ, BFloat16)
+}
 
 
 def schemes() -> dict[str, str]:

@@ -41,13 +41,14 @@ class Variant:
 
 def quantized_variants(*, group_size: int = 64, flexiq_fractions: tuple[float, ...] = FLEXIQ_FRACTIONS,
                        exclude: tuple[str, ...] = ()) -> list[Variant]:
-    """fp32, int8 weight-only, int8 dynamic, int4 weight-only, then FlexiQ at each fraction."""
+    """fp32, int8 weight-only, int8 dynamic, int4 weight-only, bf16, then FlexiQ at each fraction."""
     common = {"exclude": exclude} if exclude else {}
     variants = [
         Variant("fp32"),
         Variant("int8-weight-only", "int8-weight-only", dict(common)),
         Variant("int8-dynamic", "int8-dynamic", dict(common)),
         Variant(f"int4-weight-only-g{group_size}", "int4-weight-only", {**common, "group_size": group_size}),
+        Variant("bf16", "bf16", dict(common)),
     ]
     variants += [
         Variant(f"flexiq-{round(f * 100)}%", "flexiq", {**common, "group_size": group_size}, f) for f in flexiq_fractions

@@ -24,7 +24,9 @@ import torch
 
 from policies import registry
 from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
+from streamrt.encoders.whisper import silence_tail
 from streamrt.errors import ConfigError
+from streamrt.tasks.whisper_knobs import DegradationKnobs
 from streamrt.tasks.whisper_stream_state import WhisperStream
 
 ALIGNMENT_METHODS = ("argmax", "dtw")
@@ -96,13 +98,16 @@ class WhisperStreamSettings:
             raise ConfigError(f"max_hypothesis_tokens must be >= 1, got {self.max_hypothesis_tokens}")
 
 
-class WhisperStreamingModel:
+class WhisperStreamingModel(DegradationKnobs):
     """Shared Whisper weights + encoder; implements ``streamrt.engine.StreamingModel``.
 
     bundle: a ``streamrt.models.whisper.WhisperBundle`` (or an object with the same fields).
     encoder: a ``streamrt.encoders.base.StreamingEncoder`` over the same model.
     feature_factory: returns a fresh per-stream feature extractor with ``accept(samples) -> (n_mels,
         T)`` and ``flush()`` (``streamrt.features.logmel.LogMelStream``).
+    precision_knob: a ``streamrt.quant.PrecisionKnob`` over the model's FlexiQ layers, or None.
+    Degradation knobs (``set_chunk_ms``, ``set_policy_stride``, ``set_low_precision_fraction``):
+    see ``streamrt.tasks.whisper_knobs``.
     """
 
     sample_rate = 16000
@@ -115,8 +120,12 @@ class WhisperStreamingModel:
         settings: WhisperStreamSettings = WhisperStreamSettings(),
         *,
         encoder_mode: str | None = None,
+        precision_knob: Any = None,
+        quantize: str | None = None,
     ):
         settings.check()
+        self._init_knobs(precision_knob)
+        self.quantize = quantize
         self.bundle = bundle
         self.encoder = encoder
         self.feature_factory = feature_factory
@@ -131,7 +140,7 @@ class WhisperStreamingModel:
             max_frames=max_frames,
         )
         if settings.pad_cross == "silence":
-            self.decoder.set_padding(silence_frames(bundle.model, max_frames, settings.pad_mel_value))
+            self.decoder.set_padding(silence_tail(bundle.model, settings.pad_mel_value)[:max_frames])
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
         self.sot_prev = int(getattr(bundle, "sot_prev", None) or bundle.no_timestamps - 2)
         self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
@@ -148,9 +157,15 @@ class WhisperStreamingModel:
         encoder_settings: Mapping[str, Any] | None = None,
         cache_dir: str | None = None,
         device: str = "cpu",
+        quantize: str | None = None,
+        quantize_settings: Mapping[str, Any] | None = None,
         **settings: Any,
     ) -> "WhisperStreamingModel":
-        """Load packaged weights (``load_whisper``), build the encoder (``make_encoder``) and features."""
+        """Load packaged weights (``load_whisper``), build the encoder (``make_encoder``) and features.
+
+        quantize: None (float32), a ``streamrt.quant`` scheme name ("int8-dynamic", "int8-weight-only",
+        "int4-weight-only"), or "flexiq" (int4/int8 per channel; the model then offers
+        ``set_low_precision_fraction`` to the scheduler). ``quantize_settings`` go to the scheme."""
         from streamrt.encoders import make_encoder
         from streamrt.features.logmel import LogMelStream
         from streamrt.models.whisper import load_whisper
@@ -160,6 +175,13 @@ class WhisperStreamingModel:
         if unknown:
             raise ConfigError(f"unknown Whisper streaming settings: {', '.join(sorted(unknown))}; known: {', '.join(fields)}")
         bundle = load_whisper(name, cache_dir=cache_dir, device=device)
+        knob = None
+        if quantize is not None:
+            from streamrt.quant import PrecisionKnob
+            from streamrt.quant import quantize as quantize_model
+
+            quantize_model(bundle.model, quantize, **dict(quantize_settings or {}))
+            knob = PrecisionKnob.of(bundle.model) if quantize == "flexiq" else None
         encoder = make_encoder(bundle.model, encoder_mode, **dict(encoder_settings or {}))
         n_mels = bundle.n_mels
         return cls(
@@ -168,6 +190,8 @@ class WhisperStreamingModel:
             lambda: LogMelStream(n_mels=n_mels),
             replace(WhisperStreamSettings(), **settings),
             encoder_mode=encoder_mode,
+            precision_knob=knob,
+            quantize=quantize,
         )
 
     # ---- StreamingModel ------------------------------------------------------------------------
@@ -213,6 +237,7 @@ class WhisperStreamingModel:
         self.batch_sizes.append(len(ready))
         if not ready:
             return
+        self.validate_step(ready)  # raises with exc.stream set, before any stream is touched
         taken = [s.take_features() for s in ready]
         # the last step of a stream runs the encoder even without new frames: it flushes the
         # frames that wait for end-of-stream padding (block remainder, look-ahead)
@@ -224,8 +249,9 @@ class WhisperStreamingModel:
             )
             for (s, _, _), out in zip(encode, outs):
                 s.accept_encoder_output(out)
-        # one batched token loop for every stream whose window changed, then each one's policy
-        todo = [s for s in ready if s.needs_decode()]
+        # one batched token loop for every stream whose window changed (on every policy_stride-th
+        # such step), then each one's policy
+        todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]
         results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
         for s, res in zip(todo, results):
             s.commit_from(res)
@@ -235,21 +261,11 @@ class WhisperStreamingModel:
         return {
             "model": getattr(self.bundle, "name", None),
             "encoder_mode": self.encoder_mode,
+            "quantize": self.quantize,
+            "low_precision_fraction": self.low_precision_fraction,
+            "policy_stride": self.policy_stride,
             "frame_ms": self.encoder.frame_ms,
             "max_window_frames": self.decoder.max_frames,
             "alignment_heads": [list(h) for h in self.decoder.alignment_heads],
             **asdict(self.settings),
         }
-
-
-@torch.inference_mode()
-def silence_frames(whisper_model, n_frames: int, mel_value: float = -0.8) -> torch.Tensor:
-    """The encoder's output (n_frames, d_model) for a constant log-mel window of ``mel_value``.
-
-    Whisper pads the audio with zeros, whose log-mel sits at the floor, max - 8 (log10 units),
-    normalised (x + 4) / 4: about -0.5 for speech peaking near log10 = 2. That is what the decoder
-    saw after the speech in training."""
-    enc = whisper_model.model.encoder
-    mel = torch.full((1, enc.config.num_mel_bins, 2 * n_frames), float(mel_value), dtype=enc.conv1.weight.dtype,
-                     device=enc.conv1.weight.device)
-    return enc(mel).last_hidden_state[0, :n_frames].float().cpu()

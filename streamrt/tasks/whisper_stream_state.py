@@ -59,6 +59,7 @@ class WhisperStream:
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
         self.last_hypothesis: list[int] = []
+        self.skipped_decodes = 0  # steps without a decode since the last one (policy stride)
         self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0}
 
     # ---- ModelStream ---------------------------------------------------------------------------
@@ -127,11 +128,15 @@ class WhisperStream:
             self._window_changed = True
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
 
+    def is_final_step(self) -> bool:
+        """True once every received sample is consumed after end of input (the committing step)."""
+        return self._finished and self._consumed >= self._received
+
     def needs_decode(self) -> bool:
         """True when the window changed since the last decode, or at end of stream. A cached
         encoder emits frames per block, so some steps add none: decoding the same window again
         would give the same hypothesis, which LocalAgreement must not count as a second vote."""
-        return self._window_changed or (self._finished and self._consumed >= self._received)
+        return self._window_changed or self.is_final_step()
 
     def decode_and_commit(self) -> None:
         """Decode alone, then apply the policy (``model.step`` batches the decode instead)."""

@@ -71,3 +71,16 @@ def test_padded_to_window_is_whispers_30s_computation(whisper_encoder):
     with torch.inference_mode():
         ref = whisper_encoder(torch.nn.functional.pad(mel[:, 100:], (0, 350))[None]).last_hidden_state[0]
     assert enc.window_frames(state) == 25 and (trimmed.frames - ref).abs().max() < TOL
+
+
+def test_silence_tail_is_the_encoding_of_zero_features(whisper_encoder):
+    cached = make_encoder(whisper_encoder, "block-causal", chunk_frames=4)
+    padded = make_encoder(whisper_encoder, "reencode", pad_to_window=True)
+    tail = cached.silence_frames()
+    assert tail.shape == (200, 64) and cached.silence_frames() is tail  # computed once
+    state = padded.create_state()
+    out = padded.step(torch.zeros(80, 0), state, final=True)  # an empty window padded to 30 s
+    assert (out.frames - tail).abs().max() < TOL
+    window = torch.randn(30, 64)
+    ctx = cached.decoder_context(window)
+    assert ctx.shape == (200, 64) and torch.equal(ctx[:30], window) and torch.equal(ctx[30:], tail[30:])

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from streamrt.errors import ConfigError
+from streamrt.quant.bf16 import BFloat16Linear
 from streamrt.quant import (
     Int4WeightOnlyLinear,
     Int8DynamicLinear,
@@ -29,6 +30,7 @@ SCHEMES = {
     "int8-dynamic": Int8DynamicLinear,
     "int4-weight-only": Int4WeightOnlyLinear,
     "flexiq": MixedPrecisionLinear,
+    "bf16": BFloat16Linear,
 }
 
 

@@ -1,0 +1,97 @@
+"""Run-time knobs of ``WhisperStreamingModel`` that the scheduler's degradation ladder turns.
+
+``streamrt.scheduler.degradation`` looks for these by name (duck typing) and calls them only between
+steps (no step in flight):
+
+    model.chunk_ms / model.set_chunk_ms(ms)       audio one step consumes; every stream uses the new
+                                                  value from its next step on
+    model.low_precision_fraction /                fraction of FlexiQ channels in int4; present only
+    model.set_low_precision_fraction(f)           when the model was built with quantize="flexiq"
+    model.policy_stride / model.set_policy_stride(k)
+                                                  decode and ask the policy on every k-th step of a
+                                                  stream only (the steps between run the encoder and
+                                                  keep the new frames; the window is decoded later)
+
+``validate_step(streams)`` checks a batch before ``step`` mutates anything and raises the first
+problem with ``exc.stream`` set to the offending stream, so the scheduler drops that stream and
+retries the rest without stepping any of them twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Sequence
+
+from streamrt.errors import ConfigError, ModelStepError
+
+
+class StreamStepError(ModelStepError):
+    """A stream cannot be stepped; ``stream`` is the stream (the scheduler's failure isolation uses it)."""
+
+    def __init__(self, message: str, stream: Any):
+        super().__init__(message)
+        self.stream = stream
+
+
+class DegradationKnobs:
+    """Mixin for ``WhisperStreamingModel``: needs ``settings`` (WhisperStreamSettings), ``decoder``
+    and ``bundle``; ``_init_knobs(knob)`` must run in ``__init__``."""
+
+    def _init_knobs(self, precision_knob: Any = None) -> None:
+        self.policy_stride = 1
+        self.precision_knob = precision_knob
+        if precision_knob is not None:
+            # only a FlexiQ model offers the knob, so the scheduler's ladder only has it then
+            self.set_low_precision_fraction = self._set_low_precision_fraction
+
+    # ---- chunk -----------------------------------------------------------------------------------
+    @property
+    def chunk_ms(self) -> int:
+        return self.settings.chunk_ms
+
+    def set_chunk_ms(self, ms: float) -> None:
+        """Audio per step from the next step on (ms, > 0). Call between steps only."""
+        value = int(round(float(ms)))
+        if value <= 0:
+            raise ConfigError(f"chunk_ms must be > 0 ms, got {ms}")
+        self.settings = replace(self.settings, chunk_ms=value)
+
+    # ---- precision -------------------------------------------------------------------------------
+    @property
+    def low_precision_fraction(self) -> float:
+        return 0.0 if self.precision_knob is None else float(self.precision_knob.fraction)
+
+    def _set_low_precision_fraction(self, fraction: float) -> None:
+        self.precision_knob.set(fraction)
+
+    # ---- policy stride ---------------------------------------------------------------------------
+    def set_policy_stride(self, k: int) -> None:
+        """Decode and ask the policy on every ``k``-th step of each stream only (k >= 1)."""
+        if int(k) != k or k < 1:
+            raise ConfigError(f"policy stride must be an integer >= 1, got {k}")
+        self.policy_stride = int(k)
+
+    def decides_now(self, stream: Any, final: bool) -> bool:
+        """Whether ``stream`` decodes this step (always at end of stream). Counts skipped steps."""
+        if final or self.policy_stride <= 1 or stream.skipped_decodes + 1 >= self.policy_stride:
+            stream.skipped_decodes = 0
+            return True
+        stream.skipped_decodes += 1
+        return False
+
+    # ---- validation ------------------------------------------------------------------------------
+    def validate_step(self, streams: Sequence[Any]) -> None:
+        """Raise ``StreamStepError`` (``exc.stream`` set) for the first stream ``step`` cannot take,
+        before anything is mutated."""
+        seen: set[int] = set()
+        for s in streams:
+            if getattr(s, "model", None) is not self:
+                raise StreamStepError("stream was created by another model", s)
+            if id(s) in seen:
+                raise StreamStepError("the same stream appears twice in one step", s)
+            seen.add(id(s))
+            prefix = len(s._prefix())
+            if prefix + 1 > self.decoder.max_tokens:
+                raise StreamStepError(
+                    f"forced decoder prefix of {prefix} tokens leaves no room in the model's "
+                    f"{self.decoder.max_tokens} positions (lower max_prompt_tokens)", s)

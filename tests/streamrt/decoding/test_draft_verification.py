@@ -1,0 +1,94 @@
+"""The previous decode is verified as a draft in one parallel forward (speculative decoding with the
+last hypothesis as the draft): the result must be exactly greedy's, whatever the draft, and a right
+draft must save the token-by-token iterations."""
+
+import numpy as np
+import pytest
+import torch
+
+import streamrt.decoding.batch_greedy as bg
+from streamrt.decoding import IncrementalWhisperDecoder
+
+EOT = 80
+
+
+@pytest.fixture
+def dec(tiny_whisper):
+    return IncrementalWhisperDecoder(tiny_whisper, eot=EOT, alignment_heads=[(1, 0), (1, 2)], max_frames=60)
+
+
+@pytest.fixture
+def loop_calls(monkeypatch):
+    calls = []
+    real = bg.forward_tokens
+
+    def counting(*args):
+        calls.append(len(args[1]))
+        return real(*args)
+
+    monkeypatch.setattr(bg, "forward_tokens", counting)
+    return calls
+
+
+def _same(a, b):
+    assert a.tokens == b.tokens and a.stopped_by == b.stopped_by
+    assert np.allclose(a.logprobs, b.logprobs, atol=1e-4)
+    assert np.allclose(a.attention, b.attention, atol=1e-5)
+
+
+def _fresh(dec, enc, prefix, cap):
+    c = dec.create_cache()
+    dec.update_cross(c, enc, 0)
+    return dec.greedy(c, prefix, max_new_tokens=cap, reuse_prefix_kv=False)
+
+
+def test_a_right_draft_needs_no_token_loop(dec, loop_calls):
+    enc = torch.randn(25, 32)
+    c = dec.create_cache()
+    dec.update_cross(c, enc, 0)
+    first = dec.greedy(c, [81, 3], max_new_tokens=6, reuse_prefix_kv=False)
+    used = len(loop_calls)
+    assert used > 0 and first.tokens
+    again = dec.greedy(c, [81, 3], max_new_tokens=6, reuse_prefix_kv=False)
+    _same(again, first)
+    assert len(loop_calls) == used  # every token came from the verification forward
+
+
+def test_draft_after_window_extension_and_commit_equals_fresh_decode(dec):
+    torch.manual_seed(3)
+    enc = torch.randn(30, 32)
+    c = dec.create_cache()
+    dec.update_cross(c, enc[:12], 0)
+    r = dec.greedy(c, [81, 3], max_new_tokens=8, reuse_prefix_kv=False)
+    dec.update_cross(c, enc[12:], 12)  # the window grows, as a cached encoder's does
+    prefix = [81, 3] + r.tokens[:2]  # two tokens committed since: the draft is the rest
+    _same(dec.greedy(c, prefix, max_new_tokens=8, reuse_prefix_kv=False), _fresh(dec, enc, prefix, 8))
+
+
+def test_a_wrong_draft_changes_nothing_but_the_cost(dec):
+    enc = torch.randn(20, 32)
+    ref = _fresh(dec, enc, [81], 7)
+    c = dec.create_cache()
+    dec.update_cross(c, enc, 0)
+    c.last_sequence = [81] + [(t + 1) % EOT for t in ref.tokens] + [EOT]
+    _same(dec.greedy(c, [81], max_new_tokens=7, reuse_prefix_kv=False), ref)
+    c.last_sequence = [81, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, EOT]  # longer than the cap
+    _same(dec.greedy(c, [81], max_new_tokens=7, reuse_prefix_kv=False), ref)
+
+
+def test_drafts_in_a_batch_equal_one_stream_at_a_time(dec):
+    from streamrt.decoding import DecodeRequest
+
+    torch.manual_seed(4)
+    encs = [torch.randn(n, 32) for n in (14, 26, 9)]
+    prefixes = [[81], [81, 3, 4], [81, 9]]
+    caches = [dec.create_cache() for _ in encs]
+    for c, e in zip(caches, encs):
+        dec.update_cross(c, e[: e.shape[0] // 2], 0)
+    dec.greedy_many([DecodeRequest(c, p, 6, False) for c, p in zip(caches, prefixes)])
+    for c, e in zip(caches, encs):
+        h = e.shape[0] // 2
+        dec.update_cross(c, e[h:], h)
+    batched = dec.greedy_many([DecodeRequest(c, p, 6, False) for c, p in zip(caches, prefixes)])
+    for b, e, p in zip(batched, encs, prefixes):
+        _same(b, _fresh(dec, e, p, 6))
