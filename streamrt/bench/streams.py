@@ -402,6 +402,7 @@ def register(app) -> None:
         model_settings: str = typer.Option(None, help="Whisper only: more WhisperStreamSettings as JSON"),
         threads: int = typer.Option(None, help="torch threads in this process (default: torch's)"),
         max_batch_size: int = typer.Option(None, help="scheduler: most streams per step (default 64)"),
+        max_wait_ms: float = typer.Option(None, help="scheduler: gather window after the first ready stream (ms, default 10)"),
         format: str = typer.Option("json", "--format", help="json | text"),
     ) -> None:
         """N concurrent simulated real-time streams through one scheduler (issue 6's benchmark)."""
@@ -425,6 +426,8 @@ def register(app) -> None:
         sched_kw: dict = {} if degrade else {"degrade_high_water_ms": None}
         if max_batch_size is not None:
             sched_kw["max_batch_size"] = max_batch_size
+        if max_wait_ms is not None:
+            sched_kw["max_wait_ms"] = max_wait_ms
         settings = SchedulerSettings(**sched_kw) if sched_kw else None
         spike = None if spike_at is None else (spike_at, spike_duration)
         out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,

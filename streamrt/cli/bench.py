@@ -58,14 +58,52 @@ def _register_quant(app: typer.Typer) -> None:
     quant.register(app)
 
 
+def _register_quant_wer(app: typer.Typer) -> None:
+    @app.command("quant-wer")
+    def quant_wer_cmd(
+        data: str = typer.Option("data/testset.tsv", help="data TSV (id, audio, reference)"),
+        model: str = typer.Option("tiny.en", help="Whisper name or path"),
+        encoder_mode: str = typer.Option("block-causal", help="block-causal | sliding | reencode"),
+        chunk_ms: int = typer.Option(1000, help="audio per model step (ms)"),
+        policy: str = typer.Option("local-agreement", help="read/write policy"),
+        variants: str = typer.Option("", help="comma-separated variant labels (default: all)"),
+        limit: int = typer.Option(None, help="first N rows only"),
+        threads: int = typer.Option(1, help="torch threads in this process"),
+    ) -> None:
+        """WER and latency of every quantized variant (fp32, int8, int4, bf16, FlexiQ 0..100 %), one JSON line each."""
+        import torch
+
+        from streamrt.bench.quant_wer import variant_wer
+
+        torch.set_num_threads(threads)
+        rows = variant_wer(data, model_name=model, encoder_mode=encoder_mode, chunk_ms=chunk_ms, policy=policy,
+                           labels=[v for v in variants.split(",") if v] or None, limit=limit)
+        for row in rows:
+            typer.echo(json.dumps(row))
+
+
 # What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
     ("quant.md", ["bench", "quant", "--format", "table"]),
-    ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "1",
-                            "--duration", "30", "--format", "json"]),
-    ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--encoder-mode", "reencode",
-                                        "--streams", "1", "--sweep", "--duration", "30", "--format", "json"]),
+    # capacity: the best configuration measured (docs/benchmarks.md "Streams per machine") ...
+    ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "2",
+                            "--duration", "20", "--encoder-mode", "block-causal", "--policy", "alignatt",
+                            "--model-chunk-ms", "500", "--model-settings", '{"encoder_settings": {"chunk_frames": 25}}',
+                            "--quantize", "bf16", "--threads", "1", "--max-wait-ms", "150", "--format", "json"]),
+    # ... LocalAgreement-2 on the cached encoder, and whisper_streaming's method (re-encode +
+    # LocalAgreement-2, 1 s chunks), both held to real time only (their p95 is above 1.5 s at 1 stream)
+    ("streams-local-agreement.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "4",
+                                      "--duration", "20", "--encoder-mode", "block-causal",
+                                      "--policy", "local-agreement", "--policy-options", '{"n": 2}',
+                                      "--model-chunk-ms", "1000", "--quantize", "bf16", "--threads", "1",
+                                      "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--format", "json"]),
+    ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "2",
+                                        "--duration", "20", "--encoder-mode", "reencode",
+                                        "--policy", "local-agreement", "--policy-options", '{"n": 2}',
+                                        "--model-chunk-ms", "1000", "--threads", "1", "--max-wait-ms", "150",
+                                        "--p95-limit-ms", "1000000", "--format", "json"]),
+    ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--resume", "--quiet"]),
 ]
@@ -106,7 +144,9 @@ def _register_all(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-BENCHMARKS: list[Callable[[typer.Typer], None]] = [_register_encoder, _register_streams, _register_quant, _register_all]
+BENCHMARKS: list[Callable[[typer.Typer], None]] = [
+    _register_encoder, _register_streams, _register_quant, _register_quant_wer, _register_all,
+]
 
 
 def register(app: typer.Typer) -> None:

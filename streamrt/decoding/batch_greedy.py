@@ -122,6 +122,7 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
     out = []
     for r in runs:
         r.req.cache.last_sequence = r.prefix + r.tokens + ([dec.eot] if r.stopped == "eot" else [])
+        r.req.cache.last_prefix_len = len(r.prefix)
         nf = r.req.cache.n_frames
         att = torch.stack(r.rows).numpy() if r.rows else np.zeros((0, nf), dtype=np.float32)
         out.append(DecodeResult(r.tokens, r.logprobs, att, r.stopped == "eot", r.stopped))
@@ -129,14 +130,21 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
 
 
 def _draft(cache: DecoderCache, prefix: list[int], max_new: int) -> list[int]:
-    """The previous decode's continuation of ``prefix`` (generated tokens, eot included), when the
-    previous sequence starts with ``prefix`` (the same window, or words of it committed since)."""
+    """A guess of this decode's output, from the previous decode: its continuation of ``prefix``
+    when the previous sequence starts with ``prefix`` (the same window, or words of it committed
+    since); otherwise (the window was trimmed and the committed words moved into the prompt) the
+    previous generated tokens after the longest head of them found in ``prefix``."""
     last = cache.last_sequence
     n = len(prefix)
-    if len(last) <= n or last[:n] != prefix:
-        return []
-    # at most max_new tokens and an eot, within the model's positions
-    return last[n : n + min(max_new + 1, cache.max_tokens - n)]
+    room = min(max_new + 1, cache.max_tokens - n)  # at most max_new tokens and an eot, in the positions
+    if len(last) > n and last[:n] == prefix:
+        return last[n : n + room]
+    generated = last[cache.last_prefix_len :]
+    for k in range(len(generated) - 1, 0, -1):
+        head = generated[:k]
+        if any(prefix[j : j + k] == head for j in range(n - k, -1, -1)):
+            return generated[k : k + room]
+    return generated[:room]
 
 
 def _verify(run: _Run, draft: list[int], logits: torch.Tensor, dec: "IncrementalWhisperDecoder") -> None:

@@ -31,6 +31,7 @@ class DecoderCache:
     token_cross_version: int = 0
     # the last decode's whole sequence (prefix + generated [+ eot]): the next decode's draft
     last_sequence: list[int] = field(default_factory=list)
+    last_prefix_len: int = 0  # how much of last_sequence was forced
 
     @classmethod
     def allocate(

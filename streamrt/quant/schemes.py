@@ -213,8 +213,24 @@ class FlexiQ(Int4WeightOnly):
     # shape limits: int4's (K % group_size == 0 also gives the K % 16 the int8 kernel needs)
 
 
+@dataclass(frozen=True)
+class BFloat16Settings(LinearSettings):
+    """float32_up_to_rows: calls of at most this many rows run in float32 (faster there)."""
+
+    float32_up_to_rows: int = 4
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.float32_up_to_rows, int) or self.float32_up_to_rows < 0:
+            raise ConfigError(f"float32_up_to_rows must be an int >= 0 rows, got {self.float32_up_to_rows!r}")
+
+    def module_kwargs(self) -> dict[str, Any]:
+        return {**super().module_kwargs(), "float32_up_to_rows": self.float32_up_to_rows}
+
+
 class BFloat16(SchemeHandler):
     name = "bf16"
+    settings_type = BFloat16Settings
     summary = "bfloat16 weights and GEMM (oneDNN, AMX where the CPU has it); float32 inputs and outputs"
     module_type = BFloat16Linear
     error_bound = 0.01  # measured ~0.003 (8-bit mantissa on weights and activations)

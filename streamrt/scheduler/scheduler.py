@@ -238,9 +238,11 @@ class Scheduler:
         until = self.clock.now() + wait_ms / 1000.0
         in_batch = set(map(id, ready))
         first_deadline = min(self._deadline(m) for m in ready)
-        while len(in_batch) < min(cap, len(self._members)):
+        most = min(cap, len(self._members))
+        while len(in_batch) < most:
             now = self.clock.now()
-            remaining = min(until - now, first_deadline - now - self._step_time.predict(cap))
+            # the step that may follow holds at most every live session, not max_batch_size of them
+            remaining = min(until - now, first_deadline - now - self._step_time.predict(most))
             if remaining <= 0:
                 return
             self._wakeup.clear()

@@ -92,3 +92,13 @@ def test_drafts_in_a_batch_equal_one_stream_at_a_time(dec):
     batched = dec.greedy_many([DecodeRequest(c, p, 6, False) for c, p in zip(caches, prefixes)])
     for b, e, p in zip(batched, encs, prefixes):
         _same(b, _fresh(dec, e, p, 6))
+
+
+def test_after_a_trim_the_uncommitted_tail_is_the_draft(dec):
+    c = dec.create_cache()
+    c.last_sequence, c.last_prefix_len = [81, 3, 10, 11, 12, 13, EOT], 2
+    # 10 and 11 were committed and moved into the prompt before the start sequence
+    assert bg._draft(c, [79, 10, 11, 81], max_new=8) == [12, 13, EOT]
+    # nothing of it in the new prefix: the whole previous output
+    assert bg._draft(c, [79, 81], max_new=8) == [10, 11, 12, 13, EOT]
+    assert bg._draft(c, [79, 81], max_new=2) == [10, 11, 12]  # max_new tokens and room for an eot

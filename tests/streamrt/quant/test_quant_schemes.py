@@ -59,6 +59,8 @@ def test_scheme_error_within_documented_bound(scheme, shape, rows):
     layer = gaussian_linear(k, n)
     model = nn.Sequential(copy.deepcopy(layer))
     settings = {"fraction": 1.0} if scheme == "flexiq" else {}  # the knob's worst case
+    if scheme == "bf16":
+        settings = {"float32_up_to_rows": 0}  # bfloat16 at every row count (default: float32 up to 4)
     quantize(model, scheme, **settings)
     assert isinstance(model[0], SCHEMES[scheme]) and model.quant_report.quantized == ("0",)
     x = torch.randn(rows, k)
@@ -156,3 +158,12 @@ def test_quantize_changes_no_global_torch_state():
     for scheme in SCHEMES:
         quantize(nn.Sequential(nn.Linear(64, 64)), scheme)
     assert (torch.get_default_dtype(), torch.get_num_threads(), torch.backends.quantized.engine) == before
+
+
+def test_bf16_runs_small_calls_in_float32_and_larger_ones_in_bfloat16():
+    layer = gaussian_linear(384, 384)
+    model = quantize(nn.Sequential(copy.deepcopy(layer)), "bf16")
+    with torch.inference_mode():
+        small, large = torch.randn(4, 384), torch.randn(5, 384)
+        assert torch.allclose(model(small), layer(small), atol=1e-5)
+        assert 1e-5 < rel_err(model(large), layer(large)) < get_handler("bf16").error_bound

@@ -372,3 +372,33 @@ async def test_model_agnostic_token_decoding_streams_are_batched_too():
     assert model.batch_sizes == [3, 3, 3, 2, 1]
     for n, s in zip((5, 3, 4), sessions):
         assert rec.committed_words(s.id) == [f"t{i}" for i in range(n)] and rec.ended(s.id)
+
+
+async def test_gather_slack_counts_the_live_sessions_not_max_batch_size():
+    # t(b) = 0.1 s per stream: t(max_batch_size=64) = 6.4 s is past any deadline, but the next step
+    # can hold at most the 2 live sessions (0.2 s), so the gather must still wait for the second one
+    clock = ManualClock()
+    model = TimedCountingModel(clock, per_stream_s=0.1)
+    settings = SchedulerSettings(max_wait_ms=300, latency_budget_ms=1000, degrade_high_water_ms=None)
+    sched = Scheduler(model, clock=clock, settings=settings)
+    a, b = make(2, clock, model)
+    await sched.start()
+    sched.add(a)
+    sched.add(b)
+    a.receive_audio(chunk(200))  # alone: a one-stream step (the gather times out for b)
+    sched.wake(a)
+    await sched.wait_idle()
+    for s in (a, b):  # together: a two-stream step; the fit now knows the per-stream cost
+        s.receive_audio(chunk(200))
+        sched.wake(s)
+    await sched.wait_idle()
+    assert model.batch_sizes[-2:] == [1, 2]
+    a.receive_audio(chunk(200))
+    sched.wake(a)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    b.receive_audio(chunk(200))
+    sched.wake(b)
+    await sched.wait_idle()
+    await sched.stop()
+    assert model.batch_sizes[-1] == 2
