@@ -105,7 +105,7 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
                                         "--p95-limit-ms", "1000000", "--format", "json"]),
     ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
-               "--grid", "docs/bench/sweep_tiny_en.yaml", "--resume", "--quiet"]),
+               "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
 ]
 
 
