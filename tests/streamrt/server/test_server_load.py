@@ -77,7 +77,9 @@ async def test_slow_client_bounded_queue_then_clear_close(make_server):
         if server.stats.closed_slow_client:
             break
         await asyncio.sleep(0.002)
-    assert server.stats.closed_slow_client == 1
+    # on a loaded machine the server may still be working through the audio when the client stops
+    # sending: it keeps producing commits for the unread socket until the queue limit cuts it off
+    assert await _eventually(lambda: server.stats.closed_slow_client == 1, timeout_s=30.0)
     assert server.stats.max_send_queue <= 33  # bounded: the queue never grew past the limit + 1
     got = []
     try:
