@@ -110,37 +110,25 @@ def evaluate_streaming(
 ) -> EvalResult:
     """Stream every usable row; errors (bad rows, unreadable audio, a failing session) are
     collected with the row they name and the rest still runs."""
-    rows, row_errors = read_data(data_path)
-    rows = rows[:limit] if limit is not None else rows
-    errors = [e.message for e in row_errors]
     clock = clock or MonotonicClock()
-    utts: list[Utterance] = []
-    instances: list[Instance] = []
-    for k, row in enumerate(rows):
-        try:
-            audio = load_row_audio(data_path, row, SAMPLE_RATE)
-            opts = dict(options)
-            if row.language and not opts.get("language"):
-                opts["language"] = row.language
-            session = stream_one(model, audio, opts, feed_ms=feed_ms, clock=clock)
-        except StreamrtError as e:
-            errors.append(e.message if isinstance(e, DataError) else f"{data_path}:{row.row}: {row.id}: {e.message}")
-        else:
-            words, delays, elapsed = [], [], []
-            for unit in session.committed:
-                for w in unit.text.split():
-                    words.append(w)
-                    delays.append(round(unit.media_delay_ms, 3))
-                    elapsed.append(round(unit.elapsed_ms, 3))
-            u = Utterance(
-                row.id, row.row, 1000.0 * len(audio) / SAMPLE_RATE, " ".join(words), row.reference,
-                session.compute_ms, delays, elapsed, dict(getattr(session.stream, "stats", {})),
-            )
-            utts.append(u)
-            instances.append(_instance(len(instances), u, row.audio))
-        if progress:
-            progress(row.id, k + 1, len(rows))
-    return EvalResult(_scores(instances, utts, streaming=True), utts, errors, instances)
+
+    def run(row: DataRow, audio: np.ndarray) -> Utterance:
+        opts = dict(options)
+        if row.language and not opts.get("language"):
+            opts["language"] = row.language
+        session = stream_one(model, audio, opts, feed_ms=feed_ms, clock=clock)
+        words, delays, elapsed = [], [], []
+        for unit in session.committed:
+            for w in unit.text.split():
+                words.append(w)
+                delays.append(round(unit.media_delay_ms, 3))
+                elapsed.append(round(unit.elapsed_ms, 3))
+        return Utterance(
+            row.id, row.row, 1000.0 * len(audio) / SAMPLE_RATE, " ".join(words), row.reference,
+            session.compute_ms, delays, elapsed, dict(getattr(session.stream, "stats", {})),
+        )
+
+    return _evaluate_rows(data_path, run, streaming=True, limit=limit, progress=progress)
 
 
 def evaluate_offline(
@@ -153,30 +141,46 @@ def evaluate_offline(
 ) -> EvalResult:
     """The offline reference: ``transcribe(audio, row)`` on each whole file. Every word's delay is
     the file's length (it is emitted at the end); elapsed adds the compute time."""
+    clock = clock or MonotonicClock()
+
+    def run(row: DataRow, audio: np.ndarray) -> Utterance:
+        t0 = clock.now()
+        text = transcribe(audio, row)
+        compute_ms = 1000.0 * (clock.now() - t0)
+        dur = 1000.0 * len(audio) / SAMPLE_RATE
+        words = text.split()
+        return Utterance(row.id, row.row, dur, " ".join(words), row.reference, compute_ms,
+                         [dur] * len(words), [dur + compute_ms] * len(words))
+
+    return _evaluate_rows(data_path, run, streaming=False, limit=limit, progress=progress)
+
+
+def _evaluate_rows(
+    data_path: str | Path,
+    run: Callable[[DataRow, np.ndarray], Utterance],
+    *,
+    streaming: bool,
+    limit: int | None,
+    progress: Progress | None,
+) -> EvalResult:
+    """Read the data file and ``run`` every usable row on its audio; a row that fails (bad row,
+    unreadable audio, a failing model) is reported with the row it names and the rest still runs."""
     rows, row_errors = read_data(data_path)
     rows = rows[:limit] if limit is not None else rows
     errors = [e.message for e in row_errors]
-    clock = clock or MonotonicClock()
     utts: list[Utterance] = []
     instances: list[Instance] = []
     for k, row in enumerate(rows):
         try:
-            audio = load_row_audio(data_path, row, SAMPLE_RATE)
-            t0 = clock.now()
-            text = transcribe(audio, row)
-            compute_ms = 1000.0 * (clock.now() - t0)
+            u = run(row, load_row_audio(data_path, row, SAMPLE_RATE))
         except StreamrtError as e:
             errors.append(e.message if isinstance(e, DataError) else f"{data_path}:{row.row}: {row.id}: {e.message}")
         else:
-            dur = 1000.0 * len(audio) / SAMPLE_RATE
-            words = text.split()
-            u = Utterance(row.id, row.row, dur, " ".join(words), row.reference, compute_ms,
-                          [dur] * len(words), [dur + compute_ms] * len(words))
             utts.append(u)
             instances.append(_instance(len(instances), u, row.audio))
         if progress:
             progress(row.id, k + 1, len(rows))
-    return EvalResult(_scores(instances, utts, streaming=False), utts, errors, instances)
+    return EvalResult(_scores(instances, utts, streaming=streaming), utts, errors, instances)
 
 
 def _scores(instances: list[Instance], utts: list[Utterance], *, streaming: bool) -> dict[str, Any]:

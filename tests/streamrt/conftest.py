@@ -7,7 +7,8 @@ from tests.streamrt.server.server_helpers import start_test_server, stop_test_se
 
 @pytest.fixture
 async def make_server():
-    """``await make_server(settings=..., **model_kw)`` -> a started StreamServer on a free port."""
+    """``await make_server(settings=..., **model_kw)`` -> a started StreamServer on a free port
+    (server and client tests share it)."""
     servers = []
 
     async def factory(settings=None, **model_kw):
