@@ -76,6 +76,7 @@ class Session:
         self._staged: list[np.ndarray] = []
         self._staged_samples = 0
         self._staged_eof = False
+        self._staged_video: list[VideoFrame] = []
 
     # ---- input -------------------------------------------------------------------------------
     @property
@@ -105,7 +106,18 @@ class Session:
     def _accept(self, samples: np.ndarray) -> None:
         if self._eof:
             raise SessionClosed("audio after end of stream is ignored")
-        x = np.asarray(samples, dtype=np.float32)
+        try:
+            x = np.asarray(samples, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"audio must be an array of numbers: {e}", code="bad_samples") from None
+        if x.ndim == 1 and self.input_channels > 1:
+            raise InputError(
+                f"got 1-D audio, the session was started with {self.input_channels} channels: "
+                "send (frames, channels)",
+                code="bad_channels",
+            )
+        if not np.all(np.isfinite(x)):
+            raise InputError("audio contains NaN or infinity", code="bad_samples")
         if x.ndim == 2 and x.shape[1] != self.input_channels:
             raise InputError(
                 f"got {x.shape[1]} channels, the session was started with {self.input_channels}",
@@ -147,6 +159,9 @@ class Session:
         staged, self._staged, self._staged_samples = self._staged, [], 0
         for x in staged:
             self.stream.accept_audio(x)
+        video, self._staged_video = self._staged_video, []
+        for frame in video:
+            self._to_stream_video(frame)
         if self._staged_eof:
             self._staged_eof = False
             self.stream.input_finished()
@@ -155,8 +170,18 @@ class Session:
         """Video frames flow to models that take them (``accept_video``); others count and drop them."""
         self.video_frames += 1
         accept = getattr(self.stream, "accept_video", None)
-        if accept is not None and not self._eof:
-            accept(frame)
+        if accept is None or self._eof:
+            return
+        if self._stepping:  # never touch the stream while a worker thread steps it
+            self._staged_video.append(frame)
+        else:
+            self._to_stream_video(frame)
+
+    def _to_stream_video(self, frame: VideoFrame) -> None:
+        try:
+            self.stream.accept_video(frame)
+        except StreamrtError as e:
+            self._error(e)
 
     def receive_eof(self) -> None:
         if self._eof:

@@ -22,6 +22,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from streamrt.audio import ENCODINGS
 from streamrt.errors import StreamrtError
 
 STREAM_PATH = "/v1/stream"
@@ -94,7 +95,7 @@ class _FlowControl:
     anyway (the server then answers ``buffer_full`` rather than the client hanging)."""
 
     def __init__(self, start: dict, ahead_fraction: float = 0.6, stall_s: float = 2.0):
-        width = 2 if start.get("encoding", "pcm_s16le") == "pcm_s16le" else 4
+        width = ENCODINGS[start.get("encoding", "pcm_s16le")][1]
         self.bytes_per_ms = start.get("sample_rate", 16000) * width * start.get("channels", 1) / 1000.0
         self.ahead_fraction = ahead_fraction
         self.stall_s = stall_s

@@ -218,7 +218,8 @@ def _cross_attention(dec, i: int, q: torch.Tensor, caches: Sequence[DecoderCache
     B, H, _, hd = q.shape
     out = torch.zeros(B, H, 1, hd, dtype=q.dtype)
     shared = [b for b, c in enumerate(caches) if dec.pad_k is not None and c.n_frames == c.max_frames == dec.max_frames]
-    alone = [b for b, c in enumerate(caches) if c.n_frames and b not in set(shared)]
+    shared_set = set(shared)
+    alone = [b for b, c in enumerate(caches) if c.n_frames and b not in shared_set]
     for b in alone:
         c = caches[b]
         nf = c.n_frames

@@ -52,10 +52,6 @@ class DecoderCache:
     def max_frames(self) -> int:
         return self.cross_k.shape[2]
 
-    @property
-    def n_tokens(self) -> int:
-        return len(self.token_ids)
-
     def keep_tokens(self, n: int) -> None:
         """Forget cached self-attention rows from ``n`` on (they are overwritten by position later)."""
         del self.token_ids[n:]

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamrt.encoders.base import EncoderOutput
-from streamrt.encoders.whisper import SilenceTailMixin
 from streamrt.encoders.whisper_front import ConvTail, WhisperBlock, conv_front_step, new_conv_tail
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
@@ -41,7 +40,7 @@ class ReencodeState:
     finished: bool = False
 
 
-class ReencodeWhisperEncoder(SilenceTailMixin):
+class ReencodeWhisperEncoder:
     """Whisper encoder that re-encodes the whole window each step (``EncoderOutput.start == 0``)."""
 
     frame_ms = 20.0

@@ -59,23 +59,6 @@ def silence_tail(encoder: nn.Module, mel_value: float = 0.0) -> torch.Tensor:
     return enc(mel).last_hidden_state[0].float().cpu().clone()
 
 
-class SilenceTailMixin:
-    """``silence_frames()``: the encoder's ``silence_tail``, computed on first use and shared."""
-
-    encoder: nn.Module
-    _silence: torch.Tensor | None = None
-
-    def silence_frames(self) -> torch.Tensor:
-        if self._silence is None:
-            self._silence = silence_tail(self.encoder)
-        return self._silence
-
-    def decoder_context(self, window: torch.Tensor) -> torch.Tensor:
-        """(max_window_frames, d_model) for the decoder: the window's frames, then the silence tail."""
-        n = window.shape[0]
-        return torch.cat([window, self.silence_frames()[n:]]) if n < self.max_window_frames else window
-
-
 @dataclass(eq=False)
 class WhisperEncoderState:
     """One session's encoder state. Sizes are fixed at creation and do not grow with the stream."""
@@ -89,7 +72,7 @@ class WhisperEncoderState:
     extra: dict = field(default_factory=dict)
 
 
-class CachedWhisperEncoder(SilenceTailMixin):
+class CachedWhisperEncoder:
     """Whisper encoder running chunk by chunk on cached activations. Thread-compatible, not thread-safe
     per state: one session's state must not be stepped concurrently."""
 

@@ -114,14 +114,19 @@ class Scheduler:
             log.warning("drain not finished after %s s: stopping after the step in flight", drain_timeout_s)
             self._drain = False
             self._signal()
-        await self._task
-        if self.degradation.level:
-            self.degradation.set_level(self.model, 0)  # leave the shared model as configured
-        if self._callbacks:
-            await asyncio.gather(*self._callbacks, return_exceptions=True)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        try:
+            await self._task
+            if self.degradation.level:
+                try:
+                    self.degradation.set_level(self.model, 0)  # leave the shared model as configured
+                except Exception:
+                    log.exception("resetting the degradation ladder at stop raised (ignored)")
+            if self._callbacks:
+                await asyncio.gather(*self._callbacks, return_exceptions=True)
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
     # ---- sessions ------------------------------------------------------------------------------
     def add(self, session: Session, on_output: OutputCallback | None = None) -> None:
@@ -276,7 +281,10 @@ class Scheduler:
         self._batch_sizes[len(batch)] += 1
         for i, (m, deadline) in enumerate(batch):
             if self._members.get(m.session) is not m:
-                m.session.complete_step(seconds)  # removed while the step ran: unstage, deliver nothing
+                try:  # removed while the step ran: unstage its input, deliver nothing
+                    m.session.complete_step(seconds)
+                except Exception:
+                    log.exception("complete_step of removed session %s raised (ignored)", m.session.id)
                 continue
             if i in failures:
                 self._fail(m, failures[i], f"step (batch of {len(batch)})")

@@ -131,7 +131,6 @@ class ServerProtocol:
         self.close: tuple[int, str] | None = None
         self._outbox: list[dict] = []
         self._pending_close: tuple[int, str] | None = None
-        self.committed_words = 0
 
     # ---- client input ------------------------------------------------------------------------
     def receive_text(self, text: str) -> None:
@@ -265,7 +264,6 @@ class ServerProtocol:
         if isinstance(ev, PartialEvent):
             self._send({"type": "partial", "text": ev.text, "media_ms": round(ev.media_ms, 1)})
         elif isinstance(ev, CommitEvent):
-            self.committed_words += len(ev.units)
             self._send({"type": "commit", "text": ev.text, "words": [u.to_json() for u in ev.units]})
         elif isinstance(ev, ErrorEvent):
             self._send(error_message(ev.code, ev.message, ev.fatal))

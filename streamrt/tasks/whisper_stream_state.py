@@ -2,7 +2,7 @@
 
 A step is: ``take_features`` (consume up to one chunk of audio, make log-mel frames, force a trim if
 the window would pass its limit), the model's batched encoder call, ``accept_encoder_output``
-(extend the cross-attention cache), then ``decode_and_commit`` (decode the tail, build the
+(extend the cross-attention cache), then the model's batched decode and ``commit_from`` (build the
 ``PolicyView``, apply the policy, commit whole words, trim the window at a committed word).
 Committed words are never retracted.
 """
@@ -58,7 +58,6 @@ class WhisperStream:
         self._committed_starts: list[float] = []  # media ms, parallel to _committed_texts
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
-        self.last_hypothesis: list[int] = []
         self.skipped_decodes = 0  # steps without a decode since the last one (policy stride)
         self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0}
 
@@ -83,7 +82,7 @@ class WhisperStream:
     def is_ready(self) -> bool:
         if self._done:
             return False
-        chunk = self.model.settings.chunk_ms * self.model.sample_rate // 1000
+        chunk = self._chunk_samples()
         return self._received - self._consumed >= chunk or self._finished
 
     def is_done(self) -> bool:
@@ -98,13 +97,13 @@ class WhisperStream:
     def take_features(self) -> tuple[torch.Tensor, bool]:
         """Consume up to one chunk (everything left at end of stream); return its new mel frames
         and whether this is the stream's last encoder step."""
-        chunk = self.model.settings.chunk_ms * self.model.sample_rate // 1000
+        chunk = self._chunk_samples()
         want = self._received - self._consumed if self._finished else min(chunk, self._received - self._consumed)
         taken = self._pop_samples(want)
         self._consumed += len(taken)
         mel = self.features.accept(taken)
         last = False
-        if self._finished and self._consumed >= self._received and not self._flushed:
+        if self.is_final_step() and not self._flushed:
             self._flushed = last = True
             tail = self.features.flush()
             mel = torch.cat([mel, tail], dim=-1) if tail.shape[-1] else mel
@@ -128,6 +127,9 @@ class WhisperStream:
             self._window_changed = True
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
 
+    def _chunk_samples(self) -> int:
+        return self.model.settings.chunk_ms * self.model.sample_rate // 1000
+
     def is_final_step(self) -> bool:
         """True once every received sample is consumed after end of input (the committing step)."""
         return self._finished and self._consumed >= self._received
@@ -138,17 +140,13 @@ class WhisperStream:
         would give the same hypothesis, which LocalAgreement must not count as a second vote."""
         return self._window_changed or self.is_final_step()
 
-    def decode_and_commit(self) -> None:
-        """Decode alone, then apply the policy (``model.step`` batches the decode instead)."""
-        self.commit_from(self.model.decoder.greedy_many([self.decode_request()])[0])
-
     def commit_from(self, res: DecodeResult) -> None:
         """Turn a decode of ``decode_request()`` into the hypothesis, ask the policy, commit, trim."""
         m = self.model
         s = m.settings
         self.stats["steps"] += 1
         self._window_changed = False
-        final = self._finished and self._consumed >= self._received
+        final = self.is_final_step()
         hyp_ids, hyp_tokens = self._hypothesis(res)
         view = PolicyView(
             source_ms=self.consumed_ms,
@@ -172,7 +170,6 @@ class WhisperStream:
         self._commit(hyp_tokens, spans, count)
         rest = hyp_tokens[count:]
         self._partial = self.model.bundle.tokenizer.decode([t.id for t in rest]).strip()
-        self.last_hypothesis = hyp_ids
         if final:
             self._done = True
             self._partial = ""
@@ -237,7 +234,7 @@ class WhisperStream:
         ids = list(res.tokens)
         texts = [m.bundle.tokenizer.token_text(t) for t in ids]
         att = res.attention
-        final = self._finished and self._consumed >= self._received
+        final = self.is_final_step()
         if s.max_compression_ratio is not None and not final:
             text = "".join(texts)
             if len(text) > 40 and compression_ratio(text) > s.max_compression_ratio:

@@ -185,3 +185,37 @@ def test_failed_step_releases_staged_input():
     s.receive_audio(np.zeros(1600, np.float32))
     s.fail(StreamrtError("model step failed", code="model_error"))
     assert s.stream.received_ms == 100.0 and s.closed
+
+
+def test_audio_that_is_not_numbers_or_not_finite_becomes_an_error_event():
+    clock = ManualClock()
+    model = CountingModel()
+    s = Session(model.create_stream(), clock, input_channels=2)
+    s.receive_audio(["a", "b"])
+    s.receive_audio(np.zeros(160, np.float32))  # 1-D for a 2-channel session
+    s.receive_audio(np.full((160, 2), np.inf, np.float32))
+    assert [e.code for e in s.events()] == ["bad_samples", "bad_channels", "bad_samples"]
+    assert s.stream.received_ms == 0.0
+
+
+def test_video_frames_are_staged_while_a_step_runs():
+    from streamrt.types import VideoFrame
+
+    class VideoStream(CountingModel().create_stream().__class__):
+        def __init__(self, model):
+            super().__init__(model)
+            self.frames = []
+
+        def accept_video(self, frame):
+            self.frames.append(frame.time_ms)
+
+    clock = ManualClock()
+    model = CountingModel()
+    stream = VideoStream(model)
+    s = Session(stream, clock)
+    s.receive_video(VideoFrame(np.zeros((2, 2, 3), np.uint8), 0.0))
+    s.begin_step()
+    s.receive_video(VideoFrame(np.zeros((2, 2, 3), np.uint8), 40.0))
+    assert stream.frames == [0.0]
+    s.complete_step(0.0)
+    assert stream.frames == [0.0, 40.0] and s.video_frames == 2
