@@ -59,13 +59,19 @@ class SessionBridge:
         self._sender: asyncio.Task | None = None
         self._retry: asyncio.TimerHandle | None = None
         self.closed = asyncio.Event()  # set once the link is closed (or lost)
+        self._last_input_s = asyncio.get_running_loop().time()  # the transport's clock (event loop)
 
     # ---- called by the transport ---------------------------------------------------------------
     def start(self) -> None:
         self._sender = asyncio.create_task(self._send_loop())
 
+    def idle_for_s(self) -> float:
+        """Seconds since the transport last reported input (after_input)."""
+        return asyncio.get_running_loop().time() - self._last_input_s
+
     def after_input(self) -> None:
         """Call after every protocol call the transport made (receive_*, stop, fail, shutdown)."""
+        self._last_input_s = asyncio.get_running_loop().time()
         s = self.proto.session
         if s is not None and self._session is None and not s.ended and self.proto.state != "closed":
             try:

@@ -21,7 +21,7 @@ import logging
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from streamrt.errors import ProtocolError
+from streamrt.errors import ProtocolError, StreamrtError
 from streamrt.server.bridge import SessionBridge
 from streamrt.server.protocol import ServerProtocol, close_code_for, error_message
 
@@ -54,8 +54,9 @@ def _parse_offer(raw) -> tuple[str, dict]:
     return msg["sdp"], start
 
 
-async def handle_webrtc_signalling(server, ws: ServerConnection) -> None:
-    """Run one WebRTC session signalled over ``ws``. Called by ``StreamServer`` after admission."""
+async def handle_webrtc_signalling(server, ws: ServerConnection, release_admission=lambda: None) -> None:
+    """Run one WebRTC session signalled over ``ws``. Called by ``StreamServer`` after admission;
+    ``release_admission()`` is called once the session is registered (it then counts itself)."""
     try:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     except ImportError:
@@ -81,6 +82,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection) -> None:
     link = _DataChannelLink(pc, ws, server.settings.write_buffer_high_bytes)
     bridge = SessionBridge(proto, server.scheduler, server.settings, server.stats, link.send, link.close)
     server.register(bridge)
+    release_admission()
     tasks: list[asyncio.Task] = []
 
     @pc.on("datachannel")
@@ -108,10 +110,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection) -> None:
         await pc.setLocalDescription(await pc.createAnswer())
         await ws.send(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
         bridge.after_input()  # hands the session to the scheduler; ``ready`` waits for the channel
-        async for raw in ws:  # the signalling socket may carry stop; it closes after end
-            if isinstance(raw, str):
-                proto.receive_text(raw)
-                bridge.after_input()
+        await _signalling_loop(ws, proto, bridge, server.settings.idle_timeout_s)
     except ConnectionClosed:
         pass
     except Exception as e:  # a bad SDP, ICE failure...: this session only
@@ -124,6 +123,25 @@ async def handle_webrtc_signalling(server, ws: ServerConnection) -> None:
             t.cancel()
         await pc.close()
         server.unregister(bridge)
+
+
+async def _signalling_loop(ws: ServerConnection, proto: ServerProtocol, bridge: SessionBridge,
+                          idle_s: float | None) -> None:
+    """Messages on the signalling socket (it may carry stop; it closes after end). The media track
+    counts as activity: the session is idle only when neither audio nor messages arrive for idle_s."""
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                raw = await ws.recv()
+        except TimeoutError:
+            if proto.state in ("await_start", "streaming") and bridge.idle_for_s() >= idle_s:
+                proto.fail(StreamrtError(f"no audio or message for {idle_s:g} s (setting idle_timeout_s)",
+                                         code="idle_timeout"))
+                bridge.after_input()
+            continue
+        if isinstance(raw, str):
+            proto.receive_text(raw)
+            bridge.after_input()
 
 
 async def _feed_track(track, proto: ServerProtocol, bridge: SessionBridge) -> None:

@@ -58,6 +58,7 @@ class StreamServer:
         self.port = port
         self.stats = ServerStats()
         self._bridges: set[SessionBridge] = set()
+        self._signalling = 0  # admitted WebRTC connections still negotiating (count toward max_sessions)
         self._server: Server | None = None
         self._ready = False
         self._draining = False
@@ -147,10 +148,11 @@ class StreamServer:
         if self._draining:
             return StreamrtError("server is shutting down; try another replica or later", code="shutting_down")
         limit = self.settings.max_sessions
-        if limit is not None and len(self._bridges) >= limit:
+        open_now = len(self._bridges) + self._signalling
+        if limit is not None and open_now >= limit:
             self.stats.refused_busy += 1
             return StreamrtError(
-                f"server busy: {len(self._bridges)} sessions open, the limit is {limit} (setting max_sessions); "
+                f"server busy: {open_now} sessions open, the limit is {limit} (setting max_sessions); "
                 "try again later",
                 code="server_busy",
             )
@@ -178,7 +180,18 @@ class StreamServer:
         if path == "/v1/webrtc":
             from streamrt.server.webrtc import handle_webrtc_signalling
 
-            await handle_webrtc_signalling(self, ws)
+            self._signalling += 1  # holds its admission until the session registers (or gives up)
+            held = [True]
+
+            def release() -> None:
+                if held[0]:
+                    held[0] = False
+                    self._signalling -= 1
+
+            try:
+                await handle_webrtc_signalling(self, ws, release)
+            finally:
+                release()
             return
         await self._handle_stream(ws)
 

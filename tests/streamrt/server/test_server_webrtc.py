@@ -3,6 +3,7 @@ data channel; signalling over /v1/webrtc."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -47,3 +48,22 @@ async def test_webrtc_not_an_offer(make_server):
         with pytest.raises(ConnectionClosed):
             await ws.recv()
     assert msg["code"] == "bad_message" and ws.close_code == 1008
+
+
+async def test_webrtc_connections_still_negotiating_count_toward_max_sessions(make_server):
+    from streamrt.server.settings import ServerSettings
+
+    server = await make_server(ServerSettings(max_sessions=1))
+    async with connect(server.url + "/v1/webrtc") as negotiating:  # admitted, no offer sent yet
+        await negotiating.ping()
+        async with connect(server.url + "/v1/stream") as second:
+            msg = json.loads(await second.recv())
+            with pytest.raises(ConnectionClosed):
+                await second.recv()
+        assert msg["code"] == "server_busy" and second.close_code == 1013
+    # the negotiating connection went away without an offer: its admission is released
+    for _ in range(100):
+        if server._signalling == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert server._signalling == 0
