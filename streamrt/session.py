@@ -241,6 +241,12 @@ class Session:
             self._events.append(PartialEvent(result.partial, self.stream.consumed_ms))
         self._maybe_end()
 
+    def finish_if_done(self) -> bool:
+        """End the session now if input ended and the stream needs no further step (emits the
+        EndEvent); never runs the model. Returns whether the session has ended."""
+        self._maybe_end()
+        return self._ended
+
     def run_until_blocked(self, model: StreamingModel) -> None:
         while self.ready():
             self.step(model)

@@ -220,9 +220,7 @@ class Scheduler:
                     m.note_ready(now)
                     ready.append(m)
                 elif m.session.closed:
-                    if not m.session.ended:
-                        m.session.run_until_blocked(self.model)  # not ready: only emits the end
-                    if m.session.ended:  # (the session may also have ended itself at eof)
+                    if m.session.finish_if_done():  # never steps the model on the loop
                         self._deliver(m)
                         self._members.pop(m.session, None)
             except Exception as e:

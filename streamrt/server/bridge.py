@@ -126,7 +126,7 @@ class SessionBridge:
         s = self._session
         if s is None or s.ended or not s.closed or s.ready():
             return
-        s.run_until_blocked(self.proto.model)  # makes no model step when not ready; only ends
+        s.finish_if_done()  # never steps the model on the loop
         self.proto.collect()
 
     def _schedule_finish(self) -> None:
