@@ -9,18 +9,12 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from streamrt.bench.quant import _DecoderStep, _encoder_chunk, format_table  # noqa: E402
+from tests.streamrt.random_whisper import random_whisper  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def whisper():
-    torch.manual_seed(0)
-    config = transformers.WhisperConfig(
-        vocab_size=120, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-        max_source_positions=50, max_target_positions=32, pad_token_id=0, bos_token_id=1,
-        eos_token_id=2, decoder_start_token_id=1,
-    )
-    return transformers.WhisperForConditionalGeneration(config).eval()
+    return random_whisper(vocab_size=120)
 
 
 def test_encoder_chunk_on_a_full_window_equals_the_encoder(whisper):

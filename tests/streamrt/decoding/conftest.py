@@ -1,30 +1,14 @@
 """A tiny random-weight Whisper (no packaged weights needed) for decoder tests."""
 
 import pytest
-import torch
+
+from tests.streamrt.random_whisper import random_whisper
 
 
 @pytest.fixture(scope="session")
 def tiny_whisper():
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    torch.manual_seed(0)
-    cfg = WhisperConfig(
-        vocab_size=96,
-        num_mel_bins=8,
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_source_positions=60,
-        max_target_positions=40,
-        pad_token_id=80,
-        bos_token_id=81,
-        eos_token_id=80,
-        decoder_start_token_id=81,
+    return random_whisper(
+        vocab_size=96, num_mel_bins=8, d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=60, max_target_positions=40, pad_token_id=80, bos_token_id=81,
+        eos_token_id=80, decoder_start_token_id=81,
     )
-    model = WhisperForConditionalGeneration(cfg).eval()
-    return model

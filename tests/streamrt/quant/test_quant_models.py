@@ -14,6 +14,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from streamrt.quant import PrecisionKnob, quantize  # noqa: E402
+from tests.streamrt.random_whisper import random_whisper  # noqa: E402
 
 SCHEME_SETTINGS = {
     "int8-weight-only": {},
@@ -28,14 +29,7 @@ LOGITS_BOUND = {"int8-weight-only": 0.03, "int8-dynamic": 0.05, "int4-weight-onl
 @pytest.fixture(scope="module")
 def whisper():
     """A random-init WhisperForConditionalGeneration, 2+2 layers of width 64 (tiny.en is 4+4 x 384)."""
-    torch.manual_seed(0)
-    config = transformers.WhisperConfig(
-        vocab_size=200, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-        max_source_positions=50, max_target_positions=32, pad_token_id=0, bos_token_id=1,
-        eos_token_id=2, decoder_start_token_id=1,
-    )
-    return transformers.WhisperForConditionalGeneration(config).eval()
+    return random_whisper()
 
 
 def rel_err(y, ref) -> float:

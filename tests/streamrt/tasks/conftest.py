@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from streamrt.tasks.whisper_stream import WhisperStreamingModel, WhisperStreamSettings
+from tests.streamrt.random_whisper import random_whisper
 
 N_MELS = 8
 EOT, SOT, NO_TS = 80, 81, 90
@@ -94,16 +95,11 @@ class ReencodeStandIn:
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    torch.manual_seed(0)
-    cfg = WhisperConfig(
-        vocab_size=96, num_mel_bins=N_MELS, d_model=32, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+    model = random_whisper(
+        vocab_size=96, num_mel_bins=N_MELS, d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64,
         max_source_positions=300, max_target_positions=120, pad_token_id=EOT, bos_token_id=SOT,
         eos_token_id=EOT, decoder_start_token_id=SOT,
     )
-    model = WhisperForConditionalGeneration(cfg).eval()
     with torch.no_grad():  # make eot unlikely so hypotheses are non-empty
         model.proj_out.weight[EOT] *= 0.0
     return model
