@@ -29,6 +29,10 @@ class AlignAtt(Policy):
         if self.frames < 1:
             raise PolicyOptionError(f"policy 'alignatt' option 'frames' must be >= 1, got {self.frames}")
 
+    def stop_rule(self, n_frames: int):
+        border = n_frames - self.frames
+        return lambda attention: int(attention.argmax()) >= border
+
     def decide(self, view: PolicyView) -> Action:
         hyp = view.hypothesis
         if view.source_finished:

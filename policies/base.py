@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, Callable, ClassVar, Mapping, Union
 
 import numpy as np
 
@@ -137,6 +137,14 @@ class Policy(ABC):
     @abstractmethod
     def decide(self, view: PolicyView) -> Action:
         """Return Read() or Write(count, final) for this view."""
+
+    def stop_rule(self, n_frames: int) -> Callable[[Any], bool] | None:
+        """A test on one generated token's alignment attention (a row over the decoder's frames, the
+        window being the first ``n_frames``) that is True where ``decide`` stops writing whatever
+        follows. The decoder may then stop generating after that token, so a step decodes what can
+        be committed and one token more. None (the default): the policy needs the whole hypothesis
+        (LocalAgreement compares whole hypotheses)."""
+        return None
 
     def select_history(self, view: PolicyView) -> HistorySelection | None:
         """What past text and audio to keep; None lets the task apply its default buffer trimming."""

@@ -38,6 +38,10 @@ class EDAtt(Policy):
             return 1.0 if view.frame_of_ms(tok.start_ms) >= border else 0.0
         return float(tok.attention[border:].sum())
 
+    def stop_rule(self, n_frames: int):
+        border = max(0, n_frames - self.lambda_frames)
+        return lambda attention: float(attention[border:].sum()) >= self.alpha
+
     def decide(self, view: PolicyView) -> Action:
         if view.source_finished:
             return Write(len(view.hypothesis), final=True)

@@ -1,22 +1,25 @@
 """Greedy decoding of many streams at once (continuous batching over the token loop).
 
-Each stream forces its own prefix (one forward per stream: lengths differ), then all streams still
-decoding advance together, one token each per iteration: embeddings, projections, feed-forward
-layers and the vocabulary projection run as (B, d_model) matrix products; attention runs per
-stream against that stream's own caches (positions and windows differ). A stream leaves the batch
-at end-of-text, its token cap or a repetition loop; the others go on.
+The batch's caches are gathered once (``batch_state.BatchDecodeState``). Every stream's forced
+prefix and draft (its previous hypothesis) run in one padded parallel forward; the draft's rows
+verify it (exact greedy). Then all streams still decoding advance together, one token each per
+iteration, every projection and attention batched. A stream leaves at end-of-text, its token cap or
+a repetition loop; once half the batch has left, the batch tensors shrink to the live streams.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
+from streamrt.decoding.batch_state import BatchDecodeState, forward_tokens
 from streamrt.decoding.kv_cache import DecoderCache
 from streamrt.decoding.repetition import RepetitionGuard
+
+__all__ = ["DecodeRequest", "forward_tokens", "greedy_batch", "step_tokens"]
 
 if TYPE_CHECKING:
     from streamrt.decoding.whisper_decoder import DecodeResult, IncrementalWhisperDecoder
@@ -31,35 +34,36 @@ class DecodeRequest:
     max_new_tokens: int
     reuse_prefix_kv: bool = True
     guard: RepetitionGuard | None = None
+    # a test on a generated token's alignment row: True stops this decode after that token
+    # (``Policy.stop_rule``; stopped_by "policy")
+    stop: Callable[[torch.Tensor], bool] | None = None
 
 
 class _Run:
-    def __init__(self, req: DecodeRequest, prefix: list[int], max_new: int):
+    def __init__(self, req: DecodeRequest, prefix: list[int], max_new: int, draft: list[int], keep: int):
         self.req = req
         self.prefix = prefix
         self.max_new = max_new
+        self.draft = draft
+        self.keep = keep  # prefix rows reused from the cache
+        self.fed: list[int] = prefix[:keep]  # ids whose self-attention rows are valid, by position
         self.tokens: list[int] = []
         self.logprobs: list[float] = []
         self.rows: list[torch.Tensor] = []
         self.stopped: str | None = None
-        self.logits: torch.Tensor | None = None
-        self.row: torch.Tensor | None = None
-        self.align_rows: torch.Tensor | None = None
         self.alive = True
 
-    def choose(self, logits: torch.Tensor, mask: torch.Tensor, eot: int) -> bool:
-        """Take the next token from ``logits``; False when this stream is finished."""
+    def take(self, tok: int, logprob: float, row: torch.Tensor, eot: int) -> bool:
+        """Greedy's choice ``tok`` (its log-probability, its alignment row); False when finished."""
         if len(self.tokens) >= self.max_new:
             self.stopped = "max_tokens"
             return False
-        lp = torch.log_softmax(logits + mask, dim=-1)
-        tok = int(torch.argmax(lp))
         if tok == eot:
             self.stopped = "eot"
             return False
         self.tokens.append(tok)
-        self.logprobs.append(float(lp[tok]))
-        self.rows.append(self.row)
+        self.logprobs.append(logprob)
+        self.rows.append(row)
         guard = self.req.guard
         if guard is not None:
             cut = guard.check(self.tokens)
@@ -67,10 +71,28 @@ class _Run:
                 del self.tokens[cut:], self.logprobs[cut:], self.rows[cut:]
                 self.stopped = "repetition"
                 return False
+        stop = self.req.stop
+        if stop is not None and stop(row):
+            self.stopped = "policy"
+            return False
         if len(self.tokens) >= self.max_new:
             self.stopped = "max_tokens"
             return False
         return True
+
+
+def _choices(dec: "IncrementalWhisperDecoder", hidden: torch.Tensor) -> tuple[list[int], list[float]]:
+    """Greedy tokens and their log-probabilities for rows of final hidden states (N, d_model)."""
+    z = dec.logits(dec.final_norm(hidden))
+    z += dec.logit_mask
+    tok = torch.from_numpy(z.numpy().argmax(-1))  # numpy's argmax is ~10x torch's on CPU here
+    lp = z.gather(1, tok[:, None])[:, 0] - torch.logsumexp(z, dim=-1)
+    return tok.tolist(), lp.tolist()
+
+
+def step_tokens(state: BatchDecodeState, ids: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor):
+    """One iteration of the token loop (a module-level hook, so tests can count iterations)."""
+    return state.forward(ids, pos, valid)
 
 
 @torch.inference_mode()
@@ -78,47 +100,50 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
     from streamrt.decoding.whisper_decoder import DecodeResult
 
     runs: list[_Run] = []
-    hidden: list[torch.Tensor] = []
-    drafts: list[list[int]] = []
     for req in requests:
         prefix = [int(t) for t in req.prefix]
         if not prefix:
             raise ValueError("the forced prefix must hold at least the start-of-transcript token")
         cache = req.cache
+        if len(prefix) > cache.max_tokens:
+            raise ValueError(f"{len(prefix)} prefix tokens exceed the model's {cache.max_tokens} decoder positions")
         max_new = max(0, min(req.max_new_tokens, cache.max_tokens - len(prefix)))
-        draft = _draft(cache, prefix, max_new)
         keep = cache.reusable_prefix(prefix, across_encoder_changes=req.reuse_prefix_kv)
         keep = min(keep, len(prefix) - 1)  # the last prefix token must run to give logits
-        cache.keep_tokens(keep)
-        # the forced prefix and the draft in one parallel forward: rows from the last prefix token on
-        # give the logits that verify the draft (greedy's own choice at every position, as if decoded
-        # one token at a time)
-        x, align = dec.forward_hidden(cache, prefix[keep:] + draft, keep)
-        first = len(prefix) - 1 - keep
-        run = _Run(req, prefix, max_new)
-        run.align_rows = align[first:]
-        runs.append(run)
-        hidden.append(x[first:])
-        drafts.append(draft)
-    # one vocabulary projection for every stream's verification rows
-    logits_all = dec.logits(dec.final_norm(torch.cat(hidden))) if runs else None
-    offset = 0
-    for run, draft, h in zip(runs, drafts, hidden):
-        logits = logits_all[offset : offset + h.shape[0]]
-        offset += h.shape[0]
-        _verify(run, draft, logits, dec)
-    active = [r for r in runs if r.alive]
-    while active:
-        caches = [r.req.cache for r in active]
-        ids = [r.tokens[-1] for r in active]
-        positions = [len(r.prefix) + len(r.tokens) - 1 for r in active]
-        logits, rows = forward_tokens(dec, caches, ids, positions)
-        still = []
-        for b, r in enumerate(active):
-            r.row = rows[b]
-            if r.choose(logits[b], dec.logit_mask, dec.eot):
-                still.append(r)
-        active = still
+        runs.append(_Run(req, prefix, max_new, _draft(cache, prefix, max_new), keep))
+    if not runs:
+        return []
+    need = max(len(r.prefix) + max(len(r.draft), r.max_new) for r in runs)
+    # state rows sorted by the length of the forced pass, so groups of similar length are slices
+    order = sorted(range(len(runs)), key=lambda k: _pass_length(runs[k]))
+    state = BatchDecodeState(dec, [runs[k].req.cache for k in order], [runs[k].keep for k in order], need)
+    _force_prefixes(dec, state, [runs[k] for k in order])
+    while True:
+        live = [i for i, k in enumerate(order) if runs[k].alive]
+        if not live:
+            break
+        if len(live) <= state.size // 2:  # shrink the batch: finished streams stop costing
+            for i, k in enumerate(order):
+                if not runs[k].alive:
+                    state.write_back(i, runs[k].fed)
+            state.select(live)
+            order = [order[i] for i in live]
+            live = list(range(len(order)))
+        S = state.size
+        ids = torch.zeros(S, 1, dtype=torch.long)
+        pos = torch.zeros(S, 1, dtype=torch.long)
+        valid = torch.zeros(S, 1, dtype=torch.bool)
+        for i in live:
+            r = runs[order[i]]
+            ids[i, 0], pos[i, 0], valid[i, 0] = r.tokens[-1], len(r.prefix) + len(r.tokens) - 1, True
+        x, align = step_tokens(state, ids, pos, valid)
+        toks, lps = _choices(dec, x[live, 0])
+        for i, tok, lp in zip(live, toks, lps):
+            r = runs[order[i]]
+            r.fed.append(r.tokens[-1])
+            r.alive = r.take(tok, lp, align[i, 0, : r.req.cache.n_frames], dec.eot)
+    for i, k in enumerate(order):
+        state.write_back(i, runs[k].fed)
     out = []
     for r in runs:
         r.req.cache.last_sequence = r.prefix + r.tokens + ([dec.eot] if r.stopped == "eot" else [])
@@ -127,6 +152,54 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         att = torch.stack(r.rows).numpy() if r.rows else np.zeros((0, nf), dtype=np.float32)
         out.append(DecodeResult(r.tokens, r.logprobs, att, r.stopped == "eot", r.stopped))
     return out
+
+
+def _pass_length(run: _Run) -> int:
+    return len(run.prefix) - run.keep + len(run.draft)
+
+
+def _length_groups(lengths: list[int], max_waste: float = 0.3, free_padding: int = 64) -> list[slice]:
+    """Split ascending ``lengths`` into contiguous groups whose padding to the group's longest adds
+    at most ``max_waste`` of the group's real tokens, or at most ``free_padding`` tokens (one more
+    forward costs more than that)."""
+    groups, a = [], 0
+    for b in range(1, len(lengths) + 1):
+        if b == len(lengths):
+            groups.append(slice(a, b))
+            break
+        real = sum(lengths[a : b + 1])
+        padded = (b - a + 1) * lengths[b]
+        if padded > (1 + max_waste) * real and padded - real > free_padding:
+            groups.append(slice(a, b))
+            a = b
+    return groups
+
+
+def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, runs: list[_Run]) -> None:
+    """Every stream's forced prefix and draft in parallel forwards (one per group of similar length,
+    ``runs`` in state row order); the rows from the last prefix token on give the logits that verify
+    the draft (greedy's own choice at every position, as if decoded one token at a time)."""
+    seqs = [r.prefix[r.keep :] + r.draft for r in runs]
+    for group in _length_groups([len(s) for s in seqs]):
+        g_runs, g_seqs = runs[group], seqs[group]
+        Tq = max(len(s) for s in g_seqs)
+        ids = torch.zeros(len(g_runs), Tq, dtype=torch.long)
+        pos = torch.zeros(len(g_runs), Tq, dtype=torch.long)
+        valid = torch.zeros(len(g_runs), Tq, dtype=torch.bool)
+        for b, (r, s) in enumerate(zip(g_runs, g_seqs)):
+            ids[b, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+            pos[b, : len(s)] = torch.arange(r.keep, r.keep + len(s))
+            valid[b, : len(s)] = True
+        x, align = state.forward(ids, pos, valid, group)
+        firsts = [len(r.prefix) - 1 - r.keep for r in g_runs]
+        rows = torch.cat([x[b, f : len(s)] for b, (f, s) in enumerate(zip(firsts, g_seqs))])
+        toks, lps = _choices(dec, rows)
+        offset = 0
+        for b, (r, f, s) in enumerate(zip(g_runs, firsts, g_seqs)):
+            n = len(s) - f
+            _verify(r, toks[offset : offset + n], lps[offset : offset + n],
+                    align[b, f:, : r.req.cache.n_frames], dec.eot)
+            offset += n
 
 
 def _draft(cache: DecoderCache, prefix: list[int], max_new: int) -> list[int]:
@@ -147,106 +220,14 @@ def _draft(cache: DecoderCache, prefix: list[int], max_new: int) -> list[int]:
     return generated[:room]
 
 
-def _verify(run: _Run, draft: list[int], logits: torch.Tensor, dec: "IncrementalWhisperDecoder") -> None:
+def _verify(run: _Run, toks: list[int], lps: list[float], rows: torch.Tensor, eot: int) -> None:
     """Greedy choices along the draft's rows; stops at the first disagreement. Row j was computed with
     draft[:j] as input, so it is valid only while every earlier choice equalled the draft."""
-    cache = run.req.cache
-    p = len(run.prefix)
-    for j in range(logits.shape[0]):
-        run.row = run.align_rows[j]
-        run.alive = run.choose(logits[j], dec.logit_mask, dec.eot)
+    draft = run.draft
+    for j, (tok, lp) in enumerate(zip(toks, lps)):
+        run.alive = run.take(tok, lp, rows[j], eot)
         agreed = j < len(draft) and run.alive and run.tokens[-1] == draft[j]
         if not agreed:
-            # rows up to position p - 1 + j are valid; the last chosen token is fed by the loop
-            cache.keep_tokens(p + j)
+            # rows up to position len(prefix) - 1 + j are valid; the last chosen token is fed by the loop
+            run.fed = run.prefix + draft[:j]
             return
-
-
-@torch.inference_mode()
-def forward_tokens(
-    dec: "IncrementalWhisperDecoder", caches: Sequence[DecoderCache], ids: Sequence[int], positions: Sequence[int]
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One token per stream at its own position: (logits (B, vocab), alignment row per stream)."""
-    B = len(caches)
-    H, hd, d = dec.n_heads, dec.head_dim, dec.d_model
-    for c, p in zip(caches, positions):
-        if p + 1 > c.max_tokens:
-            raise ValueError(f"position {p} exceeds the model's {c.max_tokens} decoder positions")
-    pos = torch.as_tensor(list(positions), dtype=torch.long)
-    x = dec.embed_tokens[torch.as_tensor(list(ids), dtype=torch.long)] + dec.embed_positions[pos]  # (B, d)
-    align = [torch.zeros(c.n_frames, dtype=dec.dtype) for c in caches]
-    for i, layer in enumerate(dec.layers):
-        sa = layer.self_attn
-        h = layer.self_attn_layer_norm(x)
-        q = (sa.q_proj(h) * sa.scaling).view(B, H, 1, hd)
-        k = sa.k_proj(h).view(B, H, hd)
-        v = sa.v_proj(h).view(B, H, hd)
-        outs = []
-        for b, (c, p) in enumerate(zip(caches, positions)):
-            c.self_k[i, :, p] = k[b]
-            c.self_v[i, :, p] = v[b]
-            w = torch.softmax(q[b] @ c.self_k[i, :, : p + 1].transpose(1, 2), dim=-1)
-            outs.append(w @ c.self_v[i, :, : p + 1])
-        x = x + sa.out_proj(torch.stack(outs).reshape(B, d))
-        ca = layer.encoder_attn
-        h = layer.encoder_attn_layer_norm(x)
-        q = (ca.q_proj(h) * ca.scaling).view(B, H, 1, hd)
-        heads = dec._heads_by_layer.get(i)
-        x = x + ca.out_proj(_cross_attention(dec, i, q, caches, heads, align).reshape(B, d))
-        h = layer.final_layer_norm(x)
-        x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-    logits = dec.logits(dec.final_norm(x))
-    n_heads = len(dec.alignment_heads)
-    for b, c in enumerate(caches):
-        if n_heads:
-            align[b] /= n_heads
-        del c.token_ids[positions[b] :]
-        c.token_ids.append(int(ids[b]))
-        c.token_cross_version = c.cross_version
-    return logits, align
-
-
-def _cross_attention(dec, i: int, q: torch.Tensor, caches: Sequence[DecoderCache], heads, align) -> torch.Tensor:
-    """Layer ``i``'s cross-attention of one query per stream: (B, H, 1, hd). Adds the alignment heads'
-    weights to ``align[b]``.
-
-    Streams padded to 30 s (``dec.pad_k``) share rows [n_valid, max_frames) of their caches: they
-    hold the same padding keys/values. Their scores against the padding are one batched product
-    with the shared rows; only each window's own rows are read per stream. Same softmax, same
-    result (to float rounding) as attending the stream's whole cache.
-    """
-    B, H, _, hd = q.shape
-    out = torch.zeros(B, H, 1, hd, dtype=q.dtype)
-    shared = [b for b, c in enumerate(caches) if dec.pad_k is not None and c.n_frames == c.max_frames == dec.max_frames]
-    shared_set = set(shared)
-    alone = [b for b, c in enumerate(caches) if c.n_frames and b not in shared_set]
-    for b in alone:
-        c = caches[b]
-        nf = c.n_frames
-        w = torch.softmax(q[b] @ c.cross_k[i, :, :nf].transpose(1, 2), dim=-1)  # (H, 1, nf)
-        out[b] = w @ c.cross_v[i, :, :nf]
-        if heads:
-            align[b] += w[heads, 0].sum(0)
-    if not shared:
-        return out
-    qs = q[shared, :, 0]  # (S, H, hd)
-    pad_k, pad_v = dec.pad_k[i], dec.pad_v[i]  # (H, F, hd)
-    scores = torch.einsum("shd,hfd->shf", qs, pad_k)  # (S, H, F)
-    for j, b in enumerate(shared):
-        c = caches[b]
-        nv = c.n_valid
-        if nv:
-            scores[j, :, :nv] = (qs[j].unsqueeze(1) @ c.cross_k[i, :, :nv].transpose(1, 2)).squeeze(1)
-    w = torch.softmax(scores, dim=-1)
-    nvs = torch.tensor([caches[b].n_valid for b in shared])
-    pad_w = w * (torch.arange(w.shape[-1])[None, :] >= nvs[:, None]).unsqueeze(1)
-    o = torch.einsum("shf,hfd->shd", pad_w, pad_v)  # (S, H, hd)
-    for j, b in enumerate(shared):
-        c = caches[b]
-        nv = c.n_valid
-        if nv:
-            o[j] += (w[j, :, :nv].unsqueeze(1) @ c.cross_v[i, :, :nv]).squeeze(1)
-        out[b, :, 0] = o[j]
-        if heads:
-            align[b] += w[j, heads].sum(0)
-    return out

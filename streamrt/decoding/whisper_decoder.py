@@ -32,7 +32,7 @@ from streamrt.decoding.repetition import RepetitionGuard
 class DecodeResult:
     """tokens: generated ids (eot excluded); logprobs: their log-probabilities; attention:
     (len(tokens), n_frames) alignment-head attention of each token; ended: eot was produced;
-    stopped_by: None, "eot", "max_tokens" or "repetition"."""
+    stopped_by: None, "eot", "max_tokens", "repetition" or "policy" (``DecodeRequest.stop``)."""
 
     tokens: list[int]
     logprobs: list[float]
@@ -90,8 +90,12 @@ class IncrementalWhisperDecoder:
         mask[self.eot + 1 :] = -math.inf
         self.logit_mask = mask
         self.dtype = self.embed_tokens.dtype
+        # cross-attention of batched decodes runs in this dtype (bfloat16 halves the bytes read
+        # per token, the loop's bound); see set_cross_dtype
+        self.cross_dtype = self.dtype
         self.pad_k: torch.Tensor | None = None
         self.pad_v: torch.Tensor | None = None
+        self._pad_cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @torch.inference_mode()
     def set_padding(self, pad_frames: torch.Tensor | None) -> None:
@@ -101,6 +105,7 @@ class IncrementalWhisperDecoder:
         window it tends to hallucinate and loop. With padding, rows [window end, max_frames) of
         every cache hold these frames' keys/values (e.g. the encoder's output for silence), so the
         decoder sees a 30 s input whatever the encoder mode."""
+        self._pad_cast = {}
         if pad_frames is None:
             self.pad_k = self.pad_v = None
             return
@@ -113,6 +118,23 @@ class IncrementalWhisperDecoder:
             ks.append(attn.k_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1))
             vs.append(attn.v_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1))
         self.pad_k, self.pad_v = torch.stack(ks), torch.stack(vs)
+
+    def set_cross_dtype(self, dtype: torch.dtype) -> None:
+        """Run batched cross-attention in ``dtype`` (float32 or bfloat16): keys, values and queries
+        are cast, softmax statistics stay float32."""
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"cross-attention dtype must be float32 or bfloat16, got {dtype}")
+        self.cross_dtype = dtype
+
+    def padding_kv(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The padding keys/values (layers, heads, max_frames, head_dim) in ``dtype`` (cast once)."""
+        if self.pad_k is None:
+            raise ValueError("no padding is set")
+        if dtype == self.pad_k.dtype:
+            return self.pad_k, self.pad_v
+        if dtype not in self._pad_cast:
+            self._pad_cast[dtype] = (self.pad_k.to(dtype).contiguous(), self.pad_v.to(dtype).contiguous())
+        return self._pad_cast[dtype]
 
     # ---- state ---------------------------------------------------------------------------------
     def create_cache(self) -> DecoderCache:

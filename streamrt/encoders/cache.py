@@ -8,7 +8,9 @@ are not yet ready as queries (``pending``, at most a block or a look-ahead), and
 written there and never attended.
 
 Sessions are batched by stacking their caches along dim 0 (``stack_caches``) and split back in place
-(``unstack_caches``); a batch of one runs on the session's own tensors without a copy. A step's new
+(``unstack_caches``); a batch of one runs on the session's own tensors without a copy. An encoder
+keeps its last batch resident (``ResidentBatch``): the sessions' caches become views of it, so the
+next step over the same sessions copies nothing in or out. A step's new
 frames enter in sub-steps of at most ``substep`` frames so the slots needed by pending queries are never
 overwritten (checked on every write; a violation is a bug and raises).
 """
@@ -108,6 +110,54 @@ def unstack_caches(batch: LayerCache, caches: Sequence[LayerCache]) -> None:
         c.slot_pos.copy_(batch.slot_pos[b : b + 1])
         c.pending, c.n_in, c.n_out = [batch.pending[b]], [batch.n_in[b]], [batch.n_out[b]]
         c.extra = [batch.extra[b]]
+
+
+class ResidentBatch:
+    """The last batch's stacked caches, kept as the home of its sessions' caches.
+
+    After a step every session of the batch holds views of the batch tensors (no copy out); the
+    next step over the same sessions in the same order runs on the batch as it is (no copy in). A
+    step over a different set stacks anew (one copy) and first copies the rows of the sessions
+    that leave out of the old batch, so no batch tensor outlives its membership: memory stays one
+    batch plus the per-session caches. ``sessions`` are per-session lists of layer caches (stable
+    objects: a state's ``layers``). Not thread-safe: one step at a time per encoder."""
+
+    def __init__(self) -> None:
+        self._members: list[list[LayerCache]] = []
+        self._layers: list[LayerCache] = []
+
+    def stack(self, sessions: Sequence[list[LayerCache]]) -> list[LayerCache]:
+        if len(sessions) == len(self._members) and all(a is b for a, b in zip(sessions, self._members)):
+            for i, batch in enumerate(self._layers):
+                _gather_lists(batch, [s[i] for s in sessions])  # a trim may have reset a session's lists
+            return self._layers
+        if len(sessions) == 1:
+            return sessions[0]  # its own tensors, or its views of the resident batch: no copy
+        leaving = {id(s) for s in self._members} - {id(s) for s in sessions}
+        for s in self._members:
+            if id(s) in leaving:
+                for c in s:
+                    c.k, c.v, c.slot_pos = c.k.clone(), c.v.clone(), c.slot_pos.clone()
+        self._layers = [stack_caches([s[i] for s in sessions]) for i in range(len(sessions[0]))]
+        self._members = list(sessions)
+        return self._layers
+
+    def unstack(self, layers: Sequence[LayerCache], sessions: Sequence[list[LayerCache]]) -> None:
+        if len(sessions) == 1 and layers is sessions[0]:
+            return
+        for i, batch in enumerate(layers):
+            for b, s in enumerate(sessions):
+                c = s[i]
+                c.k, c.v, c.slot_pos = batch.k[b : b + 1], batch.v[b : b + 1], batch.slot_pos[b : b + 1]
+                c.pending, c.n_in, c.n_out = [batch.pending[b]], [batch.n_in[b]], [batch.n_out[b]]
+                c.extra = [batch.extra[b]]
+
+
+def _gather_lists(batch: LayerCache, caches: Sequence[LayerCache]) -> None:
+    batch.pending = [c.pending[0] for c in caches]
+    batch.n_in = [c.n_in[0] for c in caches]
+    batch.n_out = [c.n_out[0] for c in caches]
+    batch.extra = [c.extra[0] for c in caches]
 
 
 def _first_key(pattern: AttentionPattern, q: int) -> int:

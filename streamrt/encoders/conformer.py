@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamrt.encoders.base import AttentionPattern, BlockCausal, EncoderOutput, Sliding, pattern_mask
-from streamrt.encoders.cache import LayerCache, new_layer_cache, run_layers, stack_caches, unstack_caches
+from streamrt.encoders.cache import LayerCache, ResidentBatch, new_layer_cache, run_layers
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
 
@@ -129,6 +129,7 @@ class CacheAwareConformer(nn.Module):
         self.embed = nn.Linear(cfg.n_mels * cfg.subsampling, cfg.d_model)
         self.layers = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.n_layers))
         self.slots = self.pattern.cache_frames(cfg.substep_frames)
+        self._resident = ResidentBatch()
 
     def _stack(self, mel: torch.Tensor) -> torch.Tensor:
         """(n_mels, s*T) -> (T, d_model): frame t = mel frames s*t .. s*t+s-1."""
@@ -191,10 +192,10 @@ class CacheAwareConformer(nn.Module):
             state.mel_tail = buf[:, n * s :]
             news.append(self._stack(buf[:, : n * s]))
             state.finished = fin
-        per_layer = [stack_caches([st.layers[i] for st in states]) for i in range(len(self.layers))]
+        sessions = [st.layers for st in states]
+        per_layer = self._resident.stack(sessions)
         outs = run_layers(list(self.layers), per_layer, self.pattern, news, final, self.cfg.substep_frames)
-        for i, batch in enumerate(per_layer):
-            unstack_caches(batch, [st.layers[i] for st in states])
+        self._resident.unstack(per_layer, sessions)
         result = []
         for state, out in zip(states, outs):
             n = out.shape[0]

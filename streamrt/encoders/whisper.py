@@ -21,11 +21,10 @@ from torch import nn
 from streamrt.encoders.base import AttentionPattern, BlockCausal, EncoderOutput, Sliding
 from streamrt.encoders.cache import (
     LayerCache,
+    ResidentBatch,
     new_layer_cache,
     reset_layer_cache,
     run_layers,
-    stack_caches,
-    unstack_caches,
 )
 from streamrt.encoders.whisper_front import ConvTail, WhisperBlock, conv_front_step, new_conv_tail
 from streamrt.errors import ConfigError, InputError, LimitExceeded
@@ -100,6 +99,7 @@ class CachedWhisperEncoder:
                 f"auto_trim_keep_frames={auto_trim_keep_frames} must be in [0, {self.max_window_frames})"
             )
         self.auto_trim_keep_frames = auto_trim_keep_frames
+        self._resident = ResidentBatch()
 
     def describe(self) -> dict:
         return {"pattern": repr(self.pattern), "cache_slots": self.slots, "substep_frames": self.substep}
@@ -178,10 +178,10 @@ class CachedWhisperEncoder:
         return self.trim(state, max(0, keep))
 
     def _run(self, states, news, final) -> list[torch.Tensor]:
-        per_layer = [stack_caches([s.layers[i] for s in states]) for i in range(len(self.blocks))]
+        sessions = [s.layers for s in states]
+        per_layer = self._resident.stack(sessions)
         outs = run_layers(self.blocks, per_layer, self.pattern, news, final, self.substep)
-        for i, batch in enumerate(per_layer):
-            unstack_caches(batch, [s.layers[i] for s in states])
+        self._resident.unstack(per_layer, sessions)
         norm = self.encoder.layer_norm
         return [norm(o) if o.shape[0] else o for o in outs]
 

@@ -51,6 +51,10 @@ class WhisperStreamSettings:
         window changed (approximate: they attended to an earlier window). Default False: the forced
         prefix is re-run in one parallel forward each step (exact; on the test set tiny.en
         LocalAgreement-2, re-encode, 500 ms: 1.65 % WER vs 2.47 % with reuse, same latency).
+    stop_at_policy: decode only up to the first token where the policy stops writing (AlignAtt,
+        EDAtt, StreamAtt: ``Policy.stop_rule``), so a step costs what it can commit plus one token;
+        the same commits, but the partial text ends there. False: decode the whole tail every step
+        (longer partials, several times the decoder work).
     alignment: "argmax" (monotonic argmax) or "dtw" for token timestamps.
     seam_max_words: leading hypothesis words compared with the committed tail for de-duplication.
     max_compression_ratio: a hypothesis more repetitive than this (zlib ratio) is not shown to the
@@ -72,6 +76,7 @@ class WhisperStreamSettings:
     history_min_cut_s: float = 1.0
     max_prompt_tokens: int = 64
     reuse_prefix_kv: bool = False
+    stop_at_policy: bool = True
     alignment: str = "argmax"
     seam_max_words: int = 5
     max_compression_ratio: float | None = 2.4
@@ -139,6 +144,8 @@ class WhisperStreamingModel(DegradationKnobs):
             suppress_tokens=tuple(getattr(bundle, "suppress_tokens", ()) or ()),
             max_frames=max_frames,
         )
+        if quantize == "bf16":  # the same precision for the decoder's cross-attention
+            self.decoder.set_cross_dtype(torch.bfloat16)
         if settings.pad_cross == "silence":
             self.decoder.set_padding(silence_tail(bundle.model, settings.pad_mel_value)[:max_frames])
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies

@@ -209,8 +209,9 @@ class WhisperStream:
             prefix += w.tokens
         return prefix
 
-    def decode_request(self) -> DecodeRequest:
-        """What to decode this step: the forced prefix and the tail's token cap."""
+    def decode_request(self, *, whole: bool = False) -> DecodeRequest:
+        """What to decode this step: the forced prefix, the tail's token cap, and where the policy
+        lets decoding stop (``Policy.stop_rule``; not at the end of the stream, nor when ``whole``)."""
         m, s = self.model, self.model.settings
         frame_ms = m.encoder.frame_ms
         n_frames = self._window_frames()
@@ -219,10 +220,14 @@ class WhisperStream:
         cap = s.max_hypothesis_tokens
         if s.max_tokens_per_s is not None:
             cap = min(cap, int(uncommitted_s * s.max_tokens_per_s) + 8)
-        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard)
+        stop = None
+        if s.stop_at_policy and not whole and not self.is_final_step():
+            stop = self.policy.stop_rule(n_frames)
+        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard, stop)
 
     def _decode(self) -> tuple[list[int], list[HypToken]]:
-        return self._hypothesis(self.model.decoder.greedy_many([self.decode_request()])[0])
+        """The whole hypothesis now (a forced trim commits every word before its cut)."""
+        return self._hypothesis(self.model.decoder.greedy_many([self.decode_request(whole=True)])[0])
 
     def _hypothesis(self, res: DecodeResult) -> tuple[list[int], list[HypToken]]:
         m, s = self.model, self.model.settings

@@ -20,13 +20,13 @@ def dec(tiny_whisper):
 @pytest.fixture
 def loop_calls(monkeypatch):
     calls = []
-    real = bg.forward_tokens
+    real = bg.step_tokens
 
     def counting(*args):
-        calls.append(len(args[1]))
+        calls.append(int(args[3].sum()))
         return real(*args)
 
-    monkeypatch.setattr(bg, "forward_tokens", counting)
+    monkeypatch.setattr(bg, "step_tokens", counting)
     return calls
 
 

@@ -41,6 +41,8 @@ def _drive(enc, mel, rng, max_chunk, state=None):
 
 def _assert_per_frame(got, ref):
     assert got.shape == ref.shape
+    if not ref.shape[0]:
+        return
     err = (got - ref).abs().amax(dim=1)
     assert float(err.max()) < TOL, f"frame {int(err.argmax())} differs by {float(err.max()):.2e}"
 
@@ -167,3 +169,40 @@ def test_pending_frames_say_when_a_step_fits(whisper_encoder):
     enc.step(torch.randn(80, 2 * room), state)  # exactly fills the 200 positions
     with pytest.raises(LimitExceeded):
         enc.step(torch.randn(80, 4), state)
+
+
+def test_resident_batch_survives_changing_membership(whisper_encoder):
+    """The encoder keeps its last batch resident (sessions hold views of it): stepping changing
+    subsets (the same batch again after a session stepped alone or was trimmed, new members, fewer
+    members) must give each session exactly what it gets stepped alone, and a session that leaves
+    the batch must not keep the batch's memory alive."""
+    rng = np.random.default_rng(11)
+    settings = dict(chunk_frames=5, left_frames=12)
+    batched = make_encoder(whisper_encoder, "block-causal", **settings)
+    alone = make_encoder(whisper_encoder, "block-causal", **settings)
+    mels = [torch.randn(80, 600) for _ in range(4)]
+    pos = [0] * 4
+    sb = [batched.create_state() for _ in mels]
+    sa = [alone.create_state() for _ in mels]
+    schedule = [[0, 1, 2], [0, 1, 2], [0], [0, 1, 2], "trim 1", [0, 1, 2], [3, 1], [3, 1], [2],
+                [0, 1, 2, 3], [0, 1, 2, 3], [2, 0], [0, 1, 2, 3]]
+    for members in schedule:
+        if isinstance(members, str):
+            b = int(members.split()[1])
+            keep = batched.window_frames(sb[b]) // 2
+            _assert_per_frame(batched.trim(sb[b], keep).frames, alone.trim(sa[b], keep).frames)
+            continue
+        chunks = []
+        for b in members:
+            k = int(rng.integers(8, 30))
+            chunks.append(mels[b][:, pos[b] : pos[b] + k])
+            pos[b] += k
+        outs = batched.step_batch(chunks, [sb[b] for b in members])
+        for b, mel, out in zip(members, chunks, outs):
+            ref = alone.step(mel, sa[b])
+            assert out.start == ref.start
+            _assert_per_frame(out.frames, ref.frames)
+        if len(members) > 1:
+            for b in set(range(4)) - set(members):  # left the batch: its own memory only
+                k = sb[b].layers[0].k
+                assert k.untyped_storage().nbytes() == k.numel() * k.element_size()
