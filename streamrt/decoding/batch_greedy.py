@@ -21,6 +21,10 @@ from streamrt.decoding.repetition import RepetitionGuard
 
 __all__ = ["DecodeRequest", "forward_tokens", "greedy_batch", "step_tokens"]
 
+# the token loop drops finished streams from its batch tensors once the live ones are at most this
+# fraction of it (a copy of the live rows, about one iteration's reads)
+SHRINK_AT = 0.75
+
 if TYPE_CHECKING:
     from streamrt.decoding.whisper_decoder import DecodeResult, IncrementalWhisperDecoder
 
@@ -113,7 +117,8 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         runs.append(_Run(req, prefix, max_new, _draft(cache, prefix, max_new), keep))
     if not runs:
         return []
-    need = max(len(r.prefix) + max(len(r.draft), r.max_new) for r in runs)
+    # rows for the forced pass and a few generated tokens; the loop grows them when it needs more
+    need = max(len(r.prefix) + max(len(r.draft), min(r.max_new, 16)) for r in runs)
     # state rows sorted by the length of the forced pass, so groups of similar length are slices
     order = sorted(range(len(runs)), key=lambda k: _pass_length(runs[k]))
     state = BatchDecodeState(dec, [runs[k].req.cache for k in order], [runs[k].keep for k in order], need)
@@ -122,7 +127,7 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         live = [i for i, k in enumerate(order) if runs[k].alive]
         if not live:
             break
-        if len(live) <= state.size // 2:  # shrink the batch: finished streams stop costing
+        if len(live) <= SHRINK_AT * state.size:  # shrink the batch: finished streams stop costing
             for i, k in enumerate(order):
                 if not runs[k].alive:
                     state.write_back(i, runs[k].fed)
@@ -136,6 +141,7 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         for i in live:
             r = runs[order[i]]
             ids[i, 0], pos[i, 0], valid[i, 0] = r.tokens[-1], len(r.prefix) + len(r.tokens) - 1, True
+        state.ensure_tokens(int(pos.max()) + 1)
         x, align = step_tokens(state, ids, pos, valid)
         toks, lps = _choices(dec, x[live, 0])
         for i, tok, lp in zip(live, toks, lps):

@@ -50,12 +50,15 @@ class BatchDecodeState:
         own = [c.n_valid if p else c.n_frames for c, p in zip(self.caches, padded)]
         self.n_frames = torch.tensor([c.n_frames for c in self.caches])  # each alignment row's length
         Fo = max(own) if own else 0
-        self.own_k = torch.zeros(L, B, H, Fo, hd, dtype=dec.cross_dtype)
-        self.own_v = torch.zeros(L, B, H, Fo, hd, dtype=dec.cross_dtype)
+        # every row is written (masked rows must hold finite values: 0 * inf would poison the kernel)
+        self.own_k = torch.empty(L, B, H, Fo, hd, dtype=dec.cross_dtype)
+        self.own_v = torch.empty(L, B, H, Fo, hd, dtype=dec.cross_dtype)
         for b, (c, n) in enumerate(zip(self.caches, own)):
-            if n:
-                self.own_k[:, b, :, :n] = c.cross_k[:, :, :n]
-                self.own_v[:, b, :, :n] = c.cross_v[:, :, :n]
+            self.own_k[:, b, :, :n] = c.cross_k[:, :, :n]
+            self.own_v[:, b, :, :n] = c.cross_v[:, :, :n]
+            if n < Fo:
+                self.own_k[:, b, :, n:] = 0
+                self.own_v[:, b, :, n:] = 0
         own_t = torch.tensor(own, dtype=torch.long)
         self.own_ok = torch.arange(Fo)[None, :] < own_t[:, None]  # (B, Fo)
         self.use_pad = any(padded)
@@ -64,6 +67,16 @@ class BatchDecodeState:
             self.pad_ok = (torch.arange(Fp)[None, :] >= own_t[:, None]) & torch.tensor(padded)[:, None]
         else:
             self.pad_ok = torch.zeros(B, 0, dtype=torch.bool)
+
+    def ensure_tokens(self, n: int) -> None:
+        """Make room for self-attention rows [0, n) (grown by doubling, up to the model's limit)."""
+        T = self.self_k.shape[3]
+        if n <= T:
+            return
+        new_t = min(max(n, 2 * T), max(c.max_tokens for c in self.caches))
+        grow = (*self.self_k.shape[:3], new_t - T, self.self_k.shape[4])
+        self.self_k = torch.cat([self.self_k, torch.zeros(grow, dtype=self.self_k.dtype)], dim=3)
+        self.self_v = torch.cat([self.self_v, torch.zeros(grow, dtype=self.self_v.dtype)], dim=3)
 
     @property
     def size(self) -> int:
@@ -140,6 +153,7 @@ class _CrossContext:
 
     def __init__(self, state: BatchDecodeState, rows: slice, bi: torch.Tensor, ji: torch.Tensor, G: int, Tq: int):
         self.state, self.rows, self.bi, self.ji, self.G, self.Tq = state, rows, bi, ji, G, Tq
+        self.all_valid = len(bi) == G * Tq
         dec = state.dec
         self.dtype = dec.cross_dtype
         own_ok, pad_ok = state.own_ok[rows], state.pad_ok[rows]
@@ -152,51 +166,128 @@ class _CrossContext:
             self.pad_k, self.pad_v = dec.padding_kv(self.dtype)
             self.pad_mask = _additive(pad_ok[bi][None, None], self.dtype)  # (1, 1, N, Fp), per real query
             self.no_pad = ~pad_ok.any(1)[:, None, None]
+        self.any_no_own = bool(self.no_own.any())
+        self.any_no_pad = self.use_pad and bool(self.no_pad.any())
+        # a stream with neither own frames nor padding: its softmax is empty (NaN), zeroed
+        self.any_empty = bool((self.no_own & self.no_pad).any()) if self.use_pad else self.any_no_own
 
     def attend(self, i: int, q: torch.Tensor, align: torch.Tensor) -> torch.Tensor:
-        G, Tq, Fo, Fp, bi, ji = self.G, self.Tq, self.Fo, self.Fp, self.bi, self.ji
-        dec = self.state.dec
+        G, Tq, Fo, Fp = self.G, self.Tq, self.Fo, self.Fp
         H, hd = q.shape[1], q.shape[3]
         qc = q.to(self.dtype)
-        parts = []  # (output (G, H, Tq, hd), log-sum-exp (G, H, Tq)) of the own frames, the padding
+        if Tq == 1 and self.all_valid and EXPLICIT_ONE_TOKEN:
+            return self._attend_one_token(i, qc, align).to(q.dtype)
+        o = lse = None  # (G, H, Tq, hd), (G, H, Tq)
         if Fo:
             ok, ov = self.state.own_k[i][self.rows], self.state.own_v[i][self.rows]
-            o1, l1 = _attend(qc, ok, ov, self.own_mask)
-            parts.append((o1.float(), l1.float().masked_fill(self.no_own, float("-inf"))))
+            o, lse = _attend(qc, ok, ov, self.own_mask)
+            o, lse = o.float(), lse.float()
+            if self.any_no_own:
+                lse = lse.masked_fill(self.no_own, float("-inf"))
         if self.use_pad:
-            flat = qc.permute(1, 0, 2, 3)[:, bi, ji].unsqueeze(0)  # (1, H, N, hd): the real queries
-            o2f, l2f = _attend(flat, self.pad_k[i][None], self.pad_v[i][None], self.pad_mask)
-            o2 = torch.zeros(G, Tq, H, hd)
-            o2[bi, ji] = o2f[0].transpose(0, 1).float()
-            l2 = torch.full((G, Tq, H), float("-inf"))
-            l2[bi, ji] = l2f[0].transpose(0, 1).float()
-            parts.append((o2.transpose(1, 2), l2.transpose(1, 2).masked_fill(self.no_pad, float("-inf"))))
-        if not parts:
+            o2, l2 = self._attend_padding(i, qc, H, hd)
+            if self.any_no_pad:
+                l2 = l2.masked_fill(self.no_pad, float("-inf"))
+            if o is None:
+                o, lse = o2, l2
+            else:  # merge the two softmaxes: part 1 weighs sigmoid(l1 - l2)
+                a = torch.sigmoid(lse - l2)
+                o = o2 + a.unsqueeze(-1) * (o - o2)
+                lse = torch.logaddexp(lse, l2)
+        if o is None:
             return torch.zeros_like(q)
-        if len(parts) == 1:
-            o, lse = parts[0]
-        else:
-            lse = torch.logaddexp(parts[0][1], parts[1][1])
-            o = sum(po * torch.exp(pl - lse).unsqueeze(-1) for po, pl in parts)
-        o = torch.nan_to_num(o, nan=0.0)  # no frames at all: zero output, as an empty window gives
-        heads = dec._heads_by_layer.get(i)
-        if heads:
-            qh, lh = qc[:, heads], lse[:, heads].unsqueeze(-1)  # (G, h, Tq, hd), (G, h, Tq, 1)
-            if Fo:
-                s = (qh @ self.state.own_k[i][self.rows][:, heads].transpose(-1, -2) + self.own_mask).float()
-                align[..., :Fo] += torch.nan_to_num(torch.exp(s - lh), nan=0.0).sum(1)
-            if self.use_pad:
-                flat = qh.permute(1, 0, 2, 3)[:, bi, ji]  # (h, N, hd)
-                s = (flat @ self.pad_k[i][heads].transpose(-1, -2) + self.pad_mask[0]).float()  # (h, N, Fp)
-                w = torch.exp(s - lh.permute(1, 0, 2, 3)[:, bi, ji])
-                align[bi, ji, :Fp] += torch.nan_to_num(w, nan=0.0).sum(0)
+        if self.any_empty:
+            o = torch.nan_to_num(o, nan=0.0)  # no frames at all: zero output, as an empty window gives
+        heads = _index(self.state.dec._heads_by_layer.get(i))
+        if heads is not None:
+            self._align(i, qc[:, heads], lse[:, heads].unsqueeze(-1), heads, align)
         return o.to(q.dtype)
+
+    def _attend_one_token(self, i: int, qc: torch.Tensor, align: torch.Tensor) -> torch.Tensor:
+        """One query per stream (the token loop): the scores are small, so one explicit softmax
+        over [own frames, padding] gives the output and the alignment weights together."""
+        G, Fo, Fp = self.G, self.Fo, self.Fp
+        H, hd = qc.shape[1], qc.shape[3]
+        parts = []
+        if Fo:
+            parts.append((qc @ self.state.own_k[i][self.rows].transpose(-1, -2) + self.own_mask).float())  # (G, H, 1, Fo)
+        if self.use_pad:
+            sp = qc.view(G, H, hd).transpose(0, 1) @ self.pad_k[i].transpose(-1, -2)  # (H, G, Fp)
+            parts.append((sp.transpose(0, 1).unsqueeze(2) + self.pad_mask.view(G, 1, 1, Fp)).float())
+        if not parts:
+            return torch.zeros_like(qc)
+        w = torch.softmax(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0], dim=-1)
+        if self.any_empty:
+            w = torch.nan_to_num(w, nan=0.0)
+        wc = w.to(self.dtype)
+        o = torch.zeros(G, H, 1, hd, dtype=self.dtype)
+        if Fo:
+            o = wc[..., :Fo] @ self.state.own_v[i][self.rows]
+        if self.use_pad:
+            o = o + (wc[..., Fo:].view(G, H, Fp).transpose(0, 1) @ self.pad_v[i]).transpose(0, 1).unsqueeze(2)
+        heads = self.state.dec._heads_by_layer.get(i)
+        if heads:
+            wh = w[:, heads].sum(1)  # (G, 1, Fo + Fp)
+            if Fo:
+                align[..., :Fo] += wh[..., :Fo]
+            if self.use_pad:
+                align[..., :Fp] += wh[..., Fo:]
+        return o.float()
+
+    def _attend_padding(self, i: int, qc: torch.Tensor, H: int, hd: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real queries, flattened into one sequence, against the shared padding rows."""
+        G, Tq, bi, ji = self.G, self.Tq, self.bi, self.ji
+        if self.all_valid:  # every row real (the token loop): a reshape, no scatter
+            flat = qc.permute(1, 0, 2, 3).reshape(1, H, G * Tq, hd)
+            of, lf = _attend(flat, self.pad_k[i][None], self.pad_v[i][None], self.pad_mask)
+            return of[0].view(H, G, Tq, hd).transpose(0, 1).float(), lf[0].view(H, G, Tq).transpose(0, 1).float()
+        flat = qc.permute(1, 0, 2, 3)[:, bi, ji].unsqueeze(0)  # (1, H, N, hd)
+        of, lf = _attend(flat, self.pad_k[i][None], self.pad_v[i][None], self.pad_mask)
+        o = torch.zeros(G, Tq, H, hd)
+        o[bi, ji] = of[0].transpose(0, 1).float()
+        lse = torch.full((G, Tq, H), float("-inf"))
+        lse[bi, ji] = lf[0].transpose(0, 1).float()
+        return o.transpose(1, 2), lse.transpose(1, 2)
+
+    def _align(self, i: int, qh: torch.Tensor, lh: torch.Tensor, heads, align: torch.Tensor) -> None:
+        """Add the alignment heads' attention weights, rebuilt from the merged log-sum-exp ``lh``
+        (G, h, Tq, 1), to ``align`` (G, Tq, frames)."""
+        G, Tq, Fo, Fp, bi, ji = self.G, self.Tq, self.Fo, self.Fp, self.bi, self.ji
+        if Fo:
+            s = (qh @ self.state.own_k[i][self.rows][:, heads].transpose(-1, -2) + self.own_mask).float()
+            w = torch.exp(s - lh)
+            align[..., :Fo] += (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(1)
+        if self.use_pad:
+            nh = qh.shape[1]
+            if self.all_valid:
+                flat, lf = qh.permute(1, 0, 2, 3).reshape(nh, G * Tq, -1), lh.permute(1, 0, 2, 3).reshape(nh, G * Tq, 1)
+            else:
+                flat, lf = qh.permute(1, 0, 2, 3)[:, bi, ji], lh.permute(1, 0, 2, 3)[:, bi, ji]
+            s = (flat @ self.pad_k[i][heads].transpose(-1, -2) + self.pad_mask[0]).float()  # (h, N, Fp)
+            w = torch.exp(s - lf)
+            w = (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(0)
+            if self.all_valid:
+                align[..., :Fp] += w.view(G, Tq, Fp)
+            else:
+                align[bi, ji, :Fp] += w
+
+
+def _index(heads: list[int] | None) -> slice | list[int] | None:
+    """Head indices as a slice when contiguous (a view, not a copy of the keys), else the list."""
+    if not heads:
+        return None
+    if heads == list(range(heads[0], heads[-1] + 1)):
+        return slice(heads[0], heads[-1] + 1)
+    return heads
 
 
 def _additive(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A boolean "may attend" mask as the additive mask attention kernels take (0 / -inf)."""
     return torch.zeros(ok.shape, dtype=dtype).masked_fill_(~ok, float("-inf"))
 
+
+# the token loop's cross-attention as one explicit softmax (True) or fused kernels + merge (False)
+EXPLICIT_ONE_TOKEN = True
 
 _FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 

@@ -35,13 +35,16 @@ class DecoderCache:
 
     @classmethod
     def allocate(
-        cls, layers: int, heads: int, head_dim: int, max_tokens: int, max_frames: int, dtype=torch.float32
+        cls, layers: int, heads: int, head_dim: int, max_tokens: int, max_frames: int, dtype=torch.float32,
+        cross_dtype: torch.dtype | None = None,
     ) -> "DecoderCache":
+        """``cross_dtype``: the cross-attention rows' dtype (default ``dtype``; bfloat16 halves them)."""
+        cross_dtype = cross_dtype or dtype
         return cls(
             self_k=torch.zeros(layers, heads, max_tokens, head_dim, dtype=dtype),
             self_v=torch.zeros(layers, heads, max_tokens, head_dim, dtype=dtype),
-            cross_k=torch.zeros(layers, heads, max_frames, head_dim, dtype=dtype),
-            cross_v=torch.zeros(layers, heads, max_frames, head_dim, dtype=dtype),
+            cross_k=torch.zeros(layers, heads, max_frames, head_dim, dtype=cross_dtype),
+            cross_v=torch.zeros(layers, heads, max_frames, head_dim, dtype=cross_dtype),
         )
 
     @property

@@ -121,7 +121,8 @@ class IncrementalWhisperDecoder:
 
     def set_cross_dtype(self, dtype: torch.dtype) -> None:
         """Run batched cross-attention in ``dtype`` (float32 or bfloat16): keys, values and queries
-        are cast, softmax statistics stay float32."""
+        are cast, softmax statistics stay float32. Caches created from now on store their
+        cross-attention rows in ``dtype``."""
         if dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"cross-attention dtype must be float32 or bfloat16, got {dtype}")
         self.cross_dtype = dtype
@@ -139,7 +140,8 @@ class IncrementalWhisperDecoder:
     # ---- state ---------------------------------------------------------------------------------
     def create_cache(self) -> DecoderCache:
         return DecoderCache.allocate(
-            self.n_layers, self.n_heads, self.head_dim, self.max_tokens, self.max_frames, self.dtype
+            self.n_layers, self.n_heads, self.head_dim, self.max_tokens, self.max_frames, self.dtype,
+            cross_dtype=self.cross_dtype,
         )
 
     @torch.inference_mode()
@@ -162,8 +164,9 @@ class IncrementalWhisperDecoder:
             # rows [n_valid, max) hold padding once filled; refill only the rows real frames left
             hi = cache.n_valid if cache.n_frames == cache.max_frames else cache.max_frames
             if end < hi:
-                cache.cross_k[:, :, end:hi] = self.pad_k[:, :, end:hi]
-                cache.cross_v[:, :, end:hi] = self.pad_v[:, :, end:hi]
+                pad_k, pad_v = self.padding_kv(cache.cross_k.dtype)
+                cache.cross_k[:, :, end:hi] = pad_k[:, :, end:hi]
+                cache.cross_v[:, :, end:hi] = pad_v[:, :, end:hi]
             cache.n_frames = cache.max_frames
         else:
             cache.n_frames = end
@@ -211,7 +214,7 @@ class IncrementalWhisperDecoder:
             ca = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x)
             q = self._heads(ca.q_proj(h) * ca.scaling)
-            k, v = cache.cross_k[i, :, :nf], cache.cross_v[i, :, :nf]
+            k, v = cache.cross_k[i, :, :nf].to(q.dtype), cache.cross_v[i, :, :nf].to(q.dtype)
             heads = self._heads_by_layer.get(i)
             if heads and nf:
                 w = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (H, n, nf)
