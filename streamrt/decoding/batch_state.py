@@ -60,7 +60,10 @@ class BatchDecodeState:
                 self.own_k[:, b, :, n:] = 0
                 self.own_v[:, b, :, n:] = 0
         own_t = torch.tensor(own, dtype=torch.long)
+        self.own_len = own_t
         self.own_ok = torch.arange(Fo)[None, :] < own_t[:, None]  # (B, Fo)
+        # batch row b reads own_k/own_v row own_rows[b] (None: row b); see select
+        self.own_rows: torch.Tensor | None = None
         self.use_pad = any(padded)
         if self.use_pad:
             Fp = dec.max_frames
@@ -86,9 +89,21 @@ class BatchDecodeState:
         """Keep only batch rows ``keep`` (in that order): the batch shrinks as streams finish."""
         idx = torch.as_tensor(list(keep), dtype=torch.long)
         self.self_k, self.self_v = self.self_k[:, idx], self.self_v[:, idx]
-        self.own_k, self.own_v = self.own_k[:, idx], self.own_v[:, idx]
-        self.own_ok, self.pad_ok, self.n_frames = self.own_ok[idx], self.pad_ok[idx], self.n_frames[idx]
+        # the big cross rows are not copied: the kept rows are read through an index (a copy of
+        # the live rows per layer, which the attention reads anyway), up to the longest kept window
+        self.own_rows = idx if self.own_rows is None else self.own_rows[idx]
+        self.own_len = self.own_len[idx]
+        fo = int(self.own_len.max()) if len(idx) else 0
+        self.own_ok, self.pad_ok, self.n_frames = self.own_ok[idx, :fo], self.pad_ok[idx], self.n_frames[idx]
         self.caches = [self.caches[i] for i in keep]
+
+    def own(self, i: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``i``'s own-frame keys and values (G, heads, Fo, head_dim) of batch rows ``rows``."""
+        fo = self.own_ok.shape[1]
+        if self.own_rows is None:
+            return self.own_k[i][rows, :, :fo], self.own_v[i][rows, :, :fo]
+        idx = self.own_rows[rows]
+        return self.own_k[i][:, :, :fo].index_select(0, idx), self.own_v[i][:, :, :fo].index_select(0, idx)
 
     def write_back(self, b: int, token_ids: Sequence[int]) -> None:
         """Store row b's first ``len(token_ids)`` self-attention rows in its cache (for the next
@@ -179,7 +194,7 @@ class _CrossContext:
             return self._attend_one_token(i, qc, align).to(q.dtype)
         o = lse = None  # (G, H, Tq, hd), (G, H, Tq)
         if Fo:
-            ok, ov = self.state.own_k[i][self.rows], self.state.own_v[i][self.rows]
+            ok, ov = self.state.own(i, self.rows)
             o, lse = _attend(qc, ok, ov, self.own_mask)
             o, lse = o.float(), lse.float()
             if self.any_no_own:
@@ -200,7 +215,7 @@ class _CrossContext:
             o = torch.nan_to_num(o, nan=0.0)  # no frames at all: zero output, as an empty window gives
         heads = _index(self.state.dec._heads_by_layer.get(i))
         if heads is not None:
-            self._align(i, qc[:, heads], lse[:, heads].unsqueeze(-1), heads, align)
+            self._align(i, qc[:, heads], lse[:, heads].unsqueeze(-1), heads, align, ok if Fo else None)
         return o.to(q.dtype)
 
     def _attend_one_token(self, i: int, qc: torch.Tensor, align: torch.Tensor) -> torch.Tensor:
@@ -210,7 +225,8 @@ class _CrossContext:
         H, hd = qc.shape[1], qc.shape[3]
         parts = []
         if Fo:
-            parts.append((qc @ self.state.own_k[i][self.rows].transpose(-1, -2) + self.own_mask).float())  # (G, H, 1, Fo)
+            ok, ov = self.state.own(i, self.rows)
+            parts.append((qc @ ok.transpose(-1, -2) + self.own_mask).float())  # (G, H, 1, Fo)
         if self.use_pad:
             sp = qc.view(G, H, hd).transpose(0, 1) @ self.pad_k[i].transpose(-1, -2)  # (H, G, Fp)
             parts.append((sp.transpose(0, 1).unsqueeze(2) + self.pad_mask.view(G, 1, 1, Fp)).float())
@@ -222,7 +238,7 @@ class _CrossContext:
         wc = w.to(self.dtype)
         o = torch.zeros(G, H, 1, hd, dtype=self.dtype)
         if Fo:
-            o = wc[..., :Fo] @ self.state.own_v[i][self.rows]
+            o = wc[..., :Fo] @ ov
         if self.use_pad:
             o = o + (wc[..., Fo:].view(G, H, Fp).transpose(0, 1) @ self.pad_v[i]).transpose(0, 1).unsqueeze(2)
         heads = self.state.dec._heads_by_layer.get(i)
@@ -249,12 +265,12 @@ class _CrossContext:
         lse[bi, ji] = lf[0].transpose(0, 1).float()
         return o.transpose(1, 2), lse.transpose(1, 2)
 
-    def _align(self, i: int, qh: torch.Tensor, lh: torch.Tensor, heads, align: torch.Tensor) -> None:
+    def _align(self, i: int, qh: torch.Tensor, lh: torch.Tensor, heads, align: torch.Tensor, own_k) -> None:
         """Add the alignment heads' attention weights, rebuilt from the merged log-sum-exp ``lh``
         (G, h, Tq, 1), to ``align`` (G, Tq, frames)."""
         G, Tq, Fo, Fp, bi, ji = self.G, self.Tq, self.Fo, self.Fp, self.bi, self.ji
         if Fo:
-            s = (qh @ self.state.own_k[i][self.rows][:, heads].transpose(-1, -2) + self.own_mask).float()
+            s = (qh @ own_k[:, heads].transpose(-1, -2) + self.own_mask).float()
             w = torch.exp(s - lh)
             align[..., :Fo] += (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(1)
         if self.use_pad:

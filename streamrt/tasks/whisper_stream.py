@@ -42,6 +42,14 @@ class WhisperStreamSettings:
     max_tokens_per_s: also cap the tail at this many tokens per second of uncommitted audio (+8),
         so a looping decoder stops early; None: only max_hypothesis_tokens.
     trim_after_s: trim the window at the last committed word once it is longer than this.
+    trim_min_drop: a trim at the last committed word happens only when it drops at least this
+        fraction of the window: a trim re-encodes what it keeps, so cutting a little off a long
+        window (a policy that has not committed for long) costs much and frees little; such a window
+        is cut at ``max_window_s`` instead.
+    max_trims_per_step: at most this many of a batch's streams trim in one step (those with the
+        longest windows first; the others a step later). A trim re-encodes the kept audio and
+        re-runs the decoder's prefix, so streams that started together would otherwise all pay it
+        in the same step (None: no limit).
     max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
     history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
@@ -71,6 +79,8 @@ class WhisperStreamSettings:
     max_hypothesis_tokens: int = 128
     max_tokens_per_s: float | None = 12.0
     trim_after_s: float = 15.0
+    trim_min_drop: float = 0.5
+    max_trims_per_step: int | None = 2
     max_window_s: float = 28.0
     forced_keep_s: float = 10.0
     history_min_cut_s: float = 1.0
@@ -99,6 +109,10 @@ class WhisperStreamSettings:
             )
         if self.trim_after_s > self.max_window_s:
             raise ConfigError(f"trim_after_s ({self.trim_after_s} s) exceeds max_window_s ({self.max_window_s} s)")
+        if not 0.0 <= self.trim_min_drop <= 1.0:
+            raise ConfigError(f"trim_min_drop must be a fraction in [0, 1] of the window, got {self.trim_min_drop}")
+        if self.max_trims_per_step is not None and self.max_trims_per_step < 1:
+            raise ConfigError(f"max_trims_per_step must be >= 1 or None, got {self.max_trims_per_step}")
         if self.max_hypothesis_tokens < 1:
             raise ConfigError(f"max_hypothesis_tokens must be >= 1, got {self.max_hypothesis_tokens}")
 
@@ -154,6 +168,7 @@ class WhisperStreamingModel(DegradationKnobs):
         self.max_window_s = min(settings.max_window_s, max_frames * encoder.frame_ms / 1000.0)
         self.steps = 0
         self.batch_sizes: list[int] = []
+        self._trims_left: int | None = None  # this step's trim budget (max_trims_per_step)
 
     @classmethod
     def from_pretrained(
@@ -260,8 +275,20 @@ class WhisperStreamingModel(DegradationKnobs):
         # such step), then each one's policy
         todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]
         results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
-        for s, res in zip(todo, results):
+        self._trims_left = self.settings.max_trims_per_step
+        # the longest windows first: they get this step's trims
+        for s, res in sorted(zip(todo, results), key=lambda p: -p[0].encoder_window_frames()):
             s.commit_from(res)
+
+    def take_trim(self) -> bool:
+        """A stream asks to trim its window this step (``max_trims_per_step``)."""
+        left = self._trims_left
+        if left is None:
+            return True
+        if left <= 0:
+            return False
+        self._trims_left = left - 1
+        return True
 
     def describe(self) -> dict:
         """Effective settings (for logs and scores.json)."""

@@ -179,7 +179,9 @@ class WhisperStream:
         selection = self.policy.select_history(after)
         if selection is not None:
             self._apply_history(selection)
-        elif self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0:
+        elif (self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0
+              and self._committed_cut_frames() >= max(1.0, s.trim_min_drop * self._window_frames())
+              and m.take_trim()):
             self._trim_at_committed()
 
     def _apply_history(self, sel: HistorySelection) -> None:
@@ -198,6 +200,10 @@ class WhisperStream:
     # ---- decoding ------------------------------------------------------------------------------
     def _window_frames(self) -> int:
         return self.model.encoder.window_frames(self.encoder_state)
+
+    def encoder_window_frames(self) -> int:
+        """Encoder frames in the window now."""
+        return self._window_frames()
 
     def _prefix(self) -> list[int]:
         s = self.model.settings
@@ -314,9 +320,17 @@ class WhisperStream:
                 end = min(w.end_ms, self.consumed_ms)
                 self._out.append(UnitDraft(text, min(w.start_ms, end), end, self.consumed_ms))
 
+    def _committed_cut_frames(self) -> int:
+        """Frames a trim at the last committed word would drop (0: nothing committed in the window
+        since the last trim, e.g. a policy that keeps reading)."""
+        if not self._window_words:
+            return 0
+        frame_ms = self.model.encoder.frame_ms
+        return max(0, int((self._window_words[-1].end_ms - self.window_start_ms) // frame_ms))
+
     def _trim_at_committed(self) -> None:
         """Drop the window's audio before the end of the last committed word."""
-        if not self._window_words:
+        if not self._committed_cut_frames():
             return
         self._cut_window(self._window_words[-1].end_ms)
         self.stats["trims"] += 1

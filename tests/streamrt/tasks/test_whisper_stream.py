@@ -122,6 +122,55 @@ def test_long_stream_is_trimmed_and_window_stays_under_the_limit(make_streaming)
     assert stream.is_done()
 
 
+def _trimming_streams(model, n, cut_frames):
+    """Streams whose last committed word lies ``cut_frames(window)`` frames into the window (the
+    random stand-in model rarely commits); their trims are recorded, not run."""
+    streams, trims = [], []
+    for b in range(n):
+        s = model.create_stream({"policy": "local-agreement"})
+        s._committed_cut_frames = lambda s=s: cut_frames(s._window_frames())
+        s._trim_at_committed = lambda b=b, s=s: trims.append((len(trims), b, s._window_frames()))
+        streams.append(s)
+    return streams, trims
+
+
+def test_trims_of_a_batch_are_spread_over_steps(make_streaming):
+    """Streams that started together would all trim in the same step (each re-encodes and re-runs
+    its prefix); max_trims_per_step spreads them, longest windows first."""
+    for budget in (None, 1, 2):
+        model = make_streaming(max_trims_per_step=budget, trim_min_drop=0.5, trim_after_s=3.0)
+        streams, trims = _trimming_streams(model, 4, lambda w: w)
+        audio = _audio(7.0, seed=9)
+        per_step = []
+        for i in range(0, len(audio), 8000):
+            for b, s in enumerate(streams):
+                if i >= 8000 * b:  # stream b joins b steps later: different window lengths
+                    s.accept_audio(audio[i : i + 8000])
+            before = len(trims)
+            model.step(streams)
+            step_trims = trims[before:]
+            per_step.append(len(step_trims))
+            windows = [w for _, _, w in step_trims]
+            assert windows == sorted(windows, reverse=True)
+            if budget and step_trims:
+                # the budget went to the longest windows among those due
+                due = [s._window_frames() for s in streams if s._window_frames() * 20 > 3000]
+                assert min(windows) >= sorted(due, reverse=True)[len(windows) - 1]
+        assert max(per_step) == (4 if budget is None else budget)
+
+
+def test_a_trim_that_would_drop_little_of_a_long_window_waits(make_streaming):
+    """trim_min_drop: cutting a little off a long window re-encodes the rest for little gain."""
+    for cut, expect in ((lambda w: w // 4, False), (lambda w: w // 2, True)):
+        model = make_streaming(trim_min_drop=0.5, trim_after_s=3.0)
+        streams, trims = _trimming_streams(model, 1, cut)
+        audio = _audio(5.0, seed=5)
+        for i in range(0, len(audio), 8000):
+            streams[0].accept_audio(audio[i : i + 8000])
+            model.step(streams)
+        assert bool(trims) is expect
+
+
 def test_describe_reports_effective_settings(make_streaming):
     d = make_streaming(chunk_ms=250).describe()
     assert d["chunk_ms"] == 250 and d["encoder_mode"] == "stand-in" and d["frame_ms"] == 20.0

@@ -42,3 +42,29 @@ def test_streams_a_recording_close_to_offline():
     assert all(0 <= u.start_ms <= u.end_ms <= u.media_delay_ms <= duration_ms + 1 for u in units)
     # some words are committed before the end of the recording: it really streams
     assert min(u.media_delay_ms for u in units) < duration_ms - 1000
+
+
+@pytest.mark.parametrize("policy", ["alignatt", "edatt"])
+def test_stopping_at_the_policy_commits_the_same_for_fewer_tokens(policy):
+    """stop_at_policy decodes only up to the first token the policy cannot write: the commits
+    (words and their times) must be exactly those of decoding the whole tail, for less work."""
+    from streamrt.clock import ManualClock
+    from streamrt.evaluation.runner import stream_one
+
+    audio = _beckett()
+    runs = {}
+    for stop in (True, False):
+        model = _streaming_model("reencode", chunk_ms=500, stop_at_policy=stop)
+        generated = []
+        real = model.decoder.greedy_many
+
+        def counting(requests, real=real, generated=generated):
+            results = real(requests)
+            generated.extend(len(r.tokens) for r in results)
+            return results
+
+        model.decoder.greedy_many = counting
+        session = stream_one(model, audio, {"policy": policy}, feed_ms=500, clock=ManualClock())
+        runs[stop] = ([(u.text, u.start_ms, u.end_ms, u.media_delay_ms) for u in session.committed], sum(generated))
+    assert runs[True][0] == runs[False][0] and runs[True][0]
+    assert runs[True][1] < runs[False][1]
