@@ -46,6 +46,12 @@ class WhisperStreamSettings:
         fraction of the window: a trim re-encodes what it keeps, so cutting a little off a long
         window (a policy that has not committed for long) costs much and frees little; such a window
         is cut at ``max_window_s`` instead.
+    stall_reset_s: when a step writes nothing although this much audio (s) follows the last
+        committed word, cut the window at that word (its words go from the forced prefix to the
+        prompt, and the decoder reads the unconfirmed audio afresh); with no committed word in the
+        window (a pause), keep only its last half of this. After a misheard forced word Whisper
+        ends the transcript at once or loops on a word that keeps "listening", and the policy would
+        wait until max_window_s. None: never.
     max_trims_per_step: at most this many of a batch's streams trim in one step (those with the
         longest windows first; the others a step later). A trim re-encodes the kept audio and
         re-runs the decoder's prefix, so streams that started together would otherwise all pay it
@@ -80,6 +86,7 @@ class WhisperStreamSettings:
     max_tokens_per_s: float | None = 12.0
     trim_after_s: float = 15.0
     trim_min_drop: float = 0.5
+    stall_reset_s: float | None = 4.0
     max_trims_per_step: int | None = 2
     max_window_s: float = 28.0
     forced_keep_s: float = 10.0
@@ -111,6 +118,8 @@ class WhisperStreamSettings:
             raise ConfigError(f"trim_after_s ({self.trim_after_s} s) exceeds max_window_s ({self.max_window_s} s)")
         if not 0.0 <= self.trim_min_drop <= 1.0:
             raise ConfigError(f"trim_min_drop must be a fraction in [0, 1] of the window, got {self.trim_min_drop}")
+        if self.stall_reset_s is not None and self.stall_reset_s <= 0:
+            raise ConfigError(f"stall_reset_s must be > 0 s or None, got {self.stall_reset_s}")
         if self.max_trims_per_step is not None and self.max_trims_per_step < 1:
             raise ConfigError(f"max_trims_per_step must be >= 1 or None, got {self.max_trims_per_step}")
         if self.max_hypothesis_tokens < 1:

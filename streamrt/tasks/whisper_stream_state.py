@@ -59,7 +59,8 @@ class WhisperStream:
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
         self.skipped_decodes = 0  # steps without a decode since the last one (policy stride)
-        self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0}
+        self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0,
+                      "stall_resets": 0}
 
     # ---- ModelStream ---------------------------------------------------------------------------
     def accept_audio(self, samples: np.ndarray) -> None:
@@ -179,6 +180,8 @@ class WhisperStream:
         selection = self.policy.select_history(after)
         if selection is not None:
             self._apply_history(selection)
+        elif count == 0 and self._stalled() and m.take_trim():
+            self._reset_stall()
         elif (self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0
               and self._committed_cut_frames() >= max(1.0, s.trim_min_drop * self._window_frames())
               and m.take_trim()):
@@ -319,6 +322,28 @@ class WhisperStream:
                 self._committed_starts.append(w.start_ms)
                 end = min(w.end_ms, self.consumed_ms)
                 self._out.append(UnitDraft(text, min(w.start_ms, end), end, self.consumed_ms))
+
+    def _stalled(self) -> bool:
+        """Nothing was written although ``stall_reset_s`` of audio follow the last committed word:
+        a pause, or a decoder derailed by a wrong forced prefix (a misheard committed word makes
+        Whisper end the transcript at once, or loop on a word that keeps "listening")."""
+        limit = self.model.settings.stall_reset_s
+        if limit is None:
+            return False
+        end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+        last = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
+        return end_ms - last >= limit * 1000.0
+
+    def _reset_stall(self) -> None:
+        """Cut the window at the last committed word, so its words leave the forced prefix for the
+        prompt and the decoder reads the unconfirmed audio afresh; with no committed word in the
+        window (nothing heard), keep only its last ``stall_reset_s`` / 2."""
+        if self._committed_cut_frames():
+            self._trim_at_committed()
+        else:
+            end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+            self._cut_window(end_ms - 500.0 * self.model.settings.stall_reset_s)
+        self.stats["stall_resets"] += 1
 
     def _committed_cut_frames(self) -> int:
         """Frames a trim at the last committed word would drop (0: nothing committed in the window

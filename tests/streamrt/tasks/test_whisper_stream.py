@@ -105,7 +105,7 @@ def test_bad_options_raise_config_errors(make_streaming):
 
 
 def test_long_stream_is_trimmed_and_window_stays_under_the_limit(make_streaming):
-    model = make_streaming()
+    model = make_streaming(stall_reset_s=None)
     stream = model.create_stream({"policy": "local-agreement"})
     audio = _audio(9.0, seed=5)
     limit = int(model.max_window_s * 1000 / model.encoder.frame_ms)
@@ -138,7 +138,7 @@ def test_trims_of_a_batch_are_spread_over_steps(make_streaming):
     """Streams that started together would all trim in the same step (each re-encodes and re-runs
     its prefix); max_trims_per_step spreads them, longest windows first."""
     for budget in (None, 1, 2):
-        model = make_streaming(max_trims_per_step=budget, trim_min_drop=0.5, trim_after_s=3.0)
+        model = make_streaming(max_trims_per_step=budget, trim_min_drop=0.5, trim_after_s=3.0, stall_reset_s=None)
         streams, trims = _trimming_streams(model, 4, lambda w: w)
         audio = _audio(7.0, seed=9)
         per_step = []
@@ -162,13 +162,30 @@ def test_trims_of_a_batch_are_spread_over_steps(make_streaming):
 def test_a_trim_that_would_drop_little_of_a_long_window_waits(make_streaming):
     """trim_min_drop: cutting a little off a long window re-encodes the rest for little gain."""
     for cut, expect in ((lambda w: w // 4, False), (lambda w: w // 2, True)):
-        model = make_streaming(trim_min_drop=0.5, trim_after_s=3.0)
+        model = make_streaming(trim_min_drop=0.5, trim_after_s=3.0, stall_reset_s=None)
         streams, trims = _trimming_streams(model, 1, cut)
         audio = _audio(5.0, seed=5)
         for i in range(0, len(audio), 8000):
             streams[0].accept_audio(audio[i : i + 8000])
             model.step(streams)
         assert bool(trims) is expect
+
+
+def test_a_stream_that_writes_nothing_for_long_is_reset(make_streaming):
+    """stall_reset_s: the stand-in model rarely commits; instead of waiting for max_window_s the
+    window is cut once that much audio follows the last committed word (a pause, or a derailed
+    decoder), and never grows much past it."""
+    model = make_streaming(stall_reset_s=1.5)
+    stream = model.create_stream({"policy": "local-agreement"})
+    audio = _audio(8.0, seed=5)
+    most = 0
+    for i in range(0, len(audio), 8000):
+        stream.accept_audio(audio[i : i + 8000])
+        while stream.is_ready():
+            model.step([stream])
+            most = max(most, stream.encoder_window_frames())
+    assert stream.stats["stall_resets"] > 0 and stream.stats["forced_trims"] == 0
+    assert most * 20 <= 1500 + 500 + 500  # the limit, one chunk before the check, one block
 
 
 def test_describe_reports_effective_settings(make_streaming):
