@@ -66,9 +66,12 @@ class WhisperStreamSettings:
         prefix is re-run in one parallel forward each step (exact; on the test set tiny.en
         LocalAgreement-2, re-encode, 500 ms: 1.65 % WER vs 2.47 % with reuse, same latency).
     stop_at_policy: decode only up to the first token where the policy stops writing (AlignAtt,
-        EDAtt, StreamAtt: ``Policy.stop_rule``), so a step costs what it can commit plus one token;
-        the same commits, but the partial text ends there. False: decode the whole tail every step
-        (longer partials, several times the decoder work).
+        EDAtt, StreamAtt: ``Policy.stop_rule``), so a step costs what it can commit plus one token
+        (at 32 streams ~7 instead of ~25 loop iterations per step) and the partial text ends there.
+        The policy decides on the same tokens, but the loop guards (compression ratio, repeated
+        spans) no longer see a tail that loops after the stop, so hallucinated words they would
+        have hidden get committed: tiny.en AlignAtt on data/testset.tsv, 500 ms, 6.58 -> 8.23 %
+        WER over re-encode, 10.7 -> 13.2 % over block-causal. False (default): the whole tail.
     alignment: "argmax" (monotonic argmax) or "dtw" for token timestamps.
     seam_max_words: leading hypothesis words compared with the committed tail for de-duplication.
     max_compression_ratio: a hypothesis more repetitive than this (zlib ratio) is not shown to the
@@ -93,7 +96,7 @@ class WhisperStreamSettings:
     history_min_cut_s: float = 1.0
     max_prompt_tokens: int = 64
     reuse_prefix_kv: bool = False
-    stop_at_policy: bool = True
+    stop_at_policy: bool = False
     alignment: str = "argmax"
     seam_max_words: int = 5
     max_compression_ratio: float | None = 2.4

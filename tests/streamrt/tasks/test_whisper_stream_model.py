@@ -46,8 +46,9 @@ def test_streams_a_recording_close_to_offline():
 
 @pytest.mark.parametrize("policy", ["alignatt", "edatt"])
 def test_stopping_at_the_policy_commits_the_same_for_fewer_tokens(policy):
-    """stop_at_policy decodes only up to the first token the policy cannot write: the commits
-    (words and their times) must be exactly those of decoding the whole tail, for less work."""
+    """stop_at_policy decodes only up to the first token the policy cannot write: where no loop
+    guard fires on the tail (this recording), the commits (words and their times) must be exactly
+    those of decoding the whole tail, for less work."""
     from streamrt.clock import ManualClock
     from streamrt.evaluation.runner import stream_one
 
