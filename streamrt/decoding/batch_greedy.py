@@ -4,7 +4,8 @@ The batch's caches are gathered once (``batch_state.BatchDecodeState``). Every s
 prefix and draft (its previous hypothesis) run in one padded parallel forward; the draft's rows
 verify it (exact greedy). Then all streams still decoding advance together, one token each per
 iteration, every projection and attention batched. A stream leaves at end-of-text, its token cap or
-a repetition loop; once half the batch has left, the batch tensors shrink to the live streams.
+a repetition loop, or where the request's ``stop`` rule says the policy stops writing; once a
+quarter of the batch has left (``SHRINK_AT``), the batch shrinks to the live streams.
 """
 
 from __future__ import annotations

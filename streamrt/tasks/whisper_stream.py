@@ -45,7 +45,7 @@ class WhisperStreamSettings:
     trim_min_drop: a trim at the last committed word happens only when it drops at least this
         fraction of the window: a trim re-encodes what it keeps, so cutting a little off a long
         window (a policy that has not committed for long) costs much and frees little; such a window
-        is cut at ``max_window_s`` instead.
+        is cut by a stall reset or at ``max_window_s`` instead.
     stall_reset_s: when a step writes nothing although this much audio (s) follows the last
         committed word, cut the window at that word (its words go from the forced prefix to the
         prompt, and the decoder reads the unconfirmed audio afresh); with no committed word in the
@@ -291,6 +291,7 @@ class WhisperStreamingModel(DegradationKnobs):
         # the longest windows first: they get this step's trims
         for s, res in sorted(zip(todo, results), key=lambda p: -p[0].encoder_window_frames()):
             s.commit_from(res)
+        self._trims_left = None
 
     def take_trim(self) -> bool:
         """A stream asks to trim its window this step (``max_trims_per_step``)."""
