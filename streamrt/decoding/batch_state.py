@@ -190,7 +190,7 @@ class _CrossContext:
         G, Tq, Fo, Fp = self.G, self.Tq, self.Fo, self.Fp
         H, hd = q.shape[1], q.shape[3]
         qc = q.to(self.dtype)
-        if Tq == 1 and self.all_valid and EXPLICIT_ONE_TOKEN:
+        if Tq == 1 and self.all_valid:  # the token loop (10 % faster than the fused kernels here)
             return self._attend_one_token(i, qc, align).to(q.dtype)
         o = lse = None  # (G, H, Tq, hd), (G, H, Tq)
         if Fo:
@@ -236,9 +236,7 @@ class _CrossContext:
         if self.any_empty:
             w = torch.nan_to_num(w, nan=0.0)
         wc = w.to(self.dtype)
-        o = torch.zeros(G, H, 1, hd, dtype=self.dtype)
-        if Fo:
-            o = wc[..., :Fo] @ ov
+        o = wc[..., :Fo] @ ov if Fo else 0.0
         if self.use_pad:
             o = o + (wc[..., Fo:].view(G, H, Fp).transpose(0, 1) @ self.pad_v[i]).transpose(0, 1).unsqueeze(2)
         heads = self.state.dec._heads_by_layer.get(i)
@@ -301,9 +299,6 @@ def _additive(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A boolean "may attend" mask as the additive mask attention kernels take (0 / -inf)."""
     return torch.zeros(ok.shape, dtype=dtype).masked_fill_(~ok, float("-inf"))
 
-
-# the token loop's cross-attention as one explicit softmax (True) or fused kernels + merge (False)
-EXPLICIT_ONE_TOKEN = True
 
 _FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
