@@ -149,17 +149,34 @@ class IncrementalWhisperDecoder:
         """Project encoder ``frames`` (T, d_model) into cross-attention rows [start, start+T).
 
         The window then ends at start+T (rows past it are stale and ignored)."""
-        end = start + frames.shape[0]
-        if start < 0 or end > cache.max_frames:
-            raise ValueError(f"encoder frames [{start}, {end}) do not fit the {cache.max_frames}-frame cache")
-        if frames.shape[0]:
-            x = frames.to(self.dtype)
+        self.update_cross_many([(cache, frames, start)])
+
+    @torch.inference_mode()
+    def update_cross_many(self, updates: Sequence[tuple[DecoderCache, torch.Tensor, int]]) -> None:
+        """``update_cross`` for many streams: (cache, frames, start) each; the key/value projections
+        of every stream's new frames run as one product per layer."""
+        for cache, frames, start in updates:
+            end = start + frames.shape[0]
+            if start < 0 or end > cache.max_frames:
+                raise ValueError(f"encoder frames [{start}, {end}) do not fit the {cache.max_frames}-frame cache")
+        with_frames = [(c, f, s) for c, f, s in updates if f.shape[0]]
+        if with_frames:
+            x = torch.cat([f for _, f, _ in with_frames]).to(self.dtype)
             for i, layer in enumerate(self.layers):
                 attn = layer.encoder_attn
                 k = attn.k_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1)
                 v = attn.v_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1)
-                cache.cross_k[i, :, start:end] = k
-                cache.cross_v[i, :, start:end] = v
+                row = 0
+                for cache, frames, start in with_frames:
+                    n = frames.shape[0]
+                    cache.cross_k[i, :, start : start + n] = k[:, row : row + n]
+                    cache.cross_v[i, :, start : start + n] = v[:, row : row + n]
+                    row += n
+        for cache, frames, start in updates:
+            self._finish_cross(cache, start + frames.shape[0])
+
+    def _finish_cross(self, cache: DecoderCache, end: int) -> None:
+        """The window now ends at ``end``: padding rows after it, counters."""
         if self.pad_k is not None:
             # rows [n_valid, max) hold padding once filled; refill only the rows real frames left
             hi = cache.n_valid if cache.n_frames == cache.max_frames else cache.max_frames

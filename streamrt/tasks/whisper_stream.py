@@ -281,8 +281,7 @@ class WhisperStreamingModel(DegradationKnobs):
                 [mel for _, mel, _ in encode], [s.encoder_state for s, _, _ in encode],
                 final=[fin for _, _, fin in encode],
             )
-            for (s, _, _), out in zip(encode, outs):
-                s.accept_encoder_output(out)
+            self.decoder.update_cross_many([s.cross_update(out) for (s, _, _), out in zip(encode, outs)])
         # one batched token loop for every stream whose window changed (on every policy_stride-th
         # such step), then each one's policy
         todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]

@@ -124,9 +124,14 @@ class WhisperStream:
         return taken
 
     def accept_encoder_output(self, out) -> None:
+        self.model.decoder.update_cross(*self.cross_update(out))
+
+    def cross_update(self, out):
+        """Note the encoder's output; return the decoder cache update it needs
+        ((cache, frames, start) for ``update_cross``, batched over streams by the model)."""
         if out.frames.shape[0] or out.start < self.cache.n_valid:
             self._window_changed = True
-        self.model.decoder.update_cross(self.cache, out.frames, out.start)
+        return self.cache, out.frames, out.start
 
     def _chunk_samples(self) -> int:
         return self.model.settings.chunk_ms * self.model.sample_rate // 1000

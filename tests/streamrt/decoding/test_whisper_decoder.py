@@ -47,6 +47,25 @@ def test_cross_cache_extends_only_new_frames(tiny_whisper):
     assert inc.n_frames == 10
 
 
+def test_cross_updates_of_many_streams_equal_one_at_a_time(tiny_whisper):
+    """update_cross_many projects every stream's new frames in one product per layer."""
+    dec = _decoder(tiny_whisper)
+    dec.set_padding(torch.randn(dec.max_frames, 32))
+    encs = [torch.randn(n, 32) for n in (9, 0, 14)]
+    starts = [0, 0, 6]
+    alone = [dec.create_cache() for _ in encs]
+    many = [dec.create_cache() for _ in encs]
+    first = torch.randn(6, 32)
+    for c in alone + many:
+        dec.update_cross(c, first, 0)
+    for c, e, s in zip(alone, encs, starts):
+        dec.update_cross(c, e, s)
+    dec.update_cross_many(list(zip(many, encs, starts)))
+    for a, m in zip(alone, many):
+        assert (a.n_frames, a.n_valid, a.cross_version) == (m.n_frames, m.n_valid, m.cross_version)
+        assert torch.allclose(a.cross_k, m.cross_k, atol=1e-6) and torch.allclose(a.cross_v, m.cross_v, atol=1e-6)
+
+
 def test_greedy_reuses_prefix_rows_and_matches_fresh_decode(tiny_whisper):
     dec = _decoder(tiny_whisper)
     enc = torch.randn(25, 32)
