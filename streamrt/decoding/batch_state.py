@@ -48,7 +48,6 @@ class BatchDecodeState:
                 self.self_v[:, b, :, :n] = c.self_v[:, :, :n]
         padded = [dec.pad_k is not None and c.n_frames == c.max_frames == dec.max_frames for c in self.caches]
         own = [c.n_valid if p else c.n_frames for c, p in zip(self.caches, padded)]
-        self.n_frames = torch.tensor([c.n_frames for c in self.caches])  # each alignment row's length
         Fo = max(own) if own else 0
         # every row is written (masked rows must hold finite values: 0 * inf would poison the kernel)
         self.own_k = torch.empty(L, B, H, Fo, hd, dtype=dec.cross_dtype)
@@ -94,7 +93,7 @@ class BatchDecodeState:
         self.own_rows = idx if self.own_rows is None else self.own_rows[idx]
         self.own_len = self.own_len[idx]
         fo = int(self.own_len.max()) if len(idx) else 0
-        self.own_ok, self.pad_ok, self.n_frames = self.own_ok[idx, :fo], self.pad_ok[idx], self.n_frames[idx]
+        self.own_ok, self.pad_ok = self.own_ok[idx, :fo], self.pad_ok[idx]
         self.caches = [self.caches[i] for i in keep]
 
     def own(self, i: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
