@@ -54,8 +54,10 @@ class WhisperStreamSettings:
         wait until max_window_s. None: never.
     max_trims_per_step: at most this many of a batch's streams trim in one step (those with the
         longest windows first; the others a step later). A trim re-encodes the kept audio and
-        re-runs the decoder's prefix, so streams that started together would otherwise all pay it
-        in the same step (None: no limit).
+        re-runs the decoder's prefix (~90 ms for tiny.en), so streams that started together would
+        otherwise all pay it in the same step. One per step (two per second at 500 ms steps) held
+        16 AlignAtt streams in real time where two per step held 12 (docs/benchmarks.md). None: no
+        limit.
     max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
     history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
@@ -90,7 +92,7 @@ class WhisperStreamSettings:
     trim_after_s: float = 15.0
     trim_min_drop: float = 0.5
     stall_reset_s: float | None = 4.0
-    max_trims_per_step: int | None = 2
+    max_trims_per_step: int | None = 1
     max_window_s: float = 28.0
     forced_keep_s: float = 10.0
     history_min_cut_s: float = 1.0
