@@ -58,15 +58,14 @@ class BatchDecodeState:
             if n < Fo:
                 self.own_k[:, b, :, n:] = 0
                 self.own_v[:, b, :, n:] = 0
-        own_t = torch.tensor(own, dtype=torch.long)
-        self.own_len = own_t
-        self.own_ok = torch.arange(Fo)[None, :] < own_t[:, None]  # (B, Fo)
+        self.own_len = torch.tensor(own, dtype=torch.long)  # each row's own frames
+        self.own_ok = torch.arange(Fo)[None, :] < self.own_len[:, None]  # (B, Fo)
         # batch row b reads own_k/own_v row own_rows[b] (None: row b); see select
         self.own_rows: torch.Tensor | None = None
         self.use_pad = any(padded)
         if self.use_pad:
             Fp = dec.max_frames
-            self.pad_ok = (torch.arange(Fp)[None, :] >= own_t[:, None]) & torch.tensor(padded)[:, None]
+            self.pad_ok = (torch.arange(Fp)[None, :] >= self.own_len[:, None]) & torch.tensor(padded)[:, None]
         else:
             self.pad_ok = torch.zeros(B, 0, dtype=torch.bool)
 
