@@ -134,6 +134,8 @@ class CachedWhisperEncoder:
         final: Sequence[bool] | None = None,
     ) -> list[EncoderOutput]:
         """One batched forward for many sessions, each at its own position with its own new frames."""
+        if not states:
+            return []
         final = list(final) if final is not None else [False] * len(states)
         starts, news, trimmed = [], [], []
         for mel, state, fin in zip(mels, states, final):
@@ -142,18 +144,22 @@ class CachedWhisperEncoder:
             if mel.shape[0] != self.n_mels:
                 raise InputError(f"mel has {mel.shape[0]} bins, the encoder expects {self.n_mels}")
             x = conv_front_step(self.encoder, state.conv, mel, fin)
-            was_trimmed = self._make_room(state, x.shape[0])
-            trimmed.append(was_trimmed)
-            starts.append(0 if was_trimmed is not None else self.window_frames(state))
+            trimmed.append(self._make_room(state, x.shape[0]))
+            starts.append(self._output_start(state))
             news.append(self._embed(state, x))
             state.finished = fin
         outs = self._run(states, news, final)
         result = []
         for b, out in enumerate(outs):
-            if trimmed[b] is not None:
-                out = torch.cat([trimmed[b].frames, out])
-            result.append(EncoderOutput(frames=out, start=starts[b]))
+            if trimmed[b] is not None:  # the trimmed window up to where this step's frames begin
+                result.append(EncoderOutput(frames=torch.cat([trimmed[b].frames[: starts[b]], out]), start=0))
+            else:
+                result.append(EncoderOutput(frames=out, start=starts[b]))
         return result
+
+    def _output_start(self, state: WhisperEncoderState) -> int:
+        """Window index where the next step's output begins (cached modes: the window's end)."""
+        return self.window_frames(state)
 
     def _embed(self, state: WhisperEncoderState, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -204,8 +210,11 @@ class CachedWhisperEncoder:
         for block, cache in zip(self.blocks, state.layers):
             reset_layer_cache(cache, block, self.d_model)
         x = self._embed(state, kept)
-        out = self._run([state], [x], [state.finished])[0]
-        return EncoderOutput(frames=out, start=0)
+        return EncoderOutput(frames=self._reencode_kept(state, x), start=0)
+
+    def _reencode_kept(self, state: WhisperEncoderState, x: torch.Tensor) -> torch.Tensor:
+        """A trim's re-encode of the kept frames (embedded) at positions 0.. into emptied caches."""
+        return self._run([state], [x], [state.finished])[0]
 
 
 def make_encoder(
@@ -214,7 +223,7 @@ def make_encoder(
     *,
     chunk_frames: int = 50,
     left_frames: int | None = 500,
-    lookahead_frames: int = 0,
+    lookahead_frames: int | None = None,
     substep_frames: int | None = None,
     auto_trim_keep_frames: int | None = None,
     pad_to_window: bool = False,
@@ -223,7 +232,9 @@ def make_encoder(
 
     mode: "block-causal" (``chunk_frames`` encoder frames per block = 20 ms each, ``left_frames`` of left
     context, None = the whole window), "sliding" (``left_frames`` back, ``lookahead_frames`` ahead per
-    layer), "reencode" (the whole window every step, full attention; whisper_streaming's baseline;
+    layer), "block-lookahead" (blocks of ``chunk_frames`` frozen once ``lookahead_frames`` more frames
+    exist, default 50 = 1 s; the frames after the last frozen block re-encoded every step: see
+    streamrt.encoders.lookahead), "reencode" (the whole window every step, full attention; whisper_streaming's baseline;
     ``pad_to_window=True`` pads it to 30 s with zero features as faster-whisper does).
     ``auto_trim_keep_frames``: when the 30 s window would overflow, trim to this many frames instead of
     raising ``LimitExceeded``.
@@ -234,9 +245,22 @@ def make_encoder(
             raise ConfigError(f"chunk_frames must be >= 1 (got {chunk_frames})")
         pattern: AttentionPattern = BlockCausal(chunk_frames, left_frames)
     elif mode == "sliding":
-        if lookahead_frames < 0:
-            raise ConfigError(f"lookahead_frames must be >= 0 (got {lookahead_frames})")
-        pattern = Sliding(left_frames, lookahead_frames)
+        lookahead = lookahead_frames or 0
+        if lookahead < 0:
+            raise ConfigError(f"lookahead_frames must be >= 0 (got {lookahead})")
+        pattern = Sliding(left_frames, lookahead)
+    elif mode == "block-lookahead":
+        from streamrt.encoders.lookahead import BlockLookahead, LookaheadWhisperEncoder
+
+        lookahead = 50 if lookahead_frames is None else lookahead_frames
+        if chunk_frames < 1 or lookahead < 0 or (left_frames is not None and left_frames < 0):
+            raise ConfigError(
+                f"block-lookahead needs chunk_frames >= 1, lookahead_frames >= 0, left_frames >= 0 or None "
+                f"(got {chunk_frames}, {lookahead}, {left_frames})"
+            )
+        return LookaheadWhisperEncoder(
+            encoder, BlockLookahead(chunk_frames, left_frames, lookahead), auto_trim_keep_frames=auto_trim_keep_frames
+        )
     elif mode == "reencode":
         from streamrt.encoders.reencode import ReencodeWhisperEncoder
 
@@ -244,7 +268,7 @@ def make_encoder(
             encoder, auto_trim_keep_frames=auto_trim_keep_frames, pad_to_window=pad_to_window
         )
     else:
-        raise ConfigError(f"unknown encoder mode {mode!r}; known: block-causal, sliding, reencode")
+        raise ConfigError(f"unknown encoder mode {mode!r}; known: block-causal, block-lookahead, sliding, reencode")
     if left_frames is not None and left_frames < 0:
         raise ConfigError(f"left_frames must be >= 0 or None (got {left_frames})")
     return CachedWhisperEncoder(

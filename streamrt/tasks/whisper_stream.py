@@ -174,6 +174,8 @@ class WhisperStreamingModel(DegradationKnobs):
         )
         if quantize == "bf16":  # the same precision for the decoder's cross-attention
             self.decoder.set_cross_dtype(torch.bfloat16)
+            if hasattr(encoder, "cache_dtype"):  # and for the encoder's attention caches (block-lookahead)
+                encoder.cache_dtype = torch.bfloat16
         if settings.pad_cross == "silence":
             self.decoder.set_padding(silence_tail(bundle.model, settings.pad_mel_value)[:max_frames])
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
