@@ -9,7 +9,8 @@ Decoding stops at 128 positions (sentences; a hallucination loop is cut there). 
 - ``offline running-max``: the streaming floor rule, otherwise the same: isolates the floor's effect.
 - ``unpadded full``: running-max features, encoder over the real frames only (the re-encode mode at
   end of stream; no 30 s padding).
-- ``block-causal`` / ``sliding``: the cached modes at end of stream, unpadded.
+- ``block-causal`` / ``sliding`` / ``block-lookahead``: the cached modes at end of stream, unpadded
+  (block-lookahead: 0.5 s groups frozen with 0.5 s or 1 s of look-ahead, as 0.5 s steps freeze them).
 - ``+silence tail``: the same frames followed by rows T..1499 of ``silence_tail`` (a fixed encoding
   of zero features, computed once per model).
 The encoder output goes to ``greedy_decode`` of streamrt.models.whisper.offline (the offline decoder),
@@ -34,6 +35,8 @@ def _configs(model):
         "block-causal 0.5s/10s": make_encoder(model, "block-causal", chunk_frames=25, left_frames=500),
         "block-causal 0.2s/10s": make_encoder(model, "block-causal", chunk_frames=10, left_frames=500),
         "sliding 10s la2": make_encoder(model, "sliding", left_frames=500, lookahead_frames=2),
+        "block-lookahead 0.5s+0.5s": make_encoder(model, "block-lookahead", chunk_frames=25, lookahead_frames=25),
+        "block-lookahead 0.5s+1s": make_encoder(model, "block-lookahead", chunk_frames=25, lookahead_frames=50),
     }
 
 

@@ -52,7 +52,7 @@ def run(
     model: str = typer.Option("tiny.en", "--model", help="tiny.en, base, or a local HF Whisper folder"),
     policy: str = typer.Option("local-agreement", "--policy", help="policy name (see `streamrt policies`)"),
     policy_opt: Optional[list[str]] = typer.Option(None, "--policy-opt", help="policy option KEY=VALUE (repeat)"),
-    encoder: str = typer.Option("reencode", "--encoder", help="encoder mode: reencode, block-causal, sliding"),
+    encoder: str = typer.Option("reencode", "--encoder", help="encoder mode: reencode, block-causal, block-lookahead, sliding"),
     encoder_opt: Optional[list[str]] = typer.Option(None, "--encoder-opt", help="make_encoder KEY=VALUE (repeat)"),
     chunk_ms: int = typer.Option(1000, "--chunk-ms", help="audio per model step and per feed, ms"),
     setting: Optional[list[str]] = typer.Option(None, "--setting", help="WhisperStreamSettings KEY=VALUE (repeat)"),

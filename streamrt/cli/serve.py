@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0 picks a free one)"),
         model: str = typer.Option("tiny.en", help="Whisper model name or local folder"),
         fake_model: bool = typer.Option(False, "--fake-model", help="serve the counting model (no weights; tests)"),
-        encoder_mode: Optional[str] = typer.Option(None, help="block-causal, sliding or reencode (model default)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="reencode, block-causal, block-lookahead or sliding (model default)"),
         chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
         max_sessions: int = typer.Option(64, help="concurrent sessions; past it clients get 1013"),
         max_message_bytes: int = typer.Option(1 << 20, help="largest client message, bytes"),
@@ -198,7 +198,7 @@ def register(app: typer.Typer) -> None:
     def demo(
         model: str = typer.Option("tiny.en", help="Whisper model for the in-process server"),
         fake_model: bool = typer.Option(False, "--fake-model", help="use the counting model (no weights; tests)"),
-        encoder_mode: Optional[str] = typer.Option(None, help="block-causal, sliding or reencode (model default)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="reencode, block-causal, block-lookahead or sliding (model default)"),
         chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
         file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="recording (default: bundled)"),
         speed: float = typer.Option(1.0, help="1.0 real time, 0 as fast as possible"),

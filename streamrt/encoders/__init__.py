@@ -1,6 +1,7 @@
 """Streaming encoders that cache their activations (see docs/encoders.md).
 
-``make_encoder(whisper_model, mode, **settings)`` with mode "block-causal", "sliding" or "reencode";
+``make_encoder(whisper_model, mode, **settings)`` with mode "block-causal", "block-lookahead",
+"sliding" or "reencode";
 ``streamrt.encoders.conformer.CacheAwareConformer`` for a trainable cache-aware Conformer.
 """
 

@@ -217,6 +217,10 @@ class CachedWhisperEncoder:
         return self._run([state], [x], [state.finished])[0]
 
 
+#: the modes ``make_encoder`` builds on a Whisper model
+ENCODER_MODES = ("reencode", "block-causal", "block-lookahead", "sliding")
+
+
 def make_encoder(
     whisper_model: nn.Module,
     mode: str,
@@ -268,7 +272,7 @@ def make_encoder(
             encoder, auto_trim_keep_frames=auto_trim_keep_frames, pad_to_window=pad_to_window
         )
     else:
-        raise ConfigError(f"unknown encoder mode {mode!r}; known: block-causal, block-lookahead, sliding, reencode")
+        raise ConfigError(f"unknown encoder mode {mode!r}; known: {', '.join(ENCODER_MODES)}")
     if left_frames is not None and left_frames < 0:
         raise ConfigError(f"left_frames must be >= 0 or None (got {left_frames})")
     return CachedWhisperEncoder(

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from streamrt.encoders.whisper import ENCODER_MODES
 from streamrt.errors import ConfigError
 
-ENCODER_MODES = ("reencode", "block-causal", "sliding")
 TOP_KEYS = ("offline", "encoders", "chunk_ms", "settings", "encoder_settings", "policies")
 POLICY_KEYS = ("name", "options", "encoders", "chunk_ms")
 SHORT_POLICY = {"local-agreement": "la", "alignatt": "aa", "edatt": "ed", "streamatt": "sa", "wait-k": "wk"}

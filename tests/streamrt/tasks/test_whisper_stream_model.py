@@ -69,3 +69,24 @@ def test_stopping_at_the_policy_commits_the_same_for_fewer_tokens(policy):
         runs[stop] = ([(u.text, u.start_ms, u.end_ms, u.media_delay_ms) for u in session.committed], sum(generated))
     assert runs[True][0] == runs[False][0] and runs[True][0]
     assert runs[True][1] < runs[False][1]
+
+
+def test_alignatt_over_block_lookahead_transcribes_a_recording_as_it_streams():
+    """The capacity configuration (docs/benchmarks.md): AlignAtt over the block-lookahead encoder at
+    500 ms, bf16, prefix rows reused, decoding stopped at the policy."""
+    from metrics.quality import wer
+    from streamrt.clock import ManualClock
+    from streamrt.evaluation.runner import stream_one
+
+    audio = _beckett()
+    model = _streaming_model("block-lookahead", encoder_settings={"chunk_frames": 50, "lookahead_frames": 25},
+                             chunk_ms=500, quantize="bf16", reuse_prefix_kv=True, stop_at_policy=True)
+    session = stream_one(model, audio, {"policy": "alignatt", "policy_options": {"frames": 8}}, feed_ms=500,
+                         clock=ManualClock())
+    text = " ".join(u.text for u in session.committed)
+    assert wer([text], [REFERENCE]) <= 25.0, text
+    duration_ms = 1000.0 * len(audio) / 16000
+    delays = sorted(u.media_delay_ms - u.end_ms for u in session.committed)
+    # most words are committed within 1.5 s of their end in the audio (the p95 goal's scale)
+    assert delays[len(delays) // 2] < 1500, delays
+    assert min(u.media_delay_ms for u in session.committed) < duration_ms - 1000
