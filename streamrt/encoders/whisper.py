@@ -236,10 +236,11 @@ def make_encoder(
 
     mode: "block-causal" (``chunk_frames`` encoder frames per block = 20 ms each, ``left_frames`` of left
     context, None = the whole window), "sliding" (``left_frames`` back, ``lookahead_frames`` ahead per
-    layer), "block-lookahead" (blocks of ``chunk_frames`` frozen once ``lookahead_frames`` more frames
-    exist, default 50 = 1 s; the frames after the last frozen block re-encoded every step: see
-    streamrt.encoders.lookahead), "reencode" (the whole window every step, full attention; whisper_streaming's baseline;
-    ``pad_to_window=True`` pads it to 30 s with zero features as faster-whisper does).
+    layer), "block-lookahead" (a frame is cached once ``lookahead_frames`` more exist, default 50 = 1 s,
+    at most ``chunk_frames`` per group; the frames after the cached ones are re-encoded every step:
+    streamrt.encoders.lookahead), "reencode" (the whole window every step, full attention;
+    whisper_streaming's baseline; ``pad_to_window=True`` pads it to 30 s with zero features as
+    faster-whisper does).
     ``auto_trim_keep_frames``: when the 30 s window would overflow, trim to this many frames instead of
     raising ``LimitExceeded``.
     """
