@@ -73,6 +73,9 @@ def choose_batch_size(
     batch finishes when the batch does, and the first is the one with the least slack. When even
     b = 1 misses that deadline the machine is behind; then throughput is what catches up, so the
     answer is the largest batch allowed (and the degradation ladder deals with the overload).
+    A split that the rest cannot survive is not made either: when the streams left out, stepped
+    right after, would miss their own most urgent deadline, splitting only moves the lateness onto
+    them and pays the step's fixed part twice, so everyone goes now.
     """
     n = len(deadlines)
     if n == 0:
@@ -85,4 +88,7 @@ def choose_batch_size(
     if c <= 0:
         return cap
     fits = int((slack - a) / c + 1e-9)
-    return max(1, min(cap, fits))
+    b = max(1, min(cap, fits))
+    if b < cap and now + model.predict(b) + model.predict(cap - b) > deadlines[b]:
+        return cap
+    return b

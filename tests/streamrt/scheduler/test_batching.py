@@ -58,6 +58,18 @@ def test_batch_is_the_largest_that_keeps_the_most_urgent_deadline():
     assert choose_batch_size([10.0] * 7, 0.0, m, 3) == 3
 
 
+def test_no_split_that_only_moves_the_lateness_onto_the_rest():
+    m = fitted([(b, 0.06 * b) for b in (1, 2, 4, 8)])
+    # all ready together: 8 would meet the deadline, but the 2 left out would finish at 0.6 s,
+    # past their own 0.5 s: one step of all 10 (late by 0.1 s) beats two (the last late by 0.1 s
+    # plus a second fixed cost)
+    assert choose_batch_size([0.5] * 10, 0.0, m, 32) == 10
+    # the rest has the slack to wait: split
+    assert choose_batch_size([0.5] * 8 + [0.7] * 2, 0.0, m, 32) == 8
+    m = fitted([(b, 0.1 + 0.05 * b) for b in (1, 2, 4, 8)])
+    assert choose_batch_size([0.3] * 7, 0.0, m, 32) == 7
+
+
 def test_when_behind_throughput_wins():
     m = fitted([(b, 0.1 + 0.05 * b) for b in (1, 2, 4, 8)])
     # the most urgent deadline is already unreachable even alone: take the largest batch
