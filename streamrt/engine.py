@@ -72,11 +72,18 @@ class ModelStream(Protocol):
 
 @runtime_checkable
 class StreamingModel(Protocol):
-    """Shared weights. ``step`` advances every given stream by one step, batched where it can."""
+    """Shared weights. ``step`` advances every given stream by one step, batched where it can.
+
+    Threads: the scheduler runs ``step`` in a worker thread, one step at a time, while transports
+    call ``create_stream`` on the event loop. So ``create_stream`` may run during a ``step`` and
+    must only build the new session's own state (it may read the shared weights and settings,
+    never write what ``step`` uses); ``step`` is never called concurrently with itself, and a
+    stream is never fed while it is inside a step (the session holds input aside meanwhile)."""
 
     sample_rate: int
 
     def create_stream(self, options: Mapping[str, object] | None = None) -> ModelStream:
+        """A new session's stream; raises ConfigError / policy errors for bad ``options``."""
         ...
 
     def step(self, streams: Sequence[ModelStream]) -> None:
