@@ -88,3 +88,25 @@ class StreamingModel(Protocol):
 
     def step(self, streams: Sequence[ModelStream]) -> None:
         ...
+
+
+class SampleCounts:
+    """The bookkeeping half of ``ModelStream``, shared by implementations: samples received and
+    consumed at the model's rate (``self.model.sample_rate``) and the end-of-input flag. The
+    subclass sets ``model`` and counts in ``accept_audio`` and its steps."""
+
+    model: StreamingModel
+    _received: int = 0  # samples
+    _consumed: int = 0
+    _finished: bool = False
+
+    def input_finished(self) -> None:
+        self._finished = True
+
+    @property
+    def received_ms(self) -> float:
+        return 1000.0 * self._received / self.model.sample_rate
+
+    @property
+    def consumed_ms(self) -> float:
+        return 1000.0 * self._consumed / self.model.sample_rate

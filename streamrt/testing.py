@@ -13,10 +13,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from streamrt.engine import StepResult, UnitDraft
+from streamrt.engine import SampleCounts, StepResult, UnitDraft
 
 
-class CountingStream:
+class CountingStream(SampleCounts):
     def __init__(self, model: "CountingModel"):
         self.model = model
         self._received = 0  # samples
@@ -28,17 +28,6 @@ class CountingStream:
 
     def accept_audio(self, samples: np.ndarray) -> None:
         self._received += len(samples)
-
-    def input_finished(self) -> None:
-        self._finished = True
-
-    @property
-    def received_ms(self) -> float:
-        return 1000.0 * self._received / self.model.sample_rate
-
-    @property
-    def consumed_ms(self) -> float:
-        return 1000.0 * self._consumed / self.model.sample_rate
 
     def is_ready(self) -> bool:
         chunk = self.model.chunk_ms * self.model.sample_rate // 1000

@@ -18,7 +18,7 @@ import torch
 
 from policies.base import HistorySelection, HypToken, Policy, PolicyView, Read, Write, word_spans
 from streamrt.decoding import DecodeRequest, DecodeResult, compression_ratio, token_times
-from streamrt.engine import StepResult, UnitDraft
+from streamrt.engine import SampleCounts, StepResult, UnitDraft
 
 if TYPE_CHECKING:
     from streamrt.tasks.whisper_stream import WhisperStreamingModel
@@ -32,7 +32,7 @@ class _Word:
     end_ms: float
 
 
-class WhisperStream:
+class WhisperStream(SampleCounts):
     """One session's features, encoder state, decoder caches, policy and committed words."""
 
     def __init__(self, model: "WhisperStreamingModel", policy: Policy, sot: list[int], *, task: str, language):
@@ -68,17 +68,6 @@ class WhisperStream:
         if len(x):
             self._chunks.append(x)
             self._received += len(x)
-
-    def input_finished(self) -> None:
-        self._finished = True
-
-    @property
-    def received_ms(self) -> float:
-        return 1000.0 * self._received / self.model.sample_rate
-
-    @property
-    def consumed_ms(self) -> float:
-        return 1000.0 * self._consumed / self.model.sample_rate
 
     def is_ready(self) -> bool:
         if self._done:
