@@ -64,11 +64,15 @@ class LayerCache:
         return int(self.slot_pos.shape[1]) - 1
 
 
-def new_layer_cache(block: AttentionBlock, slots: int, d_model: int) -> LayerCache:
-    shape = (1, block.n_heads, slots + 1, block.head_dim)
+def new_layer_cache(
+    block: AttentionBlock, slots: int, d_model: int, *, scratch: int = 0, dtype: torch.dtype = torch.float32
+) -> LayerCache:
+    """One session's cache for one layer; ``scratch`` more key/value rows after the trash slot (room
+    a mode may use per step, never attended through ``slot_pos``), in ``dtype``."""
+    shape = (1, block.n_heads, slots + 1 + scratch, block.head_dim)
     return LayerCache(
-        k=torch.zeros(shape),
-        v=torch.zeros(shape),
+        k=torch.zeros(shape, dtype=dtype),
+        v=torch.zeros(shape, dtype=dtype),
         slot_pos=torch.full((1, slots + 1), -1, dtype=torch.long),
         pending=[torch.zeros(0, d_model)],
         n_in=[0],

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamrt.encoders.base import EncoderOutput
-from streamrt.encoders.cache import LayerCache
+from streamrt.encoders.cache import LayerCache, new_layer_cache
 from streamrt.encoders.whisper import CachedWhisperEncoder, WhisperEncoderState
 from streamrt.encoders.whisper_front import WhisperBlock
 
@@ -94,15 +94,13 @@ class LookaheadWhisperEncoder(CachedWhisperEncoder):
         super().__init__(encoder, pattern, substep_frames=pattern.chunk_frames,
                          auto_trim_keep_frames=auto_trim_keep_frames)
 
-    def create_state(self) -> LookaheadState:
-        base = super().create_state()
-        # each layer's k/v get room for one group after the cache slots (and the trash slot): the
-        # group's own keys are written there, so attention reads one tensor and nothing is concatenated
+    state_type = LookaheadState
+
+    def _new_layer_cache(self, block: WhisperBlock) -> LayerCache:
+        # room for one group after the cache slots (and the trash slot): the group's own keys are
+        # written there, so attention reads one tensor and nothing is concatenated
         group = self.pattern.chunk_frames + self.pattern.lookahead_frames
-        for c in base.layers:
-            c.k = torch.zeros(1, c.k.shape[1], c.k.shape[2] + group, c.k.shape[3], dtype=self.cache_dtype)
-            c.v = torch.zeros_like(c.k)
-        return LookaheadState(conv=base.conv, layers=base.layers, history=base.history)
+        return new_layer_cache(block, self.slots, self.d_model, scratch=group, dtype=self.cache_dtype)
 
     def window_frames(self, state: LookaheadState) -> int:
         return state.n_conv  # every frame is out, the last ones provisionally

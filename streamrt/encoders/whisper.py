@@ -104,12 +104,17 @@ class CachedWhisperEncoder:
     def describe(self) -> dict:
         return {"pattern": repr(self.pattern), "cache_slots": self.slots, "substep_frames": self.substep}
 
+    state_type = WhisperEncoderState
+
     def create_state(self) -> WhisperEncoderState:
-        return WhisperEncoderState(
+        return self.state_type(
             conv=new_conv_tail(self.n_mels, self.d_model),
-            layers=[new_layer_cache(b, self.slots, self.d_model) for b in self.blocks],
+            layers=[self._new_layer_cache(b) for b in self.blocks],
             history=torch.zeros(self.max_window_frames, self.d_model),
         )
+
+    def _new_layer_cache(self, block: WhisperBlock) -> LayerCache:
+        return new_layer_cache(block, self.slots, self.d_model)
 
     def window_frames(self, state: WhisperEncoderState) -> int:
         return state.layers[-1].n_out[0]
