@@ -18,6 +18,7 @@ import torch
 
 from streamrt.decoding.batch_state import BatchDecodeState, forward_tokens
 from streamrt.decoding.kv_cache import DecoderCache
+from streamrt.decoding.numerics import greedy_logprobs
 from streamrt.decoding.repetition import RepetitionGuard
 
 __all__ = ["DecodeRequest", "forward_tokens", "greedy_batch", "step_tokens"]
@@ -90,9 +91,7 @@ def _choices(dec: "IncrementalWhisperDecoder", hidden: torch.Tensor) -> tuple[li
     """Greedy tokens and their log-probabilities for rows of final hidden states (N, d_model)."""
     z = dec.logits(dec.final_norm(hidden))
     z += dec.logit_mask
-    tok = torch.from_numpy(z.numpy().argmax(-1))  # numpy's argmax is ~10x torch's on CPU here
-    lp = z.gather(1, tok[:, None])[:, 0] - torch.logsumexp(z, dim=-1)
-    return tok.tolist(), lp.tolist()
+    return greedy_logprobs(z)
 
 
 def step_tokens(state: BatchDecodeState, ids: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor):

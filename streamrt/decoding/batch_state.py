@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from streamrt.decoding.kv_cache import DecoderCache
+from streamrt.decoding.numerics import exp_floored
 
 if TYPE_CHECKING:
     from streamrt.decoding.whisper_decoder import IncrementalWhisperDecoder
@@ -267,7 +268,7 @@ class _CrossContext:
         G, Tq, Fo, Fp, bi, ji = self.G, self.Tq, self.Fo, self.Fp, self.bi, self.ji
         if Fo:
             s = (qh @ own_k[:, heads].transpose(-1, -2) + self.own_mask).float()
-            w = torch.exp(s - lh)
+            w = exp_floored(s - lh)
             align[..., :Fo] += (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(1)
         if self.use_pad:
             nh = qh.shape[1]
@@ -276,7 +277,7 @@ class _CrossContext:
             else:
                 flat, lf = qh.permute(1, 0, 2, 3)[:, bi, ji], lh.permute(1, 0, 2, 3)[:, bi, ji]
             s = (flat @ self.pad_k[i][heads].transpose(-1, -2) + self.pad_mask[0]).float()  # (h, N, Fp)
-            w = torch.exp(s - lf)
+            w = exp_floored(s - lf)
             w = (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(0)
             if self.all_valid:
                 align[..., :Fp] += w.view(G, Tq, Fp)
@@ -309,8 +310,9 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tenso
         out, lse = _FLASH(q, k, v, 0.0, False, attn_mask=mask, scale=1.0)
         return out, lse
     s = q @ k.transpose(-1, -2) + mask
-    lse = torch.logsumexp(s, dim=-1)
-    return torch.exp(s - lse.unsqueeze(-1)) @ v, lse
+    m = s.amax(-1, keepdim=True)
+    lse = exp_floored(s - m).sum(-1).log_() + m[..., 0]
+    return exp_floored(s - lse.unsqueeze(-1)) @ v, lse
 
 
 @torch.inference_mode()

@@ -1,0 +1,37 @@
+"""Exponentials without torch's CPU underflow slow path, and greedy choices built on them.
+
+torch's vectorised CPU ``exp`` (2.13) takes a slow path for every element whose result is below
+float32's smallest normal number, that is for arguments under about -87.3 (``-inf`` included). On a
+(96, 51864) block of vocabulary logits, ``torch.logsumexp`` took 80 ms where the same reduction on
+clamped arguments took 3.7 ms (``python -m streamrt.bench.numerics`` prints the figures). Logits and
+masked attention scores are mostly such elements: after the maximum, nearly every other entry is
+far below it.
+
+``exp_floored`` clamps the arguments at ``EXP_FLOOR`` first. Where the true result is below
+exp(EXP_FLOOR) = 1.6e-38 it returns that instead: an absolute error under 1.7e-38 per element,
+below float32's resolution of any sum that holds one normal-sized term.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: arguments below this are raised to it before ``exp`` (exp(-87) = 1.6e-38, float32's normal range
+#: ends at 1.18e-38)
+EXP_FLOOR = -87.0
+
+
+def exp_floored(x: torch.Tensor) -> torch.Tensor:
+    """``exp(max(x, EXP_FLOOR))``: NaN stays NaN, ``-inf`` gives 1.6e-38 instead of 0."""
+    return x.clamp(min=EXP_FLOOR).exp_()
+
+
+def greedy_logprobs(logits: torch.Tensor) -> tuple[list[int], list[float]]:
+    """Each row's argmax token and its log-probability under ``log_softmax`` (rows of ``logits``,
+    float32, (N, vocab)); a row's maximum is its greedy token, so its log-probability is
+    ``-log(sum(exp(z - max)))``."""
+    z = logits.float()
+    tok = z.numpy().argmax(-1)  # numpy's argmax is ~10x torch's on CPU here
+    top = z.gather(1, torch.from_numpy(tok)[:, None])
+    lp = -exp_floored(z - top).sum(-1).log_()
+    return tok.tolist(), lp.tolist()
