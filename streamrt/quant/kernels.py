@@ -9,6 +9,10 @@ What torch 2.13 CPU offers, and what this module uses (measured, see docs/quanti
   group-wise weight-only matmul; N must be a multiple of 16, bfloat16 activations for the fast path.
   The packed layout is torch's own; rows are packed in independent blocks (64 rows on AVX-512), which
   ``int4_pack_block_rows`` detects so a prefix of rows can be sliced without re-packing.
+- ``torch.ops.mkldnn._reorder_linear_weight`` + ``_linear_pointwise``: a bfloat16 GEMM on a weight
+  reordered once into oneDNN's blocked layout. ``F.linear`` on a plain bfloat16 weight reorders it
+  on every call; prepacked, a (17 x 384) @ (384 x 51864) vocabulary projection takes 2.0 ms instead
+  of 4.5 ms and an encoder projection over 1600 rows 0.56 ms instead of 2.7 ms (same results).
 - ``torch._int_mm(a_int8[M, K], b_int8[K, N]) -> int32``: used for int8 dynamic quantization with
   per-token activation scales (torch.ao's ``quantize_dynamic`` quantizes activations per tensor, not
   per token, and is deprecated in 2.13, so it is not used).
@@ -166,6 +170,25 @@ def int4_pack_block_rows() -> int | None:
         else:
             return block
     return None
+
+
+def bf16_prepack(weight_bf16: torch.Tensor, batch_hint: int = 32) -> torch.Tensor | None:
+    """The bfloat16 ``[N, K]`` weight in oneDNN's blocked layout for ``bf16_packed_mm``, or None where
+    this torch has no oneDNN linear or it fails on this CPU (callers fall back to ``F.linear``)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return None
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight_bf16, batch_hint)
+        probe = torch.zeros(1, weight_bf16.shape[1], dtype=torch.bfloat16)
+        bf16_packed_mm(probe, packed)
+    except (RuntimeError, NotImplementedError):
+        return None
+    return packed
+
+
+def bf16_packed_mm(x2d_bf16: torch.Tensor, packed: torch.Tensor, bias_bf16: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ W.T (+ bias)`` in bfloat16 on a weight from ``bf16_prepack``."""
+    return torch.ops.mkldnn._linear_pointwise(x2d_bf16, packed, bias_bf16, "none", [], "")
 
 
 def round_up(value: int, multiple: int) -> int:

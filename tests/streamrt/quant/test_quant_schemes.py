@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from streamrt.errors import ConfigError
@@ -167,3 +168,20 @@ def test_bf16_runs_small_calls_in_float32_and_larger_ones_in_bfloat16():
         small, large = torch.randn(4, 384), torch.randn(5, 384)
         assert torch.allclose(model(small), layer(small), atol=1e-5)
         assert 1e-5 < rel_err(model(large), layer(large)) < get_handler("bf16").error_bound
+
+
+@pytest.mark.parametrize("rows", [1, 5, 40])
+def test_bf16_large_weights_run_the_prepacked_bfloat16_gemm_at_every_row_count(rows):
+    # a vocabulary-sized weight never takes the float32 path (it does not stay in cache); the
+    # prepacked oneDNN GEMM must give what F.linear on the same bfloat16 operands gives
+    layer = gaussian_linear(384, 6000)
+    m = BFloat16Linear.from_float(layer)
+    assert m.float32_up_to_rows == 0
+    x = torch.randn(rows, 384)
+    with torch.inference_mode():
+        expected = F.linear(x.bfloat16(), layer.weight.bfloat16()).float() + layer.bias
+        got = m(x)
+    assert m._runtime[0] is not None or not torch.backends.mkldnn.is_available()
+    # oneDNN may sum in another order: at most one bfloat16 rounding step apart
+    assert torch.allclose(got, expected, rtol=2 ** -7, atol=1e-3)
+    assert 1e-5 < rel_err(got, layer(x)) < get_handler("bf16").error_bound
