@@ -191,6 +191,10 @@ class LookaheadWhisperEncoder(CachedWhisperEncoder):
         B, G, _ = X.shape
         H, hd = block.n_heads, block.head_dim
         resid, h = block.attn_inputs(X)
+        # bfloat16 caches over bfloat16 projections: the activations stay bfloat16 from the norm
+        # to the residual add (no casts around each GEMM); the residual stream stays float32
+        act = cache.k.dtype if cache.k.dtype == torch.bfloat16 and block.bf16_linears else X.dtype
+        h = h.to(act)
         q = block.project_q(h).view(B, G, H, hd).transpose(1, 2).to(cache.k.dtype)
         k, v = block.project_kv(h)
         k = k.view(B, G, H, hd).transpose(1, 2).to(cache.k.dtype)
@@ -204,7 +208,7 @@ class LookaheadWhisperEncoder(CachedWhisperEncoder):
         else:  # a group longer than a step's (a trim's): concatenate
             keys, values = torch.cat([ck[:, :, :scratch], k], dim=2), torch.cat([cv[:, :, :scratch], v], dim=2)
         attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=1.0)
-        y, _ = block.finish(attn.transpose(1, 2).reshape(B, G, H * hd).float(), resid, [], [])
+        y, _ = block.finish(attn.transpose(1, 2).reshape(B, G, H * hd).to(act), resid, [], [])
         if writes is not None:
             w_rows, w_slots, w_pos, src_i, src_j = writes
             cache.k[w_rows, :, w_slots] = k[src_i, :, src_j]

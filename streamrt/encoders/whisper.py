@@ -26,7 +26,7 @@ from streamrt.encoders.cache import (
     reset_layer_cache,
     run_layers,
 )
-from streamrt.encoders.whisper_front import ConvTail, WhisperBlock, conv_front_step, new_conv_tail
+from streamrt.encoders.whisper_front import ConvTail, WhisperBlock, conv_front_steps, new_conv_tail
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
 
@@ -143,12 +143,13 @@ class CachedWhisperEncoder:
             return []
         final = list(final) if final is not None else [False] * len(states)
         starts, news, trimmed = [], [], []
-        for mel, state, fin in zip(mels, states, final):
+        for mel, state in zip(mels, states):
             if state.finished:
                 raise InputError("encoder step after the final step: the stream is finished")
             if mel.shape[0] != self.n_mels:
                 raise InputError(f"mel has {mel.shape[0]} bins, the encoder expects {self.n_mels}")
-            x = conv_front_step(self.encoder, state.conv, mel, fin)
+        convs = conv_front_steps(self.encoder, [s.conv for s in states], mels, final)
+        for x, state, fin in zip(convs, states, final):
             trimmed.append(self._make_room(state, x.shape[0]))
             starts.append(self._output_start(state))
             news.append(self._embed(state, x))

@@ -206,3 +206,27 @@ def test_resident_batch_survives_changing_membership(whisper_encoder):
             for b in set(range(4)) - set(members):  # left the batch: its own memory only
                 k = sb[b].layers[0].k
                 assert k.untyped_storage().nbytes() == k.numel() * k.element_size()
+
+
+def test_batched_conv_front_equals_each_session_alone(whisper_encoder):
+    # sessions at different mel positions, with different chunk lengths (0, 1 and 2 mel frames
+    # complete nothing yet) and ending at different steps: one batched conv per layer must give
+    # every session exactly what its own conv gives
+    from streamrt.encoders.whisper_front import conv_front_step, conv_front_steps, new_conv_tail
+
+    rng = np.random.default_rng(7)
+    n = 5
+    batched = [new_conv_tail(80, 64) for _ in range(n)]
+    alone = [new_conv_tail(80, 64) for _ in range(n)]
+    ends = [3, 4, 5, 6, 6]
+    with torch.inference_mode():
+        for step in range(7):
+            live = [i for i in range(n) if step < ends[i]]
+            mels = [torch.randn(80, int(rng.choice([0, 1, 2, 7, 30]))) for _ in live]
+            finals = [step == ends[i] - 1 for i in live]
+            got = conv_front_steps(whisper_encoder, [batched[i] for i in live], mels, finals)
+            for i, mel, fin, g in zip(live, mels, finals, got):
+                want = conv_front_step(whisper_encoder, alone[i], mel, fin)
+                assert g.shape == want.shape
+                assert torch.allclose(g, want, atol=1e-5), (step, i)
+            assert [batched[i].out_count for i in live] == [alone[i].out_count for i in live]
