@@ -291,8 +291,10 @@ class WhisperStreamingModel(DegradationKnobs):
         todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]
         results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
         self._trims_left = self.settings.max_trims_per_step
-        # the longest windows first: they get this step's trims
-        for s, res in sorted(zip(todo, results), key=lambda p: -p[0].encoder_window_frames()):
+        # this step's trims go to stalled streams first (a stall holds words back; a long window
+        # only costs compute), then to the longest windows
+        order = sorted(zip(todo, results), key=lambda p: (not p[0].stalled(), -p[0].encoder_window_frames()))
+        for s, res in order:
             s.commit_from(res)
         self._trims_left = None
 

@@ -174,7 +174,7 @@ class WhisperStream(SampleCounts):
         selection = self.policy.select_history(after)
         if selection is not None:
             self._apply_history(selection)
-        elif count == 0 and self._stalled() and m.take_trim():
+        elif count == 0 and self.stalled() and m.take_trim():
             self._reset_stall()
         elif (self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0
               and self._committed_cut_frames() >= max(1.0, s.trim_min_drop * self._window_frames())
@@ -317,7 +317,7 @@ class WhisperStream(SampleCounts):
                 end = min(w.end_ms, self.consumed_ms)
                 self._out.append(UnitDraft(text, min(w.start_ms, end), end, self.consumed_ms))
 
-    def _stalled(self) -> bool:
+    def stalled(self) -> bool:
         """Nothing was written although ``stall_reset_s`` of audio follow the last committed word:
         a pause, or a decoder derailed by a wrong forced prefix (a misheard committed word makes
         Whisper end the transcript at once, or loop on a word that keeps "listening")."""

@@ -159,6 +159,28 @@ def test_trims_of_a_batch_are_spread_over_steps(make_streaming):
         assert max(per_step) == (4 if budget is None else budget)
 
 
+def test_a_stalled_stream_gets_the_step_s_trim_before_a_longer_window(make_streaming):
+    """A stall holds words back; a long window only costs compute: with one trim per step, the
+    stalled stream (the shorter window here) is reset first and the long window waits a step."""
+    model = make_streaming(max_trims_per_step=1, trim_min_drop=0.5, trim_after_s=1.0, stall_reset_s=1.0)
+    streams, trims = _trimming_streams(model, 2, lambda w: w)
+    long_window, stalled = streams
+    resets = []
+    long_window.stalled = lambda: False
+    stalled.stalled = lambda: not resets  # one stall: the reset ends it
+    stalled._reset_stall = lambda: resets.append(len(trims))
+    audio = _audio(3.0, seed=4)
+    for i in range(0, len(audio), 8000):
+        long_window.accept_audio(audio[i : i + 8000])
+        if i >= 16000:  # joins two steps later: its window is the shorter one
+            stalled.accept_audio(audio[i : i + 8000])
+        before = (len(trims), len(resets))
+        model.step([s for s in streams if s.is_ready()])
+        if len(resets) > before[1]:
+            assert len(trims) == before[0], "the long window trimmed in the stalled stream's step"
+    assert resets and trims
+
+
 def test_a_trim_that_would_drop_little_of_a_long_window_waits(make_streaming):
     """trim_min_drop: cutting a little off a long window re-encodes the rest for little gain."""
     for cut, expect in ((lambda w: w // 4, False), (lambda w: w // 2, True)):
