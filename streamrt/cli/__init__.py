@@ -26,4 +26,7 @@ policies_cmd.register(app)
 
 
 def main() -> None:
+    from streamrt.allocator import keep_freed_memory
+
+    keep_freed_memory()  # batched steps reuse freed memory instead of page-faulting it in again
     app()
