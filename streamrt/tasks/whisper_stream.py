@@ -62,7 +62,9 @@ class WhisperStreamSettings:
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
     history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
         selection frees at least this much (each cut re-bases the encoder window).
-    max_prompt_tokens: committed tokens from before the window given as the decoder's prompt (0: none).
+    max_prompt_tokens: committed tokens from before the window given as the decoder's prompt: the
+        last 1-2x this many; past 2x the older ones are dropped in one go, so the prompt's start
+        stays put across trims and the decoder keeps its cached rows (0: no prompt).
     reuse_prefix_kv: keep the committed prefix's self-attention rows across steps even though the
         window changed (approximate: they attended to an earlier window). Default False: the forced
         prefix is re-run in one parallel forward each step (exact; on the test set tiny.en

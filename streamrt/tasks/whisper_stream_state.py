@@ -206,7 +206,8 @@ class WhisperStream(SampleCounts):
         s = self.model.settings
         prefix: list[int] = []
         if s.max_prompt_tokens and self._prompt:
-            prefix = [self.model.sot_prev] + self._prompt[-s.max_prompt_tokens :]
+            # the last max_prompt_tokens..2x committed tokens (see _cut_window)
+            prefix = [self.model.sot_prev] + self._prompt[-2 * s.max_prompt_tokens :]
         prefix += self.sot
         for w in self._window_words:
             prefix += w.tokens
@@ -390,7 +391,11 @@ class WhisperStream(SampleCounts):
             self._prompt.extend(w.tokens)
         self._window_words = self._window_words[len(gone) :]
         cap = self.model.settings.max_prompt_tokens
-        if cap and len(self._prompt) > 4 * cap:
+        if cap and len(self._prompt) > 2 * cap:
+            # keep the last cap..2*cap tokens, dropping the older ones in one go: the prompt then
+            # starts at the same token for many trims, so the decoder keeps its cached rows and
+            # re-runs only what moved into it (a prompt that slid by a few tokens per trim re-ran
+            # all of its tokens each time)
             self._prompt = self._prompt[-cap:]
 
 
