@@ -241,3 +241,33 @@ def test_no_decode_and_no_vote_when_the_encoder_adds_no_frames(make_streaming):
     for _ in range(4):
         model.step([stream])
     assert stream.stats["steps"] == 2  # decoded only on the steps that brought frames
+
+
+def test_the_prompt_start_stays_put_across_trims_until_it_doubles(make_streaming):
+    """Words leaving the window go to the prompt. The prefix keeps the last cap..2*cap prompt
+    tokens and drops the older ones in one go, so most trims leave the prompt's start (and the
+    decoder's cached rows for it) unchanged; a prompt sliding by a few tokens per trim would
+    re-run all of it every time."""
+    import torch
+
+    from streamrt.tasks.whisper_stream_state import _Word
+
+    cap = 8
+    model = make_streaming(max_prompt_tokens=cap, stall_reset_s=None)
+    stream = model.create_stream({"policy": "local-agreement"})
+    stream.accept_audio(_audio(4.0, seed=2))
+    while stream.is_ready():
+        model.step([stream])
+    starts, lengths = [], []
+    for k in range(12):
+        t = stream.window_start_ms
+        stream._window_words = [_Word(f"w{k}", [40 + k % 5, 50 + k % 7, 60 + k % 3], t, t + 10.0)]
+        with torch.inference_mode():  # as a model step runs it
+            stream._cut_window(t + 20.0)  # the word starts before the cut: it moves to the prompt
+        prefix = stream._prefix()
+        n_prompt = prefix.index(stream.sot[0]) - 1
+        lengths.append(n_prompt)
+        starts.append(tuple(prefix[1:4]))
+    assert lengths[:3] == [3, 6, 9] and max(lengths) <= 2 * cap and min(lengths[3:]) >= cap
+    moves = sum(a != b for a, b in zip(starts, starts[1:]))
+    assert moves <= 36 // cap, (starts, lengths)  # 36 tokens added: a drop per cap of them at most
