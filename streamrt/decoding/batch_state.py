@@ -136,6 +136,10 @@ class BatchDecodeState:
         self_mask = _additive((torch.arange(Tk)[None, None, :] <= pos[:, :, None]).unsqueeze(1), dec.dtype)
         cross = _CrossContext(self, rows, bi, ji, G, Tq)
         align = torch.zeros(G, Tq, cross.frames, dtype=torch.float32)
+        # bfloat16 activations into the cross-attention query and the MLP where every projection
+        # is bf16 (no cast around each GEMM); a few rows stay float32, where the float32 weights
+        # are cheaper (quant.bf16). Self-attention and the residual stream stay float32.
+        act = torch.bfloat16 if G * Tq > 4 and dec.bf16_linears else x.dtype
         for i, layer in enumerate(dec.layers):
             sa = layer.self_attn
             h = layer.self_attn_layer_norm(x)
@@ -148,11 +152,11 @@ class BatchDecodeState:
             o, _ = _attend(q, sk[:, :, :Tk], sv[:, :, :Tk], self_mask)
             x = x + sa.out_proj(o.transpose(1, 2).reshape(G, Tq, d))
             ca = layer.encoder_attn
-            h = layer.encoder_attn_layer_norm(x)
+            h = layer.encoder_attn_layer_norm(x).to(act)
             q = (ca.q_proj(h) * ca.scaling).view(G, Tq, H, hd).transpose(1, 2)  # (G, H, Tq, hd)
             o = cross.attend(i, q, align)
             x = x + ca.out_proj(o.transpose(1, 2).reshape(G, Tq, d))
-            h = layer.final_layer_norm(x)
+            h = layer.final_layer_norm(x).to(act)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
         if dec.alignment_heads:
             align /= len(dec.alignment_heads)

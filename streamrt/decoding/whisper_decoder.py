@@ -119,6 +119,16 @@ class IncrementalWhisperDecoder:
             vs.append(attn.v_proj(x).view(-1, self.n_heads, self.head_dim).transpose(0, 1))
         self.pad_k, self.pad_v = torch.stack(ks), torch.stack(vs)
 
+    @property
+    def bf16_linears(self) -> bool:
+        """Every projection of every layer is a ``quant.bf16.BFloat16Linear`` (bfloat16 in, bfloat16
+        out): batched forwards may then keep activations between them in bfloat16."""
+        names = ("q_proj", "k_proj", "v_proj", "out_proj")
+        mods = [m for layer in self.layers for m in (
+            *(getattr(layer.self_attn, n) for n in names), *(getattr(layer.encoder_attn, n) for n in names),
+            layer.fc1, layer.fc2)]
+        return all(getattr(m, "scheme", "") == "bf16" for m in mods)
+
     def set_cross_dtype(self, dtype: torch.dtype) -> None:
         """Run batched cross-attention in ``dtype`` (float32 or bfloat16): keys, values and queries
         are cast, softmax statistics stay float32. Caches created from now on store their
