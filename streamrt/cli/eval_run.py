@@ -56,6 +56,8 @@ def run(
     encoder_opt: Optional[list[str]] = typer.Option(None, "--encoder-opt", help="make_encoder KEY=VALUE (repeat)"),
     chunk_ms: int = typer.Option(1000, "--chunk-ms", help="audio per model step and per feed, ms"),
     setting: Optional[list[str]] = typer.Option(None, "--setting", help="WhisperStreamSettings KEY=VALUE (repeat)"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="quantization scheme, as served "
+                                           "(bf16, int8-dynamic, ...; see streamrt.quant); default float32"),
     task: str = typer.Option("transcribe", "--task", help="transcribe or translate"),
     language: Optional[str] = typer.Option(None, "--language", help="source language code (multilingual models)"),
     offline: bool = typer.Option(False, "--offline", help="run the offline reference (transcribe_offline) instead"),
@@ -90,6 +92,10 @@ def run(
             from policies import registry
 
             registry.create(policy, policy_options)  # unknown policy / bad option: fail before loading
+            if quantize is not None:
+                from streamrt.quant import get_handler
+
+                get_handler(quantize)  # an unknown scheme, too
         with progress_bar(console, disable=quiet) as progress:
             if offline:
                 from streamrt.models.whisper import load_whisper, transcribe_offline
@@ -105,7 +111,8 @@ def run(
                 from streamrt.tasks.whisper_stream import WhisperStreamingModel
 
                 wmodel = WhisperStreamingModel.from_pretrained(
-                    model, encoder_mode=encoder, encoder_settings=encoder_settings, chunk_ms=chunk_ms, **model_settings,
+                    model, encoder_mode=encoder, encoder_settings=encoder_settings, chunk_ms=chunk_ms,
+                    quantize=quantize, **model_settings,
                 )
                 options = {"policy": policy, "policy_options": policy_options,
                            "task": task, "language": language}

@@ -28,10 +28,11 @@ def test_eval_run_writes_log_and_scores(tmp_path, monkeypatch):
     out = CliRunner().invoke(app, [
         "eval", "run", "--data", str(tmp_path / "d.tsv"), "--out", str(tmp_path / "o"), "--policy", "alignatt",
         "--policy-opt", "frames=6", "--encoder", "block-causal", "--chunk-ms", "250", "--setting", "reuse_prefix_kv=false",
-        "--quiet",
+        "--quantize", "bf16", "--quiet",
     ])
     assert out.exit_code == 0, out.output
     assert seen["encoder_mode"] == "block-causal" and seen["reuse_prefix_kv"] is False and seen["chunk_ms"] == 250
+    assert seen["quantize"] == "bf16"
     doc = json.loads((tmp_path / "o" / "scores.json").read_text())
     assert doc["WER_raw"] == 0.0 and doc["n_utterances"] == 1
     assert doc["settings"]["policy_options"] == {"frames": "6"}
@@ -56,3 +57,10 @@ def test_eval_run_unknown_policy_fails_before_loading(tmp_path):
     out = CliRunner().invoke(app, ["eval", "run", "--data", str(tmp_path / "d.tsv"), "--out", str(tmp_path / "o"),
                                    "--policy", "nope"])
     assert out.exit_code == 2 and "unknown policy 'nope'" in out.output
+
+
+def test_eval_run_unknown_quantization_scheme_fails_before_loading(tmp_path):
+    (tmp_path / "d.tsv").write_text("id\taudio\treference\n")
+    out = CliRunner().invoke(app, ["eval", "run", "--data", str(tmp_path / "d.tsv"), "--out", str(tmp_path / "o"),
+                                   "--quantize", "int3"])
+    assert out.exit_code == 2 and "unknown quantization scheme 'int3'" in out.output and "bf16" in out.output
