@@ -64,6 +64,10 @@ class StreamingEncoder(Protocol):
 
     def trim(self, state: Any, keep_last_frames: int) -> EncoderOutput: ...
 
+    def trim_batch(self, states: Sequence[Any], keep_last_frames: Sequence[int]) -> list[EncoderOutput]:
+        """``trim`` for many sessions at once (one batched re-encode where the mode re-encodes)."""
+        ...
+
 
 @dataclass(frozen=True)
 class BlockCausal:

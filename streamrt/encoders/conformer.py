@@ -210,6 +210,10 @@ class CacheAwareConformer(nn.Module):
             result.append(EncoderOutput(frames=out, start=start))
         return result
 
+    def trim_batch(self, states: Sequence[ConformerState], keep_last_frames: Sequence[int]) -> list[EncoderOutput]:
+        """``trim`` for each session (nothing is re-run, so there is nothing to batch)."""
+        return [self.trim(s, k) for s, k in zip(states, keep_last_frames)]
+
     def trim(self, state: ConformerState, keep_last_frames: int) -> EncoderOutput:
         """Drop the window's start. No positions to re-base: caches continue exactly, nothing is re-run."""
         if not 0 <= keep_last_frames <= state.n_window:

@@ -115,14 +115,15 @@ class LookaheadWhisperEncoder(CachedWhisperEncoder):
         return [o if o.frames.shape[0] or o.start == 0 else EncoderOutput(o.frames, self.window_frames(s))
                 for o, s in zip(outs, states)]
 
-    def trim(self, state: LookaheadState, keep_last_frames: int):
+    def _drop_front(self, state: LookaheadState, keep_last_frames: int) -> torch.Tensor:
         state.frozen = 0
-        return super().trim(state, keep_last_frames)
+        return super()._drop_front(state, keep_last_frames)
 
-    def _reencode_kept(self, state: LookaheadState, x: torch.Tensor) -> torch.Tensor:
-        # one group over all kept frames: each sees the others (more context than a step gives, and
-        # one pass instead of (chunk + look-ahead) / chunk passes); all but the look-ahead frozen
-        return self._run([state], [x], [state.finished], max_freeze=self.max_window_frames)[0]
+    def _reencode_kept(self, states: Sequence[LookaheadState], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        # one group over all of a session's kept frames: each sees the others (more context than a
+        # step gives, and one pass instead of (chunk + look-ahead) / chunk passes); all but the
+        # look-ahead frozen. The sessions of a batched trim run as one batch of groups.
+        return self._run(states, xs, [s.finished for s in states], max_freeze=self.max_window_frames)
 
     def _run(self, states: Sequence[LookaheadState], news, final, max_freeze: int | None = None) -> list[torch.Tensor]:
         p = self.pattern

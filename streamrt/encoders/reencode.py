@@ -162,17 +162,24 @@ class ReencodeWhisperEncoder:
         state.n_conv = kept.shape[0]
         state.trimmed_frames += drop
 
-    @torch.inference_mode()
     def trim(self, state: ReencodeState, keep_last_frames: int) -> EncoderOutput:
         """Keep the window's last ``keep_last_frames`` frames at positions 0.. and re-encode them."""
-        window = self.window_frames(state)
-        if not 0 <= keep_last_frames <= window:
-            raise InputError(f"trim: keep_last_frames={keep_last_frames} is outside [0, {window}]")
-        if self.pad_to_window:
-            self._drop_mel(state, 2 * (window - keep_last_frames))
-            return EncoderOutput(frames=self._encode_padded([state])[0], start=0)
-        self._drop(state, state.n_conv - keep_last_frames)
-        return EncoderOutput(frames=self._encode([state])[0], start=0)
+        return self.trim_batch([state], [keep_last_frames])[0]
+
+    @torch.inference_mode()
+    def trim_batch(self, states: Sequence[ReencodeState], keep_last_frames: Sequence[int]) -> list[EncoderOutput]:
+        """``trim`` for many sessions, their windows re-encoded in one batched pass."""
+        for state, keep in zip(states, keep_last_frames):
+            window = self.window_frames(state)
+            if not 0 <= keep <= window:
+                raise InputError(f"trim: keep_last_frames={keep} is outside [0, {window}]")
+        for state, keep in zip(states, keep_last_frames):
+            if self.pad_to_window:
+                self._drop_mel(state, 2 * (self.window_frames(state) - keep))
+            else:
+                self._drop(state, state.n_conv - keep)
+        frames = self._encode_padded(states) if self.pad_to_window else self._encode(states)
+        return [EncoderOutput(frames=f, start=0) for f in frames]
 
     def _encode(self, states: Sequence[ReencodeState]) -> list[torch.Tensor]:
         """Full-attention pass over each session's window, batched with padding and a key mask."""

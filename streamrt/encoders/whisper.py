@@ -197,7 +197,6 @@ class CachedWhisperEncoder:
         norm = self.encoder.layer_norm
         return [norm(o) if o.shape[0] else o for o in outs]
 
-    @torch.inference_mode()
     def trim(self, state: WhisperEncoderState, keep_last_frames: int) -> EncoderOutput:
         """Drop the window's start, keeping its last ``keep_last_frames`` frames, and re-base positions.
 
@@ -205,22 +204,32 @@ class CachedWhisperEncoder:
         O(kept frames). Returns the new window from 0; with block-causal attention blocks are re-aligned
         to the new start, so up to a block of the kept frames may wait for more input again.
         """
-        window = self.window_frames(state)
-        if not 0 <= keep_last_frames <= window:
-            raise InputError(f"trim: keep_last_frames={keep_last_frames} is outside [0, {window}]")
-        drop = window - keep_last_frames
+        return self.trim_batch([state], [keep_last_frames])[0]
+
+    @torch.inference_mode()
+    def trim_batch(self, states: Sequence[WhisperEncoderState], keep_last_frames: Sequence[int]) -> list[EncoderOutput]:
+        """``trim`` for many sessions: their kept frames are re-encoded in one batched pass."""
+        for state, keep in zip(states, keep_last_frames):
+            window = self.window_frames(state)
+            if not 0 <= keep <= window:
+                raise InputError(f"trim: keep_last_frames={keep} is outside [0, {window}]")
+        xs = [self._drop_front(state, keep) for state, keep in zip(states, keep_last_frames)]
+        return [EncoderOutput(frames=f, start=0) for f in self._reencode_kept(states, xs)]
+
+    def _drop_front(self, state: WhisperEncoderState, keep_last_frames: int) -> torch.Tensor:
+        """Move the kept frames to the window's start, empty the caches; the kept frames, embedded."""
+        drop = self.window_frames(state) - keep_last_frames
         kept = state.history[drop : state.n_conv].clone()
         state.history[: kept.shape[0]] = kept
         state.n_conv = 0
         state.trimmed_frames += drop
         for block, cache in zip(self.blocks, state.layers):
             reset_layer_cache(cache, block, self.d_model)
-        x = self._embed(state, kept)
-        return EncoderOutput(frames=self._reencode_kept(state, x), start=0)
+        return self._embed(state, kept)
 
-    def _reencode_kept(self, state: WhisperEncoderState, x: torch.Tensor) -> torch.Tensor:
+    def _reencode_kept(self, states: Sequence[WhisperEncoderState], xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """A trim's re-encode of the kept frames (embedded) at positions 0.. into emptied caches."""
-        return self._run([state], [x], [state.finished])[0]
+        return self._run(states, xs, [s.finished for s in states])
 
 
 #: the modes ``make_encoder`` builds on a Whisper model

@@ -296,9 +296,20 @@ class WhisperStreamingModel(DegradationKnobs):
         # this step's trims go to stalled streams first (a stall holds words back; a long window
         # only costs compute), then to the longest windows
         order = sorted(zip(todo, results), key=lambda p: (not p[0].stalled(), -p[0].encoder_window_frames()))
-        for s, res in order:
-            s.commit_from(res)
-        self._trims_left = None
+        try:
+            for s, res in order:
+                s.commit_from(res)
+        finally:
+            self._trims_left = None
+            self._run_trims(todo)
+
+    def _run_trims(self, streams: Sequence[WhisperStream]) -> None:
+        """The trims ``commit_from`` asked for, as one batched re-encode of every kept window."""
+        trims = [(s, keep) for s in streams if (keep := s.take_pending_trim()) is not None]
+        if not trims:
+            return
+        outs = self.encoder.trim_batch([s.encoder_state for s, _ in trims], [keep for _, keep in trims])
+        self.decoder.update_cross_many([(s.cache, o.frames, o.start) for (s, _), o in zip(trims, outs)])
 
     def take_trim(self) -> bool:
         """A stream asks to trim its window this step (``max_trims_per_step``)."""

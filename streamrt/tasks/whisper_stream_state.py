@@ -59,6 +59,10 @@ class WhisperStream(SampleCounts):
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
         self.skipped_decodes = 0  # steps without a decode since the last one (policy stride)
+        # frames to keep in a trim that commit_from decided and the model runs for the whole batch
+        # at the end of the step (WhisperStreamingModel._run_trims); None: no trim pending
+        self._pending_trim: int | None = None
+        self._defer_trims = False
         self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0,
                       "stall_resets": 0}
 
@@ -136,7 +140,21 @@ class WhisperStream(SampleCounts):
         return self._window_changed or self.is_final_step()
 
     def commit_from(self, res: DecodeResult) -> None:
-        """Turn a decode of ``decode_request()`` into the hypothesis, ask the policy, commit, trim."""
+        """Turn a decode of ``decode_request()`` into the hypothesis, ask the policy, commit, and
+        decide a trim (its re-encode is left to the model: ``take_pending_trim``)."""
+        self._defer_trims = True
+        try:
+            self._commit_from(res)
+        finally:
+            self._defer_trims = False
+
+    def take_pending_trim(self) -> int | None:
+        """The frames to keep of a trim ``commit_from`` decided (None: none); the caller runs it
+        (``encoder.trim_batch``) and gives the decoder the new window before the next step."""
+        keep, self._pending_trim = self._pending_trim, None
+        return keep
+
+    def _commit_from(self, res: DecodeResult) -> None:
         m = self.model
         s = m.settings
         self.stats["steps"] += 1
@@ -340,6 +358,10 @@ class WhisperStream(SampleCounts):
             self._cut_window(end_ms - 500.0 * self.model.settings.stall_reset_s)
         self.stats["stall_resets"] += 1
 
+    def _trim_now(self, keep_frames: int) -> None:
+        out = self.model.encoder.trim(self.encoder_state, keep_frames)
+        self.model.decoder.update_cross(self.cache, out.frames, out.start)
+
     def _committed_cut_frames(self) -> int:
         """Frames a trim at the last committed word would drop (0: nothing committed in the window
         since the last trim, e.g. a policy that keeps reading)."""
@@ -377,14 +399,18 @@ class WhisperStream(SampleCounts):
 
     def _cut_window(self, cut_ms: float) -> None:
         enc = self.model.encoder
+        if self._pending_trim is not None:  # a second cut in one step: run the first one now
+            self._trim_now(self.take_pending_trim())
         n = self._window_frames()
         drop = int((cut_ms - self.window_start_ms) // enc.frame_ms)
         drop = max(0, min(drop, n))
         if drop == 0:
             return
-        out = enc.trim(self.encoder_state, n - drop)
+        if self._defer_trims:
+            self._pending_trim = n - drop
+        else:
+            self._trim_now(n - drop)
         self.window_start_ms += drop * enc.frame_ms
-        self.model.decoder.update_cross(self.cache, out.frames, out.start)
         # words that begin before the cut leave the window for the prompt; later ones stay forced
         gone = [w for w in self._window_words if w.start_ms < self.window_start_ms]
         for w in gone:

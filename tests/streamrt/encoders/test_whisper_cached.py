@@ -230,3 +230,29 @@ def test_batched_conv_front_equals_each_session_alone(whisper_encoder):
                 assert g.shape == want.shape
                 assert torch.allclose(g, want, atol=1e-5), (step, i)
             assert [batched[i].out_count for i in live] == [alone[i].out_count for i in live]
+
+
+@pytest.mark.parametrize("mode,settings", [
+    ("block-causal", dict(chunk_frames=7, left_frames=10)),
+    ("block-lookahead", dict(chunk_frames=6, left_frames=12, lookahead_frames=4)),
+    ("reencode", {}),
+])
+def test_a_batched_trim_equals_each_session_trimmed_alone(whisper_encoder, mode, settings):
+    # sessions of different lengths keep different numbers of frames; the batched re-encode (one
+    # padded pass) must give each what its own trim gives, and leave states that step on alike
+    torch.manual_seed(3)
+    enc = make_encoder(whisper_encoder, mode, **settings)
+    mels = [torch.randn(80, n) for n in (120, 90, 150)]
+    keeps = [13, 0, 40]
+    batched = [enc.create_state() for _ in mels]
+    alone = [enc.create_state() for _ in mels]
+    for mel, a, b in zip(mels, batched, alone):
+        enc.step(mel, a)
+        enc.step(mel, b)
+    outs = enc.trim_batch(batched, keeps)
+    more = torch.randn(80, 30)
+    for out, a, b, keep in zip(outs, batched, alone, keeps):
+        want = enc.trim(b, keep)
+        assert out.start == want.start == 0
+        _assert_per_frame(out.frames, want.frames)
+        _assert_per_frame(enc.step(more, a).frames, enc.step(more, b).frames)

@@ -92,6 +92,9 @@ class ReencodeStandIn:
         state.mel = state.mel[:, state.mel.shape[-1] - 2 * keep_last_frames :] if keep_last_frames else state.mel[:, :0]
         return SimpleNamespace(frames=self._encode(state), start=0)
 
+    def trim_batch(self, states, keep_last_frames):
+        return [self.trim(s, k) for s, k in zip(states, keep_last_frames)]
+
 
 @pytest.fixture(scope="session")
 def tiny_model():

@@ -271,3 +271,41 @@ def test_the_prompt_start_stays_put_across_trims_until_it_doubles(make_streaming
     assert lengths[:3] == [3, 6, 9] and max(lengths) <= 2 * cap and min(lengths[3:]) >= cap
     moves = sum(a != b for a, b in zip(starts, starts[1:]))
     assert moves <= 36 // cap, (starts, lengths)  # 36 tokens added: a drop per cap of them at most
+
+
+def test_the_trims_of_a_step_run_as_one_batched_re_encode(make_streaming):
+    """commit_from only decides a trim; the model re-encodes every trimming stream's kept window
+    in one ``trim_batch`` at the end of the step, and the windows are then the trimmed ones."""
+    model = make_streaming(max_trims_per_step=None, trim_min_drop=0.5, trim_after_s=1.0, stall_reset_s=None)
+    streams = []
+    for _ in range(3):
+        s = model.create_stream({"policy": "local-agreement"})
+        s._committed_cut_frames = lambda s=s: s._window_frames() // 2
+
+        def trim_half(s=s):  # the stand-in rarely commits: cut the window in half instead
+            s._cut_window(s.window_start_ms + s._window_frames() // 2 * 20.0)
+            s.stats["trims"] += 1
+
+        s._trim_at_committed = trim_half
+        streams.append(s)
+    calls = []
+    real = model.encoder.trim_batch
+
+    def recording(states, keeps):
+        calls.append(list(keeps))
+        return real(states, keeps)
+
+    model.encoder.trim_batch = recording
+    audio = _audio(3.0, seed=6)
+    for i in range(0, len(audio), 8000):
+        for s in streams:
+            s.accept_audio(audio[i : i + 8000])
+        before = sum(s.stats["trims"] for s in streams)
+        model.step(streams)
+        trimmed = sum(s.stats["trims"] for s in streams) - before
+        if trimmed:
+            assert len(calls[-1]) == trimmed  # one call for all of this step's trims
+            for s in streams:
+                assert s.take_pending_trim() is None
+                assert model.encoder.window_frames(s.encoder_state) == s.cache.n_valid  # the decoder saw the trim
+    assert calls and max(len(c) for c in calls) == 3
