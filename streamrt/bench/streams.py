@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from streamrt.bench.host import host_speed
 from streamrt.clock import MonotonicClock
 from streamrt.engine import StreamingModel
 from streamrt.scheduler import Scheduler, SchedulerSettings
@@ -359,6 +360,7 @@ def bench_streams(
 
     model = load_bench_model(model_name, **{**dict(model_options or {}), **model_settings})
     audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
+    speed_start = host_speed()
     kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
     if spike is not None:
         out = asyncio.run(run_spike(model, streams, duration_s, audio, spike_start_s=spike[0],
@@ -373,7 +375,8 @@ def bench_streams(
 
     load = [round(x, 2) for x in os.getloadavg()]
     return {"model": model_name, **out, "model_settings": describe() if callable(describe) else {},
-            "stream_options": dict(options or {}), "load_average_end": load}
+            "stream_options": dict(options or {}), "load_average_end": load,
+            "host_speed_start": speed_start, "host_speed_end": host_speed()}
 
 
 def register(app) -> None:
