@@ -26,7 +26,9 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-__all__ = ["EncoderOutput", "StreamingEncoder", "BlockCausal", "Sliding", "Full", "AttentionPattern"]
+from streamrt.errors import InputError
+
+__all__ = ["EncoderOutput", "StreamingEncoder", "BlockCausal", "Sliding", "Full", "AttentionPattern", "check_trims"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +69,16 @@ class StreamingEncoder(Protocol):
     def trim_batch(self, states: Sequence[Any], keep_last_frames: Sequence[int]) -> list[EncoderOutput]:
         """``trim`` for many sessions at once (one batched re-encode where the mode re-encodes)."""
         ...
+
+
+def check_trims(encoder: StreamingEncoder, states: Sequence[Any], keep_last_frames: Sequence[int]) -> None:
+    """Every ``keep_last_frames`` within its session's window, checked before any session is touched."""
+    if len(states) != len(keep_last_frames):
+        raise InputError(f"trim_batch: {len(states)} states but {len(keep_last_frames)} keep counts")
+    for state, keep in zip(states, keep_last_frames):
+        window = encoder.window_frames(state)
+        if not 0 <= keep <= window:
+            raise InputError(f"trim: keep_last_frames={keep} is outside [0, {window}]")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamrt.encoders.base import EncoderOutput
+from streamrt.encoders.base import EncoderOutput, check_trims
 from streamrt.encoders.whisper_front import ConvTail, WhisperBlock, conv_front_step, new_conv_tail
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
@@ -169,10 +169,7 @@ class ReencodeWhisperEncoder:
     @torch.inference_mode()
     def trim_batch(self, states: Sequence[ReencodeState], keep_last_frames: Sequence[int]) -> list[EncoderOutput]:
         """``trim`` for many sessions, their windows re-encoded in one batched pass."""
-        for state, keep in zip(states, keep_last_frames):
-            window = self.window_frames(state)
-            if not 0 <= keep <= window:
-                raise InputError(f"trim: keep_last_frames={keep} is outside [0, {window}]")
+        check_trims(self, states, keep_last_frames)
         for state, keep in zip(states, keep_last_frames):
             if self.pad_to_window:
                 self._drop_mel(state, 2 * (self.window_frames(state) - keep))

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from streamrt.encoders.base import AttentionPattern, BlockCausal, EncoderOutput, Sliding
+from streamrt.encoders.base import AttentionPattern, BlockCausal, EncoderOutput, Sliding, check_trims
 from streamrt.encoders.cache import (
     LayerCache,
     ResidentBatch,
@@ -209,10 +209,7 @@ class CachedWhisperEncoder:
     @torch.inference_mode()
     def trim_batch(self, states: Sequence[WhisperEncoderState], keep_last_frames: Sequence[int]) -> list[EncoderOutput]:
         """``trim`` for many sessions: their kept frames are re-encoded in one batched pass."""
-        for state, keep in zip(states, keep_last_frames):
-            window = self.window_frames(state)
-            if not 0 <= keep <= window:
-                raise InputError(f"trim: keep_last_frames={keep} is outside [0, {window}]")
+        check_trims(self, states, keep_last_frames)
         xs = [self._drop_front(state, keep) for state, keep in zip(states, keep_last_frames)]
         return [EncoderOutput(frames=f, start=0) for f in self._reencode_kept(states, xs)]
 
