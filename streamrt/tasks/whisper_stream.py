@@ -52,8 +52,9 @@ class WhisperStreamSettings:
         window (a pause), keep only its last half of this. After a misheard forced word Whisper
         ends the transcript at once or loops on a word that keeps "listening", and the policy would
         wait until max_window_s. None: never.
-    max_trims_per_step: at most this many of a batch's streams trim in one step (those with the
-        longest windows first; the others a step later). A trim re-encodes the kept audio and
+    max_trims_per_step: at most this many of a batch's streams trim in one step (stalled streams
+        first, then the longest windows; the others a step later); the step's trims then run as
+        one batched re-encode (``encoder.trim_batch``). A trim re-encodes the kept audio and
         re-runs the decoder's prefix (~90 ms for tiny.en), so streams that started together would
         otherwise all pay it in the same step. One per step (two per second at 500 ms steps) held
         16 AlignAtt streams in real time where two per step held 12 (docs/benchmarks.md). None: no
