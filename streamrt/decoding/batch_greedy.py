@@ -184,8 +184,11 @@ def _length_groups(lengths: list[int], max_waste: float = 0.3, free_padding: int
 def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, runs: list[_Run]) -> None:
     """Every stream's forced prefix and draft in parallel forwards (one per group of similar length,
     ``runs`` in state row order); the rows from the last prefix token on give the logits that verify
-    the draft (greedy's own choice at every position, as if decoded one token at a time)."""
+    the draft (greedy's own choice at every position, as if decoded one token at a time). The
+    vocabulary projection runs once for the rows of every group: each call reads the whole
+    projection matrix (40 MB in bfloat16 for Whisper), the memory read a step is bound by."""
     seqs = [r.prefix[r.keep :] + r.draft for r in runs]
+    hidden, verify = [], []  # rows needing logits; (run, row count, alignment rows) in that order
     for group in _length_groups([len(s) for s in seqs]):
         g_runs, g_seqs = runs[group], seqs[group]
         Tq = max(len(s) for s in g_seqs)
@@ -197,15 +200,15 @@ def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, r
             pos[b, : len(s)] = torch.arange(r.keep, r.keep + len(s))
             valid[b, : len(s)] = True
         x, align = state.forward(ids, pos, valid, group)
-        firsts = [len(r.prefix) - 1 - r.keep for r in g_runs]
-        rows = torch.cat([x[b, f : len(s)] for b, (f, s) in enumerate(zip(firsts, g_seqs))])
-        toks, lps = _choices(dec, rows)
-        offset = 0
-        for b, (r, f, s) in enumerate(zip(g_runs, firsts, g_seqs)):
-            n = len(s) - f
-            _verify(r, toks[offset : offset + n], lps[offset : offset + n],
-                    align[b, f:, : r.req.cache.n_frames], dec.eot)
-            offset += n
+        for b, (r, s) in enumerate(zip(g_runs, g_seqs)):
+            f = len(r.prefix) - 1 - r.keep  # the last prefix token's row gives the first choice
+            hidden.append(x[b, f : len(s)])
+            verify.append((r, len(s) - f, align[b, f:, : r.req.cache.n_frames]))
+    toks, lps = _choices(dec, torch.cat(hidden))
+    offset = 0
+    for r, n, rows in verify:
+        _verify(r, toks[offset : offset + n], lps[offset : offset + n], rows, dec.eot)
+        offset += n
 
 
 def _draft(cache: DecoderCache, prefix: list[int], max_new: int) -> list[int]:

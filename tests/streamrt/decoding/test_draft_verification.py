@@ -102,3 +102,29 @@ def test_after_a_trim_the_uncommitted_tail_is_the_draft(dec):
     # nothing of it in the new prefix: the whole previous output
     assert bg._draft(c, [79, 81], max_new=8) == [10, 11, 12, 13, EOT]
     assert bg._draft(c, [79, 81], max_new=2) == [10, 11, 12]  # max_new tokens and room for an eot
+
+
+def test_forced_passes_of_several_length_groups_share_one_vocabulary_projection(dec, monkeypatch):
+    # ten short prefixes and one long one run as two padded forwards (length groups); their rows
+    # get logits from one projection call (each call reads the whole vocabulary matrix), and every
+    # stream's result is still its own decode's
+    from streamrt.decoding import DecodeRequest
+
+    torch.manual_seed(5)
+    encs = [torch.randn(10 + k, 32) for k in range(11)]
+    prefixes = [[81, 3 + k] for k in range(10)] + [[81] + [3 + k % 20 for k in range(34)]]
+    events, groups = [], []
+    real_choices, real_loop, real_groups = bg._choices, bg.step_tokens, bg._length_groups
+    monkeypatch.setattr(bg, "_choices", lambda *a: events.append("choices") or real_choices(*a))
+    monkeypatch.setattr(bg, "step_tokens", lambda *a: events.append("loop") or real_loop(*a))
+    monkeypatch.setattr(bg, "_length_groups", lambda *a: groups.append(real_groups(*a)) or groups[-1])
+    caches = [dec.create_cache() for _ in encs]
+    for c, e in zip(caches, encs):
+        dec.update_cross(c, e, 0)
+    batched = dec.greedy_many([DecodeRequest(c, p, 4, False) for c, p in zip(caches, prefixes)])
+    assert len(groups[0]) == 2
+    forced = events[: events.index("loop")] if "loop" in events else events
+    assert forced == ["choices"]
+    monkeypatch.undo()
+    for b, e, p in zip(batched, encs, prefixes):
+        _same(b, _fresh(dec, e, p, 4))
