@@ -87,10 +87,11 @@ def _register_quant_wer(app: typer.Typer) -> None:
 # where AlignAtt stops writing
 # AlignAtt stalls (a word whose attention stays at the window's end) are reset after 2 s instead
 # of 4, and up to 3 streams trim per step, so 32 streams that started together do not queue their
-# trims (docs/benchmarks.md, "stalls")
+# trims; the token loop stops after 4 iterations (a stream catching up goes on next step) (docs/
+# benchmarks.md, "Streams per machine")
 _CAPACITY_SETTINGS = ('{"encoder_settings": {"chunk_frames": 50, "lookahead_frames": 25}, '
                       '"reuse_prefix_kv": true, "stop_at_policy": true, "stall_reset_s": 2.0, '
-                      '"max_trims_per_step": 3}')
+                      '"max_trims_per_step": 3, "max_loop_iterations": 4}')
 _CAPACITY = ["--encoder-mode", "block-lookahead", "--policy", "alignatt", "--policy-options", '{"frames": 8}',
              "--model-chunk-ms", "500", "--model-settings", _CAPACITY_SETTINGS, "--quantize", "bf16"]
 

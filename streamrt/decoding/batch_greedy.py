@@ -100,7 +100,11 @@ def step_tokens(state: BatchDecodeState, ids: torch.Tensor, pos: torch.Tensor, v
 
 
 @torch.inference_mode()
-def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest]) -> list["DecodeResult"]:
+def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest], *,
+                 max_iterations: int | None = None) -> list["DecodeResult"]:
+    """``max_iterations``: the token loop stops after this many iterations; streams still decoding
+    end with ``stopped_by`` "iterations" (their tokens so far are kept, and the next decode verifies
+    them as its draft and goes on from there). None: no limit."""
     from streamrt.decoding.whisper_decoder import DecodeResult
 
     runs: list[_Run] = []
@@ -123,10 +127,17 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
     order = sorted(range(len(runs)), key=lambda k: _pass_length(runs[k]))
     state = BatchDecodeState(dec, [runs[k].req.cache for k in order], [runs[k].keep for k in order], need)
     _force_prefixes(dec, state, [runs[k] for k in order])
+    iterations = 0
     while True:
         live = [i for i, k in enumerate(order) if runs[k].alive]
         if not live:
             break
+        if max_iterations is not None and iterations >= max_iterations:
+            for i in live:
+                r = runs[order[i]]
+                r.alive, r.stopped = False, "iterations"  # its last token is not fed: no row
+            break
+        iterations += 1
         if len(live) <= SHRINK_AT * state.size:  # shrink the batch: finished streams stop costing
             for i, k in enumerate(order):
                 if not runs[k].alive:

@@ -59,6 +59,11 @@ class WhisperStreamSettings:
         otherwise all pay it in the same step. One per step (two per second at 500 ms steps) held
         16 AlignAtt streams in real time where two per step held 12 (docs/benchmarks.md). None: no
         limit.
+    max_loop_iterations: the batched token loop of a step stops after this many iterations; a
+        stream still decoding then (one catching up after a stall, most often alone in the batch by
+        then) goes on next step, its tokens so far checked as the next decode's draft in one
+        parallel forward. Each iteration reads the whole vocabulary projection, however few streams
+        it carries. None: no limit.
     max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
     history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
@@ -96,6 +101,7 @@ class WhisperStreamSettings:
     trim_min_drop: float = 0.5
     stall_reset_s: float | None = 4.0
     max_trims_per_step: int | None = 1
+    max_loop_iterations: int | None = None
     max_window_s: float = 28.0
     forced_keep_s: float = 10.0
     history_min_cut_s: float = 1.0
@@ -130,6 +136,8 @@ class WhisperStreamSettings:
             raise ConfigError(f"stall_reset_s must be > 0 s or None, got {self.stall_reset_s}")
         if self.max_trims_per_step is not None and self.max_trims_per_step < 1:
             raise ConfigError(f"max_trims_per_step must be >= 1 or None, got {self.max_trims_per_step}")
+        if self.max_loop_iterations is not None and self.max_loop_iterations < 1:
+            raise ConfigError(f"max_loop_iterations must be >= 1 or None, got {self.max_loop_iterations}")
         if self.max_hypothesis_tokens < 1:
             raise ConfigError(f"max_hypothesis_tokens must be >= 1, got {self.max_hypothesis_tokens}")
 
@@ -292,7 +300,8 @@ class WhisperStreamingModel(DegradationKnobs):
         # one batched token loop for every stream whose window changed (on every policy_stride-th
         # such step), then each one's policy
         todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]
-        results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
+        results = (self.decoder.greedy_many([s.decode_request() for s in todo],
+                                            max_iterations=self.settings.max_loop_iterations) if todo else [])
         self._trims_left = self.settings.max_trims_per_step
         # this step's trims go to stalled streams first (a stall holds words back; a long window
         # only costs compute), then to the longest windows

@@ -128,3 +128,21 @@ def test_forced_passes_of_several_length_groups_share_one_vocabulary_projection(
     monkeypatch.undo()
     for b, e, p in zip(batched, encs, prefixes):
         _same(b, _fresh(dec, e, p, 4))
+
+
+def test_a_loop_stopped_by_the_iteration_limit_goes_on_next_decode_exactly(dec, loop_calls):
+    # the token loop stops after max_iterations; the stream's tokens so far are kept and the next
+    # decode verifies them as its draft and goes on: the result is what one unlimited decode gives
+    from streamrt.decoding import DecodeRequest
+
+    torch.manual_seed(6)
+    enc = torch.randn(20, 32)
+    ref = _fresh(dec, enc, [81], 9)
+    assert len(ref.tokens) >= 4
+    c = dec.create_cache()
+    dec.update_cross(c, enc, 0)
+    before = len(loop_calls)
+    first = dec.greedy_many([DecodeRequest(c, [81], 9, False)], max_iterations=2)[0]
+    assert len(loop_calls) - before == 2 and first.stopped_by == "iterations"
+    assert first.tokens == ref.tokens[: len(first.tokens)]
+    _same(dec.greedy_many([DecodeRequest(c, [81], 9, False)])[0], ref)

@@ -309,3 +309,19 @@ def test_the_trims_of_a_step_run_as_one_batched_re_encode(make_streaming):
                 assert s.take_pending_trim() is None
                 assert model.encoder.window_frames(s.encoder_state) == s.cache.n_valid  # the decoder saw the trim
     assert calls and max(len(c) for c in calls) == 3
+
+
+@pytest.mark.parametrize("name", ["max_loop_iterations", "max_trims_per_step"])
+def test_step_limits_below_one_are_config_errors_that_name_the_setting(make_streaming, name):
+    with pytest.raises(ConfigError, match=f"{name} must be >= 1 or None, got 0"):
+        make_streaming(**{name: 0})
+
+
+def test_the_loop_iteration_limit_reaches_the_decoder(make_streaming, monkeypatch):
+    model = make_streaming(max_loop_iterations=3)
+    seen = []
+    real = model.decoder.greedy_many
+    monkeypatch.setattr(model.decoder, "greedy_many",
+                        lambda reqs, **kw: seen.append(kw.get("max_iterations")) or real(reqs, **kw))
+    _run(model, _audio(1.5), {"policy": "alignatt"})
+    assert seen and set(seen) == {3}
