@@ -43,6 +43,10 @@ class DecodeRequest:
     # a test on a generated token's alignment row: True stops this decode after that token
     # (``Policy.stop_rule``; stopped_by "policy")
     stop: Callable[[torch.Tensor], bool] | None = None
+    # the batched token loop's iterations this stream takes part in (None: no limit); past them it
+    # stops with stopped_by "iterations", its tokens kept: the next decode verifies them as its
+    # draft and goes on from there
+    max_iterations: int | None = None
 
 
 class _Run:
@@ -100,11 +104,7 @@ def step_tokens(state: BatchDecodeState, ids: torch.Tensor, pos: torch.Tensor, v
 
 
 @torch.inference_mode()
-def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest], *,
-                 max_iterations: int | None = None) -> list["DecodeResult"]:
-    """``max_iterations``: the token loop stops after this many iterations; streams still decoding
-    end with ``stopped_by`` "iterations" (their tokens so far are kept, and the next decode verifies
-    them as its draft and goes on from there). None: no limit."""
+def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest]) -> list["DecodeResult"]:
     from streamrt.decoding.whisper_decoder import DecodeResult
 
     runs: list[_Run] = []
@@ -132,11 +132,14 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         live = [i for i, k in enumerate(order) if runs[k].alive]
         if not live:
             break
-        if max_iterations is not None and iterations >= max_iterations:
-            for i in live:
-                r = runs[order[i]]
-                r.alive, r.stopped = False, "iterations"  # its last token is not fed: no row
-            break
+        capped = [i for i in live if runs[order[i]].req.max_iterations is not None
+                  and iterations >= runs[order[i]].req.max_iterations]
+        for i in capped:  # its last token is not fed (no row): the next decode's draft holds it
+            runs[order[i]].alive, runs[order[i]].stopped = False, "iterations"
+        if capped:
+            live = [i for i in live if runs[order[i]].alive]
+            if not live:
+                break
         iterations += 1
         if len(live) <= SHRINK_AT * state.size:  # shrink the batch: finished streams stop costing
             for i, k in enumerate(order):

@@ -33,7 +33,7 @@ class DecodeResult:
     """tokens: generated ids (eot excluded); logprobs: their log-probabilities; attention:
     (len(tokens), n_frames) alignment-head attention of each token; ended: eot was produced;
     stopped_by: None, "eot", "max_tokens", "repetition", "policy" (``DecodeRequest.stop``) or
-    "iterations" (the batch's token-loop limit; the next decode goes on from these tokens)."""
+    "iterations" (``DecodeRequest.max_iterations``; the next decode goes on from these tokens)."""
 
     tokens: list[int]
     logprobs: list[float]
@@ -291,6 +291,6 @@ class IncrementalWhisperDecoder:
         req = DecodeRequest(cache, prefix, max_new_tokens, reuse_prefix_kv, guard)
         return greedy_batch(self, [req])[0]
 
-    def greedy_many(self, requests: Sequence[DecodeRequest], *, max_iterations: int | None = None) -> list[DecodeResult]:
+    def greedy_many(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
         """``greedy`` for many streams at once: the token loop runs batched (see batch_greedy)."""
-        return greedy_batch(self, requests, max_iterations=max_iterations)
+        return greedy_batch(self, requests)

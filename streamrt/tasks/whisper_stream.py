@@ -59,11 +59,12 @@ class WhisperStreamSettings:
         otherwise all pay it in the same step. One per step (two per second at 500 ms steps) held
         16 AlignAtt streams in real time where two per step held 12 (docs/benchmarks.md). None: no
         limit.
-    max_loop_iterations: the batched token loop of a step stops after this many iterations; a
-        stream still decoding then (one catching up after a stall, most often alone in the batch by
-        then) goes on next step, its tokens so far checked as the next decode's draft in one
-        parallel forward. Each iteration reads the whole vocabulary projection, however few streams
-        it carries. None: no limit.
+    max_loop_iterations: a stream takes part in at most this many iterations of a step's batched
+        token loop; one still decoding then (catching up after a stall, most often alone in the
+        batch by then) goes on next step, its tokens so far checked as the next decode's draft in
+        one parallel forward. Each iteration reads the whole vocabulary projection, however few
+        streams it carries. Not at the end of the stream, whose last decode runs to the end. None:
+        no limit.
     max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
         committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
     history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
@@ -300,8 +301,7 @@ class WhisperStreamingModel(DegradationKnobs):
         # one batched token loop for every stream whose window changed (on every policy_stride-th
         # such step), then each one's policy
         todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]
-        results = (self.decoder.greedy_many([s.decode_request() for s in todo],
-                                            max_iterations=self.settings.max_loop_iterations) if todo else [])
+        results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
         self._trims_left = self.settings.max_trims_per_step
         # this step's trims go to stalled streams first (a stall holds words back; a long window
         # only costs compute), then to the longest windows

@@ -243,9 +243,11 @@ class WhisperStream(SampleCounts):
         if s.max_tokens_per_s is not None:
             cap = min(cap, int(uncommitted_s * s.max_tokens_per_s) + 8)
         stop = None
-        if s.stop_at_policy and not whole and not self.is_final_step():
+        partial = not whole and not self.is_final_step()  # the last decode runs to the end
+        if s.stop_at_policy and partial:
             stop = self.policy.stop_rule(n_frames)
-        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard, stop)
+        iterations = s.max_loop_iterations if partial else None
+        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard, stop, iterations)
 
     def _decode(self) -> tuple[list[int], list[HypToken]]:
         """The whole hypothesis now (a forced trim commits every word before its cut)."""

@@ -131,7 +131,7 @@ def test_forced_passes_of_several_length_groups_share_one_vocabulary_projection(
 
 
 def test_a_loop_stopped_by_the_iteration_limit_goes_on_next_decode_exactly(dec, loop_calls):
-    # the token loop stops after max_iterations; the stream's tokens so far are kept and the next
+    # a stream leaves the token loop after max_iterations; its tokens so far are kept and the next
     # decode verifies them as its draft and goes on: the result is what one unlimited decode gives
     from streamrt.decoding import DecodeRequest
 
@@ -142,7 +142,24 @@ def test_a_loop_stopped_by_the_iteration_limit_goes_on_next_decode_exactly(dec, 
     c = dec.create_cache()
     dec.update_cross(c, enc, 0)
     before = len(loop_calls)
-    first = dec.greedy_many([DecodeRequest(c, [81], 9, False)], max_iterations=2)[0]
+    first = dec.greedy_many([DecodeRequest(c, [81], 9, False, max_iterations=2)])[0]
     assert len(loop_calls) - before == 2 and first.stopped_by == "iterations"
     assert first.tokens == ref.tokens[: len(first.tokens)]
     _same(dec.greedy_many([DecodeRequest(c, [81], 9, False)])[0], ref)
+
+
+def test_the_iteration_limit_is_per_stream(dec):
+    # a limited stream leaves the batched loop; an unlimited one beside it decodes to its end
+    from streamrt.decoding import DecodeRequest
+
+    torch.manual_seed(7)
+    encs = [torch.randn(20, 32), torch.randn(18, 32)]
+    refs = [_fresh(dec, e, [81], 9) for e in encs]
+    assert min(len(r.tokens) for r in refs) >= 4
+    caches = [dec.create_cache() for _ in encs]
+    for c, e in zip(caches, encs):
+        dec.update_cross(c, e, 0)
+    limited, free = dec.greedy_many([DecodeRequest(caches[0], [81], 9, False, max_iterations=1),
+                                     DecodeRequest(caches[1], [81], 9, False)])
+    assert limited.stopped_by == "iterations" and limited.tokens == refs[0].tokens[: len(limited.tokens)]
+    _same(free, refs[1])
