@@ -37,6 +37,7 @@ class BatchDecodeState:
     def __init__(self, dec: "IncrementalWhisperDecoder", caches: Sequence[DecoderCache],
                  rows: Sequence[int], need_tokens: int):
         self.dec = dec
+        self.bf16_linears = dec.bf16_linears  # once per decode, not per forward
         self.caches = list(caches)
         B = len(self.caches)
         L, H, hd = dec.n_layers, dec.n_heads, dec.head_dim
@@ -139,7 +140,7 @@ class BatchDecodeState:
         # bfloat16 activations into the cross-attention query and the MLP where every projection
         # is bf16 (no cast around each GEMM); a few rows stay float32, where the float32 weights
         # are cheaper (quant.bf16). Self-attention and the residual stream stay float32.
-        act = torch.bfloat16 if G * Tq > 4 and dec.bf16_linears else x.dtype
+        act = torch.bfloat16 if G * Tq > 4 and self.bf16_linears else x.dtype
         for i, layer in enumerate(dec.layers):
             sa = layer.self_attn
             h = layer.self_attn_layer_norm(x)

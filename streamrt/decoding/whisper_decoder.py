@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from streamrt.decoding.batch_greedy import DecodeRequest, greedy_batch
 from streamrt.decoding.kv_cache import DecoderCache
 from streamrt.decoding.repetition import RepetitionGuard
+from streamrt.quant.bf16 import runs_in_bf16
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,7 @@ class IncrementalWhisperDecoder:
     def bf16_linears(self) -> bool:
         """Every projection of every layer is a ``quant.bf16.BFloat16Linear`` (bfloat16 in, bfloat16
         out): batched forwards may then keep activations between them in bfloat16."""
-        names = ("q_proj", "k_proj", "v_proj", "out_proj")
-        mods = [m for layer in self.layers for m in (
-            *(getattr(layer.self_attn, n) for n in names), *(getattr(layer.encoder_attn, n) for n in names),
-            layer.fc1, layer.fc2)]
-        return all(getattr(m, "scheme", "") == "bf16" for m in mods)
+        return all(runs_in_bf16(layer) for layer in self.layers)
 
     def set_cross_dtype(self, dtype: torch.dtype) -> None:
         """Run batched cross-attention in ``dtype`` (float32 or bfloat16): keys, values and queries

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamrt.quant.bf16 import runs_in_bf16
+
 
 @dataclass(eq=False)
 class ConvTail:
@@ -123,11 +125,9 @@ class WhisperBlock:
 
     @property
     def bf16_linears(self) -> bool:
-        """Every projection is a ``quant.bf16.BFloat16Linear``: they take and give bfloat16, so a
-        caller may keep the activations between them in bfloat16 (see ``finish``)."""
-        layer = self.layer
-        mods = (self.attn.q_proj, self.attn.k_proj, self.attn.v_proj, self.attn.out_proj, layer.fc1, layer.fc2)
-        return all(getattr(m, "scheme", "") == "bf16" for m in mods)
+        """Every projection is a ``quant.bf16.BFloat16Linear``: a caller may keep the activations
+        between them in bfloat16 (see ``finish``)."""
+        return runs_in_bf16(self.layer)
 
     def finish(
         self, attn: torch.Tensor, resid: torch.Tensor, extras: list[Any], counts: list[int]

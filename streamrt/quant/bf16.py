@@ -73,3 +73,10 @@ class BFloat16Linear(QuantizedLinear):
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_bf16.float()
+
+
+def runs_in_bf16(module: nn.Module) -> bool:
+    """Every linear projection inside ``module`` is a ``BFloat16Linear`` (bfloat16 in, bfloat16 out),
+    so a caller may keep the activations between them in bfloat16."""
+    linears = [m for m in module.modules() if isinstance(m, (nn.Linear, QuantizedLinear))]
+    return bool(linears) and all(isinstance(m, BFloat16Linear) for m in linears)
