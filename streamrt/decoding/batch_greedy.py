@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from streamrt.decoding.batch_state import BatchDecodeState, forward_tokens
+from streamrt.decoding.cross_attention import contiguous_groups, own_frames, window_buckets
 from streamrt.decoding.kv_cache import DecoderCache
 from streamrt.decoding.numerics import greedy_logprobs
 from streamrt.decoding.repetition import RepetitionGuard
@@ -123,10 +124,15 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
         return []
     # rows for the forced pass and a few generated tokens; the loop grows them when it needs more
     need = max(len(r.prefix) + max(len(r.draft), min(r.max_new, 16)) for r in runs)
-    # state rows sorted by the length of the forced pass, so groups of similar length are slices
-    order = sorted(range(len(runs)), key=lambda k: _pass_length(runs[k]))
-    state = BatchDecodeState(dec, [runs[k].req.cache for k in order], [runs[k].keep for k in order], need)
-    _force_prefixes(dec, state, [runs[k] for k in order])
+    # state rows sorted by window length into window buckets (cross-attention reads each bucket's
+    # rows up to its longest window), and within a bucket by the length of the forced pass, so
+    # groups of similar length are slices
+    own = [own_frames(dec, r.req.cache) for r in runs]
+    by_window = sorted(range(len(runs)), key=lambda k: own[k])
+    buckets = window_buckets([own[k] for k in by_window])
+    order = [k for b in buckets for k in sorted(by_window[b], key=lambda k: _pass_length(runs[k]))]
+    state = BatchDecodeState(dec, [runs[k].req.cache for k in order], [runs[k].keep for k in order], need, buckets)
+    _force_prefixes(dec, state, [runs[k] for k in order], buckets)
     iterations = 0
     while True:
         live = [i for i, k in enumerate(order) if runs[k].alive]
@@ -182,28 +188,20 @@ def _length_groups(lengths: list[int], max_waste: float = 0.3, free_padding: int
     """Split ascending ``lengths`` into contiguous groups whose padding to the group's longest adds
     at most ``max_waste`` of the group's real tokens, or at most ``free_padding`` tokens (one more
     forward costs more than that)."""
-    groups, a = [], 0
-    for b in range(1, len(lengths) + 1):
-        if b == len(lengths):
-            groups.append(slice(a, b))
-            break
-        real = sum(lengths[a : b + 1])
-        padded = (b - a + 1) * lengths[b]
-        if padded > (1 + max_waste) * real and padded - real > free_padding:
-            groups.append(slice(a, b))
-            a = b
-    return groups
+    return contiguous_groups(lengths, max_waste, free_padding)
 
 
-def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, runs: list[_Run]) -> None:
-    """Every stream's forced prefix and draft in parallel forwards (one per group of similar length,
-    ``runs`` in state row order); the rows from the last prefix token on give the logits that verify
+def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, runs: list[_Run],
+                    buckets: Sequence[slice]) -> None:
+    """Every stream's forced prefix and draft in parallel forwards (one per group of similar length
+    within each window bucket, ``runs`` in state row order); the rows from the last prefix token on give the logits that verify
     the draft (greedy's own choice at every position, as if decoded one token at a time). The
     vocabulary projection runs once for the rows of every group: each call reads the whole
     projection matrix (40 MB in bfloat16 for Whisper), the memory read a step is bound by."""
     seqs = [r.prefix[r.keep :] + r.draft for r in runs]
     hidden, verify = [], []  # rows needing logits; (run, row count, alignment rows) in that order
-    for group in _length_groups([len(s) for s in seqs]):
+    groups = [slice(b.start + g.start, b.start + g.stop) for b in buckets for g in _length_groups([len(s) for s in seqs[b]])]
+    for group in groups:
         g_runs, g_seqs = runs[group], seqs[group]
         Tq = max(len(s) for s in g_seqs)
         ids = torch.zeros(len(g_runs), Tq, dtype=torch.long)
