@@ -93,10 +93,12 @@ class _Run:
 
 
 def _choices(dec: "IncrementalWhisperDecoder", hidden: torch.Tensor) -> tuple[list[int], list[float]]:
-    """Greedy tokens and their log-probabilities for rows of final hidden states (N, d_model)."""
-    z = dec.logits(dec.final_norm(hidden))
-    z += dec.logit_mask
-    return greedy_logprobs(z)
+    """Greedy tokens and their log-probabilities for rows of final hidden states (N, d_model). A
+    bfloat16 projection hands its bfloat16 logits over as they are (half the bytes of the float32
+    copy it would make); ``greedy_logprobs`` widens them a few rows at a time."""
+    h = dec.final_norm(hidden)
+    z = dec.logits(h.to(torch.bfloat16) if dec.vocab_in_bf16 else h)
+    return greedy_logprobs(z, dec.logit_mask)
 
 
 def step_tokens(state: BatchDecodeState, ids: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor):

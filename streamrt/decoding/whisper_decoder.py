@@ -72,6 +72,8 @@ class IncrementalWhisperDecoder:
         # the vocabulary projection: a float Linear (tied to the embeddings) or a quantized module
         self.proj_out = model.proj_out
         self.proj = getattr(model.proj_out, "weight", None)
+        # a bfloat16 projection takes bfloat16 rows and gives bfloat16 logits (see batch_greedy._choices)
+        self.vocab_in_bf16 = self.proj is None and runs_in_bf16(model.proj_out)
         self.n_layers = len(self.layers)
         self.n_heads = cfg.decoder_attention_heads
         self.d_model = cfg.d_model

@@ -29,3 +29,24 @@ def test_greedy_logprobs_match_log_softmax_on_wide_logits_with_masked_tokens():
     for row, (t, lp) in enumerate(zip(toks, lps)):
         assert math.isclose(lp, float(ref[row, t]), rel_tol=1e-5, abs_tol=1e-6)
     assert toks[3] == 17 and abs(lps[3]) < 1e-6
+
+
+def test_greedy_logprobs_in_row_blocks_with_a_mask_equal_the_whole_matrix_at_once():
+    # 21 rows run as blocks of LOGITS_BLOCK_ROWS (the last one short); bfloat16 logits are widened
+    # block by block; the mask is added to each block; the caller's logits are left as they were
+    from streamrt.decoding import numerics
+
+    torch.manual_seed(1)
+    z = (torch.randn(21, 3000) * 30).bfloat16()
+    mask = torch.zeros(3000)
+    mask[2500:] = float("-inf")
+    mask[[5, 6]] = float("-inf")
+    z[12, 5] = 900.0  # a masked token that would win without the mask (in the second block)
+    before = z.clone()
+    toks, lps = greedy_logprobs(z, mask)
+    full = z.float() + mask
+    ref = torch.log_softmax(full.double(), dim=-1)
+    assert numerics.LOGITS_BLOCK_ROWS < 21 and torch.equal(z, before)
+    assert toks == full.argmax(-1).tolist() and toks[12] != 5
+    for row, (t, lp) in enumerate(zip(toks, lps)):
+        assert math.isclose(lp, float(ref[row, t]), rel_tol=1e-5, abs_tol=1e-6)
