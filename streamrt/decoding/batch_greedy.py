@@ -134,7 +134,7 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
     buckets = window_buckets([own[k] for k in by_window])
     order = [k for b in buckets for k in sorted(by_window[b], key=lambda k: _pass_length(runs[k]))]
     state = BatchDecodeState(dec, [runs[k].req.cache for k in order], [runs[k].keep for k in order], need, buckets)
-    _force_prefixes(dec, state, [runs[k] for k in order], buckets)
+    _force_prefixes(dec, state, [runs[k] for k in order])
     iterations = 0
     while True:
         live = [i for i, k in enumerate(order) if runs[k].alive]
@@ -187,23 +187,22 @@ def _pass_length(run: _Run) -> int:
 
 
 def _length_groups(lengths: list[int], max_waste: float = 0.3, free_padding: int = 64) -> list[slice]:
-    """Split ascending ``lengths`` into contiguous groups whose padding to the group's longest adds
-    at most ``max_waste`` of the group's real tokens, or at most ``free_padding`` tokens (one more
-    forward costs more than that)."""
+    """Split ``lengths`` (in row order) into contiguous groups whose padding to the group's longest
+    adds at most ``max_waste`` of the group's real tokens, or at most ``free_padding`` tokens (one
+    more forward costs more than that: it reads every layer's weights again)."""
     return contiguous_groups(lengths, max_waste, free_padding)
 
 
-def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, runs: list[_Run],
-                    buckets: Sequence[slice]) -> None:
-    """Every stream's forced prefix and draft in parallel forwards (one per group of similar length
-    within each window bucket, ``runs`` in state row order); the rows from the last prefix token on give the logits that verify
+def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, runs: list[_Run]) -> None:
+    """Every stream's forced prefix and draft in parallel forwards (one per contiguous group of
+    similar length, ``runs`` in state row order: a group may span window buckets, whose
+    cross-attention runs per bucket inside the forward); the rows from the last prefix token on give the logits that verify
     the draft (greedy's own choice at every position, as if decoded one token at a time). The
     vocabulary projection runs once for the rows of every group: each call reads the whole
     projection matrix (40 MB in bfloat16 for Whisper), the memory read a step is bound by."""
     seqs = [r.prefix[r.keep :] + r.draft for r in runs]
     hidden, verify = [], []  # rows needing logits; (run, row count, alignment rows) in that order
-    groups = [slice(b.start + g.start, b.start + g.stop) for b in buckets for g in _length_groups([len(s) for s in seqs[b]])]
-    for group in groups:
+    for group in _length_groups([len(s) for s in seqs]):
         g_runs, g_seqs = runs[group], seqs[group]
         Tq = max(len(s) for s in g_seqs)
         ids = torch.zeros(len(g_runs), Tq, dtype=torch.long)
