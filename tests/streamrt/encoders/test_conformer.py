@@ -9,6 +9,7 @@ import torch
 from streamrt.encoders.base import StreamingEncoder
 from streamrt.encoders.conformer import CacheAwareConformer, ConformerConfig
 from streamrt.errors import ConfigError, LimitExceeded
+from tests.streamrt.encoders.random_chunks import batch_step, random_spans
 
 TOL = 2e-5
 SMALL = dict(d_model=32, n_heads=4, n_layers=2, conv_kernel=5, substep_frames=8)
@@ -35,13 +36,11 @@ def test_streaming_with_cached_conv_tails_equals_full_pass(settings, seed):
     rng = np.random.default_rng(seed)
     mel = torch.randn(80, int(rng.integers(100, 260)))
     ref = model.forward_full(mel)
-    state, outs, i = model.create_state(), [], 0
-    while i < mel.shape[1]:
-        k = int(rng.integers(1, 50))
-        out = model.step(mel[:, i : i + k], state, final=i + k >= mel.shape[1])
+    state, outs = model.create_state(), []
+    for a, b, final in random_spans(rng, mel.shape[1], 49):
+        out = model.step(mel[:, a:b], state, final=final)
         assert out.start == sum(o.shape[0] for o in outs)
         outs.append(out.frames)
-        i += k
     got = torch.cat(outs)
     assert got.shape == ref.shape
     err = (got - ref).abs().amax(dim=1)
@@ -58,13 +57,7 @@ def test_batch_of_sessions_and_bounded_state():
     shapes = [(c.k.shape, c.extra[0].shape) for c in states[0].layers]
     steps = 0
     while any(p < m.shape[1] for p, m in zip(pos, mels)):
-        live = [b for b in range(3) if pos[b] < mels[b].shape[1]]
-        chunks, fin = [], []
-        for b in live:
-            k = int(rng.integers(0, 60))
-            chunks.append(mels[b][:, pos[b] : pos[b] + k])
-            pos[b] += k
-            fin.append(pos[b] >= mels[b].shape[1])
+        live, chunks, fin = batch_step(rng, mels, pos, 60)
         for b, out in zip(live, model.step_batch(chunks, [states[b] for b in live], final=fin)):
             got[b].append(out.frames)
             if model.window_frames(states[b]) > 30:

@@ -13,6 +13,7 @@ from streamrt.encoders.lookahead import plan_groups
 from streamrt.encoders.reference import lookahead_pass
 from streamrt.encoders.whisper import make_encoder
 from streamrt.errors import ConfigError
+from tests.streamrt.encoders.random_chunks import batch_step, random_spans
 
 TOL = 2e-5
 SETTINGS = [
@@ -50,12 +51,9 @@ def test_streamed_window_equals_the_reference_after_every_step(whisper_encoder, 
     state = enc.create_state()
     window = torch.zeros(0, enc.d_model)
     frozen_before = torch.zeros(0, enc.d_model)
-    ends, i = [], 0
-    while i < mel.shape[1]:
-        k = int(rng.integers(1, int(rng.choice([4, 30, 90])) + 1))
-        final = i + k >= mel.shape[1]
-        out = enc.step(mel[:, i : i + k], state, final=final)
-        i += k
+    ends = []
+    for a, i, final in random_spans(rng, mel.shape[1], [4, 30, 90]):
+        out = enc.step(mel[:, a:i], state, final=final)
         assert out.start <= window.shape[0]
         window = torch.cat([window[: out.start], out.frames])
         assert enc.window_frames(state) == window.shape[0]
@@ -82,13 +80,7 @@ def test_batch_of_sessions_at_different_positions(whisper_encoder):
     ends: list[list[int]] = [[] for _ in mels]
     pos = [0] * len(mels)
     while any(p < m.shape[1] for p, m in zip(pos, mels)):
-        live = [b for b in range(len(mels)) if pos[b] < mels[b].shape[1] and rng.random() < 0.8]
-        chunks, fin = [], []
-        for b in live:
-            k = int(rng.integers(0, 40))
-            chunks.append(mels[b][:, pos[b] : pos[b] + k])
-            pos[b] += k
-            fin.append(pos[b] >= mels[b].shape[1])
+        live, chunks, fin = batch_step(rng, mels, pos, 40, join_prob=0.8)
         for b, out in zip(live, enc.step_batch(chunks, [states[b] for b in live], final=fin)):
             windows[b] = torch.cat([windows[b][: out.start], out.frames])
             if out.frames.shape[0] or states[b].finished:

@@ -15,6 +15,7 @@ from streamrt.encoders.base import BlockCausal, EncoderOutput, Sliding, Streamin
 from streamrt.encoders.reference import whisper_full_pass
 from streamrt.encoders.whisper import make_encoder
 from streamrt.errors import ConfigError, InputError, LimitExceeded
+from tests.streamrt.encoders.random_chunks import batch_step, random_spans
 
 TOL = 2e-5
 
@@ -29,13 +30,11 @@ MODES = [
 
 def _drive(enc, mel, rng, max_chunk, state=None):
     state = state or enc.create_state()
-    outs, i = [], 0
-    while i < mel.shape[1]:
-        k = int(rng.integers(1, max_chunk + 1))
-        out = enc.step(mel[:, i : i + k], state, final=i + k >= mel.shape[1])
+    outs = []
+    for a, b, final in random_spans(rng, mel.shape[1], max_chunk):
+        out = enc.step(mel[:, a:b], state, final=final)
         assert out.start == sum(o.shape[0] for o in outs), "cached modes only extend the window"
         outs.append(out.frames)
-        i += k
     return torch.cat(outs), state
 
 
@@ -73,13 +72,7 @@ def test_batch_of_sessions_at_different_positions(whisper_encoder, mode, setting
     for b in range(len(mels)):
         got[b].append(torch.zeros(enc.window_frames(states[b]), enc.d_model))  # placeholder prefix
     while any(p < m.shape[1] for p, m in zip(pos, mels)):
-        live = [b for b in range(len(mels)) if pos[b] < mels[b].shape[1]]
-        chunks, fin = [], []
-        for b in live:
-            k = int(rng.integers(0, 30))
-            chunks.append(mels[b][:, pos[b] : pos[b] + k])
-            pos[b] += k
-            fin.append(pos[b] >= mels[b].shape[1])
+        live, chunks, fin = batch_step(rng, mels, pos, 30)
         outs = enc.step_batch(chunks, [states[b] for b in live], final=fin)
         for b, out in zip(live, outs):
             assert out.start == sum(g.shape[0] for g in got[b])
