@@ -212,7 +212,9 @@ def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, r
             ids[b, : len(s)] = torch.as_tensor(s, dtype=torch.long)
             pos[b, : len(s)] = torch.arange(r.keep, r.keep + len(s))
             valid[b, : len(s)] = True
-        x, align = state.forward(ids, pos, valid, group)
+        # alignment weights only from the last prefix token's row on (the rows that verify the draft)
+        align_from = torch.as_tensor([len(r.prefix) - 1 - r.keep for r in g_runs], dtype=torch.long)
+        x, align = state.forward(ids, pos, valid, group, align_from)
         for b, (r, s) in enumerate(zip(g_runs, g_seqs)):
             f = len(r.prefix) - 1 - r.keep  # the last prefix token's row gives the first choice
             hidden.append(x[b, f : len(s)])

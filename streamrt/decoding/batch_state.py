@@ -113,13 +113,16 @@ class BatchDecodeState:
 
     @torch.inference_mode()
     def forward(
-        self, ids: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor, rows: slice = slice(None)
+        self, ids: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor, rows: slice = slice(None),
+        align_from: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens ``ids`` (G, Tq) at positions ``pos`` (G, Tq) for the batch rows ``rows`` (a slice:
         views, no copies); ``valid`` (G, Tq) marks real tokens (padding rows compute garbage and write
         nothing). Writes the self-attention rows of the valid tokens. Returns hidden states
         (G, Tq, d_model) before the final norm and the alignment heads' cross-attention
-        (G, Tq, frames), each stream's row valid up to its ``n_frames``."""
+        (G, Tq, frames), each stream's row valid up to its ``n_frames``. ``align_from`` (G,): row b
+        needs alignment weights from query ``align_from[b]`` on only (a forced prefix's rows before
+        its draft need none); the rows before it may be left zero."""
         dec = self.dec
         G, Tq = ids.shape
         H, hd, d = dec.n_heads, dec.head_dim, dec.d_model
@@ -131,7 +134,7 @@ class BatchDecodeState:
         pi = pos[bi, ji]
         Tk = int(pi.max()) + 1 if len(pi) else 1
         self_mask = additive_mask((torch.arange(Tk)[None, None, :] <= pos[:, :, None]).unsqueeze(1), dec.dtype)
-        cross = CrossContext(self, rows, bi, ji, G, Tq)
+        cross = CrossContext(self, rows, bi, ji, G, Tq, align_from)
         align = torch.zeros(G, Tq, cross.frames, dtype=torch.float32)
         # bfloat16 activations into the cross-attention query and the MLP where every projection
         # is bf16 (no cast around each GEMM); a few rows stay float32, where the float32 weights

@@ -121,6 +121,7 @@ class _Part:
         self.mask = additive_mask(ok[:, None, None, :], dtype)  # (n, 1, 1, fo)
         self.no_own = ~ok.any(1)[:, None, None]
         self.any_no_own = bool(self.no_own.any())
+        self.align_j0 = 0  # the first query of these rows whose alignment weights are needed
 
     def kv(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         bk = self.bucket
@@ -131,9 +132,12 @@ class CrossContext:
     """Cross-attention of one forward over the batch rows ``rows`` (a slice): each stream's own
     frames, per window bucket, and the shared 30 s padding."""
 
-    def __init__(self, state: "BatchDecodeState", rows: slice, bi: torch.Tensor, ji: torch.Tensor, G: int, Tq: int):
+    def __init__(self, state: "BatchDecodeState", rows: slice, bi: torch.Tensor, ji: torch.Tensor, G: int, Tq: int,
+                 align_from: torch.Tensor | None = None):
         self.state, self.rows, self.bi, self.ji, self.G, self.Tq = state, rows, bi, ji, G, Tq
         self.all_valid = len(bi) == G * Tq
+        # the real queries whose alignment weights are needed (index into bi/ji), or None: all
+        self.align_sel = None if align_from is None else (ji >= align_from[bi]).nonzero(as_tuple=True)[0]
         dec = state.dec
         self.dtype = dec.cross_dtype
         start = rows.start or 0
@@ -142,6 +146,8 @@ class CrossContext:
             _Part(bk, max(bk.lo, start) - start, min(bk.hi, stop) - start, max(bk.lo, start) - bk.lo, self.dtype)
             for bk in state.buckets if bk.lo < stop and bk.hi > start
         ]
+        for p in self.parts:  # the first query of the part's rows that needs alignment weights
+            p.align_j0 = 0 if align_from is None or p.b <= p.a else int(align_from[p.a : p.b].min().clamp(0, Tq))
         self.Fo = max((p.fo for p in self.parts), default=0)
         pad_ok = state.pad_ok[rows]
         self.Fp = pad_ok.shape[1]
@@ -268,25 +274,29 @@ class CrossContext:
         (G, h, Tq, 1), to ``align`` (G, Tq, frames)."""
         G, Tq, Fp, bi, ji = self.G, self.Tq, self.Fp, self.bi, self.ji
         for p in self.parts:
-            if not p.fo:
+            j0 = p.align_j0
+            if not p.fo or j0 >= Tq:
                 continue
             k, _ = p.kv(i)
-            s = (qh[p.a : p.b] @ k[:, heads].transpose(-1, -2) + p.mask).float()
-            w = exp_floored(s - lh[p.a : p.b])
-            align[p.a : p.b, :, : p.fo] += (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(1)
+            s = (qh[p.a : p.b, :, j0:] @ k[:, heads].transpose(-1, -2) + p.mask).float()
+            w = exp_floored(s - lh[p.a : p.b, :, j0:])
+            align[p.a : p.b, j0:, : p.fo] += (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(1)
         if self.use_pad:
-            nh = qh.shape[1]
-            if self.all_valid:
+            nh, sel = qh.shape[1], self.align_sel
+            if self.all_valid and sel is None:
                 flat, lf = qh.permute(1, 0, 2, 3).reshape(nh, G * Tq, -1), lh.permute(1, 0, 2, 3).reshape(nh, G * Tq, 1)
+                mask = self.pad_mask[0]
             else:
-                flat, lf = qh.permute(1, 0, 2, 3)[:, bi, ji], lh.permute(1, 0, 2, 3)[:, bi, ji]
-            s = (flat @ self.pad_k[i][heads].transpose(-1, -2) + self.pad_mask[0]).float()  # (h, N, Fp)
+                b, j = (bi, ji) if sel is None else (bi[sel], ji[sel])
+                flat, lf = qh.permute(1, 0, 2, 3)[:, b, j], lh.permute(1, 0, 2, 3)[:, b, j]
+                mask = self.pad_mask[0] if sel is None else self.pad_mask[0][:, sel]
+            s = (flat @ self.pad_k[i][heads].transpose(-1, -2) + mask).float()  # (h, N, Fp)
             w = exp_floored(s - lf)
             w = (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(0)
-            if self.all_valid:
+            if self.all_valid and sel is None:
                 align[..., :Fp] += w.view(G, Tq, Fp)
             else:
-                align[bi, ji, :Fp] += w
+                align[b, j, :Fp] += w
 
 
 def _index(heads: list[int] | None) -> slice | list[int] | None:

@@ -163,3 +163,32 @@ def test_the_iteration_limit_is_per_stream(dec):
                                      DecodeRequest(caches[1], [81], 9, False)])
     assert limited.stopped_by == "iterations" and limited.tokens == refs[0].tokens[: len(limited.tokens)]
     _same(free, refs[1])
+
+
+@pytest.mark.parametrize("padding", [False, True])
+def test_alignment_rows_of_verified_drafts_equal_the_reference_forward(dec, padding):
+    # the forced pass computes alignment weights only for the rows that verify the draft: each
+    # token's row must still be the one the plain single-stream forward gives at the position that
+    # predicted it, for tokens from the token loop (first decode) and from the draft (second), in
+    # one batch of streams with different windows and prefixes
+    from streamrt.decoding import DecodeRequest
+
+    torch.manual_seed(8)
+    if padding:
+        dec.set_padding(torch.randn(60, 32))
+    encs = [torch.randn(n, 32) for n in (23, 9, 40)]
+    prefixes = [[81, 7, 9, 11], [81], [81, 5, 6]]
+    caches = [dec.create_cache() for _ in encs]
+    for c, e in zip(caches, encs):
+        dec.update_cross(c, e, 0)
+    requests = [DecodeRequest(c, p, 6, False) for c, p in zip(caches, prefixes)]
+    first = dec.greedy_many(requests)
+    again = dec.greedy_many(requests)
+    for e, p, a, b in zip(encs, prefixes, first, again):
+        assert len(a.tokens) >= 3 and b.tokens == a.tokens
+        ref_cache = dec.create_cache()
+        dec.update_cross(ref_cache, e, 0)
+        _, ref = dec.forward_hidden(ref_cache, p + a.tokens, 0)
+        rows = ref[len(p) - 1 : len(p) - 1 + len(a.tokens)].numpy()
+        assert np.allclose(a.attention, rows, atol=1e-5)
+        assert np.allclose(b.attention, rows, atol=1e-5)
