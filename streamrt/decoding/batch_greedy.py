@@ -127,8 +127,8 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
     # rows for the forced pass and a few generated tokens; the loop grows them when it needs more
     need = max(len(r.prefix) + max(len(r.draft), min(r.max_new, 16)) for r in runs)
     # state rows sorted by window length into window buckets (cross-attention reads each bucket's
-    # rows up to its longest window), and within a bucket by the length of the forced pass, so
-    # groups of similar length are slices
+    # rows up to its longest window), and within a bucket by the length of the forced pass, so the
+    # forced pass's length groups (contiguous rows, which may span buckets) pad little
     own = [own_frames(dec, r.req.cache) for r in runs]
     by_window = sorted(range(len(runs)), key=lambda k: own[k])
     buckets = window_buckets([own[k] for k in by_window])
@@ -196,8 +196,9 @@ def _length_groups(lengths: list[int], max_waste: float = 0.3, free_padding: int
 def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, runs: list[_Run]) -> None:
     """Every stream's forced prefix and draft in parallel forwards (one per contiguous group of
     similar length, ``runs`` in state row order: a group may span window buckets, whose
-    cross-attention runs per bucket inside the forward); the rows from the last prefix token on give the logits that verify
-    the draft (greedy's own choice at every position, as if decoded one token at a time). The
+    cross-attention runs per bucket inside the forward); the rows from the last prefix token on give
+    the logits that verify the draft (greedy's own choice at every position, as if decoded one token
+    at a time), and only they get alignment weights. The
     vocabulary projection runs once for the rows of every group: each call reads the whole
     projection matrix (40 MB in bfloat16 for Whisper), the memory read a step is bound by."""
     seqs = [r.prefix[r.keep :] + r.draft for r in runs]
@@ -212,11 +213,9 @@ def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, r
             ids[b, : len(s)] = torch.as_tensor(s, dtype=torch.long)
             pos[b, : len(s)] = torch.arange(r.keep, r.keep + len(s))
             valid[b, : len(s)] = True
-        # alignment weights only from the last prefix token's row on (the rows that verify the draft)
-        align_from = torch.as_tensor([len(r.prefix) - 1 - r.keep for r in g_runs], dtype=torch.long)
-        x, align = state.forward(ids, pos, valid, group, align_from)
-        for b, (r, s) in enumerate(zip(g_runs, g_seqs)):
-            f = len(r.prefix) - 1 - r.keep  # the last prefix token's row gives the first choice
+        firsts = [len(r.prefix) - 1 - r.keep for r in g_runs]  # the last prefix token's row: the first choice
+        x, align = state.forward(ids, pos, valid, group, torch.as_tensor(firsts, dtype=torch.long))
+        for b, (r, s, f) in enumerate(zip(g_runs, g_seqs, firsts)):
             hidden.append(x[b, f : len(s)])
             verify.append((r, len(s) - f, align[b, f:, : r.req.cache.n_frames]))
     toks, lps = _choices(dec, torch.cat(hidden))

@@ -104,8 +104,9 @@ class WindowBucket:
         idx = torch.as_tensor(rows, dtype=torch.long)
         lengths = self.lengths[idx]
         fo = int(lengths.max())
-        if rows == list(range(rows[0], rows[0] + len(rows))):
-            self.k, self.v = self.k[:, rows[0] : rows[0] + len(rows), :, :fo], self.v[:, rows[0] : rows[0] + len(rows), :, :fo]
+        if rows == list(range(rows[0], rows[0] + len(rows))):  # a run of rows: views
+            run = slice(rows[0], rows[0] + len(rows))
+            self.k, self.v = self.k[:, run, :, :fo], self.v[:, run, :, :fo]
         else:
             self.k, self.v = self.k[:, idx, :, :fo], self.v[:, idx, :, :fo]
         self._set_lengths(lengths)
@@ -317,7 +318,9 @@ def additive_mask(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 _FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
-def attend_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def attend_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T + mask) v and the rows' log-sum-exp (B, H, Tq) (needed to merge two key sets),
     with torch's fused CPU attention kernel (no score matrix in memory) where it exists. A row with
     no allowed key gives garbage (callers mask it)."""
