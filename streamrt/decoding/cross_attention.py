@@ -115,14 +115,16 @@ class WindowBucket:
 class _Part:
     """The rows [a, b) of one forward (local) that bucket rows [ba, bb) hold, with their masks."""
 
-    def __init__(self, bucket: WindowBucket, a: int, b: int, ba: int, dtype: torch.dtype):
+    def __init__(self, bucket: WindowBucket, a: int, b: int, ba: int, dtype: torch.dtype,
+                 align_from: torch.Tensor | None):
         self.bucket, self.a, self.b, self.ba, self.bb = bucket, a, b, ba, ba + (b - a)
         self.fo = bucket.fo
         ok = bucket.ok[ba : self.bb]
         self.mask = additive_mask(ok[:, None, None, :], dtype)  # (n, 1, 1, fo)
         self.no_own = ~ok.any(1)[:, None, None]
         self.any_no_own = bool(self.no_own.any())
-        self.align_j0 = 0  # the first query of these rows whose alignment weights are needed
+        # the first query of these rows whose alignment weights are needed
+        self.align_j0 = 0 if align_from is None else int(align_from[a:b].min().clamp(min=0))
 
     def kv(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         bk = self.bucket
@@ -144,11 +146,10 @@ class CrossContext:
         start = rows.start or 0
         stop = start + G
         self.parts = [
-            _Part(bk, max(bk.lo, start) - start, min(bk.hi, stop) - start, max(bk.lo, start) - bk.lo, self.dtype)
+            _Part(bk, max(bk.lo, start) - start, min(bk.hi, stop) - start, max(bk.lo, start) - bk.lo, self.dtype,
+                  align_from)
             for bk in state.buckets if bk.lo < stop and bk.hi > start
         ]
-        for p in self.parts:  # the first query of the part's rows that needs alignment weights
-            p.align_j0 = 0 if align_from is None or p.b <= p.a else int(align_from[p.a : p.b].min().clamp(0, Tq))
         self.Fo = max((p.fo for p in self.parts), default=0)
         pad_ok = state.pad_ok[rows]
         self.Fp = pad_ok.shape[1]
