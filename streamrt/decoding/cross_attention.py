@@ -315,7 +315,6 @@ def additive_mask(ok: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(ok.shape, dtype=dtype).masked_fill_(~ok, float("-inf"))
 
 
-
 _FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
