@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 # frames, or below this many frames in all (one more bucket costs a few small kernels per layer)
 BUCKET_MAX_WASTE = 0.25
 BUCKET_FREE_FRAMES = 256
+# the alignment heads' weights of a forced pass are computed for this many bytes of float32 keys at
+# a time (within the L2 cache)
+ALIGN_BLOCK_BYTES = 1 << 20
 
 
 def contiguous_groups(lengths: Sequence[int], max_waste: float, free_padding: int) -> list[slice]:
@@ -280,9 +283,17 @@ class CrossContext:
             if not p.fo or j0 >= Tq:
                 continue
             k, _ = p.kv(i)
-            s = (qh[p.a : p.b, :, j0:] @ k[:, heads].transpose(-1, -2) + p.mask).float()
-            w = exp_floored(s - lh[p.a : p.b, :, j0:])
-            align[p.a : p.b, j0:, : p.fo] += (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(1)
+            # float32 products, a few rows at a time: a bfloat16 product of a new shape (every part
+            # of every step has one) costs ~1 ms to set up in oneDNN, and the float32 keys of a few
+            # rows stay in cache
+            step = max(1, ALIGN_BLOCK_BYTES // (4 * qh.shape[1] * k.shape[2] * k.shape[3]))
+            for a in range(0, p.b - p.a, step):
+                b = min(p.b - p.a, a + step)
+                kh = k[a:b, heads].float()
+                s = torch.matmul(qh[p.a + a : p.a + b, :, j0:].float(), kh.transpose(-1, -2))
+                w = exp_floored(s.add_(p.mask[a:b]).sub_(lh[p.a + a : p.a + b, :, j0:]))
+                w = torch.nan_to_num(w, nan=0.0) if self.any_empty else w
+                align[p.a + a : p.a + b, j0:, : p.fo] += w.sum(1)
         if self.use_pad:
             nh, sel = qh.shape[1], self.align_sel
             if self.all_valid and sel is None:

@@ -166,13 +166,19 @@ def test_the_iteration_limit_is_per_stream(dec):
 
 
 @pytest.mark.parametrize("padding", [False, True])
-def test_alignment_rows_of_verified_drafts_equal_the_reference_forward(dec, padding):
+@pytest.mark.parametrize("split", [False, True])
+def test_alignment_rows_of_verified_drafts_equal_the_reference_forward(dec, padding, split, monkeypatch):
     # the forced pass computes alignment weights only for the rows that verify the draft: each
     # token's row must still be the one the plain single-stream forward gives at the position that
     # predicted it, for tokens from the token loop (first decode) and from the draft (second), in
-    # one batch of streams with different windows and prefixes
-    from streamrt.decoding import DecodeRequest
+    # one batch of streams with different windows and prefixes; also with one window bucket per
+    # stream and the weights computed one batch row at a time (a wrong row offset shows there)
+    from streamrt.decoding import DecodeRequest, cross_attention
 
+    if split:
+        monkeypatch.setattr(cross_attention, "ALIGN_BLOCK_BYTES", 1)
+        monkeypatch.setattr(cross_attention, "BUCKET_MAX_WASTE", 0.0)
+        monkeypatch.setattr(cross_attention, "BUCKET_FREE_FRAMES", 0)
     torch.manual_seed(8)
     if padding:
         dec.set_padding(torch.randn(60, 32))
