@@ -161,6 +161,7 @@ class CrossContext:
         self.use_pad = state.use_pad and bool(len(bi))
         if self.use_pad:
             self.pad_k, self.pad_v = dec.padding_kv(self.dtype)
+            self.pad_k_f32 = dec.padding_keys_float32(self.dtype)  # alignment weights (see _align)
             self.pad_mask = additive_mask(pad_ok[bi][None, None], self.dtype)  # (1, 1, N, Fp), per real query
             self.no_pad = ~pad_ok.any(1)[:, None, None]
         self.any_no_pad = self.use_pad and bool(self.no_pad.any())
@@ -303,8 +304,8 @@ class CrossContext:
                 b, j = (bi, ji) if sel is None else (bi[sel], ji[sel])
                 flat, lf = qh.permute(1, 0, 2, 3)[:, b, j], lh.permute(1, 0, 2, 3)[:, b, j]
                 mask = self.pad_mask[0] if sel is None else self.pad_mask[0][:, sel]
-            s = (flat @ self.pad_k[i][heads].transpose(-1, -2) + mask).float()  # (h, N, Fp)
-            w = exp_floored(s - lf)
+            s = torch.matmul(flat.float(), self.pad_k_f32[i][heads].transpose(-1, -2)).add_(mask)  # (h, N, Fp)
+            w = exp_floored(s.sub_(lf))
             w = (torch.nan_to_num(w, nan=0.0) if self.any_empty else w).sum(0)
             if self.all_valid and sel is None:
                 align[..., :Fp] += w.view(G, Tq, Fp)

@@ -100,6 +100,7 @@ class IncrementalWhisperDecoder:
         self.pad_k: torch.Tensor | None = None
         self.pad_v: torch.Tensor | None = None
         self._pad_cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pad_keys_f32: dict[torch.dtype, torch.Tensor] = {}
 
     @torch.inference_mode()
     def set_padding(self, pad_frames: torch.Tensor | None) -> None:
@@ -109,7 +110,7 @@ class IncrementalWhisperDecoder:
         window it tends to hallucinate and loop. With padding, rows [window end, max_frames) of
         every cache hold these frames' keys/values (e.g. the encoder's output for silence), so the
         decoder sees a 30 s input whatever the encoder mode."""
-        self._pad_cast = {}
+        self._pad_cast, self._pad_keys_f32 = {}, {}
         if pad_frames is None:
             self.pad_k = self.pad_v = None
             return
@@ -146,6 +147,17 @@ class IncrementalWhisperDecoder:
         if dtype not in self._pad_cast:
             self._pad_cast[dtype] = (self.pad_k.to(dtype).contiguous(), self.pad_v.to(dtype).contiguous())
         return self._pad_cast[dtype]
+
+    def padding_keys_float32(self, dtype: torch.dtype) -> torch.Tensor:
+        """The padding keys as attention in ``dtype`` sees them (rounded to it), in float32: for
+        float32 products that must agree with that attention's softmax (cast once)."""
+        if self.pad_k is None:
+            raise ValueError("no padding is set")
+        if dtype == torch.float32:
+            return self.pad_k.float()
+        if self._pad_keys_f32.get(dtype) is None:
+            self._pad_keys_f32[dtype] = self.padding_kv(dtype)[0].float()
+        return self._pad_keys_f32[dtype]
 
     # ---- state ---------------------------------------------------------------------------------
     def create_cache(self) -> DecoderCache:

@@ -80,3 +80,28 @@ def test_int8_dynamic_mm_matches_integer_arithmetic():
     xq, xs = K.quantize_per_token_int8(x)
     expected = (xq.double() @ q.double().T) * xs.double() * s.double()
     assert torch.allclose(K.int8_dynamic_mm(x, q.t().contiguous(), s).double(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_gemm_rows_pads_to_few_row_counts_and_at_most_an_eighth():
+    padded = [K.gemm_rows(r) for r in range(1, 513)]
+    assert padded[:16] == list(range(1, 17))
+    assert all(r <= p <= r + r // 8 for r, p in zip(range(1, 513), padded))
+    # 16 exact counts, then 8 per octave: the set of kernels oneDNN sets up stays small
+    assert len(set(padded)) == 16 + 8 * 5
+
+
+@pytest.mark.parametrize("rows", [1, 17, 83, 300, 600])
+def test_bf16_packed_mm_with_padded_rows_gives_the_rows_asked_for(rows):
+    torch.manual_seed(rows)
+    w = torch.randn(96, 64).bfloat16()
+    packed = K.bf16_prepack(w)
+    if packed is None:
+        pytest.skip("this torch has no oneDNN bfloat16 linear")
+    bias = torch.randn(96).bfloat16()
+    x = torch.randn(rows, 64).bfloat16()
+    y = K.bf16_packed_mm(x, packed, bias)
+    assert y.shape == (rows, 96) and y.is_contiguous()
+    ref = x.float() @ w.float().T + bias.float()
+    assert torch.allclose(y.float(), ref, rtol=2e-2, atol=0.15)
+    # each row on its own: padding rows must not change any row's result
+    assert torch.equal(K.bf16_packed_mm(x[-1:], packed, bias), y[-1:])
