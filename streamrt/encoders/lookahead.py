@@ -133,18 +133,18 @@ class LookaheadWhisperEncoder(CachedWhisperEncoder):
             plans.append(plan_groups(state.frozen, state.n_conv, max_freeze or p.chunk_frames,
                                      p.lookahead_frames, fin) if changed else [])
         sessions = [s.layers for s in states]
-        per_layer = self._resident.stack(sessions)
+        per_layer, batch_rows = self._resident.stack_rows(sessions)
         pieces: list[list[torch.Tensor]] = [[] for _ in states]
         for r in range(max((len(g) for g in plans), default=0)):
             rows = [b for b, g in enumerate(plans) if len(g) > r]
             groups = [plans[b][r] for b in rows]
             inputs = [self._layer0_input(states[b], g) for b, g in zip(rows, groups)]
-            outs = self._group_forward(per_layer, rows, groups, inputs)
+            outs = self._group_forward(per_layer, [batch_rows[b] for b in rows], groups, inputs)
             for b, g, out in zip(rows, groups, outs):
                 last = r == len(plans[b]) - 1
                 pieces[b].append(out if last else out[: g.freeze])
                 states[b].frozen = g.start + g.freeze
-        self._resident.unstack(per_layer, sessions)
+        self._resident.unstack_rows(per_layer, sessions, batch_rows)
         norm = self.encoder.layer_norm
         return [norm(torch.cat(pc)) if pc else torch.zeros(0, self.d_model) for pc in pieces]
 
@@ -154,8 +154,9 @@ class LookaheadWhisperEncoder(CachedWhisperEncoder):
     def _group_forward(
         self, layers: Sequence[LayerCache], rows: list[int], groups: list[_Group], inputs: list[torch.Tensor]
     ) -> list[torch.Tensor]:
-        """Run each row's group through all layers (free attention inside the group, plus its frozen
-        left context from the cache); write the frozen frames' keys/values into the cache."""
+        """Run each group through all layers at its batch row ``rows[i]`` of ``layers`` (free
+        attention inside the group, plus its frozen left context from the cache); write the frozen
+        frames' keys/values into the cache."""
         B, G, d = len(rows), max(x.shape[0] for x in inputs), self.d_model
         X = inputs[0].unsqueeze(0) if B == 1 else torch.stack([F.pad(x, (0, 0, 0, G - x.shape[0])) for x in inputs])
         lens = torch.tensor([x.shape[0] for x in inputs])

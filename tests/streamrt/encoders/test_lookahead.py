@@ -127,6 +127,43 @@ def test_trim_rebases_the_window_and_reencodes_the_kept_frames(whisper_encoder):
     _close(window, ref[23:], "after the trim")
 
 
+def test_a_trim_of_part_of_the_batch_runs_on_the_resident_batch_exactly(whisper_encoder):
+    # two of four batched sessions are trimmed together: they run at their rows of the resident
+    # batch (no restack), and every session, trimmed or not, must then get exactly what it gets
+    # stepped alone, while the batch goes on without copying any session's caches out
+    settings = dict(chunk_frames=5, left_frames=12, lookahead_frames=7)
+    batched = make_encoder(whisper_encoder, "block-lookahead", **settings)
+    alone = make_encoder(whisper_encoder, "block-lookahead", **settings)
+    rng = np.random.default_rng(5)
+    mels = [torch.randn(80, 400) for _ in range(4)]
+    sb = [batched.create_state() for _ in mels]
+    sa = [alone.create_state() for _ in mels]
+    pos = [int(rng.integers(0, 40)) for _ in mels]
+
+    def step_all():
+        chunks = []
+        for b in range(4):
+            k = int(rng.integers(10, 30))
+            chunks.append(mels[b][:, pos[b] : pos[b] + k])
+            pos[b] += k
+        for b, (mel, out) in enumerate(zip(chunks, batched.step_batch(chunks, sb))):
+            ref = alone.step(mel, sa[b])
+            assert out.start == ref.start
+            _close(out.frames, ref.frames, f"session {b}")
+
+    for _ in range(4):
+        step_all()
+    storage = sb[0].layers[0].k.untyped_storage().data_ptr()
+    keeps = [batched.window_frames(sb[b]) // 2 for b in (1, 3)]
+    outs = batched.trim_batch([sb[1], sb[3]], keeps)
+    for b, keep, out in zip((1, 3), keeps, outs):
+        _close(out.frames, alone.trim(sa[b], keep).frames, f"trimmed session {b}")
+    for _ in range(3):
+        step_all()
+    # sessions still view one resident batch: nothing was restacked
+    assert all(s.layers[0].k.untyped_storage().data_ptr() == storage for s in sb)
+
+
 def test_bad_settings_name_the_limit(whisper_encoder):
     with pytest.raises(ConfigError, match="chunk_frames >= 1"):
         make_encoder(whisper_encoder, "block-lookahead", chunk_frames=0)
