@@ -148,9 +148,10 @@ class ResidentBatch:
 
     def stack_rows(self, sessions: Sequence[list[LayerCache]]) -> tuple[list[LayerCache], list[int]]:
         """``stack``, and each session's batch row. Several sessions that are all members of the
-        resident batch (a trim's, between two steps of the whole batch) run on it as it is, at
-        their rows: restacking them would copy every member's caches out and, at the next step,
-        back in (at 32 streams ~170 MB per step with a trim). Use with ``unstack_rows``."""
+        resident batch (a step's trims, or a step over part of the batch) run on it as it is, at
+        their rows: restacking them would copy every other member's caches out and, at the next
+        whole-batch step, all of them back in (at 32 streams ~170 MB per step with a trim). Use
+        with ``unstack_rows``."""
         where = {id(s): b for b, s in enumerate(self._members)}
         if 1 < len(sessions) < len(self._members) and all(id(s) in where for s in sessions):
             for i, batch in enumerate(self._layers):
