@@ -151,11 +151,7 @@ class IncrementalWhisperDecoder:
     def padding_keys_float32(self, dtype: torch.dtype) -> torch.Tensor:
         """The padding keys as attention in ``dtype`` sees them (rounded to it), in float32: for
         float32 products that must agree with that attention's softmax (cast once)."""
-        if self.pad_k is None:
-            raise ValueError("no padding is set")
-        if dtype == torch.float32:
-            return self.pad_k.float()
-        if self._pad_keys_f32.get(dtype) is None:
+        if dtype not in self._pad_keys_f32:
             self._pad_keys_f32[dtype] = self.padding_kv(dtype)[0].float()
         return self._pad_keys_f32[dtype]
 
