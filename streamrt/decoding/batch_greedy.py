@@ -200,9 +200,9 @@ def _force_prefixes(dec: "IncrementalWhisperDecoder", state: BatchDecodeState, r
     similar length, ``runs`` in state row order: a group may span window buckets, whose
     cross-attention runs per bucket inside the forward); the rows from the last prefix token on give
     the logits that verify the draft (greedy's own choice at every position, as if decoded one token
-    at a time), and only they get alignment weights. The
-    vocabulary projection runs once for the rows of every group: each call reads the whole
-    projection matrix (40 MB in bfloat16 for Whisper), the memory read a step is bound by."""
+    at a time), and only they get alignment weights. The vocabulary projection runs once for the
+    rows of every group: each call reads the whole projection matrix (40 MB in bfloat16 for
+    Whisper), the memory read a step is bound by."""
     seqs = [r.prefix[r.keep :] + r.draft for r in runs]
     hidden, verify = [], []  # rows needing logits; (run, row count, alignment rows) in that order
     for group in _length_groups([len(s) for s in seqs]):
