@@ -19,6 +19,7 @@ already failed at the current load (see ``DegradationController``).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -89,46 +90,100 @@ class Degradation:
         return cls(steps)
 
 
-class DegradationController:
-    """Hysteresis on the worst lag; pure (time and load are passed in), so tests drive it with numbers.
+class BusyMeter:
+    """The fraction of wall time the model spent stepping over a recent window. Pure: the step
+    intervals and the time are passed in (one step at a time, so intervals do not overlap)."""
 
-    Up: worst lag above ``high_water_ms``, ``hold_ms`` since the last change, and the lag not
-    falling since that change (a level that is draining the backlog is given the time to). The
-    level left behind is remembered as too weak for the current load (number of live streams).
+    def __init__(self) -> None:
+        self._steps: deque[tuple[float, float]] = deque()  # (start, end), clock seconds
+
+    def observe(self, start: float, end: float) -> None:
+        self._steps.append((start, end))
+
+    def fraction(self, now: float, window_s: float, since: float) -> float | None:
+        """Stepping time within [now - window_s, now] over window_s; None until ``since`` (the start
+        of what may be measured: the first session, the last level change) is a window ago."""
+        lo = now - window_s
+        while self._steps and self._steps[0][1] <= lo:
+            self._steps.popleft()
+        if since > lo:
+            return None
+        busy = sum(min(end, now) - max(start, lo) for start, end in self._steps if end > lo)
+        return min(1.0, max(0.0, busy / window_s))
+
+
+class DegradationController:
+    """Hysteresis on the worst lag and on how busy the model is; pure (time and load are passed
+    in), so tests drive it with numbers.
+
+    Up: ``hold_ms`` since the last change and either the worst lag above ``high_water_ms`` and not
+    falling since that change (a level that is draining the backlog is given the time to), or the
+    model busy at least ``busy_fraction`` of the time (it cannot absorb more: lag is about to grow,
+    so the ladder moves before a deadline is missed). The level left behind is remembered as too
+    weak for the current load (number of live streams).
     Down: worst lag below ``low_water_ms``, ``hold_ms`` since the last change, and the level below
-    not remembered as too weak for this load, or remembered more than ``memory_ms`` ago (the load
-    may have changed in ways the stream count does not show, e.g. silence). This keeps a steady
-    overload on one level instead of flapping between a level that keeps up and one that does not.
+    not remembered as too weak; or remembered so with more streams than now (and, when it failed on
+    the busy fraction, that fraction scaled by the stream counts below ``busy_fraction``); or
+    remembered more than ``memory_ms`` ago while the model is busy less than ``idle_fraction`` (the
+    load may have changed in ways the stream count does not show, e.g. silence). This keeps a
+    steady overload on one level instead of flapping between a level that keeps up and one that
+    does not.
     """
 
-    def __init__(self, high_water_ms: float | None, low_water_ms: float, hold_ms: float, memory_ms: float = 10_000.0):
+    def __init__(self, high_water_ms: float | None, low_water_ms: float, hold_ms: float, memory_ms: float = 10_000.0,
+                 busy_fraction: float | None = None, idle_fraction: float = 0.0):
         self.high_water_ms = high_water_ms
         self.low_water_ms = low_water_ms
         self.hold_ms = hold_ms
         self.memory_ms = memory_ms
-        self._too_weak: dict[int, tuple[int, float]] = {}  # level -> (load it failed at, when)
+        self.busy_fraction = busy_fraction
+        self.idle_fraction = idle_fraction
+        # level -> (load it failed at, when, the busy fraction then or None)
+        self._too_weak: dict[int, tuple[int, float, float | None]] = {}
         self._last_change: float | None = None
         self._lag_at_change = 0.0
         self.changes = 0
 
-    def decide(self, level: int, max_level: int, worst_lag_ms: float, now: float, load: int = 0) -> int:
-        """The level to use from now on, given the current one, the worst lag and the load."""
+    @property
+    def last_change(self) -> float | None:
+        return self._last_change
+
+    def decide(self, level: int, max_level: int, worst_lag_ms: float, now: float, load: int = 0,
+               busy: float | None = None) -> int:
+        """The level to use from now on, given the current one, the worst lag, the load and the
+        busy fraction (None: not measured yet)."""
         if self.high_water_ms is None or max_level == 0:
             return level
         if self._last_change is not None and (now - self._last_change) * 1000.0 < self.hold_ms:
             return level
         new = level
         falling = self._last_change is not None and worst_lag_ms < self._lag_at_change
-        if worst_lag_ms > self.high_water_ms and level < max_level and not falling:
-            self._too_weak[level] = (load, now)
+        lagging = worst_lag_ms > self.high_water_ms and not falling
+        saturated = self.busy_fraction is not None and busy is not None and busy >= self.busy_fraction
+        if (lagging or saturated) and level < max_level:
+            self._too_weak[level] = (load, now, busy)
             new = level + 1
-        elif worst_lag_ms < self.low_water_ms and level > 0:
-            failed = self._too_weak.get(level - 1)
-            if failed is None or load < failed[0] or (now - failed[1]) * 1000.0 >= self.memory_ms:
-                self._too_weak.pop(level - 1, None)
-                new = level - 1
+        elif worst_lag_ms < self.low_water_ms and level > 0 and self._may_retry(level - 1, load, now, busy):
+            self._too_weak.pop(level - 1, None)
+            new = level - 1
         if new != level:
             self._last_change = now
             self._lag_at_change = worst_lag_ms
             self.changes += 1
         return new
+
+    def _may_retry(self, level: int, load: int, now: float, busy: float | None) -> bool:
+        """Whether ``level`` may be tried again: it never failed; or it failed with more streams
+        than now, and (when it failed on the busy fraction) that fraction scaled to today's streams
+        is below the limit; or it failed more than ``memory_ms`` ago and the model is idle enough
+        now (busy fraction below ``idle_fraction``, or not measured)."""
+        failed = self._too_weak.get(level)
+        if failed is None:
+            return True
+        failed_load, failed_at, failed_busy = failed
+        if load < failed_load:
+            limit = self.busy_fraction
+            if limit is None or failed_busy is None or failed_busy * load / failed_load < limit:
+                return True
+        idle = self.busy_fraction is None or busy is None or busy < self.idle_fraction
+        return idle and (now - failed_at) * 1000.0 >= self.memory_ms

@@ -12,7 +12,8 @@ plus ``latency_budget_ms``; see ``member.py``), chooses a batch size with ``batc
 ``model.step(streams)`` in a single worker thread (torch releases the GIL, so the loop keeps serving
 sockets meanwhile; one step in flight per model). Then, on the loop, ``session.complete_step(seconds)``
 for each stream of the batch (each experienced the batch's full wall time) and the session's
-callback. After each step the worst lag feeds the degradation ladder (``degradation.py``).
+callback. After each step the worst lag and the busy fraction (the share of recent wall time spent
+stepping) feed the degradation ladder (``degradation.py``).
 
 Threading contract: ``add``/``wake``/``remove``/``stats`` are called on the event loop's thread. A
 session's ``receive_audio`` may run while its stream is inside ``model.step`` in the worker thread,
@@ -37,7 +38,7 @@ from streamrt.clock import Clock
 from streamrt.engine import ModelStream, StreamingModel
 from streamrt.errors import ModelStepError, SessionClosed
 from streamrt.scheduler.batching import StepTimeModel, choose_batch_size
-from streamrt.scheduler.degradation import Degradation, DegradationController
+from streamrt.scheduler.degradation import BusyMeter, Degradation, DegradationController
 from streamrt.scheduler.member import Member, OutputCallback
 from streamrt.scheduler.settings import SchedulerSettings
 from streamrt.session import Session
@@ -65,7 +66,11 @@ class Scheduler:
             settings.degrade_low_water_ms,
             settings.degrade_hold_ms,
             settings.degrade_memory_ms,
+            settings.degrade_busy_fraction,
+            settings.degrade_idle_fraction,
         )
+        self._busy = BusyMeter()
+        self._busy_fraction: float | None = None
         self._step_time = StepTimeModel(settings.step_time_window)
         self._members: dict[Session, Member] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -272,6 +277,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         seconds, failures = await loop.run_in_executor(self._executor, self._step_isolating, streams)
         now = self.clock.now()
+        self._busy.observe(now - seconds, now)
         if not failures:
             self._step_time.observe(len(batch), seconds)
         self._steps += 1
@@ -360,8 +366,13 @@ class Scheduler:
     def _adjust_degradation(self, now: float) -> None:
         ready = self._ready_members()
         self._worst_lag_ms = max((m.lag_ms(now) for m in ready), default=0.0)
+        since = self._controller.last_change
+        self._busy_fraction = self._busy.fraction(
+            now, self.settings.degrade_busy_window_ms / 1000.0, self._started_at if since is None else since
+        )
         level = self._controller.decide(
-            self.degradation.level, self.degradation.max_level, self._worst_lag_ms, now, len(self._members)
+            self.degradation.level, self.degradation.max_level, self._worst_lag_ms, now, len(self._members),
+            self._busy_fraction,
         )
         if level != self.degradation.level:
             try:
@@ -405,6 +416,7 @@ class Scheduler:
             "deadline_misses": self._deadline_misses,
             "failed_sessions": self._failed,
             "worst_lag_ms": round(self._worst_lag_ms, 1),
+            "busy_fraction": None if self._busy_fraction is None else round(self._busy_fraction, 3),
             "degradation": {
                 "level": self.degradation.level,
                 "max_level": self.degradation.max_level,

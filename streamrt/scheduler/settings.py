@@ -27,6 +27,15 @@ class SchedulerSettings:
         before the next (ms).
     degrade_memory_ms: how long a level that could not keep up with N streams is not retried while
         N or more streams are live (ms); after that it is tried again.
+    degrade_busy_fraction: when the model has been stepping for more than this fraction of the
+        last ``degrade_busy_window_ms`` (wall time), the machine is at its limit: the scheduler
+        turns the ladder up one level before lag builds (fraction, 0-1]; ``None``: lag alone.
+    degrade_idle_fraction: a level that failed with as many streams as now is retried after
+        ``degrade_memory_ms`` only while the busy fraction is below this (a level that halves the
+        work runs at about half the busy fraction that turned it on), so a steady load does not
+        flap between two levels (fraction, below ``degrade_busy_fraction``).
+    degrade_busy_window_ms: the wall time the busy fraction is measured over, from the last level
+        change on (ms): long enough that one slow step or one drained backlog does not move it.
     """
 
     max_batch_size: int | None = 64
@@ -37,6 +46,9 @@ class SchedulerSettings:
     degrade_low_water_ms: float = 300.0
     degrade_hold_ms: float = 1000.0
     degrade_memory_ms: float = 10_000.0
+    degrade_busy_fraction: float | None = 0.95
+    degrade_idle_fraction: float = 0.5
+    degrade_busy_window_ms: float = 5000.0
 
     def __post_init__(self) -> None:
         if self.max_batch_size is not None and self.max_batch_size < 1:
@@ -57,3 +69,13 @@ class SchedulerSettings:
             raise ConfigError(f"degrade_hold_ms must be >= 0 ms, got {self.degrade_hold_ms}")
         if self.degrade_memory_ms < 0:
             raise ConfigError(f"degrade_memory_ms must be >= 0 ms, got {self.degrade_memory_ms}")
+        if self.degrade_busy_fraction is not None:
+            if not 0 < self.degrade_busy_fraction <= 1:
+                raise ConfigError(f"degrade_busy_fraction must be in (0, 1] or None, got {self.degrade_busy_fraction}")
+            if not 0 <= self.degrade_idle_fraction < self.degrade_busy_fraction:
+                raise ConfigError(
+                    f"degrade_idle_fraction ({self.degrade_idle_fraction}) must be >= 0 and below "
+                    f"degrade_busy_fraction ({self.degrade_busy_fraction})"
+                )
+        if self.degrade_busy_window_ms <= 0:
+            raise ConfigError(f"degrade_busy_window_ms must be > 0 ms, got {self.degrade_busy_window_ms}")

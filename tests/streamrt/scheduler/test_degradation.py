@@ -3,9 +3,12 @@ end in virtual time, turned on under overload (bounding lag) and off again when 
 
 from __future__ import annotations
 
+import pytest
 from sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
 from streamrt.clock import ManualClock
+from streamrt.errors import ConfigError
 from streamrt.scheduler import Degradation, DegradationController, Scheduler, SchedulerSettings
+from streamrt.scheduler.degradation import BusyMeter
 from streamrt.session import Session
 from streamrt.testing import CountingModel
 
@@ -58,6 +61,80 @@ def test_controller_does_not_go_back_to_a_level_too_weak_for_this_load():
     assert c.decide(1, 4, 100, now=2.0, load=7) == 0  # fewer streams: retried
     assert c.decide(0, 4, 2000, now=3.0, load=7) == 1
     assert c.decide(1, 4, 100, now=13.5, load=7) == 0  # memory expired: retried
+
+
+def test_busy_meter_measures_stepping_time_over_the_window():
+    meter = BusyMeter()
+    for start, end in [(0.0, 1.0), (2.0, 2.5), (4.0, 5.0)]:
+        meter.observe(start, end)
+    assert meter.fraction(5.0, 5.0, since=0.0) == pytest.approx(2.5 / 5.0)
+    assert meter.fraction(5.0, 4.5, since=0.0) == pytest.approx(2.0 / 4.5)  # half of the first step is in
+    assert meter.fraction(5.0, 5.0, since=0.5) is None  # less than a window since the last change
+    assert meter.fraction(5.0, 2.0, since=0.0) == pytest.approx(1.0 / 2.0)
+    assert meter.fraction(10.0, 5.0, since=0.0) == 0.0  # the last step ended as the window began
+
+
+def test_controller_turns_up_on_a_busy_model_before_lag_builds():
+    c = DegradationController(1000, 300, hold_ms=500, memory_ms=10_000, busy_fraction=0.95, idle_fraction=0.5)
+    assert c.decide(0, 4, 100, now=0.0, load=8, busy=0.9) == 0  # busy, but below the limit
+    assert c.decide(0, 4, 100, now=1.0, load=8, busy=None) == 0  # not measured yet
+    assert c.decide(0, 4, 100, now=2.0, load=8, busy=0.97) == 1  # saturated: up while the lag is low
+    assert c.decide(1, 4, 50, now=3.0, load=8, busy=0.7) == 1  # the same load: level 0 is not retried
+    assert c.decide(1, 4, 50, now=12.5, load=8, busy=0.7) == 1  # memory expired, but not idle enough
+    assert c.decide(1, 4, 50, now=13.0, load=8, busy=0.4) == 0  # idle: retried
+
+
+def test_controller_retries_a_saturated_level_once_fewer_streams_would_fit_it():
+    c = DegradationController(1000, 300, hold_ms=500, busy_fraction=0.95, idle_fraction=0.5)
+    assert c.decide(0, 4, 100, now=0.0, load=20, busy=1.0) == 1
+    assert c.decide(1, 4, 100, now=1.0, load=19, busy=0.6) == 1  # 1.0 * 19/20 would saturate it again
+    assert c.decide(1, 4, 100, now=2.0, load=18, busy=0.6) == 0  # 1.0 * 18/20 = 0.9 fits
+
+
+def test_busy_settings_are_checked():
+    with pytest.raises(ConfigError, match="degrade_busy_fraction"):
+        SchedulerSettings(degrade_busy_fraction=1.5)
+    with pytest.raises(ConfigError, match="degrade_idle_fraction"):
+        SchedulerSettings(degrade_busy_fraction=0.5, degrade_idle_fraction=0.5)
+    with pytest.raises(ConfigError, match="degrade_busy_window_ms"):
+        SchedulerSettings(degrade_busy_window_ms=0)
+
+
+async def run_near_capacity(settings, seconds: float = 30.0):
+    """8 streams whose steps cost 0.195 s per 0.2 s of audio: real time, but with no room left."""
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.035, per_stream_s=0.02, chunk_ms=200)
+    sched = Scheduler(model, clock=clock, settings=settings)
+    sessions = [Session(model.create_stream(), clock, session_id=f"s{i}") for i in range(8)]
+    await sched.start()
+    for s in sessions:
+        sched.add(s, Recorder())
+    levels = []
+    for k in range(int(seconds / 0.2)):
+        await advance_to(sched, clock, 0.2 * k)
+        for s in sessions:
+            s.receive_audio(chunk(200))
+            sched.wake(s)
+        levels.append(sched.stats()["degradation"]["level"])
+    await advance_to(sched, clock, seconds)
+    final = sched.stats()
+    await sched.stop(drain=False)
+    return levels, final
+
+
+async def test_a_saturated_model_turns_the_ladder_up_before_lag_builds_and_stays_there():
+    levels, final = await run_near_capacity(SchedulerSettings(max_wait_ms=None))
+    first = levels.index(1)
+    assert 5.0 <= 0.2 * first <= 7.0  # one busy window (5 s) after the start
+    assert set(levels[first:]) == {1}  # precision 50 % (0.146 s per step) is enough: no flapping
+    assert final["busy_fraction"] == pytest.approx(0.146 / 0.2, abs=0.02)
+    worst = max(v["max_lag_ms"] for v in final["per_session"].values())
+    assert worst < 300  # the lag never came near the 1000 ms high water: the busy fraction moved it
+
+    levels_lag_only, final_lag_only = await run_near_capacity(SchedulerSettings(max_wait_ms=None,
+                                                                                degrade_busy_fraction=None))
+    assert set(levels_lag_only) == {0}
+    assert final_lag_only["busy_fraction"] == pytest.approx(0.975, abs=0.02)
 
 
 async def run_overload(settings):
