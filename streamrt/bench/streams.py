@@ -243,6 +243,7 @@ def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_st
         "deadline_misses": stats["deadline_misses"],
         "degradation_level_end": stats["degradation"]["level"],
         "degradation_changes": stats["degradation"]["changes"],
+        "degradation_history": stats["degradation"]["history"],  # [seconds since start, level] per change
         "wall_s": round(wall_s, 2),
     }
     if per_stream:
@@ -392,6 +393,7 @@ def register(app) -> None:
         duration: float = typer.Option(30.0, help="seconds of audio per stream"),
         sweep: bool = typer.Option(False, help="find the most streams held in real time with p95 <= --p95-limit-ms"),
         p95_limit_ms: float = typer.Option(1500.0, help="sweep criterion: p95 commit delay (ms)"),
+        max_streams: int = typer.Option(256, help="sweep: the most streams tried (streams)"),
         spike_at: float = typer.Option(None, help="load spike: as many streams again join at this second"),
         spike_duration: float = typer.Option(30.0, help="load spike: seconds the extra streams stay"),
         degrade: bool = typer.Option(True, help="let the scheduler degrade under overload"),
@@ -434,7 +436,7 @@ def register(app) -> None:
         settings = SchedulerSettings(**sched_kw) if sched_kw else None
         spike = None if spike_at is None else (spike_at, spike_duration)
         out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,
-                            chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, options=options,
+                            chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, max_streams=max_streams, options=options,
                             settings=settings, model_options=model_kw)
         if format == "json":
             typer.echo(json.dumps(out))
