@@ -4,7 +4,8 @@
 steps (no step in flight):
 
     model.chunk_ms / model.set_chunk_ms(ms)       audio one step consumes; every stream uses the new
-                                                  value from its next step on
+                                                  value from its next step on (the token loop's cap,
+                                                  ``loop_iterations()``, grows with it)
     model.low_precision_fraction /                fraction of FlexiQ channels in int4; present only
     model.set_low_precision_fraction(f)           when the model was built with quantize="flexiq"
     model.policy_stride / model.set_policy_stride(k)
@@ -19,6 +20,7 @@ retries the rest without stepping any of them twice.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -39,6 +41,7 @@ class DegradationKnobs:
 
     def _init_knobs(self, precision_knob: Any = None) -> None:
         self.policy_stride = 1
+        self._configured_chunk_ms = self.settings.chunk_ms  # what max_loop_iterations was set for
         self.precision_knob = precision_knob
         if precision_knob is not None:
             # only a FlexiQ model offers the knob, so the scheduler's ladder only has it then
@@ -55,6 +58,17 @@ class DegradationKnobs:
         if value <= 0:
             raise ConfigError(f"chunk_ms must be > 0 ms, got {ms}")
         self.settings = replace(self.settings, chunk_ms=value)
+
+    def loop_iterations(self) -> int | None:
+        """The token loop's cap for a partial decode now: ``max_loop_iterations``, set for the
+        configured chunk, scaled by the audio one decode covers now (chunk x policy stride). A
+        longer chunk brings more words per decode; with the configured cap the decoder would fall
+        further behind the audio every step, which is the opposite of what the ladder is for."""
+        cap = self.settings.max_loop_iterations
+        if cap is None:
+            return None
+        covered_ms = self.settings.chunk_ms * self.policy_stride
+        return max(cap, math.ceil(cap * covered_ms / self._configured_chunk_ms - 1e-9))
 
     # ---- precision -------------------------------------------------------------------------------
     @property

@@ -169,12 +169,12 @@ class WhisperStreamingModel(DegradationKnobs):
         quantize: str | None = None,
     ):
         settings.check()
+        self.settings = settings
         self._init_knobs(precision_knob)
         self.quantize = quantize
         self.bundle = bundle
         self.encoder = encoder
         self.feature_factory = feature_factory
-        self.settings = settings
         self.encoder_mode = encoder_mode
         max_frames = int(getattr(encoder, "max_window_frames", 1500))
         self.decoder = IncrementalWhisperDecoder(

@@ -246,7 +246,7 @@ class WhisperStream(SampleCounts):
         partial = not whole and not self.is_final_step()  # the last decode runs to the end
         if s.stop_at_policy and partial:
             stop = self.policy.stop_rule(n_frames)
-        iterations = s.max_loop_iterations if partial else None
+        iterations = m.loop_iterations() if partial else None
         return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard, stop, iterations)
 
     def _decode(self) -> tuple[list[int], list[HypToken]]:

@@ -54,6 +54,23 @@ def test_default_ladder_has_chunk_and_stride_but_no_precision_without_flexiq(mak
     assert model.chunk_ms == 500 and model.policy_stride == 1
 
 
+def test_the_token_loop_cap_grows_with_the_audio_a_decode_covers(make_streaming):
+    model = make_streaming(chunk_ms=500, max_loop_iterations=3)
+    s = model.create_stream()
+    s.accept_audio(_audio(1.0))
+    assert model.loop_iterations() == 3 and s.decode_request().max_iterations == 3
+    model.set_chunk_ms(1000)  # twice the words per decode: twice the iterations
+    assert model.loop_iterations() == 6 and s.decode_request().max_iterations == 6
+    model.set_policy_stride(2)
+    assert model.loop_iterations() == 12
+    model.set_chunk_ms(500)
+    model.set_policy_stride(1)
+    assert model.loop_iterations() == 3
+    model.set_chunk_ms(250)  # never below the configured cap
+    assert model.loop_iterations() == 3
+    assert make_streaming(chunk_ms=500).loop_iterations() is None
+
+
 def test_policy_stride_decodes_every_kth_step_only(make_streaming, monkeypatch):
     model = make_streaming(chunk_ms=500)
     s = model.create_stream()
