@@ -101,19 +101,21 @@ _CAPACITY_1S = [*_CAPACITY[: _CAPACITY.index("--model-chunk-ms") + 1], "1000",
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
     ("quant.md", ["bench", "quant", "--format", "table"]),
-    # capacity (docs/benchmarks.md "Streams per machine"): AlignAtt over the look-ahead encoder at
-    # 500 ms, swept for p95 commit delay <= 1.5 s, then the same held to real time only ...
+    # capacity (docs/benchmarks.md "Streams per machine"), each configuration as set (--no-degrade:
+    # no trial is rescued by the ladder lengthening its chunks): AlignAtt over the look-ahead encoder
+    # at 500 ms, swept for p95 commit delay <= 1.5 s, then the same held to real time only ...
     ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "8",
                             "--duration", "30", *_CAPACITY, "--threads", "2", "--max-wait-ms", "150",
-                            "--format", "json"]),
+                            "--no-degrade", "--format", "json"]),
     ("streams-realtime.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "16",
                                "--duration", "30", *_CAPACITY, "--threads", "2", "--max-wait-ms", "150",
-                               "--p95-limit-ms", "1000000", "--format", "json"]),
+                               "--p95-limit-ms", "1000000", "--no-degrade", "--format", "json"]),
     # ... the same at 1 s steps, whisper_streaming's chunk size (commits later, fewer decodes per
     # second of audio), held to real time only ...
     ("streams-realtime-1s.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "20",
                                   "--max-streams", "64", "--duration", "30", *_CAPACITY_1S, "--threads", "2",
-                                  "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--format", "json"]),
+                                  "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--no-degrade",
+                                  "--format", "json"]),
     # ... LocalAgreement-2 on the cached encoder, and whisper_streaming's method (re-encode +
     # LocalAgreement-2, 1 s chunks), both held to real time only (their p95 is above 1.5 s at 1 stream)
     ("streams-local-agreement.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "8",
@@ -121,12 +123,20 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
                                       "--policy", "local-agreement", "--policy-options", '{"n": 2}',
                                       "--model-chunk-ms", "1000", "--model-settings", '{"reuse_prefix_kv": true}',
                                       "--quantize", "bf16", "--threads", "2",
-                                      "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--format", "json"]),
+                                      "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--no-degrade",
+                                      "--format", "json"]),
     ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "2",
                                         "--duration", "30", "--encoder-mode", "reencode",
                                         "--policy", "local-agreement", "--policy-options", '{"n": 2}',
                                         "--model-chunk-ms", "1000", "--threads", "2", "--max-wait-ms", "150",
-                                        "--p95-limit-ms", "1000000", "--format", "json"]),
+                                        "--p95-limit-ms", "1000000", "--no-degrade", "--format", "json"]),
+    # the degradation ladder under a load spike: 20 capacity-configuration streams for 50 s, 20 more
+    # from 10 s to 40 s (past what 500 ms steps hold, within what 1 s steps hold), with the ladder
+    # and without it
+    *[(name, ["bench", "streams", "--model", "tiny.en", "--streams", "20", "--duration", "50", "--spike-at", "10",
+              "--spike-duration", "30", *_CAPACITY, "--threads", "2", "--max-wait-ms", "150", *extra,
+              "--format", "json"])
+      for name, extra in (("streams-spike.json", []), ("streams-spike-no-degrade.json", ["--no-degrade"]))],
     ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),

@@ -15,3 +15,11 @@ def test_bench_all_runs_only_what_exists_in_the_repo():
 def test_bench_all_names_every_benchmark_command():
     commands = {args[1] for _n, args in bench.ALL_RUNS if args[0] == "bench"}
     assert commands == {"encoder", "quant", "streams", "quant-wer"}
+
+
+def test_capacity_sweeps_measure_each_configuration_as_set():
+    # a sweep with the ladder on would count a trial that only held by lengthening its chunks
+    sweeps = [args for _n, args in bench.ALL_RUNS if "--sweep" in args]
+    assert len(sweeps) == 5 and all("--no-degrade" in args for args in sweeps)
+    spikes = {n: args for n, args in bench.ALL_RUNS if "--spike-at" in args}
+    assert ["--no-degrade" in args for _n, args in sorted(spikes.items())] == [True, False]
