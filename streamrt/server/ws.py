@@ -135,12 +135,22 @@ class StreamServer:
 
     def _health(self) -> tuple[bool, dict]:
         status = "ok" if self._ready else ("draining" if self._draining else "starting")
-        return self._ready, {
+        details = {
             "status": status,
             "sessions": len(self._bridges),
             "max_sessions": self.settings.max_sessions,
             "model": self.settings.model_name,
         }
+        stats = getattr(self._scheduler, "stats", None)
+        if callable(stats):  # how loaded the machine is, for load balancers and dashboards
+            st = stats()
+            details["load"] = {
+                "busy_fraction": st.get("busy_fraction"),
+                "worst_lag_ms": st.get("worst_lag_ms"),
+                "degradation_level": st.get("degradation", {}).get("level"),
+                "degradation_active": st.get("degradation", {}).get("active"),
+            }
+        return self._ready, details
 
     # ---- connections ---------------------------------------------------------------------------
     def admit(self) -> StreamrtError | None:

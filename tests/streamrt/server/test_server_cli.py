@@ -26,6 +26,7 @@ async def test_serve_command_serves_and_drains_on_sigterm():
         url = re.search(r"(ws://[\d.]+:\d+)/v1/stream", line).group(1)
         port = url.rsplit(":", 1)[1]
         health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")))
+        assert health.pop("load")["degradation_level"] == 0
         assert health == {"status": "ok", "sessions": 0, "max_sessions": 4, "model": "counting"}
         async with connect(url + "/v1/stream") as ws:
             await ws.send(json.dumps(START))

@@ -66,7 +66,13 @@ async def test_http_endpoints(make_server):
     server = await make_server()
     base = f"http://127.0.0.1:{server.port}"
     status, body = await http_get(base + "/healthz")
-    assert status == 200 and json.loads(body)["status"] == "ok"
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok"
+    # the scheduler's load: nothing stepped yet (the busy fraction is null until a 5 s window
+    # has passed since the start, then 0), so no lag and no degradation
+    load = health["load"]
+    assert load.pop("busy_fraction") in (None, 0.0)
+    assert load == {"worst_lag_ms": 0.0, "degradation_level": 0, "degradation_active": []}
     status, body = await http_get(base + "/")
     assert status == 200 and b"<html" in body.lower()
     status, body = await http_get(base + "/app.js")
