@@ -27,7 +27,7 @@ class SchedulerSettings:
         before the next (ms).
     degrade_memory_ms: how long a level that could not keep up with N streams is not retried while
         N or more streams are live (ms); after that it is tried again.
-    degrade_busy_fraction: when the model has been stepping for more than this fraction of the
+    degrade_busy_fraction: when the model has been stepping for at least this fraction of the
         last ``degrade_busy_window_ms`` (wall time), the machine is at its limit: the scheduler
         turns the ladder up one level before lag builds (fraction, 0-1]; ``None``: lag alone.
     degrade_idle_fraction: a level that failed with as many streams as now is retried after
