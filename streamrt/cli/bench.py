@@ -92,10 +92,15 @@ def _register_quant_wer(app: typer.Typer) -> None:
 _CAPACITY_SETTINGS = ('{"encoder_settings": {"chunk_frames": 50, "lookahead_frames": 25}, '
                       '"reuse_prefix_kv": true, "stop_at_policy": true, "stall_reset_s": 2.0, '
                       '"max_trims_per_step": 3, "max_loop_iterations": 4}')
-_CAPACITY = ["--encoder-mode", "block-lookahead", "--policy", "alignatt", "--policy-options", '{"frames": 8}',
-             "--model-chunk-ms", "500", "--model-settings", _CAPACITY_SETTINGS, "--quantize", "bf16"]
-_CAPACITY_1S = [*_CAPACITY[: _CAPACITY.index("--model-chunk-ms") + 1], "1000",
-                *_CAPACITY[_CAPACITY.index("--model-chunk-ms") + 2 :]]
+
+
+def _capacity(chunk_ms: int) -> list[str]:
+    return ["--encoder-mode", "block-lookahead", "--policy", "alignatt", "--policy-options", '{"frames": 8}',
+            "--model-chunk-ms", str(chunk_ms), "--model-settings", _CAPACITY_SETTINGS, "--quantize", "bf16"]
+
+
+_CAPACITY = _capacity(500)
+_CAPACITY_1S = _capacity(1000)
 
 # What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
 ALL_RUNS: list[tuple[str, list[str]]] = [
