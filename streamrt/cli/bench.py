@@ -82,7 +82,8 @@ def _register_quant_wer(app: typer.Typer) -> None:
             typer.echo(json.dumps(row))
 
 
-# the capacity configuration: AlignAtt (frames=8) at 500 ms over the block-lookahead encoder (0.5 s of
+# the capacity configuration: AlignAtt (frames=8) at 500 ms steps (1 s for the run at
+# whisper_streaming's step length) over the block-lookahead encoder (0.5 s of
 # look-ahead before a frame is frozen), committed prefix rows kept across steps, decoding stopped
 # where AlignAtt stops writing
 # AlignAtt stalls (a word whose attention stays at the window's end) are reset after 2 s instead
