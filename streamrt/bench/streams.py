@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -265,18 +265,25 @@ async def sweep_streams(
     max_streams: int = 256,
     p95_limit_ms: float = 1500.0,
     counts: Sequence[int] | None = None,
+    probe: Callable[[], dict] | None = None,
     **run_kw,
 ) -> dict:
     """The most streams held in real time with p95 commit delay <= ``p95_limit_ms``.
 
     Doubles from ``start`` until a run fails (or ``max_streams``), then bisects between the last
     pass and the first failure. ``counts``: try exactly these instead. Every run is in ``trials``.
+    ``probe``: called before each trial (e.g. ``host_speed``); its result is the trial's
+    ``host_speed``, so that each trial reads against what the host gave at that moment (on a
+    shared host that moves by 2x within minutes, and one sweep takes about ten).
     """
     trials: dict[int, dict] = {}
 
     async def trial(n: int) -> bool:
         if n not in trials:
+            speed = probe() if probe is not None else None
             trials[n] = await run_streams(model, n, duration_s, audio, **run_kw)
+            if speed is not None:
+                trials[n]["host_speed"] = speed
         return passes(trials[n], p95_limit_ms)
 
     best = 0
@@ -368,7 +375,8 @@ def bench_streams(
                                     spike_duration_s=spike[1], **kw))
     elif sweep:
         out = asyncio.run(sweep_streams(model, duration_s, audio, start=max(1, streams),
-                                        max_streams=max_streams, p95_limit_ms=p95_limit_ms, **kw))
+                                        max_streams=max_streams, p95_limit_ms=p95_limit_ms, probe=host_speed,
+                                        **kw))
     else:
         out = asyncio.run(run_streams(model, streams, duration_s, audio, **kw))
     describe = getattr(model, "describe", None)

@@ -27,6 +27,22 @@ async def test_sweep_reports_the_largest_passing_count():
     result = await sweep_streams(model, 0.5, np.zeros(4000, np.float32), counts=[1, 2], p95_limit_ms=1e9)
     assert [t["streams"] for t in result["trials"]] == [1, 2]
     assert result["max_streams"] == max([0] + [t["streams"] for t in result["trials"] if passes(t, 1e9)])
+    assert all("host_speed" not in t for t in result["trials"])
+
+
+async def test_sweep_probes_the_host_before_each_trial():
+    model = SimulatedCompute(CountingModel(), fixed_ms=1.0, per_stream_ms=0.1)
+    calls = []
+
+    def probe():
+        calls.append(len(calls))
+        return {"matmul_gflops": 100 + len(calls)}
+
+    result = await sweep_streams(model, 0.5, np.zeros(4000, np.float32), counts=[1, 2, 1], p95_limit_ms=1e9,
+                                 probe=probe)
+    # once per trial run (the repeated count is not run again), in the order the trials ran
+    assert len(calls) == 2
+    assert [t["host_speed"] for t in result["trials"]] == [{"matmul_gflops": 101}, {"matmul_gflops": 102}]
 
 
 def test_cli_prints_one_json_object_with_the_contract(tmp_path):
