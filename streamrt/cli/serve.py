@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
         encoder_mode: Optional[str] = typer.Option(None, help="reencode, block-causal, block-lookahead or sliding (model default)"),
         chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
         max_sessions: int = typer.Option(64, help="concurrent sessions; past it clients get 1013"),
+        refuse_when_saturated: bool = typer.Option(
+            True, help="new clients get 1013 while the machine is saturated (docs/scheduler.md)"
+        ),
         max_message_bytes: int = typer.Option(1 << 20, help="largest client message, bytes"),
         max_buffered_audio_s: float = typer.Option(30.0, help="audio buffered ahead of the model, seconds"),
         idle_timeout_s: float = typer.Option(60.0, help="seconds without a client message before the session ends"),
@@ -94,6 +97,7 @@ def register(app: typer.Typer) -> None:
         shared = load_model(model, fake_model, encoder_mode, chunk_ms)
         settings = ServerSettings(
             max_sessions=max_sessions,
+            refuse_when_saturated=refuse_when_saturated,
             max_message_bytes=max_message_bytes,
             max_buffered_audio_s=max_buffered_audio_s,
             idle_timeout_s=idle_timeout_s,

@@ -187,3 +187,25 @@ class DegradationController:
                 return True
         idle = self.busy_fraction is None or busy is None or busy < self.idle_fraction
         return idle and (now - failed_at) * 1000.0 >= self.memory_ms
+
+
+def saturation_reason(*, rungs_left: int | None, busy: float | None, busy_limit: float | None, window_s: float,
+                      worst_lag_ms: float, lag_limit_ms: float) -> str | None:
+    """Why the machine cannot take one more stream, or None. Pure (the scheduler passes its
+    measurements in).
+
+    Saturated: the ladder has no rung left to make room (``rungs_left`` 0, or None: the ladder is
+    off), and either the model was stepping at least ``busy_limit`` of the last ``window_s``
+    (``busy`` None: not measured yet; ``busy_limit`` None: the rule is off) or the worst stream's
+    next step has waited longer than ``lag_limit_ms`` (its deadline is missed). One more stream then
+    only pushes every live stream further behind its audio."""
+    if rungs_left is not None and rungs_left > 0:
+        return None
+    ladder = "with every degradation rung on" if rungs_left == 0 else "and degradation is off"
+    if busy_limit is not None and busy is not None and busy >= busy_limit:
+        return (f"the model was busy {busy:.0%} of the last {window_s:g} s (limit {busy_limit:.0%}, setting "
+                f"saturation_busy_fraction) {ladder}")
+    if worst_lag_ms > lag_limit_ms:
+        return (f"a stream's next step has waited {worst_lag_ms:.0f} ms, past the {lag_limit_ms:g} ms latency "
+                f"budget (setting latency_budget_ms), {ladder}")
+    return None

@@ -38,7 +38,7 @@ from streamrt.clock import Clock
 from streamrt.engine import ModelStream, StreamingModel
 from streamrt.errors import ModelStepError, SessionClosed
 from streamrt.scheduler.batching import StepTimeModel, choose_batch_size
-from streamrt.scheduler.degradation import BusyMeter, Degradation, DegradationController
+from streamrt.scheduler.degradation import BusyMeter, Degradation, DegradationController, saturation_reason
 from streamrt.scheduler.member import Member, OutputCallback
 from streamrt.scheduler.settings import SchedulerSettings
 from streamrt.session import Session
@@ -383,6 +383,25 @@ class Scheduler:
             self._level_history.append((round(now - self._started_at, 3), self.degradation.level))
 
     # ---- report --------------------------------------------------------------------------------
+    def saturation(self) -> str | None:
+        """Why one more stream cannot be served now, or None (``degradation.saturation_reason``):
+        no degradation rung left, and the model busy past ``saturation_busy_fraction`` of the
+        last busy window (measured from the last level change) or a stream past its latency
+        budget. Measured now, so it clears as soon as streams leave or the host speeds up."""
+        if not self._members:
+            return None
+        now = self.clock.now()
+        window_s = self.settings.degrade_busy_window_ms / 1000.0
+        since = self._controller.last_change
+        busy = self._busy.fraction(now, window_s, self._started_at if since is None else since)
+        ladder_on = self.settings.degrade_high_water_ms is not None and self.degradation.max_level > 0
+        return saturation_reason(
+            rungs_left=self.degradation.max_level - self.degradation.level if ladder_on else None,
+            busy=busy, busy_limit=self.settings.saturation_busy_fraction, window_s=window_s,
+            worst_lag_ms=max((m.lag_ms(now) for m in self._members.values()), default=0.0),
+            lag_limit_ms=self.settings.latency_budget_ms,
+        )
+
     def session_stats(self, session: Session) -> dict | None:
         """lag_ms (how long its next step has waited, 0 when not ready), max_lag_ms, backlog_ms
         (media received but not processed), steps, deadline_misses; None if not scheduled."""
@@ -417,6 +436,7 @@ class Scheduler:
             "failed_sessions": self._failed,
             "worst_lag_ms": round(self._worst_lag_ms, 1),
             "busy_fraction": None if self._busy_fraction is None else round(self._busy_fraction, 3),
+            "saturation": self.saturation(),
             "degradation": {
                 "level": self.degradation.level,
                 "max_level": self.degradation.max_level,

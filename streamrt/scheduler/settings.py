@@ -36,6 +36,10 @@ class SchedulerSettings:
         flap between two levels (fraction, below ``degrade_busy_fraction``).
     degrade_busy_window_ms: the wall time the busy fraction is measured over, from the last level
         change on (ms): long enough that one slow step or one drained backlog does not move it.
+    saturation_busy_fraction: with no degradation rung left (ladder at its top, or off), a model
+        busy at least this fraction of the last ``degrade_busy_window_ms`` makes the scheduler
+        report itself saturated (``Scheduler.saturation``; servers refuse new sessions then), as
+        does a stream waiting past ``latency_budget_ms`` (fraction, (0, 1]; ``None``: lag alone).
     """
 
     max_batch_size: int | None = 64
@@ -49,6 +53,7 @@ class SchedulerSettings:
     degrade_busy_fraction: float | None = 0.95
     degrade_idle_fraction: float = 0.5
     degrade_busy_window_ms: float = 5000.0
+    saturation_busy_fraction: float | None = 0.95
 
     def __post_init__(self) -> None:
         if self.max_batch_size is not None and self.max_batch_size < 1:
@@ -77,5 +82,8 @@ class SchedulerSettings:
                     f"degrade_idle_fraction ({self.degrade_idle_fraction}) must be >= 0 and below "
                     f"degrade_busy_fraction ({self.degrade_busy_fraction})"
                 )
+        if self.saturation_busy_fraction is not None and not 0 < self.saturation_busy_fraction <= 1:
+            raise ConfigError(
+                f"saturation_busy_fraction must be in (0, 1] or None, got {self.saturation_busy_fraction}")
         if self.degrade_busy_window_ms <= 0:
             raise ConfigError(f"degrade_busy_window_ms must be > 0 ms, got {self.degrade_busy_window_ms}")

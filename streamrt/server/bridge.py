@@ -31,6 +31,7 @@ class ServerStats:
     sessions_ended: int = 0
     connections_active: int = 0
     refused_busy: int = 0
+    refused_saturated: int = 0
     closed_slow_client: int = 0
     disconnected_early: int = 0
     words_committed: int = 0

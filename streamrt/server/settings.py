@@ -21,6 +21,10 @@ class ServerSettings:
     hard_message_factor: see above (a multiple of max_message_bytes, >= 1).
     max_sessions: concurrent WebSocket/WebRTC sessions; past it a new client gets ``error``
         ``server_busy`` and close 1013 (try again later).
+    refuse_when_saturated: a new client also gets ``server_busy`` and 1013 while the scheduler
+        reports itself saturated (``Scheduler.saturation``: no degradation rung left, and the model
+        busy past ``saturation_busy_fraction`` or a stream past its latency budget), so that the
+        sessions already open keep real time instead of all falling behind together.
     max_buffered_audio_s: seconds of audio received but not yet consumed by the model; a chunk that
         would pass it is dropped with ``error`` ``buffer_full`` (not fatal).
     max_stream_s: seconds of audio one session may send in total (fatal past it).
@@ -45,6 +49,7 @@ class ServerSettings:
     max_message_bytes: int | None = 1 << 20
     hard_message_factor: float = 2.0
     max_sessions: int | None = 64
+    refuse_when_saturated: bool = True
     max_buffered_audio_s: float | None = 30.0
     max_stream_s: float | None = 4 * 3600.0
     idle_timeout_s: float | None = 60.0

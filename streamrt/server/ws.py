@@ -149,6 +149,7 @@ class StreamServer:
                 "worst_lag_ms": st.get("worst_lag_ms"),
                 "degradation_level": st.get("degradation", {}).get("level"),
                 "degradation_active": st.get("degradation", {}).get("active"),
+                "saturation": st.get("saturation"),
             }
         return self._ready, details
 
@@ -166,6 +167,14 @@ class StreamServer:
                 "try again later",
                 code="server_busy",
             )
+        saturation = getattr(self._scheduler, "saturation", None)
+        if self.settings.refuse_when_saturated and callable(saturation):
+            reason = saturation()
+            if reason is not None:
+                self.stats.refused_saturated += 1
+                return StreamrtError(
+                    f"server busy: {reason}; try again later (setting refuse_when_saturated)", code="server_busy"
+                )
         return None
 
     def register(self, bridge: SessionBridge) -> None:

@@ -8,7 +8,7 @@ from sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words
 from streamrt.clock import ManualClock
 from streamrt.errors import ConfigError
 from streamrt.scheduler import Degradation, DegradationController, Scheduler, SchedulerSettings
-from streamrt.scheduler.degradation import BusyMeter
+from streamrt.scheduler.degradation import BusyMeter, saturation_reason
 from streamrt.session import Session
 from streamrt.testing import CountingModel
 
@@ -91,6 +91,19 @@ def test_controller_retries_a_saturated_level_once_fewer_streams_would_fit_it():
     assert c.decide(1, 4, 100, now=2.0, load=18, busy=0.6) == 0  # 1.0 * 18/20 = 0.9 fits
 
 
+def test_saturation_needs_the_ladder_spent_and_a_busy_model_or_a_missed_deadline():
+    kw = dict(busy_limit=0.95, window_s=5.0, lag_limit_ms=1000.0)
+    # a rung left: the ladder will make room, however busy the model is
+    assert saturation_reason(rungs_left=1, busy=1.0, worst_lag_ms=5000.0, **kw) is None
+    top = saturation_reason(rungs_left=0, busy=0.97, worst_lag_ms=0.0, **kw)
+    assert "busy 97% of the last 5 s" in top and "saturation_busy_fraction" in top and "every degradation rung" in top
+    off = saturation_reason(rungs_left=None, busy=0.5, worst_lag_ms=1200.0, **kw)
+    assert "waited 1200 ms" in off and "latency_budget_ms" in off and "degradation is off" in off
+    assert saturation_reason(rungs_left=0, busy=0.94, worst_lag_ms=1000.0, **kw) is None  # room left
+    assert saturation_reason(rungs_left=0, busy=None, worst_lag_ms=10.0, **kw) is None  # not measured yet
+    assert saturation_reason(rungs_left=None, busy=1.0, worst_lag_ms=10.0, **{**kw, "busy_limit": None}) is None
+
+
 def test_busy_settings_are_checked():
     with pytest.raises(ConfigError, match="degrade_busy_fraction"):
         SchedulerSettings(degrade_busy_fraction=1.5)
@@ -98,6 +111,8 @@ def test_busy_settings_are_checked():
         SchedulerSettings(degrade_busy_fraction=0.5, degrade_idle_fraction=0.5)
     with pytest.raises(ConfigError, match="degrade_busy_window_ms"):
         SchedulerSettings(degrade_busy_window_ms=0)
+    with pytest.raises(ConfigError, match="saturation_busy_fraction"):
+        SchedulerSettings(saturation_busy_fraction=0)
 
 
 async def run_near_capacity(settings, seconds: float = 30.0):
@@ -131,10 +146,24 @@ async def test_a_saturated_model_turns_the_ladder_up_before_lag_builds_and_stays
     worst = max(v["max_lag_ms"] for v in final["per_session"].values())
     assert worst < 300  # the lag never came near the 1000 ms high water: the busy fraction moved it
 
+    assert final["saturation"] is None  # rungs left (and room at this one): new streams are welcome
+
     levels_lag_only, final_lag_only = await run_near_capacity(SchedulerSettings(max_wait_ms=None,
                                                                                 degrade_busy_fraction=None))
     assert set(levels_lag_only) == {0}
     assert final_lag_only["busy_fraction"] == pytest.approx(0.975, abs=0.02)
+    assert final_lag_only["saturation"] is None  # busy, but the ladder still has every rung
+
+
+async def test_a_busy_model_with_no_rung_left_reports_saturation():
+    levels, final = await run_near_capacity(SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None),
+                                            seconds=10.0)
+    assert set(levels) == {0}
+    assert "busy 9" in final["saturation"] and "degradation is off" in final["saturation"]
+    # the same load, judged against a higher limit: real time still holds, so not saturated
+    _, roomy = await run_near_capacity(SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None,
+                                                         saturation_busy_fraction=0.99), seconds=10.0)
+    assert roomy["saturation"] is None
 
 
 async def run_overload(settings):

@@ -72,7 +72,7 @@ async def test_http_endpoints(make_server):
     # has passed since the start, then 0), so no lag and no degradation
     load = health["load"]
     assert load.pop("busy_fraction") in (None, 0.0)
-    assert load == {"worst_lag_ms": 0.0, "degradation_level": 0, "degradation_active": []}
+    assert load == {"worst_lag_ms": 0.0, "degradation_level": 0, "degradation_active": [], "saturation": None}
     status, body = await http_get(base + "/")
     assert status == 200 and b"<html" in body.lower()
     status, body = await http_get(base + "/app.js")
@@ -130,6 +130,39 @@ async def test_past_max_sessions_error_and_1013(make_server):
         got, close_code, _ = await exchange(server)
         assert got[0]["code"] == "server_busy" and "max_sessions" in got[0]["message"] and close_code == 1013
     assert server.stats.refused_busy == 1
+
+
+async def test_a_saturated_machine_refuses_new_sessions_and_serves_the_open_ones(make_server):
+    server = await make_server()
+    reason = "the model was busy 97% of the last 5 s (limit 95%, setting saturation_busy_fraction)"
+    saturated = [None]
+    server._scheduler.saturation = lambda: saturated[0]  # what Scheduler.saturation reports (tests/scheduler)
+    pcm = (TONE * 32767).astype("<i2").tobytes()
+    async with connect(server.url + "/v1/stream") as a:
+        await a.send(json.dumps(START))
+        assert json.loads(await a.recv())["type"] == "ready"
+        saturated[0] = reason
+        got, close_code, _ = await exchange(server)  # refused on connecting, before any message
+        assert got[0]["code"] == "server_busy" and reason in got[0]["message"] and close_code == 1013
+        assert "refuse_when_saturated" in got[0]["message"]
+        _, body = await http_get(f"http://127.0.0.1:{server.port}/healthz")
+        assert json.loads(body)["load"]["saturation"] == reason
+        # the session already open loses nothing
+        await a.send(pcm)
+        await a.send('{"type":"stop"}')
+        msgs = [json.loads(m) async for m in a]
+    assert [w["text"] for m in msgs if m["type"] == "commit" for w in m["words"]] == [f"w{i}" for i in range(6)]
+    assert msgs[-1]["type"] == "end" and server.stats.refused_saturated == 1
+    saturated[0] = None  # streams left or the host sped up: admitted again
+    got, close_code, _ = await exchange(server, json.dumps(START), '{"type":"stop"}')
+    assert got[-1]["type"] == "end" and close_code == 1000
+
+
+async def test_refusing_on_saturation_can_be_turned_off(make_server):
+    server = await make_server(ServerSettings(refuse_when_saturated=False))
+    server._scheduler.saturation = lambda: "saturated"
+    got, close_code, _ = await exchange(server, json.dumps(START), '{"type":"stop"}')
+    assert got[-1]["type"] == "end" and close_code == 1000 and server.stats.refused_saturated == 0
 
 
 async def test_bearer_token_header_or_query(make_server):
