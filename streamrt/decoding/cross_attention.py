@@ -76,17 +76,14 @@ class WindowBucket:
     @classmethod
     def gather(cls, dec: "IncrementalWhisperDecoder", caches: Sequence[DecoderCache], lengths: Sequence[int],
                lo: int) -> "WindowBucket":
-        L, H, hd = dec.n_layers, dec.n_heads, dec.head_dim
-        fo = max(lengths)
-        # every row is written (masked rows must hold finite values: 0 * inf would poison the kernel)
-        k = torch.empty(L, len(caches), H, fo, hd, dtype=dec.cross_dtype)
-        v = torch.empty(L, len(caches), H, fo, hd, dtype=dec.cross_dtype)
-        for b, (c, n) in enumerate(zip(caches, lengths)):
-            k[:, b, :, :n] = c.cross_k[:, :, :n]
-            v[:, b, :, :n] = c.cross_v[:, :, :n]
-            if n < fo:
-                k[:, b, :, n:] = 0
-                v[:, b, :, n:] = 0
+        fo, dtype = max(lengths), dec.cross_dtype
+        # every row up to the bucket's longest window, one copy per tensor: a row's frames past its
+        # own are its cache's padding or older frames, masked, and finite as attention needs (caches
+        # start zeroed and only ever hold projections). Alone, one stack of views copied 32 streams
+        # in 12-15 ms against 22-23 ms for a copy of each stream's own frames plus zeroed tails;
+        # inside a decode (A/B by step, 32 bench streams) the gather took the same time (41-42 ms)
+        k = torch.stack([c.cross_k[:, :, :fo].to(dtype) for c in caches], dim=1)
+        v = torch.stack([c.cross_v[:, :, :fo].to(dtype) for c in caches], dim=1)
         return cls(lo, k, v, torch.tensor(list(lengths), dtype=torch.long))
 
     def _set_lengths(self, lengths: torch.Tensor) -> None:
