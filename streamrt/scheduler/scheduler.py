@@ -366,10 +366,7 @@ class Scheduler:
     def _adjust_degradation(self, now: float) -> None:
         ready = self._ready_members()
         self._worst_lag_ms = max((m.lag_ms(now) for m in ready), default=0.0)
-        since = self._controller.last_change
-        self._busy_fraction = self._busy.fraction(
-            now, self.settings.degrade_busy_window_ms / 1000.0, self._started_at if since is None else since
-        )
+        self._busy_fraction = self._busy_fraction_at(now)
         level = self._controller.decide(
             self.degradation.level, self.degradation.max_level, self._worst_lag_ms, now, len(self._members),
             self._busy_fraction,
@@ -382,6 +379,12 @@ class Scheduler:
             self._step_time.reset()
             self._level_history.append((round(now - self._started_at, 3), self.degradation.level))
 
+    def _busy_fraction_at(self, now: float) -> float | None:
+        """The busy fraction over the last busy window, measured from the last level change on."""
+        since = self._controller.last_change
+        return self._busy.fraction(now, self.settings.degrade_busy_window_ms / 1000.0,
+                                   self._started_at if since is None else since)
+
     # ---- report --------------------------------------------------------------------------------
     def saturation(self) -> str | None:
         """Why one more stream cannot be served now, or None (``degradation.saturation_reason``):
@@ -391,13 +394,11 @@ class Scheduler:
         if not self._members:
             return None
         now = self.clock.now()
-        window_s = self.settings.degrade_busy_window_ms / 1000.0
-        since = self._controller.last_change
-        busy = self._busy.fraction(now, window_s, self._started_at if since is None else since)
         ladder_on = self.settings.degrade_high_water_ms is not None and self.degradation.max_level > 0
         return saturation_reason(
             rungs_left=self.degradation.max_level - self.degradation.level if ladder_on else None,
-            busy=busy, busy_limit=self.settings.saturation_busy_fraction, window_s=window_s,
+            busy=self._busy_fraction_at(now), busy_limit=self.settings.saturation_busy_fraction,
+            window_s=self.settings.degrade_busy_window_ms / 1000.0,
             worst_lag_ms=max((m.lag_ms(now) for m in self._members.values()), default=0.0),
             lag_limit_ms=self.settings.latency_budget_ms,
         )
