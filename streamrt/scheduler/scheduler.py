@@ -19,10 +19,10 @@ Threading contract: ``add``/``wake``/``remove``/``stats`` are called on the even
 session's ``receive_audio`` may run while its stream is inside ``model.step`` in the worker thread,
 so a ``ModelStream.accept_audio`` must tolerate a concurrent step (append to its input buffer only).
 
-Failure isolation: if ``model.step`` raises, the batch is split and retried until the failing
-stream is alone (or at once, when the exception carries the failing stream as ``exc.stream``); that
-session gets a fatal ``ModelStepError`` and leaves; the others go on. A model should therefore
-validate before it mutates, so a retried stream is not stepped twice.
+Failure isolation (``isolation.py``): if ``model.step`` raises, the batch is split and retried until
+the failing stream is alone (or at once, when the exception carries the failing stream as
+``exc.stream``); that session gets a fatal ``ModelStepError`` and leaves; the others go on. A model
+should therefore validate before it mutates, so a retried stream is not stepped twice.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from streamrt.engine import ModelStream, StreamingModel
 from streamrt.errors import ModelStepError, SessionClosed
 from streamrt.scheduler.batching import StepTimeModel, choose_batch_size
 from streamrt.scheduler.degradation import BusyMeter, Degradation, DegradationController, saturation_reason
+from streamrt.scheduler.isolation import step_isolating
 from streamrt.scheduler.member import Member, OutputCallback
 from streamrt.scheduler.settings import SchedulerSettings
 from streamrt.session import Session
@@ -310,31 +311,11 @@ class Scheduler:
 
     # ---- worker thread -------------------------------------------------------------------------
     def _step_isolating(self, streams: Sequence[ModelStream]) -> tuple[float, dict[int, Exception]]:
-        """Runs in the worker thread: one batched step, split on failure. Returns (seconds, failures)."""
+        """Runs in the worker thread: one batched step, split on failure (``isolation.py``).
+        Returns (seconds, failures)."""
         t0 = self.clock.now()
-        failures: dict[int, Exception] = {}
-        self._try_step(list(range(len(streams))), streams, failures)
+        failures = step_isolating(self.model, streams)
         return self.clock.now() - t0, failures
-
-    def _try_step(self, idx: list[int], streams: Sequence[ModelStream], failures: dict[int, Exception]) -> None:
-        try:
-            self.model.step([streams[i] for i in idx])
-            return
-        except Exception as e:
-            culprit = getattr(e, "stream", None)
-            named = [i for i in idx if streams[i] is culprit]
-            if named:
-                failures[named[0]] = e
-                rest = [i for i in idx if i != named[0]]
-            elif len(idx) == 1:
-                failures[idx[0]] = e
-                return
-            else:
-                half = len(idx) // 2
-                self._try_step(idx[:half], streams, failures)
-                rest = idx[half:]
-            if rest:
-                self._try_step(rest, streams, failures)
 
     # ---- outcomes ------------------------------------------------------------------------------
     def _deliver(self, m: Member) -> None:
