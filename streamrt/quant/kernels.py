@@ -45,6 +45,26 @@ def has_int_mm() -> bool:
     return hasattr(torch, "_int_mm")
 
 
+@functools.cache
+def int_mm_is_exact() -> bool:
+    """``torch._int_mm`` exists and sums int8 products exactly on this CPU. Where torch thinks the CPU
+    has VNNI but oneDNN runs a narrower kernel (oneDNN capped below VNNI, e.g. ``ONEDNN_MAX_CPU_ISA``
+    set to AVX2 on a VNNI CPU), pairs of products saturate at int16 and the sums come out wrong by
+    thousands; then the exact integer path is used instead. Probed once, at first use (a 16 x 64 x
+    32 product of extreme values), never at import."""
+    if not has_int_mm():
+        return False
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(-INT8_QMAX, INT8_QMAX + 1, (16, 64), generator=gen, dtype=torch.int8)
+    b = torch.randint(-INT8_QMAX, INT8_QMAX + 1, (64, 32), generator=gen, dtype=torch.int8)
+    a[0], b[:, 0] = INT8_QMAX, INT8_QMAX  # one all-extreme product: 64 x 127 x 127
+    exact = a.to(torch.int64) @ b.to(torch.int64)
+    try:
+        return torch.equal(torch._int_mm(a, b).to(torch.int64), exact)
+    except RuntimeError:
+        return False
+
+
 # ---------------------------------------------------------------------------------------------- int8
 
 
@@ -82,7 +102,7 @@ def quantize_per_token_int8(x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 def int8_dynamic_mm(x2d: torch.Tensor, q_t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Per-token int8 activations times per-channel int8 weights ``q_t [K, N]``, int32 accumulation."""
     xq, xs = quantize_per_token_int8(x2d.float())
-    if has_int_mm():
+    if int_mm_is_exact():
         acc = torch._int_mm(xq, q_t)
     else:  # exact integer reference (slow): int32 products summed in int64 then narrowed
         acc = (xq.to(torch.int64) @ q_t.to(torch.int64)).to(torch.int32)

@@ -121,6 +121,11 @@ class SchemeHandler(ABC):
     module_type: ClassVar[type[QuantizedLinear]]
     settings_type: ClassVar[type[LinearSettings]] = LinearSettings
     error_bound: ClassVar[float]  # relative output error vs float on Gaussian layers (tests pin it)
+    attention_dtype: ClassVar[torch.dtype] = torch.float32  # attention caches between the projections
+
+    def computes_in_bfloat16(self) -> bool:
+        """The kernels take bfloat16 activations (fast only on CPUs with native bfloat16)."""
+        return self.settings.compute_dtype == "bfloat16"
 
     def __init__(self, settings: LinearSettings):
         settings.validate()
@@ -187,6 +192,9 @@ class Int8Dynamic(SchemeHandler):
     module_type = Int8DynamicLinear
     error_bound = 0.02  # measured <= 0.0125
 
+    def computes_in_bfloat16(self) -> bool:
+        return False  # integer GEMM; compute_dtype is unused
+
 
 class Int4WeightOnly(SchemeHandler):
     name = "int4-weight-only"
@@ -234,6 +242,10 @@ class BFloat16(SchemeHandler):
     summary = "bfloat16 weights and GEMM (oneDNN, AMX where the CPU has it); float32 inputs and outputs"
     module_type = BFloat16Linear
     error_bound = 0.01  # measured ~0.003 (8-bit mantissa on weights and activations)
+    attention_dtype = torch.bfloat16
+
+    def computes_in_bfloat16(self) -> bool:
+        return True
 
 
 _REGISTRY: dict[str, type[SchemeHandler]] = {
@@ -287,6 +299,6 @@ def kernel_support() -> dict[str, bool]:
     """Which torch CPU kernels this build has (each missing one falls back to pure torch)."""
     return {
         "_weight_int8pack_mm": K.has_op("_weight_int8pack_mm"),
-        "_int_mm": K.has_int_mm(),
+        "_int_mm": K.int_mm_is_exact(),
         "_weight_int4pack_mm_for_cpu": K.has_int4_kernel(),
     }

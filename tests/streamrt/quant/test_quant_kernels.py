@@ -7,6 +7,7 @@ import torch
 
 from streamrt.quant import kernels as K
 from streamrt.quant.modules import Int4WeightOnlyLinear
+from streamrt.quant.precision import detect_cpu
 
 
 def reference_int4(weight: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -96,7 +97,7 @@ def test_bf16_packed_mm_with_padded_rows_gives_the_rows_asked_for(rows):
     w = torch.randn(96, 64).bfloat16()
     packed = K.bf16_prepack(w)
     if packed is None:
-        pytest.skip("this torch has no oneDNN bfloat16 linear")
+        pytest.skip(f"oneDNN runs no bfloat16 GEMM on this CPU ({detect_cpu().label}): nothing to prepack")
     bias = torch.randn(96).bfloat16()
     x = torch.randn(rows, 64).bfloat16()
     y = K.bf16_packed_mm(x, packed, bias)

@@ -15,6 +15,7 @@ from torch import nn
 
 from streamrt.errors import ConfigError
 from streamrt.quant.bf16 import BFloat16Linear
+from streamrt.quant.precision import detect_cpu
 from streamrt.quant import (
     Int4WeightOnlyLinear,
     Int8DynamicLinear,
@@ -171,9 +172,11 @@ def test_bf16_runs_small_calls_in_float32_and_larger_ones_in_bfloat16():
 
 
 @pytest.mark.parametrize("rows", [1, 5, 40])
-def test_bf16_large_weights_run_the_prepacked_bfloat16_gemm_at_every_row_count(rows):
-    # a vocabulary-sized weight never takes the float32 path (it does not stay in cache); the
-    # prepacked oneDNN GEMM must give what F.linear on the same bfloat16 operands gives
+def test_bf16_large_weights_run_the_bfloat16_gemm_at_every_row_count(rows):
+    # a vocabulary-sized weight never takes the float32 path (it does not stay in cache). Where
+    # oneDNN takes bfloat16 the weight is prepacked for it; where it does not (an AVX2-only CPU) the
+    # layer falls back to F.linear on the bfloat16 weight. Either must give what F.linear on the same
+    # bfloat16 operands gives.
     layer = gaussian_linear(384, 6000)
     m = BFloat16Linear.from_float(layer)
     assert m.float32_up_to_rows == 0
@@ -181,7 +184,8 @@ def test_bf16_large_weights_run_the_prepacked_bfloat16_gemm_at_every_row_count(r
     with torch.inference_mode():
         expected = F.linear(x.bfloat16(), layer.weight.bfloat16()).float() + layer.bias
         got = m(x)
-    assert m._runtime[0] is not None or not torch.backends.mkldnn.is_available()
+    prepacked = m.prepare()[0] is not None
+    assert prepacked == detect_cpu().onednn_bf16, "prepacked exactly where oneDNN runs bfloat16"
     # oneDNN may sum in another order: at most one bfloat16 rounding step apart
     assert torch.allclose(got, expected, rtol=2 ** -7, atol=1e-3)
     assert 1e-5 < rel_err(got, layer(x)) < get_handler("bf16").error_bound
