@@ -13,6 +13,10 @@ steps (no step in flight):
                                                   stream only (the steps between run the encoder and
                                                   keep the new frames; the window is decoded later)
 
+None of them skips audio or a hypothesis: every chunk is encoded and every word is decoded and
+committed, later. What is set per decode for the configured step (the token loop's cap, the stall
+limit) scales with ``decode_stretch()``, so a longer decode interval is not taken for a stall.
+
 ``validate_step(streams)`` checks a batch before ``step`` mutates anything and raises the first
 problem with ``exc.stream`` set to the offending stream, so the scheduler drops that stream and
 retries the rest without stepping any of them twice.
@@ -57,18 +61,28 @@ class DegradationKnobs:
         value = int(round(float(ms)))
         if value <= 0:
             raise ConfigError(f"chunk_ms must be > 0 ms, got {ms}")
+        room_ms = (self.max_window_s - self.settings.forced_keep_s) * 1000.0
+        if value > room_ms:
+            raise ConfigError(
+                f"chunk_ms {value} ms leaves no room in the window: it must be at most max_window_s - "
+                f"forced_keep_s = {room_ms:g} ms")
         self.settings = replace(self.settings, chunk_ms=value)
+
+    def decode_stretch(self) -> float:
+        """The audio one decode covers now (chunk x policy stride) over the configured chunk, at
+        least 1. Limits counted per decode and set for the configured step scale with it: the token
+        loop's cap (``loop_iterations``) and the stall limit (``WhisperStream.stalled``)."""
+        return max(1.0, self.settings.chunk_ms * self.policy_stride / self._configured_chunk_ms)
 
     def loop_iterations(self) -> int | None:
         """The token loop's cap for a partial decode now: ``max_loop_iterations``, set for the
-        configured chunk, scaled by the audio one decode covers now (chunk x policy stride). A
-        longer chunk brings more words per decode; with the configured cap the decoder would fall
-        further behind the audio every step, which is the opposite of what the ladder is for."""
+        configured chunk, scaled by ``decode_stretch()``. A longer chunk brings more words per
+        decode; with the configured cap the decoder would fall further behind the audio every
+        step, which is the opposite of what the ladder is for."""
         cap = self.settings.max_loop_iterations
         if cap is None:
             return None
-        covered_ms = self.settings.chunk_ms * self.policy_stride
-        return max(cap, math.ceil(cap * covered_ms / self._configured_chunk_ms - 1e-9))
+        return max(cap, math.ceil(cap * self.decode_stretch() - 1e-9))
 
     # ---- precision -------------------------------------------------------------------------------
     @property

@@ -59,6 +59,7 @@ class WhisperStream(SampleCounts):
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
         self.skipped_decodes = 0  # steps without a decode since the last one (policy stride)
+        self.heard_from_ms: float | None = None  # media ms of the last decode's first token (None: none)
         # frames to keep in a trim that commit_from decided and the model runs for the whole batch
         # at the end of the step (WhisperStreamingModel._run_trims); None: no trim pending
         self._pending_trim: int | None = None
@@ -89,11 +90,12 @@ class WhisperStream(SampleCounts):
 
     # ---- step parts ----------------------------------------------------------------------------
     def take_features(self) -> tuple[torch.Tensor, bool]:
-        """Consume up to one chunk (everything left at end of stream); return its new mel frames
-        and whether this is the stream's last encoder step."""
-        chunk = self._chunk_samples()
-        want = self._received - self._consumed if self._finished else min(chunk, self._received - self._consumed)
-        taken = self._pop_samples(want)
+        """Consume up to one chunk; return its new mel frames and whether this is the stream's
+        last encoder step (the one that takes the last received sample after the end of input)."""
+        # one chunk at most, after the end of input too: a backlog (a client that sent faster than
+        # real time, a stream that fell behind under load) is worked off one chunk per step, so
+        # the window never grows by more than a chunk between two checks against max_window_s
+        taken = self._pop_samples(min(self._chunk_samples(), self._received - self._consumed))
         self._consumed += len(taken)
         mel = self.features.accept(taken)
         last = False
@@ -105,7 +107,8 @@ class WhisperStream(SampleCounts):
         new_frames = (mel.shape[-1] + 1) // 2
         limit_frames = int(self.model.max_window_s * 1000.0 / enc.frame_ms)
         if enc.window_frames(self.encoder_state) + new_frames > limit_frames:
-            self._forced_trim()
+            keep = int(self.model.settings.forced_keep_s * 1000.0 / enc.frame_ms)
+            self._forced_trim(max(0, min(keep, limit_frames - new_frames)))
         return mel, last
 
     def _pop_samples(self, n: int) -> np.ndarray:
@@ -192,7 +195,7 @@ class WhisperStream(SampleCounts):
         selection = self.policy.select_history(after)
         if selection is not None:
             self._apply_history(selection)
-        elif count == 0 and self.stalled() and m.take_trim():
+        elif count == 0 and self.stalled() and self._stall_cut_frames() and m.take_trim():
             self._reset_stall()
         elif (self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0
               and self._committed_cut_frames() >= max(1.0, s.trim_min_drop * self._window_frames())
@@ -250,10 +253,16 @@ class WhisperStream(SampleCounts):
         return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard, stop, iterations)
 
     def _decode(self) -> tuple[list[int], list[HypToken]]:
-        """The whole hypothesis now (a forced trim commits every word before its cut)."""
-        return self._hypothesis(self.model.decoder.greedy_many([self.decode_request(whole=True)])[0])
+        """The whole hypothesis now, loops cut but never blanked (a forced trim commits every word
+        before its cut: an empty hypothesis there would drop the words of the audio it cuts)."""
+        return self._hypothesis(self.model.decoder.greedy_many([self.decode_request(whole=True)])[0],
+                                blank_loops=False)
 
-    def _hypothesis(self, res: DecodeResult) -> tuple[list[int], list[HypToken]]:
+    def _hypothesis(self, res: DecodeResult, *, blank_loops: bool = True) -> tuple[list[int], list[HypToken]]:
+        """The decode as the policy sees it. ``blank_loops``: hide a hypothesis more repetitive than
+        ``max_compression_ratio`` (a loop) from the policy; back-to-back repeated spans are cut
+        either way. Notes where the decoder heard its first token (``heard_from_ms``), guards or
+        not, so a stall reset never cuts audio that holds words."""
         m, s = self.model, self.model.settings
         frame_ms = m.encoder.frame_ms
         n_frames = self._window_frames()
@@ -264,7 +273,13 @@ class WhisperStream(SampleCounts):
         texts = [m.bundle.tokenizer.token_text(t) for t in ids]
         att = res.attention
         final = self.is_final_step()
-        if s.max_compression_ratio is not None and not final:
+        first_frame = max(0, int((committed_end - self.window_start_ms) // frame_ms))
+        self.heard_from_ms = None
+        if ids:
+            heard, _ = token_times(att[:1], window_start_ms=self.window_start_ms, frame_ms=frame_ms,
+                                   first_frame=first_frame, last_frame=n_frames, method=s.alignment)
+            self.heard_from_ms = float(heard[0])
+        if blank_loops and s.max_compression_ratio is not None and not final:
             text = "".join(texts)
             if len(text) > 40 and compression_ratio(text) > s.max_compression_ratio:
                 self.stats["repetition_stops"] += 1
@@ -273,7 +288,6 @@ class WhisperStream(SampleCounts):
         if cut is not None:
             self.stats["repetition_stops"] += 1
             ids, texts, att = ids[:cut], texts[:cut], att[:cut]
-        first_frame = max(0, int((committed_end - self.window_start_ms) // frame_ms))
         starts, ends = token_times(
             att, window_start_ms=self.window_start_ms, frame_ms=frame_ms,
             first_frame=first_frame, last_frame=n_frames, method=s.alignment,
@@ -341,10 +355,16 @@ class WhisperStream(SampleCounts):
     def stalled(self) -> bool:
         """Nothing was written although ``stall_reset_s`` of audio follow the last committed word:
         a pause, or a decoder derailed by a wrong forced prefix (a misheard committed word makes
-        Whisper end the transcript at once, or loop on a word that keeps "listening")."""
+        Whisper end the transcript at once, or loop on a word that keeps "listening").
+
+        The limit is set for the configured step and grows with the audio one decode covers now
+        (``model.decode_stretch()``: the ladder's longer chunks and policy stride), like the token
+        loop's cap: a policy that needs two decodes to agree on a word needs twice a decode's audio
+        to write, so at 4 s steps a 4 s limit would call every first sight of a word a stall."""
         limit = self.model.settings.stall_reset_s
         if limit is None:
             return False
+        limit *= self.model.decode_stretch()
         end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
         last = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
         return end_ms - last >= limit * 1000.0
@@ -352,13 +372,30 @@ class WhisperStream(SampleCounts):
     def _reset_stall(self) -> None:
         """Cut the window at the last committed word, so its words leave the forced prefix for the
         prompt and the decoder reads the unconfirmed audio afresh; with no committed word in the
-        window (nothing heard), keep only its last ``stall_reset_s`` / 2."""
+        window, drop only audio in which the last decode heard nothing (``_pause_cut_ms``)."""
         if self._committed_cut_frames():
             self._trim_at_committed()
         else:
-            end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
-            self._cut_window(end_ms - 500.0 * self.model.settings.stall_reset_s)
+            self._cut_window(self._pause_cut_ms())
         self.stats["stall_resets"] += 1
+
+    def _stall_cut_frames(self) -> int:
+        """Frames a stall reset would drop now (0: none may go, the reset is not worth a trim)."""
+        cut = self._committed_cut_frames()
+        if cut:
+            return cut
+        return max(0, int((self._pause_cut_ms() - self.window_start_ms) // self.model.encoder.frame_ms))
+
+    def _pause_cut_ms(self) -> float:
+        """Where a stall reset cuts a window without a committed word: its last ``stall_reset_s`` / 2
+        stays, and so does everything from the first token of the last decode on. Audio that holds
+        words not yet committed is never dropped (a policy that needs more decodes, a loop the
+        guards hid): the policy commits them later, or the forced trim at ``max_window_s`` does."""
+        end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+        cut_ms = end_ms - 500.0 * self.model.settings.stall_reset_s
+        if self.heard_from_ms is not None:
+            cut_ms = min(cut_ms, self.heard_from_ms)
+        return cut_ms
 
     def _trim_now(self, keep_frames: int) -> None:
         out = self.model.encoder.trim(self.encoder_state, keep_frames)
@@ -379,23 +416,25 @@ class WhisperStream(SampleCounts):
         self._cut_window(self._window_words[-1].end_ms)
         self.stats["trims"] += 1
 
-    def _forced_trim(self) -> None:
-        """The window is about to pass max_window_s: keep its last forced_keep_s seconds, committing
-        the hypothesis words that end before the cut (they would be lost otherwise)."""
-        m = self.model
-        enc = m.encoder
+    def _forced_trim(self, keep_frames: int) -> None:
+        """The window would pass max_window_s with this step's frames: cut it to its last
+        ``keep_frames`` at most, without dropping a word. Unless committed words already reach
+        the cut, a whole decode of the window (loops cut, never blanked) is committed up to its
+        last word that starts before the cut; the cut then moves to the end of the last committed
+        word where that lies later, so all audio it drops is committed text."""
+        enc = self.model.encoder
         end_ms = self.window_start_ms + self._window_frames() * enc.frame_ms
-        cut_ms = end_ms - m.settings.forced_keep_s * 1000.0
-        if self._window_words and self._window_words[-1].end_ms > cut_ms:
-            cut_ms = self._window_words[-1].end_ms
-        else:
+        cut_ms = end_ms - keep_frames * enc.frame_ms
+        if not (self._window_words and self._window_words[-1].end_ms >= cut_ms):
             _, toks = self._decode() if self.cache.n_frames else ([], [])
             spans = word_spans([t.text for t in toks])
             count = 0
             for a, b in spans:
-                if toks[b - 1].end_ms <= cut_ms:
+                if toks[a].start_ms < cut_ms:
                     count = b
             self._commit(toks, spans, count)
+        if self._window_words:
+            cut_ms = max(cut_ms, self._window_words[-1].end_ms)
         self._cut_window(cut_ms)
         self.stats["forced_trims"] += 1
 

@@ -1,0 +1,149 @@
+"""Overload costs latency, never words (issue 16, part 6), on the stand-in model: what the window
+does when a policy writes late (long steps of the degradation ladder, a loop the guards hide) and
+when a client sends far faster than the model steps. Cuts of the window (stall resets, forced
+trims at max_window_s) may only drop audio whose words are committed; a backlog is worked off one
+chunk per step, after the end of input too. The real-speech runs under an overloaded scheduler are
+in tests/streamrt/scheduler/test_overload_real_speech.py."""
+
+import numpy as np
+import pytest
+
+from streamrt.decoding import DecodeResult
+from tests.streamrt.tasks.conftest import EOT
+
+SR = 16000
+WORD_MS = 1000.0  # the scripted speaker says word k during [k * WORD_MS, k * WORD_MS + 500)
+N_WORDS = 19  # token ids 4k+1 < EOT (80): the toy tokenizer writes them " w{4k+1}", one word each
+
+
+def _word_id(k: int) -> int:
+    return 4 * k + 1
+
+
+def _audio(seconds, seed=0):
+    return np.random.default_rng(seed).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
+
+
+class ScriptedHearing:
+    """Stands in for ``model.decoder.greedy_many``: each decode "hears" exactly the words whose
+    audio lies whole in the stream's window and that are not in its forced prefix or prompt, with
+    the alignment attention on their first frame. Deterministic, so what a cut drops is known."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.decodes = 0
+
+    def __call__(self, requests):
+        assert all(r.cache is self.stream.cache for r in requests)
+        self.decodes += len(requests)
+        return [self._hear(r) for r in requests]
+
+    def _hear(self, req):
+        s = self.stream
+        frame_ms = s.model.encoder.frame_ms
+        n = s.encoder_window_frames()
+        start, end = s.window_start_ms, s.window_start_ms + n * frame_ms
+        heard = [k for k in range(N_WORDS) if start <= k * WORD_MS and k * WORD_MS + 500 <= end
+                 and _word_id(k) not in req.prefix]
+        att = np.zeros((len(heard), max(n, 1)), np.float32)
+        for i, k in enumerate(heard):
+            att[i, int((k * WORD_MS - start) // frame_ms)] = 1.0
+        return DecodeResult([_word_id(k) for k in heard], [0.0] * len(heard), att, True, "eot")
+
+
+def _spoken(seconds: float) -> list[str]:
+    return [f"w{_word_id(k)}" for k in range(N_WORDS) if k * WORD_MS + 500 <= seconds * 1000]
+
+
+def _run_scripted(model, monkeypatch, seconds, *, policy_n, stride=1, chunk_scale=1):
+    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": policy_n}})
+    monkeypatch.setattr(model.decoder, "greedy_many", ScriptedHearing(stream))
+    if chunk_scale != 1:
+        model.set_chunk_ms(model.chunk_ms * chunk_scale)
+    model.set_policy_stride(stride)
+    audio = _audio(seconds, seed=3)
+    words = []
+    for i in range(0, len(audio), SR // 2):
+        stream.accept_audio(audio[i : i + SR // 2])
+        while stream.is_ready():
+            model.step([stream])
+            words += [u.text for u in stream.pop_result().committed]
+    stream.input_finished()
+    while stream.is_ready():
+        model.step([stream])
+        words += [u.text for u in stream.pop_result().committed]
+    assert stream.is_done()
+    return stream, words
+
+
+@pytest.mark.parametrize("stall_reset_s", [1.0, None])
+def test_a_policy_that_never_agrees_loses_no_word_to_stall_resets_or_forced_trims(make_streaming, monkeypatch,
+                                                                                 stall_reset_s):
+    """LocalAgreement with n far above the number of decodes writes nothing before the end: the
+    window stalls (no committed word in it, words heard) and reaches max_window_s again and again.
+    A stall reset may only drop audio before the first heard word; a forced trim commits every
+    heard word it cuts into. The transcript is then every word spoken."""
+    model = make_streaming(chunk_ms=500, stall_reset_s=stall_reset_s)  # max_window_s 5.8, forced_keep_s 2
+    stream, words = _run_scripted(model, monkeypatch, 18.0, policy_n=1000)
+    assert words == _spoken(18.0)
+    assert stream.stats["forced_trims"] >= 3
+
+
+@pytest.mark.parametrize("chunk_scale, stride", [(2, 1), (4, 1), (4, 2)])
+def test_the_ladder_s_longer_steps_lose_no_word(make_streaming, monkeypatch, chunk_scale, stride):
+    """The degradation ladder's rungs (chunk x2, chunk x4, policy stride 2) on a policy that needs
+    two decodes to agree: a decode covers 1-4 s of audio, more than stall_reset_s, and the first
+    sight of a word must not be taken for a stall that cuts it away."""
+    model = make_streaming(chunk_ms=500, stall_reset_s=1.0)
+    stream, words = _run_scripted(model, monkeypatch, 18.0, policy_n=2, stride=stride, chunk_scale=chunk_scale)
+    assert words == _spoken(18.0)
+    assert stream.stats["stall_resets"] == 0
+
+
+def test_the_stall_limit_grows_with_the_audio_a_decode_covers(make_streaming):
+    model = make_streaming(chunk_ms=500, stall_reset_s=1.0)
+    assert model.decode_stretch() == 1.0
+    model.set_chunk_ms(2000)
+    assert model.decode_stretch() == 4.0
+    model.set_policy_stride(2)
+    assert model.decode_stretch() == 8.0
+    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": 1000}})
+    stream.accept_audio(_audio(6.0))
+    model.step([stream])
+    model.step([stream])  # 4 s in the window, nothing committed: a stall at 500 ms steps, not at 4 s
+    assert stream.encoder_window_frames() * 20 >= 4000 and not stream.stalled()
+    model.set_chunk_ms(500)
+    model.set_policy_stride(1)
+    assert stream.stalled()
+
+
+def test_a_chunk_longer_than_the_window_room_is_refused(make_streaming):
+    from streamrt.errors import ConfigError
+
+    model = make_streaming(chunk_ms=500)  # max_window_s 5.8 - forced_keep_s 2.0 = 3.8 s of room
+    model.set_chunk_ms(3800)
+    with pytest.raises(ConfigError, match="max_window_s - forced_keep_s"):
+        model.set_chunk_ms(4000)
+
+
+def test_a_backlog_at_the_end_of_input_is_stepped_one_chunk_at_a_time(make_streaming):
+    """A client that sent far faster than real time stops with seconds of audio not yet stepped:
+    the stream works it off one chunk per step, and the window never passes max_window_s (the
+    real encoder raises past it: "1601 frames is over the limit of 1500 frames")."""
+    model = make_streaming(chunk_ms=500, stall_reset_s=None)
+    limit = int(model.max_window_s * 1000 / model.encoder.frame_ms)
+    stream = model.create_stream({"policy": "local-agreement"})
+    audio = _audio(9.0, seed=7)
+    stream.accept_audio(audio[: 4 * SR])
+    for _ in range(6):  # 3 s stepped, 1 s left over
+        model.step([stream])
+    stream.accept_audio(audio[4 * SR :])  # 5 s more arrive at once, then the end of input
+    stream.input_finished()
+    steps = 0
+    while stream.is_ready():
+        before = stream.consumed_ms
+        model.step([stream])
+        steps += 1
+        assert stream.consumed_ms - before <= 500
+        assert stream.encoder_window_frames() <= limit
+    assert steps == 12 and stream.is_done() and stream.consumed_ms == 9000
