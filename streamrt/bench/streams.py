@@ -26,6 +26,8 @@ import numpy as np
 from streamrt.bench.host import host_speed
 from streamrt.clock import MonotonicClock
 from streamrt.engine import StreamingModel
+from streamrt.presets import DEFAULT_PRESET, get_preset
+from streamrt.quant.precision import detect_cpu
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session, SessionLimits
 from streamrt.types import CommitEvent, EndEvent, ErrorEvent
@@ -330,7 +332,8 @@ def default_audio_path() -> str:
 def load_bench_model(name: str, **model_settings):
     """``counting`` (CountingModel), ``counting-sim:FIXED_MS:PER_STREAM_MS[:PRECISION_SPEEDUP]``
     (CountingModel with a simulated step cost, and optionally a simulated precision knob), or a
-    Whisper name/path for ``WhisperStreamingModel.from_pretrained``."""
+    Whisper name/path configured by ``model_settings["preset"]`` (a ``streamrt.presets`` name or
+    ``Preset``; the default preset if absent)."""
     from streamrt.testing import CountingModel
 
     if name == "counting":
@@ -341,9 +344,9 @@ def load_bench_model(name: str, **model_settings):
         per = float(parts[2]) if len(parts) > 2 else 2.0
         speedup = float(parts[3]) if len(parts) > 3 else None
         return SimulatedCompute(CountingModel(), fixed, per, precision_speedup=speedup)
-    from streamrt.tasks.whisper_stream import WhisperStreamingModel
+    from streamrt.presets import load_model
 
-    return WhisperStreamingModel.from_pretrained(name, **model_settings)
+    return load_model(name, model_settings.pop("preset", DEFAULT_PRESET), **model_settings)
 
 
 def bench_streams(
@@ -380,10 +383,13 @@ def bench_streams(
     else:
         out = asyncio.run(run_streams(model, streams, duration_s, audio, **kw))
     describe = getattr(model, "describe", None)
+    described = describe() if callable(describe) else {}
     import os
 
     load = [round(x, 2) for x in os.getloadavg()]
-    return {"model": model_name, **out, "model_settings": describe() if callable(describe) else {},
+    return {"model": model_name, "preset": described.get("preset"), "precision": described.get("precision"),
+            "precision_reason": described.get("precision_reason"), "cpu_capability": detect_cpu().label,
+            **out, "model_settings": described,
             "stream_options": dict(options or {}), "load_average_end": load,
             "host_speed_start": speed_start, "host_speed_end": host_speed()}
 
@@ -407,12 +413,15 @@ def register(app) -> None:
         degrade: bool = typer.Option(True, help="let the scheduler degrade under overload"),
         audio: str = typer.Option(None, help="16 kHz-resampled input audio (default: a packaged recording)"),
         chunk_ms: float = typer.Option(100.0, help="client message size (ms)"),
-        encoder_mode: str = typer.Option("block-causal", help="Whisper only: block-causal | sliding | reencode"),
+        preset: str = typer.Option(DEFAULT_PRESET, help="Whisper only: named configuration, as served "
+                                   "(`streamrt presets`); the options below override its fields"),
+        encoder_mode: str = typer.Option(None, help="Whisper only: block-lookahead | block-causal | sliding | reencode"),
         model_chunk_ms: int = typer.Option(None, help="Whisper only: audio per model step (ms)"),
-        policy: str = typer.Option("local-agreement", help="Whisper only: read/write policy"),
+        policy: str = typer.Option(None, help="Whisper only: read/write policy"),
         policy_options: str = typer.Option(None, help="Whisper only: policy options as JSON, e.g. '{\"n\": 2}'"),
-        quantize: str = typer.Option(None, help="Whisper only: quantization scheme (bf16, int8-dynamic, ..., flexiq)"),
-        model_settings: str = typer.Option(None, help="Whisper only: more WhisperStreamSettings as JSON"),
+        quantize: str = typer.Option(None, help="Whisper only: precision: auto (by this CPU), fp32, bf16, int8-dynamic, ..., flexiq"),
+        model_settings: str = typer.Option(None, help="Whisper only: more WhisperStreamSettings as JSON "
+                                           "(encoder_settings: the encoder's, as a nested object)"),
         threads: int = typer.Option(None, help="torch threads in this process (default: torch's)"),
         max_batch_size: int = typer.Option(None, help="scheduler: most streams per step (default 64)"),
         max_wait_ms: float = typer.Option(None, help="scheduler: gather window after the first ready stream (ms, default 10)"),
@@ -426,16 +435,13 @@ def register(app) -> None:
         model_kw: dict = {}
         options = None
         if not model.startswith("counting"):
-            model_kw["encoder_mode"] = encoder_mode
-            if model_chunk_ms is not None:
-                model_kw["chunk_ms"] = model_chunk_ms
-            if quantize is not None:
-                model_kw["quantize"] = quantize
-            if model_settings:
-                model_kw.update(json.loads(model_settings))
-            options = {"policy": policy}
-            if policy_options:
-                options["policy_options"] = json.loads(policy_options)
+            more = json.loads(model_settings) if model_settings else {}
+            config = get_preset(preset).with_overrides(
+                encoder_mode=encoder_mode, chunk_ms=model_chunk_ms, policy=policy,
+                policy_options=json.loads(policy_options) if policy_options else None,
+                encoder_settings=more.pop("encoder_settings", None), settings=more, quantize=quantize)
+            model_kw["preset"] = config
+            options = {"policy": config.policy, "policy_options": dict(config.policy_options)}
         sched_kw: dict = {} if degrade else {"degrade_high_water_ms": None}
         if max_batch_size is not None:
             sched_kw["max_batch_size"] = max_batch_size

@@ -8,6 +8,8 @@ from typing import Callable
 
 import typer
 
+from streamrt.presets import PRESETS
+
 
 def _register_encoder(app: typer.Typer) -> None:
     @app.command("encoder")
@@ -82,70 +84,50 @@ def _register_quant_wer(app: typer.Typer) -> None:
             typer.echo(json.dumps(row))
 
 
-# the capacity configuration: AlignAtt (frames=8) at 500 ms steps (1 s for the run at
-# whisper_streaming's step length) over the block-lookahead encoder (0.5 s of
-# look-ahead before a frame is frozen), committed prefix rows kept across steps, decoding stopped
-# where AlignAtt stops writing
-# AlignAtt stalls (a word whose attention stays at the window's end) are reset after 2 s instead
-# of 4, and up to 3 streams trim per step, so 32 streams that started together do not queue their
-# trims; the token loop stops after 4 iterations (a stream catching up goes on next step) (docs/
-# benchmarks.md, "Streams per machine")
-_CAPACITY_SETTINGS = ('{"encoder_settings": {"chunk_frames": 50, "lookahead_frames": 25}, '
-                      '"reuse_prefix_kv": true, "stop_at_policy": true, "stall_reset_s": 2.0, '
-                      '"max_trims_per_step": 3, "max_loop_iterations": 4}')
-
-
-def _capacity(chunk_ms: int) -> list[str]:
-    return ["--encoder-mode", "block-lookahead", "--policy", "alignatt", "--policy-options", '{"frames": 8}',
-            "--model-chunk-ms", str(chunk_ms), "--model-settings", _CAPACITY_SETTINGS, "--quantize", "bf16"]
-
-
-_CAPACITY = _capacity(500)
-_CAPACITY_1S = _capacity(1000)
+# the capacity configurations are named presets (streamrt/presets.py), run as served: precision
+# "auto" (bf16 only where the CPU has it natively), the default preset when no --preset is given
+_LOW_LATENCY = ["--preset", "low-latency"]
+_LOW_LATENCY_1S = [*_LOW_LATENCY, "--model-chunk-ms", "1000"]
+_SWEEP = ["--threads", "2", "--max-wait-ms", "150", "--no-degrade", "--format", "json"]
 
 # What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
     ("quant.md", ["bench", "quant", "--format", "table"]),
     # capacity (docs/benchmarks.md "Streams per machine"), each configuration as set (--no-degrade:
-    # no trial is rescued by the ladder lengthening its chunks): AlignAtt over the look-ahead encoder
-    # at 500 ms, swept for p95 commit delay <= 1.5 s, then the same held to real time only ...
+    # no trial is rescued by the ladder lengthening its chunks): the default preset (no configuration
+    # flags: what `streamrt serve` serves) and the low-latency preset at 500 ms, swept for p95 commit
+    # delay <= 1.5 s, then low-latency held to real time only ...
+    ("streams-sweep-default.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "8",
+                                    "--duration", "30", *_SWEEP]),
     ("streams-sweep.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "8",
-                            "--duration", "30", *_CAPACITY, "--threads", "2", "--max-wait-ms", "150",
-                            "--no-degrade", "--format", "json"]),
+                            "--duration", "30", *_LOW_LATENCY, *_SWEEP]),
     ("streams-realtime.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "16",
-                               "--duration", "30", *_CAPACITY, "--threads", "2", "--max-wait-ms", "150",
-                               "--p95-limit-ms", "1000000", "--no-degrade", "--format", "json"]),
+                               "--duration", "30", *_LOW_LATENCY, "--p95-limit-ms", "1000000", *_SWEEP]),
     # ... the same at 1 s steps, whisper_streaming's chunk size (commits later, fewer decodes per
     # second of audio), held to real time only ...
     ("streams-realtime-1s.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "20",
-                                  "--max-streams", "64", "--duration", "30", *_CAPACITY_1S, "--threads", "2",
-                                  "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--no-degrade",
-                                  "--format", "json"]),
-    # ... LocalAgreement-2 on the cached encoder, and whisper_streaming's method (re-encode +
-    # LocalAgreement-2, 1 s chunks), both held to real time only (their p95 is above 1.5 s at 1 stream)
-    ("streams-local-agreement.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "8",
-                                      "--duration", "30", "--encoder-mode", "block-causal",
-                                      "--policy", "local-agreement", "--policy-options", '{"n": 2}',
-                                      "--model-chunk-ms", "1000", "--model-settings", '{"reuse_prefix_kv": true}',
-                                      "--quantize", "bf16", "--threads", "2",
-                                      "--max-wait-ms", "150", "--p95-limit-ms", "1000000", "--no-degrade",
-                                      "--format", "json"]),
+                                  "--max-streams", "64", "--duration", "30", *_LOW_LATENCY_1S,
+                                  "--p95-limit-ms", "1000000", *_SWEEP]),
+    # ... and whisper_streaming's method (re-encode + LocalAgreement-2, 1 s chunks, its preset), held
+    # to real time only (its p95 is above 1.5 s at 1 stream)
     ("streams-whisper_streaming.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", "2",
-                                        "--duration", "30", "--encoder-mode", "reencode",
-                                        "--policy", "local-agreement", "--policy-options", '{"n": 2}',
-                                        "--model-chunk-ms", "1000", "--threads", "2", "--max-wait-ms", "150",
-                                        "--p95-limit-ms", "1000000", "--no-degrade", "--format", "json"]),
-    # the degradation ladder under a load spike: 20 capacity-configuration streams for 50 s, 20 more
+                                        "--duration", "30", "--preset", "whisper-streaming",
+                                        "--p95-limit-ms", "1000000", *_SWEEP]),
+    # the degradation ladder under a load spike: 20 low-latency-preset streams for 50 s, 20 more
     # from 10 s to 40 s (past what 500 ms steps hold, within what 1 s steps hold), with the ladder
     # and without it
     *[(name, ["bench", "streams", "--model", "tiny.en", "--streams", "20", "--duration", "50", "--spike-at", "10",
-              "--spike-duration", "30", *_CAPACITY, "--threads", "2", "--max-wait-ms", "150", *extra,
+              "--spike-duration", "30", *_LOW_LATENCY, "--threads", "2", "--max-wait-ms", "150", *extra,
               "--format", "json"])
       for name, extra in (("streams-spike.json", []), ("streams-spike-no-degrade.json", ["--no-degrade"]))],
     ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
+    # every preset's WER and latency, as served (docs/benchmarks.md "Presets"), on both data sets
+    *[(f"eval-{preset}-{data}", ["eval", "run", "--data", f"data/{data}.tsv", "--model", "tiny.en", "--preset", preset,
+                                 "--threads", "1", "--clock", "process", "--quiet"])
+      for preset in PRESETS for data in ("testset", "real")],
 ]
 
 
@@ -169,12 +151,13 @@ def _register_all(app: typer.Typer) -> None:
             if wanted and name not in wanted:
                 continue
             target = root / name
-            if name == "sweep":
+            writes_folder = args[0] == "eval"  # eval run / sweep write their own folder
+            if writes_folder:
                 args = [*args, "--out", str(target)]
             cmd = [sys.executable, "-m", "streamrt", *args]
             typer.echo(f"$ streamrt {' '.join(args)}", err=True)
             result = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-            if name != "sweep":
+            if not writes_folder:
                 target.write_text(result.stdout)
             typer.echo(f"  -> {target} (exit {result.returncode})", err=True)
             if result.returncode:

@@ -1,7 +1,9 @@
 """``streamrt eval run``: stream a data set through Whisper with a policy and score latency and quality.
 
+    streamrt eval run --data data/testset.tsv --out runs/default        # the default preset, as served
+    streamrt eval run --data data/testset.tsv --preset accurate --out runs/accurate
     streamrt eval run --data data/testset.tsv --model tiny.en --policy local-agreement \\
-        --policy-opt n=2 --encoder reencode --chunk-ms 1000 --out runs/la2
+        --policy-opt n=2 --encoder reencode --chunk-ms 1000 --out runs/la2   # fields over the preset
     streamrt eval run --data data/testset.tsv --model tiny.en --offline --out runs/offline
 
 Writes OUT/instances.log (SimulEval format, ms) and OUT/scores.json (WER, WER_raw, BLEU, AL, LAAL,
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+
+from streamrt.presets import DEFAULT_PRESET
 
 
 def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
@@ -50,14 +54,17 @@ def run(
     data: Path = typer.Option(..., "--data", help="TSV: header, then id<TAB>audio<TAB>reference[<TAB>language]"),
     out: Path = typer.Option(..., "--out", help="output folder (instances.log, scores.json)"),
     model: str = typer.Option("tiny.en", "--model", help="tiny.en, base, or a local HF Whisper folder"),
-    policy: str = typer.Option("local-agreement", "--policy", help="policy name (see `streamrt policies`)"),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", help="named configuration, as `streamrt serve` "
+                               "runs it (`streamrt presets`); the flags below override its fields"),
+    policy: Optional[str] = typer.Option(None, "--policy", help="policy name (see `streamrt policies`; preset's if unset)"),
     policy_opt: Optional[list[str]] = typer.Option(None, "--policy-opt", help="policy option KEY=VALUE (repeat)"),
-    encoder: str = typer.Option("reencode", "--encoder", help="encoder mode: reencode, block-causal, block-lookahead, sliding"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="encoder mode: reencode, block-causal, "
+                                          "block-lookahead, sliding (preset's if unset)"),
     encoder_opt: Optional[list[str]] = typer.Option(None, "--encoder-opt", help="make_encoder KEY=VALUE (repeat)"),
-    chunk_ms: int = typer.Option(1000, "--chunk-ms", help="audio per model step and per feed, ms"),
+    chunk_ms: Optional[int] = typer.Option(None, "--chunk-ms", help="audio per model step and per feed, ms (preset's if unset)"),
     setting: Optional[list[str]] = typer.Option(None, "--setting", help="WhisperStreamSettings KEY=VALUE (repeat)"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="quantization scheme, as served "
-                                           "(bf16, int8-dynamic, ...; see streamrt.quant); default float32"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="precision, as served: auto (by this CPU), "
+                                           "fp32, bf16, int8-dynamic, ... (see streamrt.quant; preset's, auto, if unset)"),
     task: str = typer.Option("transcribe", "--task", help="transcribe or translate"),
     language: Optional[str] = typer.Option(None, "--language", help="source language code (multilingual models)"),
     offline: bool = typer.Option(False, "--offline", help="run the offline reference (transcribe_offline) instead"),
@@ -71,10 +78,11 @@ def run(
     from rich.console import Console
 
     from streamrt.errors import StreamrtError
+    from streamrt.evaluation.data import read_data
     from streamrt.evaluation.report import print_table, progress_bar
     from streamrt.evaluation.runner import CLOCKS, evaluate_offline, evaluate_streaming, write_outputs
-
-    from streamrt.evaluation.data import read_data
+    from streamrt.presets import get_preset, load_model
+    from streamrt.quant.precision import resolve_precision
 
     console = Console(stderr=True, quiet=quiet)
     if clock not in CLOCKS:
@@ -88,14 +96,14 @@ def run(
     model_settings = _typed(parse_pairs(setting, "--setting"))
     try:
         read_data(data)  # a missing or empty file fails here, before any model loads
+        config = get_preset(preset).with_overrides(
+            encoder_mode=encoder, chunk_ms=chunk_ms, policy=policy, policy_options=policy_options,
+            encoder_settings=encoder_settings, settings=model_settings, quantize=quantize)
         if not offline:
             from policies import registry
 
-            registry.create(policy, policy_options)  # unknown policy / bad option: fail before loading
-            if quantize is not None:
-                from streamrt.quant import get_handler
-
-                get_handler(quantize)  # an unknown scheme, too
+            registry.create(config.policy, dict(config.policy_options))  # unknown policy / bad option: fail before loading
+            resolve_precision(config.quantize)  # an unknown scheme, too
         with progress_bar(console, disable=quiet) as progress:
             if offline:
                 from streamrt.models.whisper import load_whisper, transcribe_offline
@@ -108,17 +116,12 @@ def run(
                 result = evaluate_offline(transcribe, data, clock=CLOCKS[clock](), limit=limit, progress=progress)
                 settings: dict[str, Any] = {"model": model, "mode": "offline", "task": task, "language": language}
             else:
-                from streamrt.tasks.whisper_stream import WhisperStreamingModel
-
-                wmodel = WhisperStreamingModel.from_pretrained(
-                    model, encoder_mode=encoder, encoder_settings=encoder_settings, chunk_ms=chunk_ms,
-                    quantize=quantize, **model_settings,
-                )
-                options = {"policy": policy, "policy_options": policy_options,
+                wmodel = load_model(model, config)
+                options = {"policy": config.policy, "policy_options": dict(config.policy_options),
                            "task": task, "language": language}
-                result = evaluate_streaming(wmodel, data, options=options, feed_ms=chunk_ms, limit=limit,
+                result = evaluate_streaming(wmodel, data, options=options, feed_ms=config.chunk_ms, limit=limit,
                                             clock=CLOCKS[clock](), progress=progress)
-                settings = {**wmodel.describe(), "policy": policy, "policy_options": options["policy_options"],
+                settings = {**wmodel.describe(), "policy": config.policy, "policy_options": options["policy_options"],
                             "task": task, "language": language}
             settings.update(clock=clock, threads=threads)
     except StreamrtError as e:

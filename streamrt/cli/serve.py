@@ -10,30 +10,33 @@ from typing import Optional
 import typer
 
 from streamrt.errors import StreamrtError
+from streamrt.presets import DEFAULT_PRESET
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
 
 
-def load_model(name: str, fake: bool, encoder_mode: Optional[str] = None, chunk_ms: Optional[int] = None):
-    """The shared model: Whisper streaming by name, or the counting model (no weights) when ``fake``.
-    ``encoder_mode``/``chunk_ms``: passed on when given, else the model's defaults."""
+def load_model(name: str, fake: bool, preset: str = DEFAULT_PRESET, encoder_mode: Optional[str] = None,
+               chunk_ms: Optional[int] = None, quantize: Optional[str] = None):
+    """The shared model: Whisper streaming by name configured by ``preset`` (``streamrt.presets``), or
+    the counting model (no weights) when ``fake``. ``encoder_mode``/``chunk_ms``/``quantize``
+    override the preset's when given."""
     if fake:
         from streamrt.testing import CountingModel
 
         return CountingModel()
+    from streamrt.presets import get_preset, load_model as load_preset_model
+
     try:
-        from streamrt.tasks.whisper_stream import WhisperStreamingModel
+        config = get_preset(preset).with_overrides(encoder_mode=encoder_mode, chunk_ms=chunk_ms, quantize=quantize)
+        return load_preset_model(name, config)
     except ImportError as e:
         raise typer.BadParameter(
             f"the Whisper streaming model is not available in this build ({e}); "
             "use --fake-model to run the server with the counting model",
             param_hint="--model",
         ) from None
-    kwargs = {k: v for k, v in {"encoder_mode": encoder_mode, "chunk_ms": chunk_ms}.items() if v is not None}
-    try:
-        return WhisperStreamingModel.from_pretrained(name, **kwargs)
     except StreamrtError as e:
-        raise typer.BadParameter(e.message, param_hint="--model/--encoder-mode/--chunk-ms") from None
+        raise typer.BadParameter(e.message, param_hint="--model/--preset/--encoder-mode/--chunk-ms/--quantize") from None
 
 
 def bundled_recording() -> Path:
@@ -75,8 +78,10 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0 picks a free one)"),
         model: str = typer.Option("tiny.en", help="Whisper model name or local folder"),
         fake_model: bool = typer.Option(False, "--fake-model", help="serve the counting model (no weights; tests)"),
-        encoder_mode: Optional[str] = typer.Option(None, help="reencode, block-causal, block-lookahead or sliding (model default)"),
-        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
+        preset: str = typer.Option(DEFAULT_PRESET, help="named configuration (`streamrt presets` lists them)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="reencode, block-causal, block-lookahead or sliding (preset's if unset)"),
+        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (preset's if unset)"),
+        quantize: Optional[str] = typer.Option(None, help="precision: auto (by this CPU), fp32, bf16, int8-dynamic, ... (preset's, auto, if unset)"),
         max_sessions: int = typer.Option(64, help="concurrent sessions; past it clients get 1013"),
         refuse_when_saturated: bool = typer.Option(
             True, help="new clients get 1013 while the machine is saturated (docs/scheduler.md)"
@@ -94,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from streamrt.server.settings import ServerSettings
         from streamrt.server.ws import StreamServer
 
-        shared = load_model(model, fake_model, encoder_mode, chunk_ms)
+        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         settings = ServerSettings(
             max_sessions=max_sessions,
             refuse_when_saturated=refuse_when_saturated,
@@ -116,6 +121,10 @@ def register(app: typer.Typer) -> None:
             except OSError as e:  # port in use, no permission, unknown host
                 typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
                 raise typer.Exit(2) from None
+            describe = getattr(shared, "describe", None)
+            if callable(describe):
+                d = describe()
+                typer.echo(f"streamrt: preset {d.get('preset')}, precision {d.get('precision_reason')}")
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
                        f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
             stop = asyncio.Event()
@@ -202,8 +211,9 @@ def register(app: typer.Typer) -> None:
     def demo(
         model: str = typer.Option("tiny.en", help="Whisper model for the in-process server"),
         fake_model: bool = typer.Option(False, "--fake-model", help="use the counting model (no weights; tests)"),
-        encoder_mode: Optional[str] = typer.Option(None, help="reencode, block-causal, block-lookahead or sliding (model default)"),
-        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (model default)"),
+        preset: str = typer.Option(DEFAULT_PRESET, help="named configuration (`streamrt presets` lists them)"),
+        encoder_mode: Optional[str] = typer.Option(None, help="reencode, block-causal, block-lookahead or sliding (preset's if unset)"),
+        chunk_ms: Optional[int] = typer.Option(None, help="audio per model step, ms (preset's if unset)"),
         file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="recording (default: bundled)"),
         speed: float = typer.Option(1.0, help="1.0 real time, 0 as fast as possible"),
         policy: Optional[str] = typer.Option(None, help="read/write policy"),
@@ -221,7 +231,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         path = file or bundled_recording()
         console.print(f"loading {'the counting model' if fake_model else model} ...")
-        shared = load_model(model, fake_model, encoder_mode, chunk_ms)
+        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms)
         samples = load_audio(path, 16000)
         settings = ServerSettings(model_name="counting" if fake_model else model)
 

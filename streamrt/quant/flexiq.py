@@ -184,6 +184,12 @@ class PrecisionKnob:
     def of(cls, model: nn.Module) -> PrecisionKnob:
         return cls([(name, m) for name, m in model.named_modules() if isinstance(m, MixedPrecisionLinear)])
 
+    @classmethod
+    def find(cls, model: nn.Module) -> PrecisionKnob | None:
+        """The knob over ``model``'s FlexiQ layers, or None when it has none."""
+        layers = [(name, m) for name, m in model.named_modules() if isinstance(m, MixedPrecisionLinear)]
+        return cls(layers) if layers else None
+
     @property
     def fraction(self) -> float:
         """The fraction last set (each layer rounds it to blocks of 16 channels)."""

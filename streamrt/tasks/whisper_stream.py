@@ -26,6 +26,7 @@ from policies import registry
 from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
 from streamrt.encoders.whisper import silence_tail
 from streamrt.errors import ConfigError
+from streamrt.quant.precision import Precision, resolve_precision
 from streamrt.tasks.whisper_knobs import DegradationKnobs
 from streamrt.tasks.whisper_stream_state import WhisperStream
 
@@ -166,12 +167,16 @@ class WhisperStreamingModel(DegradationKnobs):
         *,
         encoder_mode: str | None = None,
         precision_knob: Any = None,
-        quantize: str | None = None,
+        precision: Precision | None = None,
+        default_policy: tuple[str, Mapping[str, Any]] = ("local-agreement", {}),
+        preset: str | None = None,
     ):
         settings.check()
         self.settings = settings
         self._init_knobs(precision_knob)
-        self.quantize = quantize
+        self.precision = precision or resolve_precision("fp32")
+        self.default_policy = (default_policy[0], dict(default_policy[1]))
+        self.preset = preset
         self.bundle = bundle
         self.encoder = encoder
         self.feature_factory = feature_factory
@@ -184,10 +189,11 @@ class WhisperStreamingModel(DegradationKnobs):
             suppress_tokens=tuple(getattr(bundle, "suppress_tokens", ()) or ()),
             max_frames=max_frames,
         )
-        if quantize == "bf16":  # the same precision for the decoder's cross-attention
-            self.decoder.set_cross_dtype(torch.bfloat16)
+        attention_dtype = self.precision.attention_dtype
+        if attention_dtype != torch.float32:  # the scheme's precision for the decoder's cross-attention
+            self.decoder.set_cross_dtype(attention_dtype)
             if hasattr(encoder, "cache_dtype"):  # and for the encoder's attention caches (block-lookahead)
-                encoder.cache_dtype = torch.bfloat16
+                encoder.cache_dtype = attention_dtype
         if settings.pad_cross == "silence":
             self.decoder.set_padding(silence_tail(bundle.model, settings.pad_mel_value)[:max_frames])
         # <|startofprev|> sits two ids below <|notimestamps|> in both Whisper vocabularies
@@ -209,13 +215,19 @@ class WhisperStreamingModel(DegradationKnobs):
         device: str = "cpu",
         quantize: str | None = None,
         quantize_settings: Mapping[str, Any] | None = None,
+        default_policy: tuple[str, Mapping[str, Any]] = ("local-agreement", {}),
+        preset: str | None = None,
         **settings: Any,
     ) -> "WhisperStreamingModel":
         """Load packaged weights (``load_whisper``), build the encoder (``make_encoder``) and features.
 
-        quantize: None (float32), a ``streamrt.quant`` scheme name ("int8-dynamic", "int8-weight-only",
-        "int4-weight-only"), or "flexiq" (int4/int8 per channel; the model then offers
-        ``set_low_precision_fraction`` to the scheduler). ``quantize_settings`` go to the scheme."""
+        quantize: None or "fp32" (float32), "auto" (bf16 where this CPU runs it natively and fast,
+        else float32: ``streamrt.quant.precision``), a ``streamrt.quant`` scheme name ("bf16",
+        "int8-dynamic", "int8-weight-only", "int4-weight-only"), or "flexiq" (int4/int8 per channel;
+        the model then offers ``set_low_precision_fraction`` to the scheduler). ``quantize_settings``
+        go to the scheme. default_policy: (name, options) for streams whose options name no policy.
+        preset: the name of the ``streamrt.presets`` preset this configuration came from (reported
+        by ``describe``); ``streamrt.presets.load_model`` passes it."""
         from streamrt.encoders import make_encoder
         from streamrt.features.logmel import LogMelStream
         from streamrt.models.whisper import load_whisper
@@ -224,14 +236,15 @@ class WhisperStreamingModel(DegradationKnobs):
         unknown = set(settings) - set(fields)
         if unknown:
             raise ConfigError(f"unknown Whisper streaming settings: {', '.join(sorted(unknown))}; known: {', '.join(fields)}")
+        precision = resolve_precision(quantize)  # an unknown scheme fails before the weights load
         bundle = load_whisper(name, cache_dir=cache_dir, device=device)
         knob = None
-        if quantize is not None:
+        if precision.scheme is not None:
             from streamrt.quant import PrecisionKnob
             from streamrt.quant import quantize as quantize_model
 
-            quantize_model(bundle.model, quantize, **dict(quantize_settings or {}))
-            knob = PrecisionKnob.of(bundle.model) if quantize == "flexiq" else None
+            quantize_model(bundle.model, precision.scheme, **dict(quantize_settings or {}))
+            knob = PrecisionKnob.find(bundle.model)
         encoder = make_encoder(bundle.model, encoder_mode, **dict(encoder_settings or {}))
         n_mels = bundle.n_mels
         return cls(
@@ -241,7 +254,9 @@ class WhisperStreamingModel(DegradationKnobs):
             replace(WhisperStreamSettings(), **settings),
             encoder_mode=encoder_mode,
             precision_knob=knob,
-            quantize=quantize,
+            precision=precision,
+            default_policy=default_policy,
+            preset=preset,
         )
 
     # ---- StreamingModel ------------------------------------------------------------------------
@@ -257,7 +272,10 @@ class WhisperStreamingModel(DegradationKnobs):
         policy_opts = opts.get("policy_options") or {}
         if not isinstance(policy_opts, Mapping):
             raise ConfigError(f"policy_options must be a mapping, got {type(policy_opts).__name__}")
-        policy = registry.create(str(opts.get("policy") or "local-agreement"), policy_opts)
+        policy_name = str(opts.get("policy") or self.default_policy[0])
+        if policy_name == self.default_policy[0]:  # the configured options, with the client's on top
+            policy_opts = {**self.default_policy[1], **policy_opts}
+        policy = registry.create(policy_name, policy_opts)
         task = str(opts.get("task") or "transcribe")
         language = opts.get("language")
         sot = self._sot_sequence(task, language)
@@ -335,8 +353,12 @@ class WhisperStreamingModel(DegradationKnobs):
         """Effective settings (for logs and scores.json)."""
         return {
             "model": getattr(self.bundle, "name", None),
+            "preset": self.preset,
             "encoder_mode": self.encoder_mode,
-            "quantize": self.quantize,
+            "quantize": self.precision.scheme,
+            **self.precision.describe(),
+            "default_policy": self.default_policy[0],
+            "default_policy_options": dict(self.default_policy[1]),
             "low_precision_fraction": self.low_precision_fraction,
             "policy_stride": self.policy_stride,
             "frame_ms": self.encoder.frame_ms,

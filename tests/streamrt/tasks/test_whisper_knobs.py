@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from streamrt.errors import ConfigError
+from streamrt.quant.precision import resolve_precision
 from streamrt.scheduler.degradation import Degradation
 from streamrt.tasks.whisper_knobs import StreamStepError
 from streamrt.tasks.whisper_stream import WhisperStreamingModel, WhisperStreamSettings
@@ -132,7 +133,8 @@ def flexiq_streaming(tiny_model):
     knob = PrecisionKnob.of(model)
     settings = WhisperStreamSettings(chunk_ms=500, max_window_s=5.8, forced_keep_s=2.0, trim_after_s=3.0)
     return WhisperStreamingModel(_bundle(model), ReencodeStandIn(model), ToyFeatures, settings,
-                                 encoder_mode="stand-in", precision_knob=knob, quantize="flexiq")
+                                 encoder_mode="stand-in", precision_knob=knob,
+                                 precision=resolve_precision("flexiq"))
 
 
 def test_flexiq_model_offers_the_precision_knob_and_still_streams(flexiq_streaming):
