@@ -104,26 +104,27 @@ class Preset:
                 "quantize": self.quantize}
 
 
-# The cached-encoder configurations share these: 0.5 s of look-ahead before an encoder frame is
-# cached (block-lookahead, at most 1 s frozen per group), committed prefix rows kept across steps, decoding stopped
-# where the policy stops writing, stalls reset after 2 s, up to 3 trims and 4 token-loop
-# iterations per stream per step (docs/whisper-streaming.md explains each; docs/benchmarks.md
-# "Streams per machine" measures them)
-_LOOKAHEAD_ENCODER = {"chunk_frames": 50, "lookahead_frames": 25}
-_CACHED_DECODING = {"reuse_prefix_kv": True, "stop_at_policy": True, "stall_reset_s": 2.0,
-                    "max_trims_per_step": 3, "max_loop_iterations": 4}
+# The cached-encoder presets read Whisper through block-lookahead (a frame is cached once this
+# much look-ahead exists; at most 1 s frozen per group), reset stalls after 2 s, and run up to 3 trims
+# and 4 token-loop iterations per stream per step (docs/whisper-streaming.md explains each setting;
+# docs/benchmarks.md "Presets" and "Streams per machine" measure them)
+_LOOKAHEAD_1S = {"chunk_frames": 50, "lookahead_frames": 50}
+_LOOKAHEAD_05S = {"chunk_frames": 50, "lookahead_frames": 25}
+_CACHED_STEPS = {"stall_reset_s": 2.0, "max_trims_per_step": 3, "max_loop_iterations": 4}
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
-    Preset("balanced", "AlignAtt (16 frames) over the cached look-ahead encoder, 500 ms steps: the "
-           "capacity of the cached encoder at close to re-encoding's accuracy (the default)",
-           "block-lookahead", 500, "alignatt", _frozen({"frames": 16}), _frozen(_LOOKAHEAD_ENCODER),
-           _frozen(_CACHED_DECODING)),
-    Preset("low-latency", "AlignAtt (8 frames) over the cached look-ahead encoder, 500 ms steps: words "
-           "~0.2 s sooner than balanced, at about twice its WER",
-           "block-lookahead", 500, "alignatt", _frozen({"frames": 8}), _frozen(_LOOKAHEAD_ENCODER),
-           _frozen(_CACHED_DECODING)),
-    Preset("accurate", "LocalAgreement-2 over re-encoding, 500 ms steps: offline-level WER, several "
-           "times the compute per stream (few streams per machine)",
+    Preset("balanced", "LocalAgreement-2 over the cached encoder with 1 s of look-ahead, 500 ms steps: "
+           "offline-level WER at ~1 s latency, at the cached encoder's constant cost per step (the default)",
+           "block-lookahead", 500, "local-agreement", _frozen({"n": 2}), _frozen(_LOOKAHEAD_1S),
+           _frozen({**_CACHED_STEPS, "reuse_prefix_kv": False})),
+    Preset("low-latency", "AlignAtt (8 frames) over the cached encoder with 0.5 s of look-ahead, 500 ms "
+           "steps, decoding only up to where the policy stops: words ~0.3 s sooner than balanced and "
+           "the most streams per machine, at a higher WER",
+           "block-lookahead", 500, "alignatt", _frozen({"frames": 8}), _frozen(_LOOKAHEAD_05S),
+           _frozen({**_CACHED_STEPS, "reuse_prefix_kv": True, "stop_at_policy": True})),
+    Preset("accurate", "LocalAgreement-2 over re-encoding, 500 ms steps: every step re-reads the whole "
+           "window with full context (the accuracy reference for the cached encoders), several times "
+           "the compute per stream",
            "reencode", 500, "local-agreement", _frozen({"n": 2})),
     Preset("whisper-streaming", "whisper_streaming's own method: LocalAgreement-2 over re-encoding, 1 s "
            "steps (the baseline every figure is compared with)",

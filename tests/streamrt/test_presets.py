@@ -39,7 +39,8 @@ def test_overrides_change_only_what_is_given_and_are_reported():
 
 
 def test_the_same_policy_merges_options_and_another_policy_starts_from_its_own_defaults():
-    base = get_preset("balanced")
+    base = get_preset("low-latency")
+    assert dict(base.policy_options) == {"frames": 8}
     assert dict(base.with_overrides(policy_options={"frames": 4}).policy_options) == {"frames": 4}
     la = base.with_overrides(policy="local-agreement")
     assert la.policy == "local-agreement" and dict(la.policy_options) == {}
@@ -49,8 +50,8 @@ def test_the_same_policy_merges_options_and_another_policy_starts_from_its_own_d
 def test_another_encoder_starts_from_its_own_settings():
     base = get_preset("balanced")
     assert dict(base.with_overrides(encoder_mode="reencode").encoder_settings) == {}
-    p = base.with_overrides(encoder_settings={"lookahead_frames": 50})
-    assert dict(p.encoder_settings) == {**base.encoder_settings, "lookahead_frames": 50}
+    p = base.with_overrides(encoder_settings={"lookahead_frames": 10})
+    assert dict(p.encoder_settings) == {**base.encoder_settings, "lookahead_frames": 10}
 
 
 def test_chunk_ms_inside_settings_is_refused():
