@@ -121,12 +121,12 @@ def register(app: typer.Typer) -> None:
             except OSError as e:  # port in use, no permission, unknown host
                 typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
                 raise typer.Exit(2) from None
-            describe = getattr(shared, "describe", None)
-            if callable(describe):
-                d = describe()
-                typer.echo(f"streamrt: preset {d.get('preset')}, precision {d.get('precision_reason')}")
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
                        f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
+            describe = getattr(shared, "describe", None)  # the counting model has no configuration
+            if callable(describe):
+                d = describe()
+                typer.echo(f"streamrt: preset {d['preset']}; precision {d['precision_reason']}")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
