@@ -9,6 +9,10 @@ method the model offers (duck-typed: a model without the method simply has a sho
                                     latency, removes per-step overhead
     set_policy_stride(k)            let the read/write policy decide every k-th step only
 
+A rung may cost latency or accuracy, never words: a knob must not skip audio or a hypothesis, so a
+stream that falls behind catches up later with every word (``streamrt.tasks.whisper_knobs`` says
+how the Whisper model keeps to this; docs/scheduler.md, "Overload costs latency, never words").
+
 ``Degradation.for_model(model)`` builds the default ladder from what the model has: precision 50%,
 precision 100%, chunk x2, chunk x4, policy stride 2. ``DegradationController`` moves along the ladder
 with hysteresis: one level up while the worst lag is above the high-water mark, one level down while

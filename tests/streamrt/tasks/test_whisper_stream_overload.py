@@ -3,7 +3,7 @@ does when a policy writes late (long steps of the degradation ladder, a loop the
 when a client sends far faster than the model steps. Cuts of the window (stall resets, forced
 trims at max_window_s) may only drop audio whose words are committed; a backlog is worked off one
 chunk per step, after the end of input too. The real-speech runs under an overloaded scheduler are
-in tests/streamrt/scheduler/test_overload_real_speech.py."""
+in tests/streamrt/server/test_server_overload.py."""
 
 import numpy as np
 import pytest
