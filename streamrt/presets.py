@@ -113,19 +113,20 @@ _LOOKAHEAD_05S = {"chunk_frames": 50, "lookahead_frames": 25}
 _CACHED_STEPS = {"stall_reset_s": 2.0, "max_trims_per_step": 3, "max_loop_iterations": 4}
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
-    Preset("balanced", "LocalAgreement-2 over the cached encoder with 1 s of look-ahead, 500 ms steps: "
-           "offline-level WER at ~1 s latency, at the cached encoder's constant cost per step (the default)",
-           "block-lookahead", 500, "local-agreement", _frozen({"n": 2}), _frozen(_LOOKAHEAD_1S),
-           _frozen({**_CACHED_STEPS, "reuse_prefix_kv": False})),
-    Preset("low-latency", "AlignAtt (8 frames) over the cached encoder with 0.5 s of look-ahead, 500 ms "
-           "steps, decoding only up to where the policy stops: words ~0.3 s sooner than balanced and "
-           "the most streams per machine, at a higher WER",
+    Preset("balanced", "AlignAtt (16 frames) over the cached encoder with 0.5 s of look-ahead, 500 ms "
+           "steps, decoding only up to where the policy stops: nearly low-latency's streams per "
+           "machine at a lower WER (the default)",
+           "block-lookahead", 500, "alignatt", _frozen({"frames": 16}), _frozen(_LOOKAHEAD_05S),
+           _frozen({**_CACHED_STEPS, "reuse_prefix_kv": True, "stop_at_policy": True})),
+    Preset("low-latency", "AlignAtt (8 frames), otherwise as balanced: words sooner and the most streams "
+           "per machine, at a higher WER",
            "block-lookahead", 500, "alignatt", _frozen({"frames": 8}), _frozen(_LOOKAHEAD_05S),
            _frozen({**_CACHED_STEPS, "reuse_prefix_kv": True, "stop_at_policy": True})),
-    Preset("accurate", "LocalAgreement-2 over re-encoding, 500 ms steps: every step re-reads the whole "
-           "window with full context (the accuracy reference for the cached encoders), several times "
-           "the compute per stream",
-           "reencode", 500, "local-agreement", _frozen({"n": 2})),
+    Preset("accurate", "LocalAgreement-2 over the cached encoder with 1 s of look-ahead, 500 ms steps, the "
+           "committed prefix re-run every step: offline-level WER; a word commits only once two steps "
+           "agree, so it commits later, and fewer streams fit a machine",
+           "block-lookahead", 500, "local-agreement", _frozen({"n": 2}), _frozen(_LOOKAHEAD_1S),
+           _frozen({**_CACHED_STEPS, "reuse_prefix_kv": False})),
     Preset("whisper-streaming", "whisper_streaming's own method: LocalAgreement-2 over re-encoding, 1 s "
            "steps (the baseline every figure is compared with)",
            "reencode", 1000, "local-agreement", _frozen({"n": 2})),
