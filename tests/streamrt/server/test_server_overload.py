@@ -4,10 +4,11 @@ virtual time. The model's compute is real; each step "takes" a set number of sec
 ManualClock, so the scheduler sees a machine as slow as the test wants and its degradation ladder
 turns the real model's knobs (chunk x2, chunk x4, policy stride 2).
 
-Each transcript is scored against data/real.tsv. Streamed alone at 1 s steps (the served default:
-re-encode, LocalAgreement-2) tiny.en gets two_cities.wav at WER 0.025 (3 of 119 words) and
-beckett.wav at 0; before the fix, four real-time clients lost 31-37 words of two_cities
-(WER 0.28-0.33) and a fast client ended with ``model_error`` and close 1011."""
+Each transcript is scored against data/real.tsv: at most 3 reference words missing (deleted; the
+overload lost 31-37 of two_cities' 119) and a WER close to the file streamed alone. Alone, tiny.en
+gets two_cities.wav at WER 0.025 (3 of 119 words) with re-encode + LocalAgreement-2 at 1 s steps
+(the configuration the overload was reported on) and 0.042 with the default preset (balanced:
+LocalAgreement-2 over the block-lookahead encoder, 500 ms steps), beckett.wav at 0 with both."""
 
 from __future__ import annotations
 
@@ -32,29 +33,39 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 DATA = Path(__file__).resolve().parents[3] / "data"
 SR = 16000
 TICK_S = 0.25  # a real-time client sends one message per tick
-# WER bounds: the solo figures above plus 3 words of 119 (two_cities) and 1 of 12 (beckett), the
+MAX_DELETED = 3  # reference words missing from a transcript
+# WER bounds: the worse solo figure above plus 3 words of 119 (two_cities) and 1 of 12 (beckett), the
 # room tiny.en's greedy decode needs when its steps are longer or batched differently
-MAX_WER = {"two_cities": 0.025 + 3 / 119, "beckett": 1 / 12}
+MAX_WER = {"two_cities": 0.042 + 3 / 119, "beckett": 1 / 12}
 
 
 def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z' ]", " ", text.lower()).split()
 
 
-def _wer(name: str, text: str) -> float:
+def _score(name: str, text: str) -> tuple[int, float]:
+    """(reference words deleted, WER) of ``text`` against the reference of recording ``name``."""
     import jiwer
 
     with open(DATA / "real.tsv", newline="") as f:
         ref = {r["id"]: r["reference"] for r in csv.DictReader(f, delimiter="\t")}[name]
-    return jiwer.wer(" ".join(_words(ref)), " ".join(_words(text)))
+    out = jiwer.process_words(" ".join(_words(ref)), " ".join(_words(text)))
+    return out.deletions, out.wer
+
+
+def _load(config: str):
+    if config == "reported":  # the configuration the overload was reported on
+        from streamrt.tasks.whisper_stream import WhisperStreamingModel
+
+        return WhisperStreamingModel.from_pretrained("tiny.en", encoder_mode="reencode", chunk_ms=1000)
+    from streamrt.presets import DEFAULT_PRESET, load_model
+
+    return load_model("tiny.en", DEFAULT_PRESET)
 
 
 @pytest.fixture(scope="module")
 def tiny_en():
-    from streamrt.tasks.whisper_stream import WhisperStreamingModel
-
-    # pinned to the configuration the overload was reported on, whatever the served default becomes
-    return WhisperStreamingModel.from_pretrained("tiny.en", encoder_mode="reencode", chunk_ms=1000)
+    return _load("reported")
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +181,8 @@ async def _serve(clients, sched, clock, tick, *, limit_s: float = 600.0) -> None
         await asyncio.wait_for(c.bridge.wait_closed(), 30)
 
 
-async def test_real_time_clients_on_an_overloaded_scheduler_get_every_word(tiny_en, recordings):
+@pytest.mark.parametrize("config", ["reported", "default preset"])
+async def test_real_time_clients_on_an_overloaded_scheduler_get_every_word(tiny_en, recordings, config):
     """Four clients send real speech in real time (two_cities.wav twice, beckett.wav twice, started
     a tick apart) to a machine that needs 1 s + 0.5 s per stream for any step: four streams take
     3 s per step, more than 1 s or 2 s chunks hold. The ladder climbs to its top (policy stride 2
@@ -179,7 +191,8 @@ async def test_real_time_clients_on_an_overloaded_scheduler_get_every_word(tiny_
     file streamed alone, every client ends with ``end`` and close 1000. (Before the fix, with this
     load one two_cities transcript came out as "It was the best of only.")"""
     clock = ManualClock()
-    machine = SlowMachine(tiny_en, clock, fixed_s=1.0, per_stream_s=0.5)
+    model = tiny_en if config == "reported" else _load(config)
+    machine = SlowMachine(model, clock, fixed_s=1.0, per_stream_s=0.5)
     sched = Scheduler(machine, clock=clock, settings=SchedulerSettings(max_wait_ms=None))
     settings = ServerSettings(model_name="tiny.en")
     names = ["two_cities", "beckett", "two_cities", "beckett"]
@@ -206,7 +219,8 @@ async def test_real_time_clients_on_an_overloaded_scheduler_get_every_word(tiny_
         end = c.end()
         assert end is not None and end["text"] == c.committed_text()
         assert abs(end["source_ms"] - 1000 * len(c.audio) / SR) < 1
-        assert _wer(c.name, end["text"]) <= MAX_WER[c.name], (c.name, end["text"])
+        deleted, wer = _score(c.name, end["text"])
+        assert deleted <= MAX_DELETED and wer <= MAX_WER[c.name], (c.name, deleted, wer, end["text"])
 
 
 async def test_a_client_sending_ten_times_real_time_gets_buffer_full_then_every_word(tiny_en, recordings):
@@ -246,4 +260,5 @@ async def test_a_client_sending_ten_times_real_time_gets_buffer_full_then_every_
     end = client.end()
     assert end is not None and end["text"] == client.committed_text()
     assert abs(end["source_ms"] - 1000 * len(client.audio) / SR) < 1  # every chunk was accepted in the end
-    assert _wer("two_cities", end["text"]) <= MAX_WER["two_cities"], end["text"]
+    deleted, wer = _score("two_cities", end["text"])
+    assert deleted <= MAX_DELETED and wer <= MAX_WER["two_cities"], (deleted, wer, end["text"])
