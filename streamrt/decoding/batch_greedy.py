@@ -31,6 +31,7 @@ __all__ = ["DecodeRequest", "forward_tokens", "greedy_batch", "step_tokens"]
 SHRINK_AT = 0.5
 
 if TYPE_CHECKING:
+    from streamrt.decoding.beam_search import BeamSettings
     from streamrt.decoding.whisper_decoder import DecodeResult, IncrementalWhisperDecoder
 
 
@@ -50,6 +51,8 @@ class DecodeRequest:
     # stops with stopped_by "iterations", its tokens kept: the next decode verifies them as its
     # draft and goes on from there
     max_iterations: int | None = None
+    # beam search instead of greedy (``beam_search``; None or beam_size 1: greedy)
+    beam: "BeamSettings | None" = None
 
 
 class _Run:

@@ -49,3 +49,22 @@ def greedy_logprobs(logits: torch.Tensor, mask: torch.Tensor | None = None) -> t
         toks += tok.tolist()
         lps += lp.tolist()
     return toks, lps
+
+
+def topk_logprobs(logits: torch.Tensor, mask: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's ``k`` most likely tokens under ``log_softmax(logits + mask)``, best first:
+    (log-probabilities (N, k) float32, ids (N, k)); masked tokens that make it into the k have
+    ``-inf``. Like ``greedy_logprobs``, the logits are read ``LOGITS_BLOCK_ROWS`` rows at a time, the
+    normaliser summed over floored exponentials; for k = 1 the two give the same numbers."""
+    vals, ids = [], []
+    for a in range(0, logits.shape[0], LOGITS_BLOCK_ROWS):
+        z = logits[a : a + LOGITS_BLOCK_ROWS].to(torch.float32, copy=True)
+        if mask is not None:
+            z += mask
+        top, idx = z.topk(k, dim=-1)
+        z -= top[:, :1]
+        vals.append(top - top[:, :1] - z.clamp_(min=EXP_FLOOR).exp_().sum(-1, keepdim=True).log_())
+        ids.append(idx)
+    if not vals:
+        return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
+    return torch.cat(vals), torch.cat(ids)

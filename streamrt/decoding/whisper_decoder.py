@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from streamrt.decoding.batch_greedy import DecodeRequest, greedy_batch
+from streamrt.decoding.beam_search import beam_batch
 from streamrt.decoding.kv_cache import DecoderCache
 from streamrt.decoding.repetition import RepetitionGuard
 from streamrt.quant.bf16 import runs_in_bf16
@@ -34,7 +35,8 @@ class DecodeResult:
     """tokens: generated ids (eot excluded); logprobs: their log-probabilities; attention:
     (len(tokens), n_frames) alignment-head attention of each token; ended: eot was produced;
     stopped_by: None, "eot", "max_tokens", "repetition", "policy" (``DecodeRequest.stop``) or
-    "iterations" (``DecodeRequest.max_iterations``; the next decode goes on from these tokens)."""
+    "iterations" (``DecodeRequest.max_iterations``; the next decode goes on from these tokens); beam
+    search also "beam" (enough hypotheses ended, this live one ranked best: patience below 1)."""
 
     tokens: list[int]
     logprobs: list[float]
@@ -299,5 +301,13 @@ class IncrementalWhisperDecoder:
         return greedy_batch(self, [req])[0]
 
     def greedy_many(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
-        """``greedy`` for many streams at once: the token loop runs batched (see batch_greedy)."""
-        return greedy_batch(self, requests)
+        """``greedy`` for many streams at once: the token loop runs batched (see batch_greedy).
+        Requests whose ``beam`` has a beam_size above 1 are decoded by beam search instead, all of
+        them in one batch of their own (``beam_search.beam_batch``); the results keep the requests'
+        order."""
+        searched = [r.beam is not None and r.beam.beam_size > 1 for r in requests]
+        if not any(searched):
+            return greedy_batch(self, requests)
+        greedy = iter(greedy_batch(self, [r for r, b in zip(requests, searched) if not b]))
+        beams = iter(beam_batch(self, [r for r, b in zip(requests, searched) if b]))
+        return [next(beams) if b else next(greedy) for b in searched]
