@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from policies import registry
-from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
+from streamrt.decoding import BeamSettings, IncrementalWhisperDecoder, RepetitionGuard
 from streamrt.encoders.whisper import silence_tail
 from streamrt.errors import ConfigError
 from streamrt.quant.precision import Precision, resolve_precision
@@ -94,6 +94,17 @@ class WhisperStreamSettings:
     pad_cross: "silence": cross-attention sees 30 s (the window, then the encoder's output for
         silence), as Whisper was trained; "none": only the window's frames.
     pad_mel_value: the normalised log-mel value of that silence (the floor of Whisper's padding).
+    beam_size: hypotheses the decoder keeps per stream when it decodes the uncommitted tail (beam
+        search, batched across streams: ``streamrt.decoding.beam_search``); the policy sees the best
+        one, with its tokens' alignment. 1 (default): greedy, with the previous hypothesis verified
+        as a draft. Under ``max_loop_iterations`` a beam decode runs at most as many iterations as
+        the last hypothesis had tokens plus that limit (beam search has no draft to verify in one
+        forward), so it costs more per step than greedy; with ``stop_at_policy`` a stream stops at
+        the first token of its best live beam where the policy stops writing.
+    beam_patience: a beam search ends once round(beam_size * beam_patience) hypotheses have ended
+        (Whisper's ``patience``).
+    length_penalty: ranks the ended hypotheses: None divides their sum of log-probabilities by their
+        length in tokens (Whisper's default), a value a >= 0 by ((5 + length) / 6) ** a.
     """
 
     chunk_ms: int = 1000
@@ -118,6 +129,15 @@ class WhisperStreamSettings:
     repeated_span_words: int | None = 5
     pad_cross: str = "silence"
     pad_mel_value: float = -0.8
+    beam_size: int = 1
+    beam_patience: float = 1.0
+    length_penalty: float | None = None
+
+    def beam(self) -> BeamSettings | None:
+        """The decoder's beam search settings; None: greedy (beam_size 1)."""
+        if self.beam_size == 1:
+            return None
+        return BeamSettings(self.beam_size, self.beam_patience, self.length_penalty)
 
     def check(self) -> None:
         if self.pad_cross not in PAD_MODES:
@@ -142,6 +162,12 @@ class WhisperStreamSettings:
             raise ConfigError(f"max_loop_iterations must be >= 1 or None, got {self.max_loop_iterations}")
         if self.max_hypothesis_tokens < 1:
             raise ConfigError(f"max_hypothesis_tokens must be >= 1, got {self.max_hypothesis_tokens}")
+        if isinstance(self.beam_size, bool) or not isinstance(self.beam_size, int) or self.beam_size < 1:
+            raise ConfigError(f"beam_size must be an integer >= 1 (1: greedy), got {self.beam_size!r}")
+        if not self.beam_patience > 0:
+            raise ConfigError(f"beam_patience must be > 0, got {self.beam_patience}")
+        if self.length_penalty is not None and not self.length_penalty >= 0:
+            raise ConfigError(f"length_penalty must be >= 0 or None (divide by the length), got {self.length_penalty}")
 
 
 class WhisperStreamingModel(DegradationKnobs):

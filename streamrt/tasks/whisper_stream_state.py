@@ -250,7 +250,7 @@ class WhisperStream(SampleCounts):
         if s.stop_at_policy and partial:
             stop = self.policy.stop_rule(n_frames)
         iterations = m.loop_iterations() if partial else None
-        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard, stop, iterations)
+        return DecodeRequest(self.cache, self._prefix(), cap, s.reuse_prefix_kv, m.guard, stop, iterations, s.beam())
 
     def _decode(self) -> tuple[list[int], list[HypToken]]:
         """The whole hypothesis now, loops cut but never blanked (a forced trim commits every word
