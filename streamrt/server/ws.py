@@ -21,6 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from streamrt.clock import Clock, MonotonicClock
+from streamrt.quant.precision import PRECISION_KEYS
 from streamrt.engine import StreamingModel
 from streamrt.errors import StreamrtError
 from streamrt.server.bridge import ServerStats, SessionBridge
@@ -141,6 +142,12 @@ class StreamServer:
             "max_sessions": self.settings.max_sessions,
             "model": self.settings.model_name,
         }
+        describe = getattr(self.model, "describe", None)  # as the ready message's settings
+        if callable(describe):  # which configuration and precision this replica runs, and why
+            d = describe()
+            details.update({k: d[k] for k in ("preset",) if d.get(k) is not None})
+            if "precision" in d:
+                details["precision"] = {k: d[k] for k in PRECISION_KEYS if k in d}
         stats = getattr(self._scheduler, "stats", None)
         if callable(stats):  # how loaded the machine is, for load balancers and dashboards
             st = stats()
