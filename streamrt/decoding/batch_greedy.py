@@ -106,6 +106,17 @@ def _choices(dec: "IncrementalWhisperDecoder", hidden: torch.Tensor) -> tuple[li
     return greedy_logprobs(z, dec.logit_mask)
 
 
+def checked_prefix(req: DecodeRequest) -> tuple[list[int], int]:
+    """The request's forced prefix as ints, and how many tokens may follow it in the model's
+    positions; ValueError for an empty prefix or one longer than the positions."""
+    prefix = [int(t) for t in req.prefix]
+    if not prefix:
+        raise ValueError("the forced prefix must hold at least the start-of-transcript token")
+    if len(prefix) > req.cache.max_tokens:
+        raise ValueError(f"{len(prefix)} prefix tokens exceed the model's {req.cache.max_tokens} decoder positions")
+    return prefix, max(0, min(req.max_new_tokens, req.cache.max_tokens - len(prefix)))
+
+
 def step_tokens(state: BatchDecodeState, ids: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor):
     """One iteration of the token loop (a module-level hook, so tests can count iterations)."""
     return state.forward(ids, pos, valid)
@@ -117,13 +128,8 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
 
     runs: list[_Run] = []
     for req in requests:
-        prefix = [int(t) for t in req.prefix]
-        if not prefix:
-            raise ValueError("the forced prefix must hold at least the start-of-transcript token")
+        prefix, max_new = checked_prefix(req)
         cache = req.cache
-        if len(prefix) > cache.max_tokens:
-            raise ValueError(f"{len(prefix)} prefix tokens exceed the model's {cache.max_tokens} decoder positions")
-        max_new = max(0, min(req.max_new_tokens, cache.max_tokens - len(prefix)))
         keep = cache.reusable_prefix(prefix, across_encoder_changes=req.reuse_prefix_kv)
         keep = min(keep, len(prefix) - 1)  # the last prefix token must run to give logits
         runs.append(_Run(req, prefix, max_new, _draft(cache, prefix, max_new), keep))

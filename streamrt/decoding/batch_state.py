@@ -151,16 +151,26 @@ class BatchDecodeState:
             sv[bi, :, pi] = v[bi, ji]
             o, _ = attend_with_lse(q, sk[:, :, :Tk], sv[:, :, :Tk], self_mask)
             x = x + sa.out_proj(o.transpose(1, 2).reshape(G, Tq, d))
-            ca = layer.encoder_attn
-            h = layer.encoder_attn_layer_norm(x).to(act)
-            q = (ca.q_proj(h) * ca.scaling).view(G, Tq, H, hd).transpose(1, 2)  # (G, H, Tq, hd)
-            o = cross.attend(i, q, align)
-            x = x + ca.out_proj(o.transpose(1, 2).reshape(G, Tq, d))
-            h = layer.final_layer_norm(x).to(act)
-            x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+            x = cross_attention_and_mlp(layer, i, x, cross, align, act)
         if dec.alignment_heads:
             align /= len(dec.alignment_heads)
         return x, align
+
+
+def cross_attention_and_mlp(layer, i: int, x: torch.Tensor, cross: CrossContext, align: torch.Tensor,
+                            act: torch.dtype) -> torch.Tensor:
+    """The rest of decoder layer ``i`` after self-attention, on hidden states ``x`` (G, Tq, d_model):
+    cross-attention through ``cross`` (adding the alignment heads' weights into ``align``), then the
+    MLP, each with its residual; ``act`` is the dtype of the activations into their projections."""
+    G, Tq, d = x.shape
+    ca = layer.encoder_attn
+    H = ca.num_heads
+    h = layer.encoder_attn_layer_norm(x).to(act)
+    q = (ca.q_proj(h) * ca.scaling).view(G, Tq, H, d // H).transpose(1, 2)  # (G, H, Tq, hd)
+    o = cross.attend(i, q, align)
+    x = x + ca.out_proj(o.transpose(1, 2).reshape(G, Tq, d))
+    h = layer.final_layer_norm(x).to(act)
+    return x + layer.fc2(layer.activation_fn(layer.fc1(h)))
 
 
 @torch.inference_mode()

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from streamrt.decoding.batch_greedy import SHRINK_AT, DecodeRequest, _draft, _length_groups
-from streamrt.decoding.batch_state import BatchDecodeState
+from streamrt.decoding.batch_greedy import SHRINK_AT, DecodeRequest, _draft, _length_groups, checked_prefix
+from streamrt.decoding.batch_state import BatchDecodeState, cross_attention_and_mlp
 from streamrt.decoding.cross_attention import CrossContext, additive_mask, attend_with_lse, own_frames, window_buckets
 from streamrt.decoding.numerics import topk_logprobs
 
@@ -216,13 +216,8 @@ def beam_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeReques
     for req in requests:
         if req.beam is None:
             raise ValueError("a beam search request needs its beam settings")
-        prefix = [int(t) for t in req.prefix]
-        if not prefix:
-            raise ValueError("the forced prefix must hold at least the start-of-transcript token")
+        prefix, max_new = checked_prefix(req)
         cache = req.cache
-        if len(prefix) > cache.max_tokens:
-            raise ValueError(f"{len(prefix)} prefix tokens exceed the model's {cache.max_tokens} decoder positions")
-        max_new = max(0, min(req.max_new_tokens, cache.max_tokens - len(prefix)))
         budget = None
         if req.max_iterations is not None:
             budget = len(_draft(cache, prefix, max_new)) + req.max_iterations
@@ -358,13 +353,7 @@ def _forward(state: BatchDecodeState, tail: _BeamTail, ids: torch.Tensor, pos: t
         a = torch.sigmoid(l1.float() - l2.view(G, K, H).transpose(1, 2).float()).unsqueeze(-1)
         o = (o2 + a.to(o2.dtype) * (o1 - o2)).transpose(1, 2).reshape(G, K, d)
         x = x + sa.out_proj(o)
-        ca = layer.encoder_attn
-        h = layer.encoder_attn_layer_norm(x).to(act)
-        q = (ca.q_proj(h) * ca.scaling).view(G, K, H, hd).transpose(1, 2)  # (G, H, K, hd)
-        o = cross.attend(i, q, align)
-        x = x + ca.out_proj(o.transpose(1, 2).reshape(G, K, d))
-        h = layer.final_layer_norm(x).to(act)
-        x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+        x = cross_attention_and_mlp(layer, i, x, cross, align, act)
     if dec.alignment_heads:
         align /= len(dec.alignment_heads)
     return x, align
