@@ -87,7 +87,7 @@ class LimitExceeded(InputError):
     ):
         what = what or setting.replace("_", " ")
         super().__init__(
-            f"{what}: {value:g} {unit} is over the limit of {limit:g} {unit} (setting {setting})",
+            f"{what}: {_exact(value)} {unit} is over the limit of {_exact(limit)} {unit} (setting {setting})",
             code=code,
             fatal=fatal,
         )
@@ -95,6 +95,14 @@ class LimitExceeded(InputError):
         self.limit = limit
         self.value = value
         self.unit = unit
+
+
+def _exact(x: float) -> str:
+    """A number as a person reads it: integers whole (1048576, not 1.04858e+06), other values to 10
+    significant digits, so that a value over its limit never prints equal to it."""
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+        return str(int(x))
+    return f"{x:.10g}"
 
 
 class ModelLoadError(StreamrtError):

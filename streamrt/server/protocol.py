@@ -17,6 +17,7 @@ after ``start`` stop the session first, so every committed word still reaches th
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Mapping
@@ -24,7 +25,7 @@ from typing import Any, Mapping
 from streamrt.audio import check_format
 from streamrt.clock import Clock
 from streamrt.engine import StreamingModel
-from streamrt.errors import ConfigError, LimitExceeded, ProtocolError, StreamrtError
+from streamrt.errors import AudioFormatError, ConfigError, LimitExceeded, ProtocolError, StreamrtError
 from streamrt.server.settings import ServerSettings
 from streamrt.session import Session
 from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEvent
@@ -42,7 +43,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutdown
-    INVALID_DATA = 1007  # a text message that is not JSON
+    INVALID_DATA = 1007  # a text message that is not UTF-8 or not JSON
     POLICY_VIOLATION = 1008  # protocol misuse, refused start, idle, slow client
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -51,6 +52,7 @@ class CloseCode(IntEnum):
 
 _CLOSE_FOR_CODE = {
     "not_json": CloseCode.INVALID_DATA,
+    "not_utf8": CloseCode.INVALID_DATA,
     "message_too_big": CloseCode.MESSAGE_TOO_BIG,
     "server_busy": CloseCode.TRY_AGAIN_LATER,
     "internal_error": CloseCode.INTERNAL_ERROR,
@@ -66,6 +68,48 @@ def close_code_for(error_code: str) -> CloseCode:
 
 def error_message(code: str, message: str, fatal: bool) -> dict:
     return {"type": "error", "code": code, "message": message, "fatal": fatal}
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A client's value for an error message: ``repr`` (lone surrogates come out escaped), cut to
+    ``limit`` characters so that a megabyte of input is never echoed back."""
+    try:
+        text = repr(value)
+    except RecursionError:  # pragma: no cover - parse_json bounds nesting first
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_json(data: str | bytes) -> Any:
+    """Parse one client text message; every way it can fail becomes a fatal ``ProtocolError``.
+
+    ``bytes`` must be UTF-8 (``not_utf8``, RFC 6455 section 8.1). Python's own limits are client
+    errors too: an integer over ``sys.get_int_max_str_digits()`` digits (``json_number_too_long``;
+    json raises a bare ValueError) and nesting past the recursion limit (``json_too_deep``)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ProtocolError(
+                f"text message is not UTF-8 ({e.reason} at byte {e.start})", code="not_utf8", fatal=True
+            ) from None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        raise ProtocolError(f"text message is not JSON ({e.msg} at char {e.pos})", code="not_json", fatal=True) from None
+    except RecursionError:
+        raise ProtocolError(
+            "text message nests arrays/objects too deeply to parse (limit about "
+            f"{sys.getrecursionlimit()} levels; protocol messages nest at most 3)",
+            code="json_too_deep",
+            fatal=True,
+        ) from None
+    except ValueError as e:  # int() past sys.get_int_max_str_digits()
+        raise ProtocolError(
+            f"text message has an integer over {sys.get_int_max_str_digits()} digits, Python's limit ({e})"[:200],
+            code="json_number_too_long",
+            fatal=True,
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -84,27 +128,30 @@ def parse_start(msg: Mapping[str, Any], *, model_name: str | None = None) -> Sta
     unknown = sorted(set(msg) - set(START_FIELDS))
     if unknown:
         raise ProtocolError(
-            f"start: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(START_FIELDS)}",
+            f"start: unknown field(s) {', '.join(show(k, 40) for k in unknown[:5])}; allowed: {', '.join(START_FIELDS)}",
             code="bad_start",
             fatal=True,
         )
     for name in ("sample_rate", "encoding"):
         if name not in msg:
             raise ProtocolError(f"start: missing required field {name!r}", code="bad_start", fatal=True)
-    encoding, sample_rate, channels = msg["encoding"], msg["sample_rate"], msg.get("channels", 1)
-    check_format(encoding, sample_rate, channels)  # AudioFormatError, fatal, names the supported range
-    for name in ("task", "model", "language"):
-        if msg.get(name) is not None and not isinstance(msg[name], str):
-            raise ProtocolError(f"start: {name!r} must be a string, got {msg[name]!r}", code="bad_start", fatal=True)
-    if msg.get("policy") is not None and not isinstance(msg["policy"], str):
-        raise ProtocolError(f"start: 'policy' must be a string, got {msg['policy']!r}", code="bad_start", fatal=True)
+    # types first: check_format and the model compare and hash these values
+    for name in ("encoding", "task", "model", "language", "policy"):
+        if (name == "encoding" or msg.get(name) is not None) and not isinstance(msg[name], str):
+            raise ProtocolError(f"start: {name!r} must be a string, got {show(msg[name])}", code="bad_start", fatal=True)
+    for name in ("sample_rate", "channels"):
+        v = msg.get(name, 1)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise AudioFormatError(f"start: {name!r} must be an integer, got {show(v)}", code=f"unsupported_{name}", fatal=True)
     if msg.get("policy_options") is not None and not isinstance(msg["policy_options"], dict):
         raise ProtocolError(
-            f"start: 'policy_options' must be an object, got {msg['policy_options']!r}", code="bad_start", fatal=True
+            f"start: 'policy_options' must be an object, got {show(msg['policy_options'])}", code="bad_start", fatal=True
         )
+    encoding, sample_rate, channels = msg["encoding"], msg["sample_rate"], msg.get("channels", 1)
+    check_format(encoding, sample_rate, channels)  # AudioFormatError, fatal, names the supported range
     model = msg.get("model")
     if model is not None and model_name is not None and model != model_name:
-        raise ConfigError(f"start: model {model!r} is not served here; this server serves {model_name!r}", code="unknown_model")
+        raise ConfigError(f"start: model {show(model)} is not served here; this server serves {model_name!r}", code="unknown_model")
     options = {k: msg[k] for k in MODEL_OPTIONS if msg.get(k) is not None}
     return StartRequest(sample_rate, encoding, channels, model, options)
 
@@ -133,15 +180,17 @@ class ServerProtocol:
         self._pending_close: tuple[int, str] | None = None
 
     # ---- client input ------------------------------------------------------------------------
-    def receive_text(self, text: str) -> None:
+    def receive_text(self, text: str | bytes) -> None:
+        """A text message: ``str``, or its raw ``bytes`` (checked here to be UTF-8)."""
         if self.state == "closed":
             return
-        if self._too_big(len(text.encode("utf-8", "surrogatepass"))):
+        size = len(text) if isinstance(text, (bytes, bytearray)) else len(text.encode("utf-8", "surrogatepass"))
+        if self._too_big(size):
             return
         try:
-            msg = json.loads(text)
-        except ValueError as e:
-            self._fail(ProtocolError(f"text message is not JSON ({e.msg} at char {e.pos})", code="not_json", fatal=True))
+            msg = parse_json(text)
+        except ProtocolError as e:
+            self._fail(e)
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             self._fail(ProtocolError('a text message must be a JSON object with a string "type"', code="bad_message", fatal=True))
@@ -152,7 +201,7 @@ class ServerProtocol:
         elif kind == "stop":
             self.stop()
         else:
-            self._send(error_message("unknown_type", f"unknown message type {kind!r}; known: {', '.join(CLIENT_TYPES)} (ignored)", False))
+            self._send(error_message("unknown_type", f"unknown message type {show(kind)}; known: {', '.join(CLIENT_TYPES)} (ignored)", False))
 
     def receive_binary(self, data: bytes) -> None:
         if self.state == "closed" or self._too_big(len(data)):
@@ -310,8 +359,9 @@ class ServerProtocol:
 
     def _close(self, code: int, reason: str) -> None:
         self.state = "closed"
-        # a close reason is at most 123 bytes (RFC 6455 section 5.5.1)
-        self.close = (int(code), reason.encode()[:120].decode("utf-8", "ignore"))
+        # a close reason is at most 123 bytes of UTF-8 (RFC 6455 section 5.5.1); lone surrogates
+        # from a client's JSON cannot be encoded and become "?"
+        self.close = (int(code), reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore"))
 
     def _send(self, msg: dict) -> None:
         if self.state != "closed":
