@@ -30,6 +30,12 @@ class ServerSettings:
     max_stream_s: seconds of audio one session may send in total (fatal past it).
     idle_timeout_s: seconds without any client message after which the session is stopped (everything
         is committed and ``end`` sent), then closed with 1008 and ``error`` ``idle_timeout``.
+    start_timeout_s: seconds from the end of the WebSocket handshake to a valid ``start``; other
+        messages do not extend it. Past it: ``error`` ``start_timeout`` and close 1008, so that a
+        connection that never starts cannot hold one of ``max_sessions``.
+    max_handshakes: connections accepted whose opening (HTTP/WebSocket) handshake has not finished;
+        past it a new connection is answered ``HTTP 503`` at once and closed. Each handshake is also
+        bounded in time by websockets' open timeout (10 s).
     ping_interval_s / ping_timeout_s: WebSocket keepalive; a client that does not answer a ping within
         ping_timeout_s is closed with 1011 by the websockets layer.
     close_timeout_s: seconds to wait for the client's closing handshake before dropping the TCP link.
@@ -53,6 +59,8 @@ class ServerSettings:
     max_buffered_audio_s: float | None = 30.0
     max_stream_s: float | None = 4 * 3600.0
     idle_timeout_s: float | None = 60.0
+    start_timeout_s: float | None = 10.0
+    max_handshakes: int | None = 64
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     close_timeout_s: float | None = 5.0
@@ -66,7 +74,7 @@ class ServerSettings:
     model_name: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water"):
+        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")

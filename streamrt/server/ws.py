@@ -13,12 +13,15 @@ model steps run through the scheduler, which batches the steps of all sessions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+from collections import deque
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from streamrt.clock import Clock, MonotonicClock
 from streamrt.quant.precision import PRECISION_KEYS
@@ -30,6 +33,83 @@ from streamrt.server.protocol import CloseCode, ServerProtocol, error_message
 from streamrt.server.settings import ServerSettings
 
 log = logging.getLogger("streamrt.server")
+
+
+class HandshakeGate:
+    """Counts connections in their opening handshake; ``limit`` None: no bound (setting max_handshakes)."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+
+    def enter(self) -> bool:
+        if self.limit is not None and self.open >= self.limit:
+            self.refused += 1
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
+
+    def refusal(self) -> bytes:
+        body = (
+            f"server busy: {self.open} connections are in their opening handshake, the limit is "
+            f"{self.limit} (setting max_handshakes); try again later\n"
+        ).encode()
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        return head.encode() + body
+
+
+class StreamConnection(ServerConnection):
+    """websockets' ServerConnection plus two things the protocol needs.
+
+    - ``recv_message()`` returns ``(is_text, bytes)``: text is not decoded here, so text that is not
+      UTF-8 reaches ``ServerProtocol.receive_text`` (``error`` ``not_utf8``, ``end``, then 1007)
+      instead of websockets failing the connection with 1007 and no ``end``.
+    - Past ``gate.limit`` connections in their opening handshake, a new one is answered 503 at once.
+    """
+
+    def __init__(self, *args, gate: HandshakeGate, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._gate = gate
+        self._in_handshake = False
+        self._kinds: deque[bool] = deque()  # is_text of each data message received, in order
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._in_handshake = self._gate.enter()
+        if not self._in_handshake:  # answered before the request is read (HTTP allows it)
+            transport.write(self._gate.refusal())
+            transport.close()
+
+    async def handshake(self, *args, **kwargs) -> None:
+        try:
+            await super().handshake(*args, **kwargs)
+        finally:
+            self._leave_handshake()
+
+    def connection_lost(self, exc) -> None:
+        self._leave_handshake()
+        super().connection_lost(exc)
+
+    def _leave_handshake(self) -> None:
+        if self._in_handshake:
+            self._in_handshake = False
+            self._gate.leave()
+
+    def process_event(self, event) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
+            self._kinds.append(event.opcode is Opcode.TEXT)  # the first frame of each message
+        super().process_event(event)
+
+    async def recv_message(self) -> tuple[bool, bytes]:
+        data = await self.recv(decode=False)
+        return self._kinds.popleft(), data
 
 
 class StreamServer:
@@ -63,6 +143,7 @@ class StreamServer:
         self._server: Server | None = None
         self._ready = False
         self._draining = False
+        self.handshakes = HandshakeGate(settings.max_handshakes)
 
     @property
     def scheduler(self):
@@ -95,18 +176,21 @@ class StreamServer:
             ping_timeout=s.ping_timeout_s,
             close_timeout=s.close_timeout_s,
             compression=None,  # PCM does not deflate; keep the CPU for the model
+            create_connection=functools.partial(StreamConnection, gate=self.handshakes),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready = True
         log.info("streamrt server listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Stop accepting, let every live session commit and send ``end`` (close 1001), then close."""
+        """Drain: let every live session commit and send ``end`` (close 1001), then stop listening.
+
+        While draining the server keeps listening, so that ``/healthz`` answers 503 and new clients
+        get ``shutting_down`` and 1001 (docs/protocol.md) rather than "connection refused"."""
         if self._server is None:
             return
         self._draining = True
         self._ready = False
-        self._server.server.close()  # stop listening; open connections stay
         for bridge in list(self._bridges):
             bridge.shutdown()
         pending = [asyncio.create_task(b.wait_closed()) for b in self._bridges]
@@ -114,7 +198,7 @@ class StreamServer:
             done, not_done = await asyncio.wait(pending, timeout=self.settings.shutdown_timeout_s)
             for t in not_done:
                 t.cancel()
-        self._server.close(close_connections=True)
+        self._server.close(close_connections=True)  # stops listening, closes what is left
         await self._server.wait_closed()
         if self._owns_scheduler:
             await self._scheduler.stop()
@@ -240,14 +324,25 @@ class StreamServer:
                 bridge.connection_lost()
             self.unregister(bridge)
 
-    async def _receive_loop(self, ws: ServerConnection, proto: ServerProtocol, bridge: SessionBridge) -> None:
+    async def _receive_loop(self, ws: StreamConnection, proto: ServerProtocol, bridge: SessionBridge) -> None:
         idle = self.settings.idle_timeout_s
+        start_s = self.settings.start_timeout_s
+        loop = asyncio.get_running_loop()
+        start_by = None if start_s is None else loop.time() + start_s  # not moved by other messages
         while True:
+            timeout = idle
+            if start_by is not None and proto.state == "await_start":
+                left = max(0.0, start_by - loop.time())
+                timeout = left if timeout is None else min(timeout, left)
             try:
-                async with asyncio.timeout(idle):
-                    msg = await ws.recv()
+                async with asyncio.timeout(timeout):
+                    is_text, data = await ws.recv_message()
             except TimeoutError:
-                if proto.state in ("await_start", "streaming"):
+                if proto.state == "await_start" and start_by is not None and loop.time() >= start_by:
+                    msg = f"no start message within {start_s:g} s of connecting (setting start_timeout_s)"
+                    proto.fail(StreamrtError(msg, code="start_timeout"))
+                    bridge.after_input()
+                elif proto.state in ("await_start", "streaming"):
                     proto.fail(
                         StreamrtError(
                             f"no message from the client for {idle:g} s (setting idle_timeout_s)", code="idle_timeout"
@@ -257,8 +352,8 @@ class StreamServer:
                 continue
             except ConnectionClosed:
                 return
-            if isinstance(msg, str):
-                proto.receive_text(msg)
+            if is_text:
+                proto.receive_text(data)  # bytes: the protocol checks UTF-8 (not_utf8, 1007)
             else:
-                proto.receive_binary(msg)
+                proto.receive_binary(data)
             bridge.after_input()
