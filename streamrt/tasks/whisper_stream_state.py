@@ -59,7 +59,9 @@ class WhisperStream(SampleCounts):
         self._out: list[UnitDraft] = []
         self._partial: str | None = None
         self.skipped_decodes = 0  # steps without a decode since the last one (policy stride)
-        self.heard_from_ms: float | None = None  # media ms of the last decode's first token (None: none)
+        # media ms of the first and the last token of the last decode (None: it heard nothing)
+        self.heard_from_ms: float | None = None
+        self.heard_until_ms: float | None = None
         # frames to keep in a trim that commit_from decided and the model runs for the whole batch
         # at the end of the step (WhisperStreamingModel._run_trims); None: no trim pending
         self._pending_trim: int | None = None
@@ -163,7 +165,9 @@ class WhisperStream(SampleCounts):
         self.stats["steps"] += 1
         self._window_changed = False
         final = self.is_final_step()
-        hyp_ids, hyp_tokens = self._hypothesis(res)
+        _, hyp_tokens = self._hypothesis(res)
+        if final:
+            hyp_tokens = self._final_afresh(hyp_tokens)
         view = PolicyView(
             source_ms=self.consumed_ms,
             source_finished=final,
@@ -195,7 +199,7 @@ class WhisperStream(SampleCounts):
         selection = self.policy.select_history(after)
         if selection is not None:
             self._apply_history(selection)
-        elif count == 0 and self.stalled() and self._stall_cut_frames() and m.take_trim():
+        elif count == 0 and self.stalled() and self._stall_reset_possible() and m.take_trim():
             self._reset_stall()
         elif (self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0
               and self._committed_cut_frames() >= max(1.0, s.trim_min_drop * self._window_frames())
@@ -261,8 +265,8 @@ class WhisperStream(SampleCounts):
     def _hypothesis(self, res: DecodeResult, *, blank_loops: bool = True) -> tuple[list[int], list[HypToken]]:
         """The decode as the policy sees it. ``blank_loops``: hide a hypothesis more repetitive than
         ``max_compression_ratio`` (a loop) from the policy; back-to-back repeated spans are cut
-        either way. Notes where the decoder heard its first token (``heard_from_ms``), guards or
-        not, so a stall reset never cuts audio that holds words."""
+        either way. Notes where the decoder heard its first and last token (``heard_from_ms``,
+        ``heard_until_ms``), guards or not, so a stall reset never cuts audio that holds words."""
         m, s = self.model, self.model.settings
         frame_ms = m.encoder.frame_ms
         n_frames = self._window_frames()
@@ -274,11 +278,11 @@ class WhisperStream(SampleCounts):
         att = res.attention
         final = self.is_final_step()
         first_frame = max(0, int((committed_end - self.window_start_ms) // frame_ms))
-        self.heard_from_ms = None
+        self.heard_from_ms = self.heard_until_ms = None
         if ids:
-            heard, _ = token_times(att[:1], window_start_ms=self.window_start_ms, frame_ms=frame_ms,
+            heard, _ = token_times(att, window_start_ms=self.window_start_ms, frame_ms=frame_ms,
                                    first_frame=first_frame, last_frame=n_frames, method=s.alignment)
-            self.heard_from_ms = float(heard[0])
+            self.heard_from_ms, self.heard_until_ms = float(heard[0]), float(heard[-1])
         if blank_loops and s.max_compression_ratio is not None and not final:
             text = "".join(texts)
             if len(text) > 40 and compression_ratio(text) > s.max_compression_ratio:
@@ -354,43 +358,100 @@ class WhisperStream(SampleCounts):
 
     def stalled(self) -> bool:
         """Nothing was written although ``stall_reset_s`` of audio follow the last committed word:
-        a pause, or a decoder derailed by a wrong forced prefix (a misheard committed word makes
-        Whisper end the transcript at once, or loop on a word that keeps "listening").
+        a pause, or a decoder derailed by a wrong forced prefix or prompt (after a misheard word
+        Whisper says one more word at the window's start and ends, decode after decode, or loops
+        on a word that keeps "listening").
 
-        The limit is set for the configured step and grows with the audio one decode covers now
-        (``model.decode_stretch()``: the ladder's longer chunks and policy stride), like the token
-        loop's cap: a policy that needs two decodes to agree on a word needs twice a decode's audio
-        to write, so at 4 s steps a 4 s limit would call every first sight of a word a stall."""
+        While the last decode follows the audio to the window's end (``_follows_audio``), the limit
+        grows with the audio one decode covers now (``model.decode_stretch()``: the ladder's
+        longer chunks and policy stride), like the token loop's cap: a policy that needs two
+        decodes to agree on a word needs twice a decode's audio to write, so at 4 s steps a 4 s
+        limit would call every first sight of a word a stall. A decode that stopped short (a pause,
+        a derail) is a stall after ``stall_reset_s`` at any step length."""
         limit = self.model.settings.stall_reset_s
         if limit is None:
             return False
-        limit *= self.model.decode_stretch()
+        if self._follows_audio():
+            limit *= self.model.decode_stretch()
         end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
         last = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
         return end_ms - last >= limit * 1000.0
 
+    def _follows_audio(self) -> bool:
+        """The last decode heard a token in the window's last ``stall_reset_s``: it transcribes the
+        audio to its end (its words not written yet are the policy's to commit), rather than
+        hearing a pause or stopping early, derailed."""
+        if self.heard_until_ms is None or self.model.settings.stall_reset_s is None:
+            return False
+        stall_ms = 1000.0 * self.model.settings.stall_reset_s
+        end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+        return self.heard_until_ms >= end_ms - stall_ms
+
     def _reset_stall(self) -> None:
-        """Cut the window at the last committed word, so its words leave the forced prefix for the
-        prompt and the decoder reads the unconfirmed audio afresh; with no committed word in the
-        window, drop only audio in which the last decode heard nothing (``_pause_cut_ms``)."""
+        """Get a stalled stream going again without dropping a word it could still transcribe:
+
+        - committed words in the window: cut the window at the last one, so they leave the forced
+          prefix for the prompt and the decoder reads the unconfirmed audio afresh;
+        - none, and the last decode derailed (``_derailed``): drop the context that derails it
+          (``_drop_context``) and decode the same audio afresh;
+        - none, and nothing to drop: cut the audio in which the decoder heard nothing
+          (``_pause_cut_ms``)."""
         if self._committed_cut_frames():
             self._trim_at_committed()
+        elif self._derailed() and self._has_context():
+            self._drop_context()
         else:
             self._cut_window(self._pause_cut_ms())
         self.stats["stall_resets"] += 1
 
-    def _stall_cut_frames(self) -> int:
-        """Frames a stall reset would drop now (0: none may go, the reset is not worth a trim)."""
-        cut = self._committed_cut_frames()
-        if cut:
-            return cut
-        return max(0, int((self._pause_cut_ms() - self.window_start_ms) // self.model.encoder.frame_ms))
+    def _stall_reset_possible(self) -> bool:
+        """Whether ``_reset_stall`` would change anything now (a cut that drops frames, or context
+        to drop)."""
+        if self._committed_cut_frames() or (self._derailed() and self._has_context()):
+            return True
+        return int((self._pause_cut_ms() - self.window_start_ms) // self.model.encoder.frame_ms) > 0
+
+    def _derailed(self) -> bool:
+        """The last decode heard nothing, or stopped, ``stall_reset_s`` or more before the window's
+        end: a pause, or a decoder derailed by its context. After a trim the prompt ("...trees
+        along the northern") makes Whisper say one word at the window's start ("room.") and end,
+        or end at once, decode after decode, over seconds of speech."""
+        return self.model.settings.stall_reset_s is not None and not self._follows_audio()
+
+    def _has_context(self) -> bool:
+        return bool(self._prompt or self._window_words)
+
+    def _drop_context(self) -> None:
+        """Decode the window afresh: without the prompt (committed text before the window) and
+        without the committed words left in it (none holds audio there, or the window would have
+        been cut at them; a word aligned to no frame stays at a cut). They stay committed; one the
+        decoder hears again is dropped as a seam duplicate."""
+        self._prompt, self._window_words = [], []
+
+    def _final_afresh(self, toks: list[HypToken]) -> list[HypToken]:
+        """The stream's last decode, ``toks``, ends ``stall_reset_s`` or more before its audio does,
+        with context that may have derailed it and no committed word with audio in the window:
+        decode the window once more without that context (``_drop_context``) and keep whichever
+        decode heard further, so a derail at the end does not lose the words after it (after
+        "...received for good or for", "good or for" again and the end). Returns the tokens to
+        commit."""
+        if not self._derailed() or not self._has_context() or self._committed_cut_frames():
+            return toks
+        before = (self._prompt, self._window_words, self.heard_from_ms, self.heard_until_ms)
+        self._drop_context()
+        _, fresh = self._decode()
+        if fresh and (before[3] is None or (self.heard_until_ms or 0.0) >= before[3]):
+            self.stats["stall_resets"] += 1
+            return fresh
+        self._prompt, self._window_words, self.heard_from_ms, self.heard_until_ms = before
+        return toks
 
     def _pause_cut_ms(self) -> float:
         """Where a stall reset cuts a window without a committed word: its last ``stall_reset_s`` / 2
-        stays, and so does everything from the first token of the last decode on. Audio that holds
-        words not yet committed is never dropped (a policy that needs more decodes, a loop the
-        guards hid): the policy commits them later, or the forced trim at ``max_window_s`` does."""
+        stays, and so does everything from the first token of the last decode on. Only audio in
+        which the decoder heard nothing goes: words not committed yet (a policy that needs more
+        decodes, the last word before a pause, a loop the guards hid) are the policy's to commit
+        later, or the forced trim's at ``max_window_s``."""
         end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
         cut_ms = end_ms - 500.0 * self.model.settings.stall_reset_s
         if self.heard_from_ms is not None:
@@ -419,14 +480,20 @@ class WhisperStream(SampleCounts):
     def _forced_trim(self, keep_frames: int) -> None:
         """The window would pass max_window_s with this step's frames: cut it to its last
         ``keep_frames`` at most, without dropping a word. Unless committed words already reach
-        the cut, a whole decode of the window (loops cut, never blanked) is committed up to its
-        last word that starts before the cut; the cut then moves to the end of the last committed
-        word where that lies later, so all audio it drops is committed text."""
+        the cut, a whole decode of the window (loops cut, never blanked; decoded again without its
+        context if derailed) is committed up to its last word that starts before the cut; the cut
+        then moves to the end of the last committed word where that lies later, so all audio it
+        drops is committed text."""
         enc = self.model.encoder
         end_ms = self.window_start_ms + self._window_frames() * enc.frame_ms
         cut_ms = end_ms - keep_frames * enc.frame_ms
         if not (self._window_words and self._window_words[-1].end_ms >= cut_ms):
-            _, toks = self._decode() if self.cache.n_frames else ([], [])
+            toks = []
+            if self.cache.n_frames:
+                _, toks = self._decode()
+                if self._derailed() and self._has_context() and not self._committed_cut_frames():
+                    self._drop_context()  # hear the window afresh before cutting it
+                    _, toks = self._decode()
             spans = word_spans([t.text for t in toks])
             count = 0
             for a, b in spans:

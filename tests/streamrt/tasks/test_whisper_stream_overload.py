@@ -1,9 +1,11 @@
-"""Overload costs latency, never words (issue 16, part 6), on the stand-in model: what the window
-does when a policy writes late (long steps of the degradation ladder, a loop the guards hide) and
-when a client sends far faster than the model steps. Cuts of the window (stall resets, forced
-trims at max_window_s) may only drop audio whose words are committed; a backlog is worked off one
-chunk per step, after the end of input too. The real-speech runs under an overloaded scheduler are
-in tests/streamrt/server/test_server_overload.py."""
+"""Overload costs latency, never words (issue 16, part 6), on the stand-in model with a scripted
+decoder: what the window does when a policy writes late (long steps of the degradation ladder, a
+loop the guards hide), when the decoder derails after a trim, and when a client sends far faster
+than the model steps. Cuts of the window (stall resets, forced trims at max_window_s) may only
+drop audio whose words are committed or that the decoder would not transcribe; a derailed decode
+first loses its context, not audio; a backlog is worked off one chunk per step, after the end of
+input too. The real-speech runs under an overloaded scheduler are in
+tests/streamrt/server/test_server_overload.py."""
 
 import numpy as np
 import pytest
@@ -24,14 +26,23 @@ def _audio(seconds, seed=0):
     return np.random.default_rng(seed).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
 
 
+DERAIL_ID = 77  # " w77": no word of the script
+
+
 class ScriptedHearing:
     """Stands in for ``model.decoder.greedy_many``: each decode "hears" exactly the words whose
     audio lies whole in the stream's window and that are not in its forced prefix or prompt, with
-    the alignment attention on their first frame. Deterministic, so what a cut drops is known."""
+    the alignment attention on their first frame. Deterministic, so what a cut drops is known.
 
-    def __init__(self, stream):
+    ``derails``: while the decode has a prompt (committed text before the window, after a trim) it
+    says one word that was never spoken at the window's start and ends, as Whisper does when the
+    prompt misleads it ("...along the northern" -> "room.")."""
+
+    def __init__(self, stream, derails: bool = False):
         self.stream = stream
+        self.derails = derails
         self.decodes = 0
+        self.derailed = 0
 
     def __call__(self, requests):
         assert all(r.cache is self.stream.cache for r in requests)
@@ -43,6 +54,11 @@ class ScriptedHearing:
         frame_ms = s.model.encoder.frame_ms
         n = s.encoder_window_frames()
         start, end = s.window_start_ms, s.window_start_ms + n * frame_ms
+        if self.derails and s.model.sot_prev in req.prefix:
+            self.derailed += 1
+            att = np.zeros((1, max(n, 1)), np.float32)
+            att[0, 0] = 1.0
+            return DecodeResult([DERAIL_ID], [0.0], att, True, "eot")
         heard = [k for k in range(N_WORDS) if start <= k * WORD_MS and k * WORD_MS + 500 <= end
                  and _word_id(k) not in req.prefix]
         att = np.zeros((len(heard), max(n, 1)), np.float32)
@@ -55,9 +71,10 @@ def _spoken(seconds: float) -> list[str]:
     return [f"w{_word_id(k)}" for k in range(N_WORDS) if k * WORD_MS + 500 <= seconds * 1000]
 
 
-def _run_scripted(model, monkeypatch, seconds, *, policy_n, stride=1, chunk_scale=1):
+def _run_scripted(model, monkeypatch, seconds, *, policy_n, stride=1, chunk_scale=1, derails=False):
     stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": policy_n}})
-    monkeypatch.setattr(model.decoder, "greedy_many", ScriptedHearing(stream))
+    hearing = ScriptedHearing(stream, derails)
+    monkeypatch.setattr(model.decoder, "greedy_many", hearing)
     if chunk_scale != 1:
         model.set_chunk_ms(model.chunk_ms * chunk_scale)
     model.set_policy_stride(stride)
@@ -73,6 +90,7 @@ def _run_scripted(model, monkeypatch, seconds, *, policy_n, stride=1, chunk_scal
         model.step([stream])
         words += [u.text for u in stream.pop_result().committed]
     assert stream.is_done()
+    assert not derails or hearing.derailed
     return stream, words
 
 
@@ -100,21 +118,45 @@ def test_the_ladder_s_longer_steps_lose_no_word(make_streaming, monkeypatch, chu
     assert stream.stats["stall_resets"] == 0
 
 
-def test_the_stall_limit_grows_with_the_audio_a_decode_covers(make_streaming):
+@pytest.mark.parametrize("chunk_scale, stride", [(1, 1), (4, 2)])
+def test_a_decoder_derailed_by_its_prompt_loses_its_context_not_the_audio(make_streaming, monkeypatch,
+                                                                          chunk_scale, stride):
+    """After every trim the decoder says one unspoken word at the window's start and nothing more
+    (the prompt misleads it). The stall reset drops the prompt, not the audio, and the decoder
+    hears the window again; a stream that ends while derailed decodes its last window once more
+    without the prompt. Every word is committed, and the unspoken one never."""
+    model = make_streaming(chunk_ms=500, stall_reset_s=0.8, trim_after_s=3.0, trim_min_drop=0.2)
+    stream, words = _run_scripted(model, monkeypatch, 18.0, policy_n=2, stride=stride, chunk_scale=chunk_scale,
+                                  derails=True)
+    assert words == _spoken(18.0)
+    assert stream.stats["stall_resets"] >= 1
+
+
+def test_the_stall_limit_grows_with_the_audio_a_decode_covers(make_streaming, monkeypatch):
+    """While the decoder follows the audio to the window's end, a stall is ``stall_reset_s`` of
+    audio per configured step: at 4x the chunk, 4x the audio. A decoder that hears nothing (a
+    pause, a derail) stalls after ``stall_reset_s`` at any step length."""
     model = make_streaming(chunk_ms=500, stall_reset_s=1.0)
     assert model.decode_stretch() == 1.0
     model.set_chunk_ms(2000)
     assert model.decode_stretch() == 4.0
     model.set_policy_stride(2)
     assert model.decode_stretch() == 8.0
-    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": 1000}})
-    stream.accept_audio(_audio(6.0))
-    model.step([stream])
-    model.step([stream])  # 4 s in the window, nothing committed: a stall at 500 ms steps, not at 4 s
-    assert stream.encoder_window_frames() * 20 >= 4000 and not stream.stalled()
-    model.set_chunk_ms(500)
     model.set_policy_stride(1)
-    assert stream.stalled()
+    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": 1000}})
+    hearing = ScriptedHearing(stream)
+    monkeypatch.setattr(model.decoder, "greedy_many", hearing)
+    stream.accept_audio(_audio(3.0))
+    model.step([stream])  # 2 s in the window, words heard to its end, nothing committed
+    assert stream.encoder_window_frames() * 20 == 2000 and not stream.stalled()
+    model.set_chunk_ms(500)
+    assert stream.stalled()  # 2 s without a commit: 4 decodes at 500 ms
+    model.set_chunk_ms(2000)
+    monkeypatch.setattr(model.decoder, "greedy_many",
+                        lambda reqs: [DecodeResult([], [], np.zeros((0, 1), np.float32), True, "eot") for _ in reqs])
+    stream.accept_audio(_audio(2.0))
+    model.step([stream])  # the same at 2 s steps from a decoder that heard nothing
+    assert stream.stats["stall_resets"] == 1 and stream.encoder_window_frames() * 20 <= 500
 
 
 def test_a_chunk_longer_than_the_window_room_is_refused(make_streaming):
