@@ -7,8 +7,9 @@ turns the real model's knobs (chunk x2, chunk x4, policy stride 2).
 Each transcript is scored against data/real.tsv: at most 3 reference words missing (deleted; the
 overload lost 31-37 of two_cities' 119) and a WER close to the file streamed alone. Alone, tiny.en
 gets two_cities.wav at WER 0.025 (3 of 119 words) with re-encode + LocalAgreement-2 at 1 s steps
-(the configuration the overload was reported on) and 0.042 with the default preset (balanced:
-LocalAgreement-2 over the block-lookahead encoder, 500 ms steps), beckett.wav at 0 with both."""
+(the configuration the overload was reported on) and 0.034-0.042 with the default preset (as
+written: AlignAtt, before that LocalAgreement-2, over the block-lookahead encoder at 500 ms
+steps), beckett.wav at 0 with both."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ DATA = Path(__file__).resolve().parents[3] / "data"
 SR = 16000
 TICK_S = 0.25  # a real-time client sends one message per tick
 MAX_DELETED = 3  # reference words missing from a transcript
-# WER bounds: the worse solo figure above plus 3 words of 119 (two_cities) and 1 of 12 (beckett), the
-# room tiny.en's greedy decode needs when its steps are longer or batched differently
+# WER bounds: the worst solo figure above plus 3 words of 119 (two_cities) and 1 of 12 (beckett),
+# the room tiny.en's greedy decode needs when its steps are longer or batched differently
 MAX_WER = {"two_cities": 0.042 + 3 / 119, "beckett": 1 / 12}
 
 
