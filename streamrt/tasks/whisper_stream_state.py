@@ -188,7 +188,7 @@ class WhisperStream(SampleCounts):
             hypothesis=tuple(hyp_tokens),
             committed_start_ms=tuple(self._committed_starts),
         )
-        action = self.policy.decide(view)  # at the end too: it may leave out a repeat (Policy.decide)
+        action = Write(len(hyp_tokens), final=True) if final else self.policy.decide(view)
         count = 0
         if isinstance(action, Write):
             count = min(max(action.count, 0), len(hyp_tokens))
@@ -441,10 +441,10 @@ class WhisperStream(SampleCounts):
     def _final_afresh(self, toks: list[HypToken]) -> list[HypToken]:
         """The stream's last decode, ``toks``, ends ``stall_reset_s`` or more before its audio does,
         with context that may have derailed it and no committed word with audio in the window:
-        decode the window once more without that context (``_drop_context``) and keep whichever
-        decode heard further, so a derail at the end does not lose the words after it (after
-        "...received for good or for", "good or for" again and the end). Returns the tokens to
-        commit."""
+        decode the window once more without that context (``_drop_context``) and keep that decode
+        unless it heard less far (the first one is suspect), so a derail at the end does not lose
+        the words after it (after "...received for good or for": "good or for" again, and the end
+        lost). Returns the tokens to commit."""
         if not self._derailed() or not self._has_context() or self._committed_cut_frames():
             return toks
         before = (self._prompt, self._window_words, self.heard_from_ms, self.heard_until_ms)
