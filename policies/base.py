@@ -136,10 +136,7 @@ class Policy(ABC):
 
     @abstractmethod
     def decide(self, view: PolicyView) -> Action:
-        """Return Read() or Write(count, final) for this view. When ``view.source_finished`` the
-        stream ends after this decision: the policy writes every token it stands by (normally all,
-        ``Write(len(view.hypothesis), final=True)``); tokens it leaves out are dropped (AlignAtt's
-        ``max_backjump`` leaves out a repeat of heard speech)."""
+        """Return Read() or Write(count, final) for this view."""
 
     def stop_rule(self, n_frames: int) -> Callable[[Any], bool] | None:
         """A test on one generated token's alignment attention (a row over the decoder's frames, the
