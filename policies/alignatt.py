@@ -46,8 +46,9 @@ class AlignAtt(Policy):
 
     def decide(self, view: PolicyView) -> Action:
         hyp = view.hypothesis
-        # at end of source nothing more will be heard: every token is written, but a repeat
-        border = view.n_frames if view.source_finished else view.n_frames - self.frames
+        # at end of source nothing more will be heard: every token is written (wherever it attends,
+        # the silence padding past the window included), but a repeat
+        border = float("inf") if view.source_finished else view.n_frames - self.frames
         furthest = view.frame_of_ms(view.committed_start_ms[-1]) if view.committed_start_ms else 0
         count = 0
         for tok in hyp:

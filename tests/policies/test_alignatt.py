@@ -63,7 +63,8 @@ def test_max_backjump_counts_from_the_last_committed_word(make_view):
 
 
 def test_at_end_of_source_everything_is_written_but_a_repeat(make_view):
-    v = make_view(["fail", "better", "fail"], peaks=[60, 99, 20], finished=True)
+    # the last word may attend past the window (Whisper's silence padding): still written
+    v = replace(make_view(["fail", "better", "fail"], peaks=[60, 99, 20], finished=True), n_frames=90)
     assert AlignAtt(frames=10).decide(v) == Write(3, final=True)
     assert AlignAtt(frames=10, max_backjump=5).decide(v) == Write(2, final=True)
 
