@@ -15,6 +15,10 @@ from streamrt.features.logmel import LogMelStream, log_mel_offline
 
 pytestmark = pytest.mark.model
 TOL = 1e-4  # real weights: activations of order 10-100
+# chunked steps run GEMMs of other shapes than the full pass, and the kernels a CPU picks for them
+# sum in another order: on an AVX-512 EPYC two of 400 frames (magnitude ~6) differ by 5e-4, where
+# AVX2 kernels stay under 1e-4. Allowed on top of TOL: this fraction of each frame's magnitude.
+REL_TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def test_streamed_features_and_block_causal_encoder_equal_the_full_pass(tiny_en,
     got = torch.cat(enc_out)
     ref = whisper_full_pass(tiny_en, log_mel_offline(speech), BlockCausal(25, 100))
     assert got.shape == ref.shape == (400, 384)
-    assert (got - ref).abs().amax(dim=1).max() < TOL
+    assert ((got - ref).abs().amax(dim=1) < TOL + REL_TOL * ref.abs().amax(dim=1)).all()
 
 
 def test_reencode_on_30s_is_the_transformers_encoder(tiny_en, speech):
