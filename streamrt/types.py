@@ -103,3 +103,9 @@ class EndEvent:
 
 
 Event = Union[PartialEvent, CommitEvent, ErrorEvent, EndEvent]
+
+
+# The keys a model's ``describe()`` uses for the precision it runs in
+# (``streamrt.quant.precision.Precision.describe``); /healthz repeats them. Here, not in the quant
+# module, so that transports can name them without importing torch.
+PRECISION_KEYS = ("precision", "precision_requested", "precision_reason", "cpu_capability", "bf16_probe_speedup")

@@ -37,9 +37,6 @@ MIN_BF16_SPEEDUP = 1.2  # bf16 over fp32 in the probe; native bf16 CPUs measure 
 PROBE_SHAPE = (64, 384, 1536)  # rows x in x out: a tiny.en encoder FFN over 1.3 s of frames
 PROBE_REPEATS = 9
 
-# what ``Precision.describe`` reports (a model's describe() carries them; /healthz repeats them)
-PRECISION_KEYS = ("precision", "precision_requested", "precision_reason", "cpu_capability", "bf16_probe_speedup")
-
 # CPU flags that mean native bfloat16 dot products (x86 /proc/cpuinfo "flags", Arm "Features")
 _X86_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 _ARM_BF16_FLAGS = frozenset({"bf16"})
@@ -158,7 +155,7 @@ class Precision:
         return torch.float32 if self.scheme is None else get_handler(self.scheme).attention_dtype
 
     def describe(self) -> dict:
-        """The keys of ``PRECISION_KEYS`` (``bf16_probe_speedup`` only when the probe ran)."""
+        """The keys of ``streamrt.types.PRECISION_KEYS`` (``bf16_probe_speedup`` only when the probe ran)."""
         out = {"precision": self.name, "precision_requested": self.requested, "precision_reason": self.reason,
                "cpu_capability": self.cpu.label}
         if self.bf16_speedup is not None:

@@ -24,13 +24,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from streamrt.clock import Clock, MonotonicClock
-from streamrt.quant.precision import PRECISION_KEYS
 from streamrt.engine import StreamingModel
 from streamrt.errors import StreamrtError
 from streamrt.server.bridge import ServerStats, SessionBridge
 from streamrt.server.http import make_process_request
 from streamrt.server.protocol import CloseCode, ServerProtocol, error_message
 from streamrt.server.settings import ServerSettings
+from streamrt.types import PRECISION_KEYS
 
 log = logging.getLogger("streamrt.server")
 

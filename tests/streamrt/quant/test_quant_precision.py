@@ -15,6 +15,7 @@ from streamrt.quant.precision import (
     probe_bf16_speedup,
     resolve_precision,
 )
+from streamrt.types import PRECISION_KEYS
 
 AVX2 = CpuFeatures.from_flags("AVX2", frozenset({"avx2", "fma", "f16c"}), onednn_bf16=False)
 AVX512 = CpuFeatures.from_flags("AVX512", frozenset({"avx2", "avx512f", "avx512bw"}), onednn_bf16=True)
@@ -46,6 +47,7 @@ def test_auto_picks_bf16_on_native_cpus_when_the_probe_confirms_it(cpu):
     assert p.scheme == "bf16" and p.bf16_speedup == 4.0
     assert p.describe() == {"precision": "bf16", "precision_requested": "auto", "precision_reason": p.reason,
                             "cpu_capability": cpu.label, "bf16_probe_speedup": 4.0}
+    assert tuple(p.describe()) == PRECISION_KEYS  # what /healthz repeats
 
 
 def test_auto_keeps_fp32_when_the_probe_finds_bf16_not_faster():
