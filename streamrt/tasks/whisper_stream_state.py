@@ -109,8 +109,8 @@ class WhisperStream(SampleCounts):
             mel = torch.cat([mel, tail], dim=-1) if tail.shape[-1] else mel
         enc = self.model.encoder
         new_frames = (mel.shape[-1] + 1) // 2
-        limit_frames = int(self.model.max_window_s * 1000.0 / enc.frame_ms)
-        if enc.window_frames(self.encoder_state) + new_frames > limit_frames:
+        limit_frames = self._max_window_frames()
+        if self._window_frames() + new_frames > limit_frames:
             keep = int(self.model.settings.forced_keep_s * 1000.0 / enc.frame_ms)
             self._forced_trim(max(0, min(keep, limit_frames - new_frames)))
         return mel, last
@@ -120,8 +120,7 @@ class WhisperStream(SampleCounts):
         without a forced trim."""
         enc = self.model.encoder
         frames = int(np.ceil(samples * 1000.0 / self.model.sample_rate / enc.frame_ms)) + 1
-        limit_frames = int(self.model.max_window_s * 1000.0 / enc.frame_ms)
-        return enc.window_frames(self.encoder_state) + frames <= limit_frames
+        return self._window_frames() + frames <= self._max_window_frames()
 
     def _pop_samples(self, n: int) -> np.ndarray:
         if n <= 0:
@@ -232,6 +231,14 @@ class WhisperStream(SampleCounts):
     # ---- decoding ------------------------------------------------------------------------------
     def _window_frames(self) -> int:
         return self.model.encoder.window_frames(self.encoder_state)
+
+    def _window_end_ms(self) -> float:
+        """Media time of the window's end."""
+        return self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+
+    def _max_window_frames(self) -> int:
+        """Encoder frames the window may hold (``max_window_s``)."""
+        return int(self.model.max_window_s * 1000.0 / self.model.encoder.frame_ms)
 
     def encoder_window_frames(self) -> int:
         """Encoder frames in the window now."""
@@ -383,7 +390,7 @@ class WhisperStream(SampleCounts):
             return False
         if self._follows_audio():
             limit *= self.model.decode_stretch()
-        end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+        end_ms = self._window_end_ms()
         last = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
         return end_ms - last >= limit * 1000.0
 
@@ -394,7 +401,7 @@ class WhisperStream(SampleCounts):
         if self.heard_until_ms is None or self.model.settings.stall_reset_s is None:
             return False
         stall_ms = 1000.0 * self.model.settings.stall_reset_s
-        end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+        end_ms = self._window_end_ms()
         return self.heard_until_ms >= end_ms - stall_ms
 
     def _reset_stall(self) -> None:
@@ -408,7 +415,7 @@ class WhisperStream(SampleCounts):
           (``_pause_cut_ms``)."""
         if self._committed_cut_frames():
             self._trim_at_committed()
-        elif self._derailed() and self._has_context():
+        elif self._context_derails():
             self._drop_context()
         else:
             self._cut_window(self._pause_cut_ms())
@@ -417,7 +424,7 @@ class WhisperStream(SampleCounts):
     def _stall_reset_possible(self) -> bool:
         """Whether ``_reset_stall`` would change anything now (a cut that drops frames, or context
         to drop)."""
-        if self._committed_cut_frames() or (self._derailed() and self._has_context()):
+        if self._committed_cut_frames() or self._context_derails():
             return True
         return int((self._pause_cut_ms() - self.window_start_ms) // self.model.encoder.frame_ms) > 0
 
@@ -430,6 +437,11 @@ class WhisperStream(SampleCounts):
 
     def _has_context(self) -> bool:
         return bool(self._prompt or self._window_words)
+
+    def _context_derails(self) -> bool:
+        """The last decode derailed, with context to drop and no committed word with audio in the
+        window to cut at: decoding the window afresh (``_drop_context``) is the remedy."""
+        return self._derailed() and self._has_context() and not self._committed_cut_frames()
 
     def _drop_context(self) -> None:
         """Decode the window afresh: without the prompt (committed text before the window) and
@@ -445,7 +457,7 @@ class WhisperStream(SampleCounts):
         unless it heard less far (the first one is suspect), so a derail at the end does not lose
         the words after it (after "...received for good or for": "good or for" again, and the end
         lost). Returns the tokens to commit."""
-        if not self._derailed() or not self._has_context() or self._committed_cut_frames():
+        if not self._context_derails():
             return toks
         before = (self._prompt, self._window_words, self.heard_from_ms, self.heard_until_ms)
         self._drop_context()
@@ -462,7 +474,7 @@ class WhisperStream(SampleCounts):
         which the decoder heard nothing goes: words not committed yet (a policy that needs more
         decodes, the last word before a pause, a loop the guards hid) are the policy's to commit
         later, or the forced trim's at ``max_window_s``."""
-        end_ms = self.window_start_ms + self._window_frames() * self.model.encoder.frame_ms
+        end_ms = self._window_end_ms()
         cut_ms = end_ms - 500.0 * self.model.settings.stall_reset_s
         if self.heard_from_ms is not None:
             cut_ms = min(cut_ms, self.heard_from_ms)
@@ -494,14 +506,12 @@ class WhisperStream(SampleCounts):
         context if derailed) is committed up to its last word that starts before the cut; the cut
         then moves to the end of the last committed word where that lies later, so all audio it
         drops is committed text."""
-        enc = self.model.encoder
-        end_ms = self.window_start_ms + self._window_frames() * enc.frame_ms
-        cut_ms = end_ms - keep_frames * enc.frame_ms
+        cut_ms = self._window_end_ms() - keep_frames * self.model.encoder.frame_ms
         if not (self._window_words and self._window_words[-1].end_ms >= cut_ms):
             toks = []
             if self.cache.n_frames:
                 _, toks = self._decode()
-                if self._derailed() and self._has_context() and not self._committed_cut_frames():
+                if self._context_derails():
                     self._drop_context()  # hear the window afresh before cutting it
                     _, toks = self._decode()
             spans = word_spans([t.text for t in toks])
