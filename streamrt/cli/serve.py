@@ -94,12 +94,21 @@ def register(app: typer.Typer) -> None:
             None, envvar="STREAMRT_AUTH_TOKEN", help="require this bearer token (env STREAMRT_AUTH_TOKEN)"
         ),
         allowed_origin: list[str] = typer.Option([], help="allowed browser Origin (repeat); default: any"),
+        ray: bool = typer.Option(False, "--ray", help="run as a Ray Serve deployment (streamrt[ray]; docs/scaling.md)"),
+        replicas: int = typer.Option(1, min=1, help="--ray: replicas (the initial count when autoscaling)"),
+        min_replicas: int = typer.Option(1, min=0, help="--ray: fewest replicas when autoscaling"),
+        max_replicas: Optional[int] = typer.Option(None, min=1, help="--ray: autoscale up to this many replicas on "
+                                                   "the schedulers' busy fraction (off if unset)"),
+        replica_cpus: float = typer.Option(1.0, min=0.01, help="--ray: CPUs reserved per replica (its torch threads)"),
+        threads: Optional[int] = typer.Option(None, min=1, help="--ray: torch threads per replica, if not --replica-cpus"),
+        target_busy_fraction: float = typer.Option(0.7, help="--ray: autoscaling target busy fraction per replica"),
+        ray_address: Optional[str] = typer.Option(None, help="--ray: cluster to join (default: env RAY_ADDRESS, else "
+                                                  "a local one)"),
     ) -> None:
         """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream) and the browser page (/)."""
         from streamrt.server.settings import ServerSettings
         from streamrt.server.ws import StreamServer
 
-        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         settings = ServerSettings(
             max_sessions=max_sessions,
             refuse_when_saturated=refuse_when_saturated,
@@ -111,6 +120,15 @@ def register(app: typer.Typer) -> None:
             allowed_origins=tuple(allowed_origin) or None,
             model_name="counting" if fake_model else model,
         )
+        if ray:
+            from streamrt.cli.serve_ray import serve_on_ray
+
+            serve_on_ray((model, fake_model, preset, encoder_mode, chunk_ms, quantize), settings, replicas=replicas,
+                         min_replicas=min_replicas, max_replicas=max_replicas, replica_cpus=replica_cpus,
+                         threads=threads, target_busy_fraction=target_busy_fraction, host=host,
+                         port=port or 8000, address=ray_address)
+            return
+        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         server = StreamServer(shared, settings=settings, host=host, port=port)
 
         async def main() -> None:
