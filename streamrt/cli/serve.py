@@ -1,4 +1,4 @@
-"""CLI commands: ``serve`` (the WebSocket server), ``stream`` (a file), ``mic`` (the microphone) and
+"""CLI commands: ``serve`` (the server: WebSocket, HTTP API and page on one port), ``stream`` (a file), ``mic`` (the microphone) and
 ``demo`` (server + a bundled recording in one process). Heavy imports stay inside the commands."""
 
 from __future__ import annotations
@@ -94,10 +94,23 @@ def register(app: typer.Typer) -> None:
             None, envvar="STREAMRT_AUTH_TOKEN", help="require this bearer token (env STREAMRT_AUTH_TOKEN)"
         ),
         allowed_origin: list[str] = typer.Option([], help="allowed browser Origin (repeat); default: any"),
+        max_upload_bytes: int = typer.Option(25_000_000, help="largest upload to /v1/audio/transcriptions, bytes"),
+        max_upload_s: float = typer.Option(7200.0, help="longest audio in an upload, seconds"),
+        transport: str = typer.Option(
+            "asgi", help="asgi: one port for the WebSocket protocol, the OpenAI-compatible HTTP API, /healthz, "
+            "/metrics and the page (uvicorn); websockets: the WebSocket protocol, /healthz and the page only",
+        ),
     ) -> None:
-        """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream) and the browser page (/)."""
+        """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream), file transcription over
+        HTTP (POST /v1/audio/transcriptions, OpenAI-compatible) and the browser page (/), on one port."""
         from streamrt.server.settings import ServerSettings
-        from streamrt.server.ws import StreamServer
+
+        if transport not in ("asgi", "websockets"):
+            raise typer.BadParameter(f"{transport!r}: choose asgi or websockets", param_hint="--transport")
+        if transport == "asgi":
+            from streamrt.server.asgi_server import AsgiServer as server_class
+        else:
+            from streamrt.server.ws import StreamServer as server_class
 
         shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         settings = ServerSettings(
@@ -110,8 +123,10 @@ def register(app: typer.Typer) -> None:
             auth_token=auth_token,
             allowed_origins=tuple(allowed_origin) or None,
             model_name="counting" if fake_model else model,
+            max_upload_bytes=max_upload_bytes,
+            max_upload_s=max_upload_s,
         )
-        server = StreamServer(shared, settings=settings, host=host, port=port)
+        server = server_class(shared, settings=settings, host=host, port=port)
 
         async def main() -> None:
             import signal
@@ -121,8 +136,9 @@ def register(app: typer.Typer) -> None:
             except OSError as e:  # port in use, no permission, unknown host
                 typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
                 raise typer.Exit(2) from None
+            api = f"; HTTP API: http://{host}:{server.port}/v1/audio/transcriptions" if transport == "asgi" else ""
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
-                       f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
+                       f"browser page: http://{host}:{server.port}/{api}  (Ctrl-C stops)")
             describe = getattr(shared, "describe", None)  # the counting model has no configuration
             if callable(describe):
                 d = describe()
@@ -225,8 +241,8 @@ def register(app: typer.Typer) -> None:
         from streamrt.audio import load_audio
         from streamrt.clients.captions import CaptionView
         from streamrt.clients.ws_client import stream_samples
+        from streamrt.server.asgi_server import AsgiServer
         from streamrt.server.settings import ServerSettings
-        from streamrt.server.ws import StreamServer
 
         console = Console()
         path = file or bundled_recording()
@@ -236,7 +252,7 @@ def register(app: typer.Typer) -> None:
         settings = ServerSettings(model_name="counting" if fake_model else model)
 
         async def run():
-            async with StreamServer(shared, settings=settings, port=0) as server:
+            async with AsgiServer(shared, settings=settings, port=0) as server:
                 console.print(f"server on {server.url}; streaming {path.name} ({len(samples) / 16000:.1f} s) "
                               f"at {'full speed' if speed == 0 else f'{speed:g}x real time'}")
                 return await stream_samples(server.url, samples, speed=speed, options=_options(policy, None),

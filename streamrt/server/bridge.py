@@ -25,7 +25,7 @@ log = logging.getLogger("streamrt.server")
 
 @dataclass
 class ServerStats:
-    """Counters a test or an operator can read (``StreamServer.stats``)."""
+    """Counters a test or an operator can read (``SessionHub.stats``)."""
 
     sessions_started: int = 0
     sessions_ended: int = 0

@@ -85,6 +85,10 @@ class SessionHub:
     def scheduler(self):
         return self._scheduler
 
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start_sessions(self) -> None:
         """Start the scheduler (when owned) and admit sessions."""

@@ -13,7 +13,7 @@ from streamrt.session import SessionLimits
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits and switches of the server (``streamrt.server.asgi.AsgiServer``, ``.ws.StreamServer``).
+    """Limits and switches of the server (``streamrt.server.asgi_server.AsgiServer``, ``.ws.StreamServer``).
 
     max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
         gets ``error`` ``message_too_big`` and close 1009. The websockets layer itself drops anything
