@@ -94,10 +94,23 @@ def register(app: typer.Typer) -> None:
             None, envvar="STREAMRT_AUTH_TOKEN", help="require this bearer token (env STREAMRT_AUTH_TOKEN)"
         ),
         allowed_origin: list[str] = typer.Option([], help="allowed browser Origin (repeat); default: any"),
+        metrics_public: bool = typer.Option(
+            False, help="serve /metrics without the bearer token even when --auth-token is set"
+        ),
+        log_level: str = typer.Option("info", help="log level of the streamrt loggers (one line per session end at info)"),
     ) -> None:
-        """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream) and the browser page (/)."""
+        """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream), the browser page (/),
+        /healthz and /metrics (Prometheus)."""
+        import logging
+
         from streamrt.server.settings import ServerSettings
         from streamrt.server.ws import StreamServer
+
+        level = logging.getLevelName(log_level.upper())
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}; use debug, info, warning or error", param_hint="--log-level")
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.getLogger("streamrt").setLevel(level)
 
         shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         settings = ServerSettings(
@@ -108,6 +121,7 @@ def register(app: typer.Typer) -> None:
             idle_timeout_s=idle_timeout_s,
             ping_interval_s=ping_interval_s,
             auth_token=auth_token,
+            metrics_public=metrics_public,
             allowed_origins=tuple(allowed_origin) or None,
             model_name="counting" if fake_model else model,
         )

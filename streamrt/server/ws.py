@@ -26,8 +26,9 @@ from websockets.frames import Frame, Opcode
 from streamrt.clock import Clock, MonotonicClock
 from streamrt.engine import StreamingModel
 from streamrt.errors import StreamrtError
-from streamrt.server.bridge import ServerStats, SessionBridge
+from streamrt.server.bridge import SessionBridge
 from streamrt.server.http import make_process_request
+from streamrt.server.metrics import ServerStats, render
 from streamrt.server.protocol import CloseCode, ServerProtocol, error_message
 from streamrt.server.settings import ServerSettings
 from streamrt.types import PRECISION_KEYS
@@ -38,14 +39,16 @@ log = logging.getLogger("streamrt.server")
 class HandshakeGate:
     """Counts connections in their opening handshake; ``limit`` None: no bound (setting max_handshakes)."""
 
-    def __init__(self, limit: int | None):
+    def __init__(self, limit: int | None, stats: ServerStats):
         self.limit = limit
         self.open = 0
         self.refused = 0
+        self.stats = stats
 
     def enter(self) -> bool:
         if self.limit is not None and self.open >= self.limit:
             self.refused += 1
+            self.stats.refused("max_handshakes")
             return False
         self.open += 1
         return True
@@ -143,7 +146,7 @@ class StreamServer:
         self._server: Server | None = None
         self._ready = False
         self._draining = False
-        self.handshakes = HandshakeGate(settings.max_handshakes)
+        self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
 
     @property
     def scheduler(self):
@@ -159,6 +162,7 @@ class StreamServer:
             from streamrt.scheduler import Scheduler
 
             self._scheduler = Scheduler(self.model, clock=self.clock)
+        self._scheduler.add_step_listener(self.stats.step)
         if self._owns_scheduler:
             await self._scheduler.start()
         s = self.settings
@@ -167,7 +171,7 @@ class StreamServer:
             self._handle,
             self.host,
             self.port,
-            process_request=make_process_request(s.auth_token, self._health),
+            process_request=make_process_request(s.auth_token, self._health, self.metrics_text, s.metrics_public),
             origins=origins,
             max_size=s.hard_message_bytes,
             max_queue=s.receive_queue_frames,
@@ -244,15 +248,24 @@ class StreamServer:
             }
         return self._ready, details
 
+    def metrics_text(self) -> tuple[bytes, str]:
+        """``GET /metrics``: the Prometheus exposition of ``stats`` with the load and model gauges."""
+        describe = getattr(self.model, "describe", None)
+        d = dict(describe()) if callable(describe) else {}
+        info = {"model": self.settings.model_name or d.get("model"), "preset": d.get("preset"),
+                "precision": d.get("precision")}
+        return render(self.stats, self._scheduler.stats() if self._scheduler is not None else None, info)
+
     # ---- connections ---------------------------------------------------------------------------
     def admit(self) -> StreamrtError | None:
         """None if a new session may start now, else the error to send before closing."""
         if self._draining:
+            self.stats.refused("shutting_down")
             return StreamrtError("server is shutting down; try another replica or later", code="shutting_down")
         limit = self.settings.max_sessions
         open_now = len(self._bridges) + self._signalling
         if limit is not None and open_now >= limit:
-            self.stats.refused_busy += 1
+            self.stats.refused("max_sessions")
             return StreamrtError(
                 f"server busy: {open_now} sessions open, the limit is {limit} (setting max_sessions); "
                 "try again later",
@@ -262,7 +275,7 @@ class StreamServer:
         if self.settings.refuse_when_saturated and callable(saturation):
             reason = saturation()
             if reason is not None:
-                self.stats.refused_saturated += 1
+                self.stats.refused("saturated")
                 return StreamrtError(
                     f"server busy: {reason}; try again later (setting refuse_when_saturated)", code="server_busy"
                 )
@@ -281,6 +294,7 @@ class StreamServer:
         refusal = self.admit()
         if refusal is not None:
             code = CloseCode.TRY_AGAIN_LATER if refusal.code == "server_busy" else CloseCode.GOING_AWAY
+            self.stats.error(refusal.code)
             try:
                 await ws.send(json.dumps(error_message(refusal.code, refusal.message, True)))
                 await ws.close(code, refusal.code)
