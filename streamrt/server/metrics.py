@@ -28,7 +28,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 log = logging.getLogger("streamrt.server")
 
-REFUSAL_REASONS = ("max_sessions", "saturated", "shutting_down", "max_handshakes")
+REFUSAL_REASONS = ("max_sessions", "saturated", "shutting_down", "starting", "max_handshakes")
 
 
 class PrometheusMetrics:

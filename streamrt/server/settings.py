@@ -13,7 +13,7 @@ from streamrt.session import SessionLimits
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits and switches of ``streamrt.server.ws.StreamServer``.
+    """Limits and switches of the server (``streamrt.server.asgi.AsgiServer``, ``.ws.StreamServer``).
 
     max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
         gets ``error`` ``message_too_big`` and close 1009. The websockets layer itself drops anything
@@ -34,8 +34,9 @@ class ServerSettings:
         messages do not extend it. Past it: ``error`` ``start_timeout`` and close 1008, so that a
         connection that never starts cannot hold one of ``max_sessions``.
     max_handshakes: connections accepted whose opening (HTTP/WebSocket) handshake has not finished;
-        past it a new connection is answered ``HTTP 503`` at once and closed. Each handshake is also
-        bounded in time by websockets' open timeout (10 s).
+        past it a new connection is answered ``HTTP 503`` at once and closed.
+    handshake_timeout_s: seconds a connection may take to send its first request (HTTP, or the
+        WebSocket opening handshake); past it the connection is dropped.
     ping_interval_s / ping_timeout_s: WebSocket keepalive; a client that does not answer a ping within
         ping_timeout_s is closed with 1011 by the websockets layer.
     close_timeout_s: seconds to wait for the client's closing handshake before dropping the TCP link.
@@ -53,6 +54,11 @@ class ServerSettings:
         a scraper inside a private network that sends no credentials).
     allowed_origins: when set, browsers whose ``Origin`` is not listed get HTTP 403.
     model_name: the name the shared model is served under; a ``start`` naming another model is refused.
+    max_upload_bytes: largest request body of ``POST /v1/audio/transcriptions`` (the file with the
+        multipart framing); past it: HTTP 413 ``file_too_large``. OpenAI's own limit is 25 MB.
+    max_upload_s: longest audio an upload may hold, seconds; past it: HTTP 400 ``audio_too_long``.
+    upload_ahead_s: seconds of an upload's audio fed ahead of the model (faster than real time, never
+        past max_buffered_audio_s), so an upload shares the scheduler with live sessions.
     """
 
     max_message_bytes: int | None = 1 << 20
@@ -64,6 +70,7 @@ class ServerSettings:
     idle_timeout_s: float | None = 60.0
     start_timeout_s: float | None = 10.0
     max_handshakes: int | None = 64
+    handshake_timeout_s: float | None = 10.0
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     close_timeout_s: float | None = 5.0
@@ -76,12 +83,17 @@ class ServerSettings:
     metrics_public: bool = False
     allowed_origins: tuple[str, ...] | None = None
     model_name: str | None = None
+    max_upload_bytes: int | None = 25 * 1000 * 1000
+    max_upload_s: float | None = 2 * 3600.0
+    upload_ahead_s: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes"):
+        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes", "max_upload_bytes"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        if self.upload_ahead_s <= 0:
+            raise ValueError(f"upload_ahead_s must be > 0, got {self.upload_ahead_s}")
         if self.hard_message_factor < 1:
             raise ValueError(f"hard_message_factor must be >= 1, got {self.hard_message_factor}")
         if self.write_buffer_low_bytes > self.write_buffer_high_bytes:
