@@ -94,15 +94,22 @@ def register(app: typer.Typer) -> None:
             None, envvar="STREAMRT_AUTH_TOKEN", help="require this bearer token (env STREAMRT_AUTH_TOKEN)"
         ),
         allowed_origin: list[str] = typer.Option([], help="allowed browser Origin (repeat); default: any"),
+        metrics_public: bool = typer.Option(
+            False, help="serve /metrics without the bearer token even when --auth-token is set"
+        ),
+        log_level: str = typer.Option("info", help="log level of the streamrt loggers (one line per session end at info)"),
         max_upload_bytes: int = typer.Option(25_000_000, help="largest upload to /v1/audio/transcriptions, bytes"),
         max_upload_s: float = typer.Option(7200.0, help="longest audio in an upload, seconds"),
         transport: str = typer.Option(
             "asgi", help="asgi: one port for the WebSocket protocol, the OpenAI-compatible HTTP API, /healthz, "
-            "/metrics and the page (uvicorn); websockets: the WebSocket protocol, /healthz and the page only",
+            "/metrics and the page (uvicorn); websockets: the WebSocket protocol, /healthz, /metrics and the page",
         ),
     ) -> None:
         """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream), file transcription over
-        HTTP (POST /v1/audio/transcriptions, OpenAI-compatible) and the browser page (/), on one port."""
+        HTTP (POST /v1/audio/transcriptions, OpenAI-compatible), the browser page (/), /healthz and
+        /metrics (Prometheus), on one port."""
+        import logging
+
         from streamrt.server.settings import ServerSettings
 
         if transport not in ("asgi", "websockets"):
@@ -111,6 +118,12 @@ def register(app: typer.Typer) -> None:
             from streamrt.server.asgi_server import AsgiServer as server_class
         else:
             from streamrt.server.ws import StreamServer as server_class
+
+        level = logging.getLevelName(log_level.upper())
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}; use debug, info, warning or error", param_hint="--log-level")
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.getLogger("streamrt").setLevel(level)
 
         shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         settings = ServerSettings(
@@ -121,6 +134,7 @@ def register(app: typer.Typer) -> None:
             idle_timeout_s=idle_timeout_s,
             ping_interval_s=ping_interval_s,
             auth_token=auth_token,
+            metrics_public=metrics_public,
             allowed_origins=tuple(allowed_origin) or None,
             model_name="counting" if fake_model else model,
             max_upload_bytes=max_upload_bytes,

@@ -81,12 +81,19 @@ def build_app(hub: SessionHub) -> Starlette:
         ready, details = hub.health()
         return JSONResponse(details, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
+    def unauthorized(request: Request) -> str | None:
+        return auth_failure(s.auth_token, bearer_token(request.headers.get("authorization", ""), request.url.query))
+
     async def metrics(request: Request) -> Response:
-        # TODO(lead): mount streamrt.server.metrics' render function here once it lands on main
-        return PlainTextResponse("no /metrics in this build yet\n", status_code=404)
+        why = None if s.metrics_public else unauthorized(request)
+        if why is not None:
+            return PlainTextResponse(f"{why}: send 'Authorization: Bearer <token>' or '?token=<token>'\n",
+                                     status_code=401, headers={"WWW-Authenticate": 'Bearer realm="streamrt"'})
+        body, content_type = hub.metrics_text()
+        return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     async def audio_transcriptions(request: Request) -> Response:
-        why = auth_failure(s.auth_token, bearer_token(request.headers.get("authorization", ""), request.url.query))
+        why = unauthorized(request)
         if why is not None:
             return error_response(401, f"{why}: send 'Authorization: Bearer <token>' (the client's api_key)",
                                   "invalid_api_key")

@@ -139,7 +139,7 @@ class AsgiServer(SessionHub):
         super().__init__(model, settings=settings, scheduler=scheduler, clock=clock)
         self.host = host
         self.port = port
-        self.handshakes = HandshakeGate(settings.max_handshakes)
+        self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
         self.app = build_app(self)
         self._uvicorn: _Uvicorn | None = None
         self._task: asyncio.Task | None = None

@@ -1,8 +1,9 @@
 """The plain-HTTP side of the server, as a websockets ``process_request`` hook.
 
-``GET /healthz`` (200 when ready, 503 while starting or draining), ``GET /`` and ``GET /<file>`` (the
-browser page from streamrt/server/static/), the bearer-token check for the WebSocket endpoints, and
-404 for everything else. websockets speaks only GET, so WebRTC signalling goes over a WebSocket.
+``GET /healthz`` (200 when ready, 503 while starting or draining), ``GET /metrics`` (Prometheus text;
+behind the bearer token when the server has one, unless ``metrics_public``), ``GET /`` and
+``GET /<file>`` (the browser page from streamrt/server/static/), the bearer-token check for the
+WebSocket endpoints, and 404 for everything else. websockets speaks only GET, so WebRTC signalling goes over a WebSocket.
 """
 
 from __future__ import annotations
@@ -80,23 +81,35 @@ def token_of(request: Request) -> str | None:
     return bearer_token(request.headers.get("Authorization", ""), urlsplit(request.path).query)
 
 
+def unauthorized(auth_token: str | None, request: Request) -> Response | None:
+    """None when the request may go on (no token set, or the right one given), else the 401."""
+    why = auth_failure(auth_token, token_of(request))
+    if why is None:
+        return None
+    return response(
+        HTTPStatus.UNAUTHORIZED,
+        f"{why}: send 'Authorization: Bearer <token>' or '?token=<token>'\n".encode(),
+        "text/plain; charset=utf-8",
+        {"WWW-Authenticate": 'Bearer realm="streamrt"'},
+    )
+
+
 def make_process_request(
-    auth_token: str | None, health: Callable[[], tuple[bool, dict]]
+    auth_token: str | None,
+    health: Callable[[], tuple[bool, dict]],
+    metrics: Callable[[], tuple[bytes, str]],
+    metrics_public: bool = False,
 ) -> Callable[[object, Request], Response | None]:
-    """Build the hook. ``health()`` returns (ready, details) for /healthz."""
+    """Build the hook. ``health()`` returns (ready, details) for /healthz; ``metrics()`` returns
+    (body, content type) for /metrics."""
 
     def process_request(connection: object, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path in WS_PATHS:
-            why = auth_failure(auth_token, token_of(request))
-            if why is not None:
-                return response(
-                    HTTPStatus.UNAUTHORIZED,
-                    f"{why}: send 'Authorization: Bearer <token>' or '?token=<token>'\n".encode(),
-                    "text/plain; charset=utf-8",
-                    {"WWW-Authenticate": 'Bearer realm="streamrt"'},
-                )
-            return None  # go on with the WebSocket handshake
+            return unauthorized(auth_token, request)  # None: go on with the WebSocket handshake
+        if path == "/metrics":
+            refused = None if metrics_public else unauthorized(auth_token, request)
+            return refused or response(HTTPStatus.OK, *metrics())
         if path == "/healthz":
             ready, details = health()
             return json_response(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, details)
@@ -105,7 +118,7 @@ def make_process_request(
             return found
         return response(
             HTTPStatus.NOT_FOUND,
-            f"no such path {path!r}; WebSocket endpoints: {', '.join(WS_PATHS)}; also / and /healthz\n".encode(),
+            f"no such path {path!r}; WebSocket endpoints: {', '.join(WS_PATHS)}; also /, /healthz and /metrics\n".encode(),
             "text/plain; charset=utf-8",
         )
 

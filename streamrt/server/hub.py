@@ -16,7 +16,8 @@ from typing import Awaitable, Callable
 from streamrt.clock import Clock, MonotonicClock
 from streamrt.engine import StreamingModel
 from streamrt.errors import StreamrtError
-from streamrt.server.bridge import ServerStats, SessionBridge
+from streamrt.server.bridge import SessionBridge
+from streamrt.server.metrics import ServerStats, render
 from streamrt.server.protocol import ServerProtocol
 from streamrt.server.settings import ServerSettings
 from streamrt.types import PRECISION_KEYS
@@ -28,14 +29,16 @@ Receive = Callable[[], Awaitable["tuple[bool, bytes] | None"]]
 class HandshakeGate:
     """Counts connections in their opening handshake; ``limit`` None: no bound (setting max_handshakes)."""
 
-    def __init__(self, limit: int | None):
+    def __init__(self, limit: int | None, stats: ServerStats):
         self.limit = limit
         self.open = 0
         self.refused = 0
+        self.stats = stats
 
     def enter(self) -> bool:
         if self.limit is not None and self.open >= self.limit:
             self.refused += 1
+            self.stats.refused("max_handshakes")
             return False
         self.open += 1
         return True
@@ -80,6 +83,7 @@ class SessionHub:
         self._signalling = 0  # admitted WebRTC connections still negotiating (count toward max_sessions)
         self._ready = False
         self._draining = False
+        self._listening = False  # stats.step is a step listener of the scheduler
 
     @property
     def scheduler(self):
@@ -98,6 +102,9 @@ class SessionHub:
             self._scheduler = Scheduler(self.model, clock=self.clock)
         if self._owns_scheduler:
             await self._scheduler.start()
+        if not self._listening:
+            self._scheduler.add_step_listener(self.stats.step)
+            self._listening = True
         self._draining = False
         self._ready = True
 
@@ -121,15 +128,24 @@ class SessionHub:
 
     # ---- sessions ------------------------------------------------------------------------------
     def admit(self) -> StreamrtError | None:
-        """None if a new session may start now, else the error to send before closing."""
+        """None if a new session may start now, else the error to send before closing (counted
+        in ``stats`` as a refusal and as an error sent)."""
+        refusal = self._refusal()
+        if refusal is not None:
+            self.stats.error(refusal.code)
+        return refusal
+
+    def _refusal(self) -> StreamrtError | None:
         if self._draining:
+            self.stats.refused("shutting_down")
             return StreamrtError("server is shutting down; try another replica or later", code="shutting_down")
         if not self._ready:
+            self.stats.refused("starting")
             return StreamrtError("server is starting; try again shortly", code="server_busy")
         limit = self.settings.max_sessions
         open_now = len(self._bridges) + self._signalling
         if limit is not None and open_now >= limit:
-            self.stats.refused_busy += 1
+            self.stats.refused("max_sessions")
             return StreamrtError(
                 f"server busy: {open_now} sessions open, the limit is {limit} (setting max_sessions); "
                 "try again later",
@@ -139,7 +155,7 @@ class SessionHub:
         if self.settings.refuse_when_saturated and callable(saturation):
             reason = saturation()
             if reason is not None:
-                self.stats.refused_saturated += 1
+                self.stats.refused("saturated")
                 return StreamrtError(
                     f"server busy: {reason}; try again later (setting refuse_when_saturated)", code="server_busy"
                 )
@@ -188,6 +204,17 @@ class SessionHub:
                 self._signalling -= 1
 
         return release
+
+    # ---- observability -------------------------------------------------------------------------
+    def metrics_text(self) -> tuple[bytes, str]:
+        """``GET /metrics``: (body, content type) of the Prometheus exposition of ``stats``, with
+        the load gauges from the scheduler and the model's name, preset and precision."""
+        describe = getattr(self.model, "describe", None)
+        d = dict(describe()) if callable(describe) else {}
+        info = {"model": self.settings.model_name or d.get("model"), "preset": d.get("preset"),
+                "precision": d.get("precision")}
+        stats = getattr(self._scheduler, "stats", None)
+        return render(self.stats, stats() if callable(stats) else None, info)
 
     # ---- health --------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:

@@ -48,7 +48,10 @@ class ServerSettings:
     receive_queue_frames: frames websockets buffers from a client before it stops reading the socket.
     shutdown_timeout_s: on shutdown, seconds to wait for live sessions to commit and send ``end``.
     auth_token: when set, clients must send ``Authorization: Bearer <token>`` or ``?token=<token>``
-        (HTTP 401 otherwise). ``/healthz`` and the static page stay open.
+        (HTTP 401 otherwise), on the WebSocket endpoints and on ``/metrics`` (unless metrics_public).
+        ``/healthz`` and the static page stay open.
+    metrics_public: serve ``GET /metrics`` without the bearer token even when auth_token is set (for
+        a scraper inside a private network that sends no credentials).
     allowed_origins: when set, browsers whose ``Origin`` is not listed get HTTP 403.
     model_name: the name the shared model is served under; a ``start`` naming another model is refused.
     max_upload_bytes: largest request body of ``POST /v1/audio/transcriptions`` (the file with the
@@ -77,6 +80,7 @@ class ServerSettings:
     receive_queue_frames: int = 16
     shutdown_timeout_s: float | None = 30.0
     auth_token: str | None = None
+    metrics_public: bool = False
     allowed_origins: tuple[str, ...] | None = None
     model_name: str | None = None
     max_upload_bytes: int | None = 25 * 1000 * 1000

@@ -6,7 +6,7 @@
     await server.stop()             # graceful: every live session commits, sends end, closes 1001
 
 Endpoints: ``/v1/stream`` (protocol v1, docs/protocol.md), ``/v1/webrtc`` (WebRTC signalling, needs
-aiortc), ``GET /healthz``, ``GET /`` (browser page). One shared model; one ``Session`` per connection;
+aiortc), ``GET /healthz``, ``GET /metrics``, ``GET /`` (browser page). One shared model; one ``Session`` per connection;
 model steps run through the scheduler, which batches the steps of all sessions.
 """
 
@@ -102,7 +102,7 @@ class StreamServer(SessionHub):
         self.host = host
         self.port = port
         self._server: Server | None = None
-        self.handshakes = HandshakeGate(settings.max_handshakes)
+        self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
 
     @property
     def url(self) -> str:
@@ -117,7 +117,7 @@ class StreamServer(SessionHub):
             self._handle,
             self.host,
             self.port,
-            process_request=make_process_request(s.auth_token, self.health),
+            process_request=make_process_request(s.auth_token, self.health, self.metrics_text, s.metrics_public),
             origins=origins,
             max_size=s.hard_message_bytes,
             max_queue=s.receive_queue_frames,

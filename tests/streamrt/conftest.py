@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.streamrt.server.server_helpers import start_test_server, stop_test_server
@@ -26,3 +28,16 @@ async def make_server(server_transport):
     yield factory
     for server in servers:
         await stop_test_server(server)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for every ``ray``-marked test of the run; Ray is an extra."""
+    ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'streamrt[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    try:
+        if "ray.serve" in sys.modules:  # a test deployed something
+            sys.modules["ray.serve"].shutdown()
+    finally:
+        ray.shutdown()

@@ -1,5 +1,6 @@
-"""The websockets transport (`streamrt serve --transport websockets`): the WebSocket tests that the
-served ASGI transport passes, rerun on it (the ``server_transport`` fixture below)."""
+"""The websockets transport (`streamrt serve --transport websockets`): the WebSocket, limits and
+/metrics tests that the served ASGI transport passes, rerun on it (the ``server_transport`` fixture
+below)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from tests.streamrt.server.test_server_ws import *  # noqa: F403  (the tests themselves)
 from tests.streamrt.server.test_server_ws_limits import *  # noqa: F403
+from tests.streamrt.server.test_server_metrics import *  # noqa: F403
 
 
 @pytest.fixture
