@@ -11,6 +11,7 @@ so that ``/healthz`` answers 503 and new clients get ``shutting_down`` (docs/pro
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from streamrt.clock import Clock, MonotonicClock
@@ -22,8 +23,17 @@ from streamrt.server.protocol import ServerProtocol
 from streamrt.server.settings import ServerSettings
 from streamrt.types import PRECISION_KEYS
 
-# a transport's receive: the next client message as (is_text, raw bytes), or None once the link closed
-Receive = Callable[[], Awaitable["tuple[bool, bytes] | None"]]
+@dataclass(frozen=True)
+class Dropped:
+    """A client message of at least ``size`` bytes that the transport dropped unread (over
+    ``max_message_bytes``); the protocol answers it ``message_too_big``."""
+
+    size: int
+
+
+# a transport's receive: the next client message as (is_text, raw bytes), Dropped(size) for one over
+# max_message_bytes that the transport did not keep, or None once the link closed
+Receive = Callable[[], Awaitable["tuple[bool, bytes] | Dropped | None"]]
 
 
 class HandshakeGate:
@@ -272,6 +282,10 @@ async def receive_loop(recv: Receive, proto: ServerProtocol, bridge: SessionBrid
             continue
         if got is None:
             return
+        if isinstance(got, Dropped):
+            proto.receive_too_big(got.size)
+            bridge.after_input()
+            continue
         is_text, data = got
         if is_text:
             proto.receive_text(data)  # bytes: the protocol checks UTF-8 (not_utf8, 1007)
