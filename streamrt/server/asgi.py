@@ -28,13 +28,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from streamrt.server.http import WS_PATHS, auth_failure, bearer_token, static_asset
-from streamrt.server.hub import SessionHub
+from streamrt.server.hub import Dropped, SessionHub
 from streamrt.server.openai_api import error_response, transcriptions
 from streamrt.server.protocol import CloseCode, error_message
 
 # set by streamrt.server.asgi_server's WebSocket protocol on a text message that is not UTF-8, so that
 # the protocol answers it (error not_utf8, every committed word, end, 1007) instead of the ASGI server
 INVALID_TEXT_KEY = "streamrt.invalid_text"
+DROPPED_KEY = "streamrt.dropped_bytes"  # likewise: a message over max_message_bytes, skipped unread
 HTTP_PATHS = ("/v1/audio/transcriptions", "/healthz", "/metrics", "/")
 
 
@@ -152,7 +153,7 @@ class AsgiLink:
         except (WebSocketDisconnect, RuntimeError, OSError):  # the client went first
             pass
 
-    async def recv(self) -> tuple[bool, Any] | None:
+    async def recv(self) -> tuple[bool, Any] | Dropped | None:
         if self.ws.client_state == WebSocketState.DISCONNECTED:
             return None
         try:
@@ -163,6 +164,8 @@ class AsgiLink:
             return None
         if msg.get("text") is not None:
             return True, msg["text"]
+        if msg.get(DROPPED_KEY) is not None:
+            return Dropped(msg[DROPPED_KEY])
         if msg.get(INVALID_TEXT_KEY) is not None:
             return True, msg[INVALID_TEXT_KEY]  # raw bytes: the protocol answers not_utf8
         return False, msg.get("bytes") or b""
@@ -181,6 +184,8 @@ class SignallingSocket:
         got = await self.link.recv()
         if got is None:
             raise ConnectionClosed(None, None)
+        if isinstance(got, Dropped):
+            return b""  # over max_message_bytes: not an offer (bad_message)
         is_text, data = got
         return data.decode("utf-8", "replace") if is_text and isinstance(data, bytes) else data
 

@@ -9,9 +9,11 @@ Two uvicorn protocol classes carry what the websockets transport does itself:
 - ``GatedH11Protocol``: connections whose first request (HTTP, or the WebSocket opening handshake)
   has not arrived count toward ``max_handshakes`` (past it: 503 at once) and are dropped after
   ``handshake_timeout_s``;
-- ``StreamWebSocketProtocol``: a text message that is not UTF-8 reaches the protocol (which answers
-  ``not_utf8``, commits, sends ``end``, closes 1007) instead of uvicorn closing 1007 with nothing;
-  the socket's write buffer marks and the closing-handshake timeout come from the settings.
+- ``StreamWebSocketProtocol``: a text message that is not UTF-8, or a message over
+  ``max_message_bytes`` (skipped unread, ``streamrt.server.oversize``), reaches the protocol (which
+  answers ``not_utf8`` / ``message_too_big``, commits, sends ``end``, closes 1007 / 1009) instead of
+  uvicorn closing with nothing said; the socket's write buffer marks and the closing-handshake
+  timeout come from the settings.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ import asyncio
 import functools
 import logging
 import socket
+from collections import deque
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from streamrt.clock import Clock
 from streamrt.engine import StreamingModel
-from streamrt.server.asgi import INVALID_TEXT_KEY, build_app
+from streamrt.server.asgi import DROPPED_KEY, INVALID_TEXT_KEY, build_app
 from streamrt.server.hub import HandshakeGate, SessionHub
+from streamrt.server.oversize import is_marker, parse_skipping_oversize
 from streamrt.server.settings import ServerSettings
 
 log = logging.getLogger("streamrt.server")
@@ -82,11 +87,15 @@ class GatedH11Protocol(H11Protocol):
 
 
 class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets protocol; invalid UTF-8 text reaches the app (``INVALID_TEXT_KEY``)."""
+    """uvicorn's websockets protocol with what the protocol needs of a transport (see the module
+    docstring): invalid UTF-8 text reaches the app (``INVALID_TEXT_KEY``), and a message over
+    ``max_message_bytes`` is skipped unread (``streamrt.server.oversize``) and reaches the app as its
+    size (``DROPPED_KEY``), so that the protocol answers both."""
 
     def __init__(self, *args, settings: ServerSettings, **kwargs):
         super().__init__(*args, **kwargs)
         self._settings = settings
+        self._dropped: deque[int] = deque()  # sizes of the messages skipped, in order
         if settings.close_timeout_s is not None:
             self.close_timeout = settings.close_timeout_s
 
@@ -95,6 +104,30 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
         s = self._settings
         transport.set_write_buffer_limits(high=s.write_buffer_high_bytes, low=s.write_buffer_low_bytes)
 
+    async def send(self, message) -> None:
+        await super().send(message)
+        p = self.conn
+        if message["type"] == "websocket.accept" and p.state is State.OPEN and p.max_message_size is not None \
+                and not p.reader.buffer:  # the handshake parser is idle between frames: swap it
+            p.parser = parse_skipping_oversize(p, self._dropped)
+            next(p.parser)
+
+    def handle_text(self, event) -> None:
+        self._data_frame(event, super().handle_text)
+
+    def handle_bytes(self, event) -> None:
+        self._data_frame(event, super().handle_bytes)
+
+    def handle_cont(self, event) -> None:
+        self._data_frame(event, super().handle_cont)
+
+    def _data_frame(self, event, handle) -> None:
+        if is_marker(event):  # the rest of this message was dropped unread
+            self.frames = []
+            self._to_app({"type": "websocket.receive", "text": None, "bytes": None, DROPPED_KEY: self._dropped.popleft()})
+        else:
+            handle(event)
+
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent:
             data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
@@ -102,12 +135,18 @@ class StreamWebSocketProtocol(WebSocketsSansIOProtocol):
                 data.decode()
             except UnicodeDecodeError:
                 self.frames = []
-                self.queue.put_nowait({"type": "websocket.receive", "text": None, "bytes": None, INVALID_TEXT_KEY: data})
-                if not self.read_paused:
-                    self.read_paused = True
-                    self.transport.pause_reading()
+                self._to_app({"type": "websocket.receive", "text": None, "bytes": None, INVALID_TEXT_KEY: data})
                 return
         super().send_receive_event_to_app()
+
+    def _to_app(self, message: dict) -> None:
+        """Queue one message for the app and stop reading until it is taken (as uvicorn does)."""
+        if self.close_sent:
+            return
+        self.queue.put_nowait(message)
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
 
 class _Uvicorn(uvicorn.Server):
@@ -157,7 +196,7 @@ class AsgiServer(SessionHub):
             self.app,
             http=functools.partial(GatedH11Protocol, gate=self.handshakes, timeout_s=s.handshake_timeout_s),
             ws=functools.partial(StreamWebSocketProtocol, settings=s),
-            ws_max_size=s.hard_message_bytes,
+            ws_max_size=s.max_message_bytes,  # past it: skipped unread, answered message_too_big
             ws_ping_interval=s.ping_interval_s,
             ws_ping_timeout=s.ping_timeout_s,
             ws_per_message_deflate=False,  # PCM does not deflate; keep the CPU for the model
