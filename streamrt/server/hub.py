@@ -11,31 +11,44 @@ so that ``/healthz`` answers 503 and new clients get ``shutting_down`` (docs/pro
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from streamrt.clock import Clock, MonotonicClock
 from streamrt.engine import StreamingModel
 from streamrt.errors import StreamrtError
-from streamrt.server.bridge import ServerStats, SessionBridge
+from streamrt.server.bridge import SessionBridge
+from streamrt.server.metrics import ServerStats, render
 from streamrt.server.protocol import ServerProtocol
 from streamrt.server.settings import ServerSettings
 from streamrt.types import PRECISION_KEYS
 
-# a transport's receive: the next client message as (is_text, raw bytes), or None once the link closed
-Receive = Callable[[], Awaitable["tuple[bool, bytes] | None"]]
+@dataclass(frozen=True)
+class Dropped:
+    """A client message of at least ``size`` bytes that the transport dropped unread (over
+    ``max_message_bytes``); the protocol answers it ``message_too_big``."""
+
+    size: int
+
+
+# a transport's receive: the next client message as (is_text, raw bytes), Dropped(size) for one over
+# max_message_bytes that the transport did not keep, or None once the link closed
+Receive = Callable[[], Awaitable["tuple[bool, bytes] | Dropped | None"]]
 
 
 class HandshakeGate:
     """Counts connections in their opening handshake; ``limit`` None: no bound (setting max_handshakes)."""
 
-    def __init__(self, limit: int | None):
+    def __init__(self, limit: int | None, stats: ServerStats):
         self.limit = limit
         self.open = 0
         self.refused = 0
+        self.stats = stats
 
     def enter(self) -> bool:
         if self.limit is not None and self.open >= self.limit:
             self.refused += 1
+            self.stats.refused("max_handshakes")
             return False
         self.open += 1
         return True
@@ -80,10 +93,15 @@ class SessionHub:
         self._signalling = 0  # admitted WebRTC connections still negotiating (count toward max_sessions)
         self._ready = False
         self._draining = False
+        self._listening = False  # stats.step is a step listener of the scheduler
 
     @property
     def scheduler(self):
         return self._scheduler
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start_sessions(self) -> None:
@@ -94,6 +112,9 @@ class SessionHub:
             self._scheduler = Scheduler(self.model, clock=self.clock)
         if self._owns_scheduler:
             await self._scheduler.start()
+        if not self._listening:
+            self._scheduler.add_step_listener(self.stats.step)
+            self._listening = True
         self._draining = False
         self._ready = True
 
@@ -117,15 +138,24 @@ class SessionHub:
 
     # ---- sessions ------------------------------------------------------------------------------
     def admit(self) -> StreamrtError | None:
-        """None if a new session may start now, else the error to send before closing."""
+        """None if a new session may start now, else the error to send before closing (counted
+        in ``stats`` as a refusal and as an error sent)."""
+        refusal = self._refusal()
+        if refusal is not None:
+            self.stats.error(refusal.code)
+        return refusal
+
+    def _refusal(self) -> StreamrtError | None:
         if self._draining:
+            self.stats.refused("shutting_down")
             return StreamrtError("server is shutting down; try another replica or later", code="shutting_down")
         if not self._ready:
+            self.stats.refused("starting")
             return StreamrtError("server is starting; try again shortly", code="server_busy")
         limit = self.settings.max_sessions
         open_now = len(self._bridges) + self._signalling
         if limit is not None and open_now >= limit:
-            self.stats.refused_busy += 1
+            self.stats.refused("max_sessions")
             return StreamrtError(
                 f"server busy: {open_now} sessions open, the limit is {limit} (setting max_sessions); "
                 "try again later",
@@ -135,7 +165,7 @@ class SessionHub:
         if self.settings.refuse_when_saturated and callable(saturation):
             reason = saturation()
             if reason is not None:
-                self.stats.refused_saturated += 1
+                self.stats.refused("saturated")
                 return StreamrtError(
                     f"server busy: {reason}; try again later (setting refuse_when_saturated)", code="server_busy"
                 )
@@ -184,6 +214,17 @@ class SessionHub:
                 self._signalling -= 1
 
         return release
+
+    # ---- observability -------------------------------------------------------------------------
+    def metrics_text(self) -> tuple[bytes, str]:
+        """``GET /metrics``: (body, content type) of the Prometheus exposition of ``stats``, with
+        the load gauges from the scheduler and the model's name, preset and precision."""
+        describe = getattr(self.model, "describe", None)
+        d = dict(describe()) if callable(describe) else {}
+        info = {"model": self.settings.model_name or d.get("model"), "preset": d.get("preset"),
+                "precision": d.get("precision")}
+        stats = getattr(self._scheduler, "stats", None)
+        return render(self.stats, stats() if callable(stats) else None, info)
 
     # ---- health --------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
@@ -243,6 +284,10 @@ async def receive_loop(recv: Receive, proto: ServerProtocol, bridge: SessionBrid
             continue
         if got is None:
             return
+        if isinstance(got, Dropped):
+            proto.receive_too_big(got.size)
+            bridge.after_input()
+            continue
         is_text, data = got
         if is_text:
             proto.receive_text(data)  # bytes: the protocol checks UTF-8 (not_utf8, 1007)

@@ -4,8 +4,10 @@
     serve run docs/ray-serve.yaml                            # the same, from Ray's own CLI
 
 Each replica is one ``StreamrtReplica`` actor: it loads the model (``load_model()`` runs in the
-replica), builds a ``SessionHub`` (scheduler, admission, health) and serves it as an ASGI app
-(``build_app``) through Ray Serve's ingress, which takes any ASGI app, WebSockets included. Ray Serve's HTTP proxy accepts
+replica), builds a ``SessionHub`` (scheduler, admission, health) and serves the one-port ASGI app
+(``streamrt.server.asgi.build_app``: the WebSocket protocol, ``POST /v1/audio/transcriptions``,
+``/healthz``, ``/metrics``, the page) through Ray Serve's ingress, which takes any ASGI app,
+WebSockets included. Ray Serve's HTTP proxy accepts
 every connection and hands each request to a replica; a WebSocket is one request for its whole life,
 so a session stays on the replica that accepted it (nothing else needs to stick). The proxy picks
 the less loaded of two replicas by requests in flight, and never sends a replica more than
@@ -126,6 +128,8 @@ class StreamrtReplica:
 
     def __serve_build_asgi_app__(self):
         """Ray Serve calls this once the replica is built; the app's lifespan starts the scheduler."""
+        from streamrt.server.asgi import build_app
+
         return build_app(self.hub)
 
     def record_autoscaling_stats(self) -> dict[str, float]:
@@ -191,55 +195,3 @@ def _flag(v: Any) -> bool:
     return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
 
 
-
-def build_app(hub):
-    """A minimal ASGI app on ``hub``: ``/v1/stream`` and ``/healthz``.
-    TODO: replaced by streamrt.server.asgi.build_app (the one-port app) once it lands."""
-    from contextlib import asynccontextmanager
-
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route, WebSocketRoute
-    from starlette.websockets import WebSocketDisconnect
-
-    from streamrt.server.protocol import CloseCode, error_message
-
-    @asynccontextmanager
-    async def lifespan(app):
-        await hub.start_sessions()
-        try:
-            yield
-        finally:
-            await hub.drain()
-            await hub.stop_sessions()
-
-    async def stream(ws) -> None:
-        import json
-
-        await ws.accept()
-        refusal = hub.admit()
-        if refusal is not None:
-            await ws.send_text(json.dumps(error_message(refusal.code, refusal.message, True)))
-            await ws.close(CloseCode.TRY_AGAIN_LATER if refusal.code == "server_busy" else CloseCode.GOING_AWAY)
-            return
-
-        async def recv():
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return None
-            text = msg.get("text")
-            return (True, text.encode("utf-8", "surrogatepass")) if text is not None else (False, msg.get("bytes") or b"")
-
-        async def close(code: int, reason: str) -> None:
-            try:
-                await ws.close(code, reason)
-            except (RuntimeError, WebSocketDisconnect):
-                pass
-
-        await hub.serve_session(ws.send_text, close, recv)
-
-    async def healthz(request):
-        ready, details = hub.health()
-        return JSONResponse(details, status_code=200 if ready else 503)
-
-    return Starlette(routes=[WebSocketRoute("/v1/stream", stream), Route("/healthz", healthz)], lifespan=lifespan)

@@ -13,12 +13,14 @@ from streamrt.session import SessionLimits
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits and switches of the server (``streamrt.server.asgi.AsgiServer``, ``.ws.StreamServer``).
+    """Limits and switches of the server (``streamrt.server.asgi_server.AsgiServer``, ``.ws.StreamServer``).
 
     max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
-        gets ``error`` ``message_too_big`` and close 1009. The websockets layer itself drops anything
-        over ``hard_message_factor`` times this (close 1009, no ``error``), which bounds memory.
-    hard_message_factor: see above (a multiple of max_message_bytes, >= 1).
+        gets ``error`` ``message_too_big``, ``end`` and close 1009. The websockets transport skips
+        such a message unread (``streamrt.server.oversize``), so this holds whatever its size.
+    hard_message_factor: a transport that must hold a whole message before the protocol sees it (the
+        ASGI one) drops anything over this multiple of max_message_bytes itself (close 1009, no
+        ``error``), which bounds its memory (>= 1).
     max_sessions: concurrent WebSocket/WebRTC sessions; past it a new client gets ``error``
         ``server_busy`` and close 1013 (try again later).
     refuse_when_saturated: a new client also gets ``server_busy`` and 1013 while the scheduler
@@ -48,7 +50,10 @@ class ServerSettings:
     receive_queue_frames: frames websockets buffers from a client before it stops reading the socket.
     shutdown_timeout_s: on shutdown, seconds to wait for live sessions to commit and send ``end``.
     auth_token: when set, clients must send ``Authorization: Bearer <token>`` or ``?token=<token>``
-        (HTTP 401 otherwise). ``/healthz`` and the static page stay open.
+        (HTTP 401 otherwise), on the WebSocket endpoints and on ``/metrics`` (unless metrics_public).
+        ``/healthz`` and the static page stay open.
+    metrics_public: serve ``GET /metrics`` without the bearer token even when auth_token is set (for
+        a scraper inside a private network that sends no credentials).
     allowed_origins: when set, browsers whose ``Origin`` is not listed get HTTP 403.
     model_name: the name the shared model is served under; a ``start`` naming another model is refused.
     replica_id: which replica serves this session when the server runs as several (Ray Serve sets it,
@@ -79,6 +84,7 @@ class ServerSettings:
     receive_queue_frames: int = 16
     shutdown_timeout_s: float | None = 30.0
     auth_token: str | None = None
+    metrics_public: bool = False
     allowed_origins: tuple[str, ...] | None = None
     model_name: str | None = None
     replica_id: str | None = None

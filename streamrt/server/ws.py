@@ -6,7 +6,7 @@
     await server.stop()             # graceful: every live session commits, sends end, closes 1001
 
 Endpoints: ``/v1/stream`` (protocol v1, docs/protocol.md), ``/v1/webrtc`` (WebRTC signalling, needs
-aiortc), ``GET /healthz``, ``GET /`` (browser page). One shared model; one ``Session`` per connection;
+aiortc), ``GET /healthz``, ``GET /metrics``, ``GET /`` (browser page). One shared model; one ``Session`` per connection;
 model steps run through the scheduler, which batches the steps of all sessions.
 """
 
@@ -22,12 +22,14 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from streamrt.clock import Clock
 from streamrt.engine import StreamingModel
 from streamrt.errors import StreamrtError
 from streamrt.server.http import make_process_request
-from streamrt.server.hub import HandshakeGate, SessionHub
+from streamrt.server.hub import Dropped, HandshakeGate, SessionHub
+from streamrt.server.oversize import is_marker, parse_skipping_oversize
 from streamrt.server.protocol import CloseCode, error_message
 from streamrt.server.settings import ServerSettings
 
@@ -35,11 +37,14 @@ log = logging.getLogger("streamrt.server")
 
 
 class StreamConnection(ServerConnection):
-    """websockets' ServerConnection plus two things the protocol needs.
+    """websockets' ServerConnection plus three things the protocol needs.
 
     - ``recv_message()`` returns ``(is_text, bytes)``: text is not decoded here, so text that is not
       UTF-8 reaches ``ServerProtocol.receive_text`` (``error`` ``not_utf8``, ``end``, then 1007)
       instead of websockets failing the connection with 1007 and no ``end``.
+    - A message over ``max_size`` is skipped unread (``streamrt.server.oversize``) and comes out of
+      ``recv_message()`` as ``Dropped(size)``, so the protocol answers it (``message_too_big``,
+      ``end``, then 1009) instead of websockets closing 1009 with nothing said.
     - Past ``gate.limit`` connections in their opening handshake, a new one is answered 503 at once.
     """
 
@@ -47,7 +52,8 @@ class StreamConnection(ServerConnection):
         super().__init__(*args, **kwargs)
         self._gate = gate
         self._in_handshake = False
-        self._kinds: deque[bool] = deque()  # is_text of each data message received, in order
+        self._kinds: deque[list] = deque()  # [is_text, dropped size or None] of each data message, in order
+        self._dropped: deque[int] = deque()  # sizes of the messages skipped, in order
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -61,6 +67,10 @@ class StreamConnection(ServerConnection):
             await super().handshake(*args, **kwargs)
         finally:
             self._leave_handshake()
+        p = self.protocol
+        if p.state is State.OPEN and p.max_message_size is not None and not p.reader.buffer:
+            p.parser = parse_skipping_oversize(p, self._dropped)  # the old one is idle between frames
+            next(p.parser)
 
     def connection_lost(self, exc) -> None:
         self._leave_handshake()
@@ -72,13 +82,17 @@ class StreamConnection(ServerConnection):
             self._gate.leave()
 
     def process_event(self, event) -> None:
-        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
-            self._kinds.append(event.opcode is Opcode.TEXT)  # the first frame of each message
+        if isinstance(event, Frame):
+            if event.opcode in (Opcode.TEXT, Opcode.BINARY):  # the first frame of each message
+                self._kinds.append([event.opcode is Opcode.TEXT, None])
+            if is_marker(event):  # this message was dropped
+                self._kinds[-1][1] = self._dropped.popleft()
         super().process_event(event)
 
-    async def recv_message(self) -> tuple[bool, bytes]:
+    async def recv_message(self) -> tuple[bool, bytes] | Dropped:
         data = await self.recv(decode=False)
-        return self._kinds.popleft(), data
+        is_text, dropped = self._kinds.popleft()
+        return (is_text, data) if dropped is None else Dropped(dropped)
 
 
 class StreamServer(SessionHub):
@@ -102,7 +116,7 @@ class StreamServer(SessionHub):
         self.host = host
         self.port = port
         self._server: Server | None = None
-        self.handshakes = HandshakeGate(settings.max_handshakes)
+        self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
 
     @property
     def url(self) -> str:
@@ -117,9 +131,9 @@ class StreamServer(SessionHub):
             self._handle,
             self.host,
             self.port,
-            process_request=make_process_request(s.auth_token, self.health),
+            process_request=make_process_request(s.auth_token, self.health, self.metrics_text, s.metrics_public),
             origins=origins,
-            max_size=s.hard_message_bytes,
+            max_size=s.max_message_bytes,  # past it: skipped unread, answered message_too_big
             max_queue=s.receive_queue_frames,
             write_limit=(s.write_buffer_high_bytes, s.write_buffer_low_bytes),
             ping_interval=s.ping_interval_s,
@@ -183,7 +197,7 @@ class StreamServer(SessionHub):
         await self._handle_stream(ws)
 
     async def _handle_stream(self, ws: StreamConnection) -> None:
-        async def recv() -> tuple[bool, bytes] | None:
+        async def recv() -> tuple[bool, bytes] | Dropped | None:
             try:
                 return await ws.recv_message()
             except ConnectionClosed:

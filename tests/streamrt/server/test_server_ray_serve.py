@@ -1,15 +1,18 @@
 """The server as a Ray Serve deployment: 2 replicas on a local Ray cluster (2 CPUs), counting model.
 
-Sessions are spread over the replicas (``ready.replica``) and each gets its whole transcript; the
+Sessions are spread over the replicas (``ready.replica``) and each gets its whole transcript; an
+upload to ``/v1/audio/transcriptions`` goes through the same proxy and app; the
 deployment options follow the settings (a session is one request: ``max_ongoing_requests`` is
 ``max_sessions`` plus the HTTP headroom; autoscaling uses the busy-fraction policy)."""
 
 import asyncio
+import io
 import json
 import socket
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from streamrt.errors import ConfigError
 from streamrt.server.ray_autoscale import BusyFractionPolicy
@@ -69,6 +72,13 @@ async def test_sessions_spread_over_two_replicas_and_each_gets_its_transcript(ra
             assert msgs[-1]["type"] == "end" and not [m for m in msgs if m["type"] == "error"]
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
         assert health["status"] == "ok" and health["replica"] in replicas and health["max_sessions"] == 2
+        # the same one-port app serves file transcription through Ray's proxy
+        wav = io.BytesIO()
+        sf.write(wav, np.zeros(16000 * 2, np.float32), 16000, format="WAV")
+        reply = await asyncio.to_thread(httpx.post, f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+                                        files={"file": ("a.wav", wav.getvalue(), "audio/wav")},
+                                        data={"model": "counting"}, timeout=30)
+        assert reply.status_code == 200 and reply.json()["text"] == "w0 w1 w2 w3", reply.text
     finally:
         await asyncio.to_thread(serve.shutdown)
 
