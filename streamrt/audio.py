@@ -110,6 +110,7 @@ def decode_file(data: bytes, sample_rate: int, *, max_s: float | None = None) ->
     float32 at ``sample_rate`` (soxr). ``AudioFormatError`` ``invalid_file_format`` if unreadable;
     ``LimitExceeded`` ``audio_too_long`` past ``max_s`` seconds (checked from the header, before decoding)."""
     import io
+    import re
 
     import soundfile as sf
 
@@ -123,7 +124,8 @@ def decode_file(data: bytes, sample_rate: int, *, max_s: float | None = None) ->
         raise
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         formats = ", ".join(sorted(f.lower() for f in sf.available_formats()))
-        raise AudioFormatError(f"cannot read the file as audio ({e}); formats read: {formats}",
+        why = re.sub(r"^Error opening <[^>]*>: ", "", str(e)).strip()  # not the in-memory file's repr
+        raise AudioFormatError(f"cannot read the file as audio ({why}); formats read: {formats}",
                                code="invalid_file_format", fatal=True) from None
     if x.shape[0] == 0:
         raise AudioFormatError("the file holds no audio samples", code="invalid_file_format", fatal=True)

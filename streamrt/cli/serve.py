@@ -125,7 +125,13 @@ def register(app: typer.Typer) -> None:
         if transport not in ("asgi", "websockets"):
             raise typer.BadParameter(f"{transport!r}: choose asgi or websockets", param_hint="--transport")
         if transport == "asgi":
-            from streamrt.server.asgi_server import AsgiServer as server_class
+            try:
+                from streamrt.server.asgi_server import AsgiServer as server_class
+            except ImportError as e:
+                raise typer.BadParameter(
+                    f"the ASGI transport needs the server extra ({e}): pip install 'streamrt[server]', "
+                    "or run --transport websockets (no HTTP API)", param_hint="--transport",
+                ) from None
         else:
             from streamrt.server.ws import StreamServer as server_class
 
