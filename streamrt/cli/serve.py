@@ -104,6 +104,16 @@ def register(app: typer.Typer) -> None:
             "asgi", help="asgi: one port for the WebSocket protocol, the OpenAI-compatible HTTP API, /healthz, "
             "/metrics and the page (uvicorn); websockets: the WebSocket protocol, /healthz, /metrics and the page",
         ),
+        ray: bool = typer.Option(False, "--ray", help="run as a Ray Serve deployment (streamrt[ray]; docs/scaling.md)"),
+        replicas: int = typer.Option(1, min=1, help="--ray: replicas (the initial count when autoscaling)"),
+        min_replicas: int = typer.Option(1, min=0, help="--ray: fewest replicas when autoscaling"),
+        max_replicas: Optional[int] = typer.Option(None, min=1, help="--ray: autoscale up to this many replicas on "
+                                                   "the schedulers' busy fraction (off if unset)"),
+        replica_cpus: float = typer.Option(1.0, min=0.01, help="--ray: CPUs reserved per replica (its torch threads)"),
+        threads: Optional[int] = typer.Option(None, min=1, help="--ray: torch threads per replica, if not --replica-cpus"),
+        target_busy_fraction: float = typer.Option(0.7, help="--ray: autoscaling target busy fraction per replica"),
+        ray_address: Optional[str] = typer.Option(None, help="--ray: cluster to join (default: env RAY_ADDRESS, else "
+                                                  "a local one)"),
     ) -> None:
         """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream), file transcription over
         HTTP (POST /v1/audio/transcriptions, OpenAI-compatible), the browser page (/), /healthz and
@@ -131,7 +141,6 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
         logging.getLogger("streamrt").setLevel(level)
 
-        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         settings = ServerSettings(
             max_sessions=max_sessions,
             refuse_when_saturated=refuse_when_saturated,
@@ -146,6 +155,18 @@ def register(app: typer.Typer) -> None:
             max_upload_bytes=max_upload_bytes,
             max_upload_s=max_upload_s,
         )
+        if ray:
+            from streamrt.cli.serve_ray import serve_on_ray
+
+            if transport != "asgi":
+                raise typer.BadParameter("Ray Serve runs the ASGI transport only", param_hint="--transport")
+
+            serve_on_ray((model, fake_model, preset, encoder_mode, chunk_ms, quantize), settings, replicas=replicas,
+                         min_replicas=min_replicas, max_replicas=max_replicas, replica_cpus=replica_cpus,
+                         threads=threads, target_busy_fraction=target_busy_fraction, host=host,
+                         port=port or 8000, address=ray_address)
+            return
+        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
         server = server_class(shared, settings=settings, host=host, port=port)
 
         async def main() -> None:

@@ -236,6 +236,8 @@ class SessionHub:
             "max_sessions": self.settings.max_sessions,
             "model": self.settings.model_name,
         }
+        if self.settings.replica_id is not None:
+            details["replica"] = self.settings.replica_id
         describe = getattr(self.model, "describe", None)  # as the ready message's settings
         if callable(describe):  # which configuration and precision this replica runs, and why
             d = describe()

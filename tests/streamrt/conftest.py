@@ -30,9 +30,10 @@ async def make_server(server_transport):
         await stop_test_server(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One local Ray cluster (2 CPUs) for every ``ray``-marked test of the run; Ray is an extra."""
+    """A local Ray cluster (2 CPUs) for the ``ray``-marked tests of one module, shut down after them
+    so that it takes no CPU from the rest of the suite; Ray is an extra."""
     ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'streamrt[ray]'")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
