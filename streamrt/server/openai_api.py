@@ -145,10 +145,34 @@ async def transcriptions(request: Request, hub: SessionHub) -> Response:
         return StreamingResponse(_events(hub, samples, req["options"]), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
     try:
-        result = await transcribe(hub, samples, req["options"])
+        result = await _unless_disconnected(request, transcribe(hub, samples, req["options"]))
     except TranscriptionFailed as e:
         return error_response(STATUS_FOR_CODE.get(e.code, 400), e.message, e.code)
+    if result is None:  # the client went away: its session already left the scheduler
+        return Response(status_code=499)
     return render(result, req["format"], req["granularities"], req["options"].get("language", "english"))
+
+
+async def _unless_disconnected(request: Request, work) -> Transcript | None:
+    """Run ``work``; cancel it (None) if the client disconnects first, so that an abandoned upload
+    does not hold a session and model time."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(watcher, task, return_exceptions=True)
+    if task.cancelled():
+        return None
+    return task.result()
 
 
 async def _events(hub: SessionHub, samples, options: dict) -> AsyncIterator[str]:

@@ -149,3 +149,28 @@ async def test_auth_busy_and_a_body_over_the_limit_without_content_length(make_s
         r = await h.post(f"http://127.0.0.1:{server.port}/v1/audio/transcriptions", content=chunks(),
                          headers={"Authorization": "Bearer s3cret", "Content-Type": "multipart/form-data; boundary=b"})
     assert r.status_code == 413 and "at least" in r.json()["error"]["message"]
+
+
+async def test_a_client_that_gives_up_frees_its_session():
+    """The upload's session leaves the scheduler when the HTTP client disconnects mid-way."""
+    import httpx
+
+    from tests.streamrt.server.server_helpers import server_class
+    from tests.streamrt.server.test_server_ws_limits import SlowModel
+
+    server = server_class()(SlowModel(), settings=ServerSettings(model_name="c"), port=0)  # 50 ms a step
+    await server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/v1/audio/transcriptions"
+        async with httpx.AsyncClient(timeout=0.5) as h:  # 60 s of audio: about 15 s of steps
+            with pytest.raises(httpx.ReadTimeout):
+                await h.post(url, files={"file": ("a.wav", wav(60.0))}, data={"model": "m"})
+        for _ in range(100):
+            if server.stats.connections_active == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert server.stats.connections_active == 0 and server.stats.sessions_started == 1
+        res = await client(server).audio.transcriptions.create(model="m", file=("a.wav", wav(1.0)))
+        assert res.text == "w0 w1"
+    finally:
+        await server.stop()
