@@ -47,7 +47,7 @@ def serve_on_ray(load_args: tuple, settings: ServerSettings, *, replicas: int, m
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    typer.echo("streamrt: undeploying; each replica waits for its live sessions to end (drain_timeout_s, docs/scaling.md)")
+    typer.echo("streamrt: undeploying; every replica drains (live sessions commit and end) first")
     from ray import serve
 
     serve.shutdown()
