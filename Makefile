@@ -46,7 +46,7 @@ test: setup apt-test
 
 # the quick loop while developing: no browser, no model-loading tests
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not model and not browser and not slow"
+	$(BIN)/python -m pytest -q -m "not model and not browser and not slow and not ray"
 
 demo: setup
 	$(BIN)/streamrt demo
