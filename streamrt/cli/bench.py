@@ -66,6 +66,13 @@ def _register_quant(app: typer.Typer) -> None:
     quant.register(app)
 
 
+def _register_llm(app: typer.Typer) -> None:
+    from streamrt.bench import llm, llm_quality
+
+    llm.register(app)
+    llm_quality.register(app)
+
+
 def _register_quant_wer(app: typer.Typer) -> None:
     @app.command("quant-wer")
     def quant_wer_cmd(
@@ -130,6 +137,9 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
               "--format", "json"])
       for name, extra in (("streams-spike.json", []), ("streams-spike-no-degrade.json", ["--no-degrade"]))],
     ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
+    # the LLM beside llama.cpp on the same GGUF (docs/benchmarks.md "LLM"), and its quality per scheme
+    ("llm.json", ["bench", "llm", "--precision", "int4-weight-only", "--format", "json"]),
+    ("llm-quality.jsonl", ["bench", "llm-quality"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
     # every preset's WER and latency, as served (docs/benchmarks.md "Presets"), on both data sets
@@ -176,7 +186,8 @@ def _register_all(app: typer.Typer) -> None:
 
 
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [
-    _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_all,
+    _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_llm,
+    _register_all,
 ]
 
 

@@ -99,6 +99,10 @@ class SessionHub:
     def scheduler(self):
         return self._scheduler
 
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start_sessions(self) -> None:
         """Start the scheduler (when owned) and admit sessions."""
@@ -232,6 +236,8 @@ class SessionHub:
             "max_sessions": self.settings.max_sessions,
             "model": self.settings.model_name,
         }
+        if self.settings.replica_id is not None:
+            details["replica"] = self.settings.replica_id
         describe = getattr(self.model, "describe", None)  # as the ready message's settings
         if callable(describe):  # which configuration and precision this replica runs, and why
             d = describe()

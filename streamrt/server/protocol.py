@@ -263,6 +263,7 @@ class ServerProtocol:
                     "max_stream_s": self.settings.max_stream_s,
                     "idle_timeout_s": self.settings.idle_timeout_s,
                 },
+                **({} if self.settings.replica_id is None else {"replica": self.settings.replica_id}),
             }
         )
 

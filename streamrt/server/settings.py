@@ -13,14 +13,14 @@ from streamrt.session import SessionLimits
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits and switches of the server (``streamrt.server.asgi.AsgiServer``, ``.ws.StreamServer``).
+    """Limits and switches of the server (``streamrt.server.asgi_server.AsgiServer``, ``.ws.StreamServer``).
 
     max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
-        gets ``error`` ``message_too_big``, ``end`` and close 1009. The websockets transport skips
+        gets ``error`` ``message_too_big``, ``end`` and close 1009. Both built-in transports skip
         such a message unread (``streamrt.server.oversize``), so this holds whatever its size.
-    hard_message_factor: a transport that must hold a whole message before the protocol sees it (the
-        ASGI one) drops anything over this multiple of max_message_bytes itself (close 1009, no
-        ``error``), which bounds its memory (>= 1).
+    hard_message_factor: a transport that must hold a whole message before the protocol sees it
+        would drop anything over this multiple of max_message_bytes itself (close 1009, no
+        ``error``), to bound its memory (>= 1); neither built-in transport needs it now.
     max_sessions: concurrent WebSocket/WebRTC sessions; past it a new client gets ``error``
         ``server_busy`` and close 1013 (try again later).
     refuse_when_saturated: a new client also gets ``server_busy`` and 1013 while the scheduler
@@ -56,6 +56,8 @@ class ServerSettings:
         a scraper inside a private network that sends no credentials).
     allowed_origins: when set, browsers whose ``Origin`` is not listed get HTTP 403.
     model_name: the name the shared model is served under; a ``start`` naming another model is refused.
+    replica_id: which replica serves this session when the server runs as several (Ray Serve sets it,
+        docs/scaling.md); sent as ``ready.replica`` and in ``/healthz``. None: one server, not sent.
     max_upload_bytes: largest request body of ``POST /v1/audio/transcriptions`` (the file with the
         multipart framing); past it: HTTP 413 ``file_too_large``. OpenAI's own limit is 25 MB.
     max_upload_s: longest audio an upload may hold, seconds; past it: HTTP 400 ``audio_too_long``.
@@ -85,6 +87,7 @@ class ServerSettings:
     metrics_public: bool = False
     allowed_origins: tuple[str, ...] | None = None
     model_name: str | None = None
+    replica_id: str | None = None
     max_upload_bytes: int | None = 25 * 1000 * 1000
     max_upload_s: float | None = 2 * 3600.0
     upload_ahead_s: float = 10.0

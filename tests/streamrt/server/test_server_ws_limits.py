@@ -12,8 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from streamrt.server.settings import ServerSettings
-from streamrt.server.ws import StreamServer
-from tests.streamrt.server.server_helpers import PolicyCheckingModel
+from tests.streamrt.server.server_helpers import PolicyCheckingModel, server_class
 from tests.streamrt.server.test_server_ws import START, TONE, exchange, http_get
 
 PCM_1S = (TONE[:16000] * 32767).astype("<i2").tobytes()
@@ -85,8 +84,8 @@ class SlowModel(PolicyCheckingModel):
         return super().step(streams)
 
 
-async def test_item7_while_draining_healthz_is_503_and_new_clients_get_shutting_down():
-    server = StreamServer(SlowModel(), settings=ServerSettings(model_name="counting"), port=0)
+async def test_item7_while_draining_healthz_is_503_and_new_clients_get_shutting_down(server_transport):
+    server = server_class(server_transport)(SlowModel(), settings=ServerSettings(model_name="counting"), port=0)
     await server.start()
     try:
         live = await connect(server.url + "/v1/stream")
