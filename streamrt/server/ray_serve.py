@@ -204,30 +204,42 @@ def run_on_ray(load_model: Callable[[], StreamingModel], settings: ServerSetting
 def app_builder(args: dict[str, Any]):
     """For Ray's own CLI: ``serve run streamrt.server.ray_serve:app_builder model=tiny.en replicas=2``
     or a config file (docs/ray-serve.yaml). ``args``: model, fake_model, preset, encoder_mode,
-    chunk_ms, quantize, max_sessions, and any ``RayServeSettings`` field except host/port/address
-    (the config file's ``http_options`` sets those)."""
+    chunk_ms, quantize; any ``ServerSettings`` field (max_sessions, idle_timeout_s, auth_token, ...);
+    any ``RayServeSettings`` field except host/port/address (the config file's ``http_options`` and
+    ``serve run --address`` set those). Values given as text (``key=value``) are read as numbers or
+    true/false/none where they look like one."""
     from functools import partial
 
     from streamrt.cli.serve import load_model
 
-    args = dict(args)
-    fake = _flag(args.pop("fake_model", False))
+    args = {k: _value(v) for k, v in args.items()}
+    fake = bool(args.pop("fake_model", False))
     name = str(args.pop("model", "tiny.en"))
     model_args = {k: args.pop(k) for k in ("preset", "encoder_mode", "chunk_ms", "quantize") if k in args}
-    if "chunk_ms" in model_args:
-        model_args["chunk_ms"] = int(model_args["chunk_ms"])
-    server = ServerSettings(max_sessions=int(args.pop("max_sessions", 64)), model_name="counting" if fake else name)
-    fields = {f for f in RayServeSettings.__dataclass_fields__ if f not in ("host", "port", "address")}
-    unknown = sorted(set(args) - fields)
+    server_fields = set(ServerSettings.__dataclass_fields__) - {"replica_id", "model_name"}
+    layout_fields = set(RayServeSettings.__dataclass_fields__) - {"host", "port", "address"}
+    unknown = sorted(set(args) - server_fields - layout_fields)
     if unknown:
         raise ConfigError(f"unknown app_builder argument(s) {', '.join(unknown)}; known: model, fake_model, preset, "
-                          f"encoder_mode, chunk_ms, quantize, max_sessions, {', '.join(sorted(fields))}")
-    types = {"replicas": int, "min_replicas": int, "max_replicas": int, "threads": int, "http_headroom": int}
-    layout = RayServeSettings(**{k: types.get(k, float)(v) for k, v in args.items()})
+                          f"encoder_mode, chunk_ms, quantize, {', '.join(sorted(server_fields | layout_fields))}")
+    server = ServerSettings(model_name="counting" if fake else name,
+                            **{k: v for k, v in args.items() if k in server_fields})
+    layout = RayServeSettings(**{k: v for k, v in args.items() if k in layout_fields})
     return build_application(partial(load_model, name, fake, **model_args), server, layout)
 
 
-def _flag(v: Any) -> bool:
-    return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
-
-
+def _value(v: Any) -> Any:
+    """A ``key=value`` argument's text as the number, bool or None it spells; anything else as is."""
+    if not isinstance(v, str):
+        return v
+    low = v.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v

@@ -135,6 +135,10 @@ def test_the_documented_serve_config_builds_an_application():
     assert isinstance(app_builder({**app["args"], "fake_model": True}), Application)  # the model loads in replicas
     with pytest.raises(ConfigError, match="unknown app_builder argument.*replica_count"):
         app_builder({"replica_count": 2})
+    # `serve run ...:app_builder key=value` passes text: read as numbers, bools and None
+    built = app_builder({"fake_model": "true", "replicas": "3", "max_sessions": "12", "idle_timeout_s": "none"})
+    config = built._bound_deployment._deployment_config  # Ray has no public reader for it
+    assert config.num_replicas == 3 and config.max_ongoing_requests == 12 + 8
 
 
 @pytest.mark.parametrize("args, message", [
