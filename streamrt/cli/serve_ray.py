@@ -47,8 +47,11 @@ def serve_on_ray(load_args: tuple, settings: ServerSettings, *, replicas: int, m
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    typer.echo("streamrt: undeploying; live sessions commit and end first")
+    typer.echo("streamrt: undeploying; every replica drains (live sessions commit and end) first")
     from ray import serve
 
+    from streamrt.server.ray_serve import APP_NAME
+
+    serve.delete(APP_NAME)  # replicas see it and drain; returns once they are gone
     serve.shutdown()
     typer.echo("streamrt: stopped")

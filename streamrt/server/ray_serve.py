@@ -21,6 +21,8 @@ Serve's custom-metric autoscaling). docs/scaling.md says how this maps onto a re
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -30,6 +32,7 @@ from streamrt.server.ray_autoscale import BusyFractionPolicy
 from streamrt.server.settings import ServerSettings
 
 APP_NAME = "streamrt"
+log = logging.getLogger("streamrt.server")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,14 @@ class RayServeSettings:
     threads: torch CPU threads per replica, when it should differ from ``cpus_per_replica``.
     http_headroom: requests a replica takes beyond ``max_sessions`` (``/healthz``, ``/metrics``,
         uploads, and sessions it will refuse with a reason rather than leave queued at the proxy).
-    drain_timeout_s: a replica being removed (scale-down, redeploy, shutdown) gets no new sessions
-        and waits this long for its live ones to end on their own; then Ray stops it, and a session
-        still open is cut (close 1006, words not yet committed lost). Ray Serve gives a replica no
-        signal before that wait, so it cannot ask its sessions to finish early (docs/scaling.md).
+    drain_timeout_s: a replica being removed gets no new sessions and waits this long for its live
+        ones to end; then Ray stops it, and a session still open is cut (close 1006, words not yet
+        committed lost). On scale-down and redeploys Ray Serve gives the replica no signal before
+        that wait, so its sessions end on their own; when the whole application is deleted, see
+        ``status_poll_s`` (docs/scaling.md).
+    status_poll_s: how often each replica asks Ray Serve whether its application is being deleted
+        (Ctrl-C, ``serve shutdown``); when it is, the replica drains at once: every live session
+        commits, gets ``end`` and closes 1001. None: never ask (sessions then wait as above).
     host / port: where Ray Serve's HTTP proxy listens (one per node).
     address: the cluster to join (``auto``, ``ray://head:10001``); None: RAY_ADDRESS, else a local one.
     """
@@ -64,6 +71,7 @@ class RayServeSettings:
     threads: int | None = None
     http_headroom: int = 8
     drain_timeout_s: float = 120.0
+    status_poll_s: float | None = 2.0
     host: str = "127.0.0.1"
     port: int = 8000
     address: str | None = None
@@ -79,6 +87,8 @@ class RayServeSettings:
             raise ConfigError(f"cpus_per_replica must be > 0, got {self.cpus_per_replica}")
         if self.http_headroom < 1:
             raise ConfigError(f"http_headroom must be >= 1, got {self.http_headroom}")
+        if self.status_poll_s is not None and self.status_poll_s <= 0:
+            raise ConfigError(f"status_poll_s must be > 0 or None, got {self.status_poll_s}")
         if self.drain_timeout_s < 0:
             raise ConfigError(f"drain_timeout_s must be >= 0, got {self.drain_timeout_s}")
 
@@ -114,7 +124,8 @@ class StreamrtReplica:
     """One replica: model + ``SessionHub`` + the ASGI app (``serve.ingress`` is applied in
     ``build_application``, which also makes this a Ray Serve deployment)."""
 
-    def __init__(self, load_model: Callable[[], StreamingModel], settings: ServerSettings, threads: int | None):
+    def __init__(self, load_model: Callable[[], StreamingModel], settings: ServerSettings, threads: int | None,
+                 status_poll_s: float | None):
         from ray import serve
 
         from streamrt.server.hub import SessionHub
@@ -123,14 +134,39 @@ class StreamrtReplica:
             import torch
 
             torch.set_num_threads(threads)
-        self.replica_id = serve.get_replica_context().replica_id.unique_id
+        context = serve.get_replica_context()
+        self.app_name = context.app_name
+        self.replica_id = context.replica_id.unique_id
         self.hub = SessionHub(load_model(), settings=replace(settings, replica_id=self.replica_id))
+        self._status_poll_s = status_poll_s
+        self._watch: asyncio.Task | None = None
 
     def __serve_build_asgi_app__(self):
-        """Ray Serve calls this once the replica is built; the app's lifespan starts the scheduler."""
+        """Ray Serve calls this on the replica's event loop once the replica is built; the app's
+        lifespan starts the scheduler."""
         from streamrt.server.asgi import build_app
 
+        if self._status_poll_s is not None:
+            self._watch = asyncio.get_running_loop().create_task(self._drain_when_deleted(self._status_poll_s))
         return build_app(self.hub)
+
+    async def _drain_when_deleted(self, poll_s: float) -> None:
+        """Once the application is being deleted (``serve.delete``/``shutdown``, Ctrl-C of ``streamrt
+        serve --ray`` or ``serve run``), drain: every live session commits, gets ``end`` and closes
+        1001, so that Ray's graceful shutdown, which waits for open requests, finds none left."""
+        from ray import serve
+
+        while True:
+            await asyncio.sleep(poll_s)
+            try:
+                app = (await asyncio.to_thread(serve.status)).applications.get(self.app_name)
+            except Exception as e:  # the controller is restarting: ask again next time
+                log.debug("serve.status failed: %r", e)
+                continue
+            if app is None or app.status == "DELETING":
+                log.info("application %s is being deleted: draining replica %s", self.app_name, self.replica_id)
+                await self.hub.drain()
+                return
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """The custom autoscaling metrics (``streamrt.server.ray_autoscale.METRICS``)."""
@@ -149,7 +185,7 @@ def build_application(load_model: Callable[[], StreamingModel], settings: Server
     deployment = serve.deployment(name="StreamrtReplica", **layout.deployment_options(settings))(
         serve.ingress()(StreamrtReplica)
     )
-    return deployment.bind(load_model, settings, layout.threads)
+    return deployment.bind(load_model, settings, layout.threads, layout.status_poll_s)
 
 
 def run_on_ray(load_model: Callable[[], StreamingModel], settings: ServerSettings, layout: RayServeSettings) -> str:
@@ -168,30 +204,42 @@ def run_on_ray(load_model: Callable[[], StreamingModel], settings: ServerSetting
 def app_builder(args: dict[str, Any]):
     """For Ray's own CLI: ``serve run streamrt.server.ray_serve:app_builder model=tiny.en replicas=2``
     or a config file (docs/ray-serve.yaml). ``args``: model, fake_model, preset, encoder_mode,
-    chunk_ms, quantize, max_sessions, and any ``RayServeSettings`` field except host/port/address
-    (the config file's ``http_options`` sets those)."""
+    chunk_ms, quantize; any ``ServerSettings`` field (max_sessions, idle_timeout_s, auth_token, ...);
+    any ``RayServeSettings`` field except host/port/address (the config file's ``http_options`` and
+    ``serve run --address`` set those). Values given as text (``key=value``) are read as numbers or
+    true/false/none where they look like one."""
     from functools import partial
 
     from streamrt.cli.serve import load_model
 
-    args = dict(args)
-    fake = _flag(args.pop("fake_model", False))
+    args = {k: _value(v) for k, v in args.items()}
+    fake = bool(args.pop("fake_model", False))
     name = str(args.pop("model", "tiny.en"))
     model_args = {k: args.pop(k) for k in ("preset", "encoder_mode", "chunk_ms", "quantize") if k in args}
-    if "chunk_ms" in model_args:
-        model_args["chunk_ms"] = int(model_args["chunk_ms"])
-    server = ServerSettings(max_sessions=int(args.pop("max_sessions", 64)), model_name="counting" if fake else name)
-    fields = {f for f in RayServeSettings.__dataclass_fields__ if f not in ("host", "port", "address")}
-    unknown = sorted(set(args) - fields)
+    server_fields = set(ServerSettings.__dataclass_fields__) - {"replica_id", "model_name"}
+    layout_fields = set(RayServeSettings.__dataclass_fields__) - {"host", "port", "address"}
+    unknown = sorted(set(args) - server_fields - layout_fields)
     if unknown:
         raise ConfigError(f"unknown app_builder argument(s) {', '.join(unknown)}; known: model, fake_model, preset, "
-                          f"encoder_mode, chunk_ms, quantize, max_sessions, {', '.join(sorted(fields))}")
-    types = {"replicas": int, "min_replicas": int, "max_replicas": int, "threads": int, "http_headroom": int}
-    layout = RayServeSettings(**{k: types.get(k, float)(v) for k, v in args.items()})
+                          f"encoder_mode, chunk_ms, quantize, {', '.join(sorted(server_fields | layout_fields))}")
+    server = ServerSettings(model_name="counting" if fake else name,
+                            **{k: v for k, v in args.items() if k in server_fields})
+    layout = RayServeSettings(**{k: v for k, v in args.items() if k in layout_fields})
     return build_application(partial(load_model, name, fake, **model_args), server, layout)
 
 
-def _flag(v: Any) -> bool:
-    return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
-
-
+def _value(v: Any) -> Any:
+    """A ``key=value`` argument's text as the number, bool or None it spells; anything else as is."""
+    if not isinstance(v, str):
+        return v
+    low = v.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v

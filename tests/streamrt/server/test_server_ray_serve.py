@@ -1,7 +1,8 @@
 """The server as a Ray Serve deployment: 2 replicas on a local Ray cluster (2 CPUs), counting model.
 
 Sessions are spread over the replicas (``ready.replica``) and each gets its whole transcript; an
-upload to ``/v1/audio/transcriptions`` goes through the same proxy and app; the
+upload to ``/v1/audio/transcriptions`` goes through the same proxy and app; deleting the application
+drains live sessions; the
 deployment options follow the settings (a session is one request: ``max_ongoing_requests`` is
 ``max_sessions`` plus the HTTP headroom; autoscaling uses the busy-fraction policy)."""
 
@@ -53,7 +54,7 @@ async def test_sessions_spread_over_two_replicas_and_each_gets_its_transcript(ra
     from ray import serve
 
     from streamrt.cli.serve import load_model
-    from streamrt.server.ray_serve import run_on_ray
+    from streamrt.server.ray_serve import APP_NAME, run_on_ray
 
     port = _free_port()
     settings = ServerSettings(model_name="counting", max_sessions=2)
@@ -79,6 +80,14 @@ async def test_sessions_spread_over_two_replicas_and_each_gets_its_transcript(ra
                                         files={"file": ("a.wav", wav.getvalue(), "audio/wav")},
                                         data={"model": "counting"}, timeout=30)
         assert reply.status_code == 200 and reply.json()["text"] == "w0 w1 w2 w3", reply.text
+        # deleting the application drains the replicas: a live session commits every word, ends, 1001
+        ws, _ = await _open(url)
+        await ws.send(np.zeros(int(16000 * 1.5), "<i2").tobytes())
+        deleting = asyncio.create_task(asyncio.to_thread(serve.delete, APP_NAME))
+        msgs = [json.loads(m) async for m in ws]
+        await deleting
+        assert [w["text"] for m in msgs if m["type"] == "commit" for w in m["words"]] == ["w0", "w1", "w2"]
+        assert msgs[-1]["type"] == "end" and ws.close_code == 1001
     finally:
         await asyncio.to_thread(serve.shutdown)
 
@@ -101,6 +110,7 @@ def test_deployment_options_follow_the_settings():
     ({"target_busy_fraction": 1.5}, "target_busy_fraction must be in"),
     ({"cpus_per_replica": 0}, "cpus_per_replica must be > 0"),
     ({"drain_timeout_s": -1}, "drain_timeout_s must be >= 0"),
+    ({"status_poll_s": 0}, "status_poll_s must be > 0 or None"),
 ])
 def test_bad_layouts_name_the_setting(kw, message):
     with pytest.raises(ConfigError, match=message):
@@ -125,6 +135,10 @@ def test_the_documented_serve_config_builds_an_application():
     assert isinstance(app_builder({**app["args"], "fake_model": True}), Application)  # the model loads in replicas
     with pytest.raises(ConfigError, match="unknown app_builder argument.*replica_count"):
         app_builder({"replica_count": 2})
+    # `serve run ...:app_builder key=value` passes text: read as numbers, bools and None
+    built = app_builder({"fake_model": "true", "replicas": "3", "max_sessions": "12", "idle_timeout_s": "none"})
+    config = built._bound_deployment._deployment_config  # Ray has no public reader for it
+    assert config.num_replicas == 3 and config.max_ongoing_requests == 12 + 8
 
 
 @pytest.mark.parametrize("args, message", [
