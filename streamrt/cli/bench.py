@@ -54,6 +54,12 @@ def _register_streams(app: typer.Typer) -> None:
     streams.register(app)
 
 
+def _register_soak(app: typer.Typer) -> None:
+    from streamrt.bench import soak
+
+    soak.register(app)
+
+
 def _register_quant(app: typer.Typer) -> None:
     from streamrt.bench import quant
 
@@ -101,6 +107,8 @@ _SWEEP = ["--threads", "2", "--max-wait-ms", "150", "--no-degrade", "--format", 
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
     ("quant.md", ["bench", "quant", "--format", "table"]),
+    # the server's memory under 30,000 short sessions (docs/operations.md "Memory over time")
+    ("soak.jsonl", ["bench", "soak", "--sessions", "30000", "--report-every", "3000"]),
     # capacity (docs/benchmarks.md "Streams per machine"), each configuration as set (--no-degrade:
     # no trial is rescued by the ladder lengthening its chunks): the default preset (no configuration
     # flags: what `streamrt serve` serves) and the low-latency preset at 500 ms, swept for p95 commit
@@ -178,7 +186,8 @@ def _register_all(app: typer.Typer) -> None:
 
 
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [
-    _register_encoder, _register_streams, _register_quant, _register_quant_wer, _register_llm, _register_all,
+    _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_llm,
+    _register_all,
 ]
 
 
