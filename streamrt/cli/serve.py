@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from streamrt.engine import Describable
 from streamrt.errors import StreamrtError
 from streamrt.presets import DEFAULT_PRESET
 
@@ -123,9 +124,8 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(2) from None
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
                        f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
-            describe = getattr(shared, "describe", None)  # the counting model has no configuration
-            if callable(describe):
-                d = describe()
+            if isinstance(shared, Describable):  # the counting model has no configuration
+                d = shared.describe()
                 typer.echo(f"streamrt: preset {d['preset']}; precision {d['precision_reason']}")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -14,11 +14,14 @@ import json
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from streamrt.errors import StreamrtError
 from streamrt.server.protocol import ServerProtocol
 from streamrt.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from streamrt.scheduler import Scheduler
 
 log = logging.getLogger("streamrt.server")
 
@@ -42,7 +45,7 @@ class SessionBridge:
     def __init__(
         self,
         proto: ServerProtocol,
-        scheduler,
+        scheduler: "Scheduler",
         settings: ServerSettings,
         stats: ServerStats,
         send: Callable[[str], Awaitable[None]],
@@ -84,7 +87,7 @@ class SessionBridge:
             self._session = s
             self.stats.sessions_started += 1
         if self._session is not None:
-            no_step_in_flight = getattr(self.scheduler, "idle", True)
+            no_step_in_flight = self.scheduler.idle
             self.scheduler.wake(self._session)
             if no_step_in_flight:  # the scheduler cannot start a step before we yield
                 self._finish_if_done()
@@ -138,7 +141,7 @@ class SessionBridge:
 
     def _retry_finish(self) -> None:
         self._retry = None
-        if getattr(self.scheduler, "idle", True):
+        if self.scheduler.idle:
             self._finish_if_done()
             self._flush()
         else:

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 from collections import deque
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -24,13 +25,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from streamrt.clock import Clock, MonotonicClock
-from streamrt.engine import StreamingModel
+from streamrt.engine import Describable, StreamingModel
 from streamrt.errors import StreamrtError
 from streamrt.server.bridge import ServerStats, SessionBridge
 from streamrt.server.http import make_process_request
 from streamrt.server.protocol import CloseCode, ServerProtocol, error_message
 from streamrt.server.settings import ServerSettings
 from streamrt.types import PRECISION_KEYS
+
+if TYPE_CHECKING:
+    from streamrt.scheduler import Scheduler
 
 log = logging.getLogger("streamrt.server")
 
@@ -125,7 +129,7 @@ class StreamServer:
         model: StreamingModel,
         *,
         settings: ServerSettings = ServerSettings(),
-        scheduler=None,
+        scheduler: "Scheduler | None" = None,
         clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 8765,
@@ -226,15 +230,13 @@ class StreamServer:
             "max_sessions": self.settings.max_sessions,
             "model": self.settings.model_name,
         }
-        describe = getattr(self.model, "describe", None)  # as the ready message's settings
-        if callable(describe):  # which configuration and precision this replica runs, and why
-            d = describe()
+        if isinstance(self.model, Describable):  # as the ready message's settings: which
+            d = self.model.describe()  # configuration and precision this replica runs, and why
             details.update({k: d[k] for k in ("preset",) if d.get(k) is not None})
             if "precision" in d:
                 details["precision"] = {k: d[k] for k in PRECISION_KEYS if k in d}
-        stats = getattr(self._scheduler, "stats", None)
-        if callable(stats):  # how loaded the machine is, for load balancers and dashboards
-            st = stats()
+        if self._scheduler is not None:  # how loaded the machine is, for load balancers and dashboards
+            st = self._scheduler.stats()
             details["load"] = {
                 "busy_fraction": st.get("busy_fraction"),
                 "worst_lag_ms": st.get("worst_lag_ms"),
@@ -258,9 +260,8 @@ class StreamServer:
                 "try again later",
                 code="server_busy",
             )
-        saturation = getattr(self._scheduler, "saturation", None)
-        if self.settings.refuse_when_saturated and callable(saturation):
-            reason = saturation()
+        if self.settings.refuse_when_saturated and self._scheduler is not None:
+            reason = self._scheduler.saturation()
             if reason is not None:
                 self.stats.refused_saturated += 1
                 return StreamrtError(
