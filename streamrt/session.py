@@ -69,6 +69,12 @@ class Session(StreamSession):
         self.video_frames = 0
 
     # ---- input -------------------------------------------------------------------------------
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of audio received but not yet consumed by the model (``max_buffered_audio_s``
+        bounds it): a sender that may go faster than real time keeps it under the limit."""
+        return (self.stream.received_ms - self.stream.consumed_ms) / 1000 + self._staged_samples / self.model_sample_rate
+
     def receive_pcm(self, data: bytes, encoding: str) -> None:
         """Raw PCM bytes in the session's input rate/channels; errors become events."""
         try:
@@ -114,10 +120,7 @@ class Session(StreamSession):
             if total_s > lim.max_stream_s:
                 raise LimitExceeded("max_stream_s", lim.max_stream_s, total_s, "s", what="stream length", fatal=True)
         if lim.max_buffered_audio_s is not None:
-            backlog_s = (
-                (self.stream.received_ms - self.stream.consumed_ms) / 1000
-                + (self._staged_samples + n_in * self.model_sample_rate / self.input_sample_rate) / self.model_sample_rate
-            )
+            backlog_s = self.backlog_s + n_in / self.input_sample_rate
             if backlog_s > lim.max_buffered_audio_s:
                 raise LimitExceeded(
                     "max_buffered_audio_s",

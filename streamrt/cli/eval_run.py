@@ -73,6 +73,14 @@ def run(
                               "seconds of this process; steadier on a shared machine)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar or table"),
+    use_ray: bool = typer.Option(False, "--ray", help="fan the rows out over a Ray cluster (streamrt[ray]; "
+                                 "docs/scaling.md): same outputs as a local run"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="cluster to join (default: env "
+                                              "RAY_ADDRESS, else a local one)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray workers, one model each "
+                                          "(default: the cluster's CPUs / --worker-cpus)"),
+    worker_cpus: float = typer.Option(1.0, "--worker-cpus", min=0.01, help="CPUs per Ray worker (also its "
+                                      "torch threads unless --threads)"),
 ) -> None:
     """Stream DATA through MODEL with POLICY in simulated real time; write the log and the scores."""
     from rich.console import Console
@@ -87,7 +95,7 @@ def run(
     console = Console(stderr=True, quiet=quiet)
     if clock not in CLOCKS:
         raise typer.BadParameter(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
-    if threads is not None:
+    if threads is not None and not use_ray:
         import torch
 
         torch.set_num_threads(threads)
@@ -105,7 +113,12 @@ def run(
             registry.create(config.policy, dict(config.policy_options))  # unknown policy / bad option: fail before loading
             resolve_precision(config.quantize)  # an unknown scheme, too
         with progress_bar(console, disable=quiet) as progress:
-            if offline:
+            if use_ray:
+                result, settings = _run_on_ray(model, config, offline=offline, task=task, language=language,
+                                               data=data, clock=clock, limit=limit, progress=progress,
+                                               address=ray_address, workers=workers, worker_cpus=worker_cpus,
+                                               threads=threads)
+            elif offline:
                 from streamrt.models.whisper import load_whisper, transcribe_offline
 
                 bundle = load_whisper(model)
@@ -136,6 +149,32 @@ def run(
     typer.echo(f"{summary}\nwrote {path} and {path.parent / 'instances.log'}")
     if not result.utterances:
         raise typer.Exit(1)
+
+
+def _run_on_ray(model: str, config, *, offline: bool, task: str, language: Optional[str], data: Path, clock: str,
+                limit: Optional[int], progress, address: Optional[str], workers: Optional[int], worker_cpus: float,
+                threads: Optional[int]):
+    """``eval run --ray``: the same rows and outputs, each row run by a Ray worker holding the model."""
+    import functools
+
+    from streamrt.evaluation.ray_fanout import RayWorkers, evaluate_on_ray, offline_job, streaming_job
+    from streamrt.evaluation.runner import CLOCKS
+    from streamrt.presets import load_model
+
+    cluster = RayWorkers(address=address, workers=workers, cpus_per_worker=worker_cpus, threads=threads)
+    if offline:
+        job = offline_job(model, task=task, language=language, clock=CLOCKS[clock])
+    else:
+        options = {"policy": config.policy, "policy_options": dict(config.policy_options), "task": task,
+                   "language": language}
+        job = streaming_job(functools.partial(load_model, model, config), options=options, feed_ms=config.chunk_ms,
+                            clock=CLOCKS[clock])
+    result, described = evaluate_on_ray(job, data, streaming=not offline, cluster=cluster, limit=limit,
+                                        progress=progress)
+    settings: dict[str, Any] = {**described, "task": task, "language": language}
+    if not offline:
+        settings.update(policy=config.policy, policy_options=dict(config.policy_options))
+    return result, settings
 
 
 def sweep(

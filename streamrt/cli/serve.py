@@ -1,4 +1,4 @@
-"""CLI commands: ``serve`` (the WebSocket server), ``stream`` (a file), ``mic`` (the microphone) and
+"""CLI commands: ``serve`` (the server: WebSocket, HTTP API and page on one port), ``stream`` (a file), ``mic`` (the microphone) and
 ``demo`` (server + a bundled recording in one process). Heavy imports stay inside the commands."""
 
 from __future__ import annotations
@@ -9,35 +9,11 @@ from typing import Optional
 
 import typer
 
+from streamrt.cli.models import load_model
 from streamrt.engine import Describable
-from streamrt.errors import StreamrtError
 from streamrt.presets import DEFAULT_PRESET
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
-
-
-def load_model(name: str, fake: bool, preset: str = DEFAULT_PRESET, encoder_mode: Optional[str] = None,
-               chunk_ms: Optional[int] = None, quantize: Optional[str] = None):
-    """The shared model: Whisper streaming by name configured by ``preset`` (``streamrt.presets``), or
-    the counting model (no weights) when ``fake``. ``encoder_mode``/``chunk_ms``/``quantize``
-    override the preset's when given."""
-    if fake:
-        from streamrt.testing import CountingModel
-
-        return CountingModel()
-    from streamrt.presets import get_preset, load_model as load_preset_model
-
-    try:
-        config = get_preset(preset).with_overrides(encoder_mode=encoder_mode, chunk_ms=chunk_ms, quantize=quantize)
-        return load_preset_model(name, config)
-    except ImportError as e:
-        raise typer.BadParameter(
-            f"the Whisper streaming model is not available in this build ({e}); "
-            "use --fake-model to run the server with the counting model",
-            param_hint="--model",
-        ) from None
-    except StreamrtError as e:
-        raise typer.BadParameter(e.message, param_hint="--model/--preset/--encoder-mode/--chunk-ms/--quantize") from None
 
 
 def bundled_recording() -> Path:
@@ -95,12 +71,53 @@ def register(app: typer.Typer) -> None:
             None, envvar="STREAMRT_AUTH_TOKEN", help="require this bearer token (env STREAMRT_AUTH_TOKEN)"
         ),
         allowed_origin: list[str] = typer.Option([], help="allowed browser Origin (repeat); default: any"),
+        metrics_public: bool = typer.Option(
+            False, help="serve /metrics without the bearer token even when --auth-token is set"
+        ),
+        log_level: str = typer.Option("info", help="log level of the streamrt loggers (one line per session end at info)"),
+        max_upload_bytes: int = typer.Option(25_000_000, help="largest upload to /v1/audio/transcriptions, bytes"),
+        max_upload_s: float = typer.Option(7200.0, help="longest audio in an upload, seconds"),
+        transport: str = typer.Option(
+            "asgi", help="asgi: one port for the WebSocket protocol, the OpenAI-compatible HTTP API, /healthz, "
+            "/metrics and the page (uvicorn); websockets: the WebSocket protocol, /healthz, /metrics and the page",
+        ),
+        ray: bool = typer.Option(False, "--ray", help="run as a Ray Serve deployment (streamrt[ray]; docs/scaling.md)"),
+        replicas: int = typer.Option(1, min=1, help="--ray: replicas (the initial count when autoscaling)"),
+        min_replicas: int = typer.Option(1, min=0, help="--ray: fewest replicas when autoscaling"),
+        max_replicas: Optional[int] = typer.Option(None, min=1, help="--ray: autoscale up to this many replicas on "
+                                                   "the schedulers' busy fraction (off if unset)"),
+        replica_cpus: float = typer.Option(1.0, min=0.01, help="--ray: CPUs reserved per replica (its torch threads)"),
+        threads: Optional[int] = typer.Option(None, min=1, help="--ray: torch threads per replica, if not --replica-cpus"),
+        target_busy_fraction: float = typer.Option(0.7, help="--ray: autoscaling target busy fraction per replica"),
+        ray_address: Optional[str] = typer.Option(None, help="--ray: cluster to join (default: env RAY_ADDRESS, else "
+                                                  "a local one)"),
     ) -> None:
-        """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream) and the browser page (/)."""
-        from streamrt.server.settings import ServerSettings
-        from streamrt.server.ws import StreamServer
+        """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream), file transcription over
+        HTTP (POST /v1/audio/transcriptions, OpenAI-compatible), the browser page (/), /healthz and
+        /metrics (Prometheus), on one port."""
+        import logging
 
-        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
+        from streamrt.server.settings import ServerSettings
+
+        if transport not in ("asgi", "websockets"):
+            raise typer.BadParameter(f"{transport!r}: choose asgi or websockets", param_hint="--transport")
+        if transport == "asgi":
+            try:
+                from streamrt.server.asgi_server import AsgiServer as server_class
+            except ImportError as e:
+                raise typer.BadParameter(
+                    f"the ASGI transport needs the server extra ({e}): pip install 'streamrt[server]', "
+                    "or run --transport websockets (no HTTP API)", param_hint="--transport",
+                ) from None
+        else:
+            from streamrt.server.ws import StreamServer as server_class
+
+        level = logging.getLevelName(log_level.upper())
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}; use debug, info, warning or error", param_hint="--log-level")
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.getLogger("streamrt").setLevel(level)
+
         settings = ServerSettings(
             max_sessions=max_sessions,
             refuse_when_saturated=refuse_when_saturated,
@@ -109,10 +126,25 @@ def register(app: typer.Typer) -> None:
             idle_timeout_s=idle_timeout_s,
             ping_interval_s=ping_interval_s,
             auth_token=auth_token,
+            metrics_public=metrics_public,
             allowed_origins=tuple(allowed_origin) or None,
             model_name="counting" if fake_model else model,
+            max_upload_bytes=max_upload_bytes,
+            max_upload_s=max_upload_s,
         )
-        server = StreamServer(shared, settings=settings, host=host, port=port)
+        if ray:
+            from streamrt.cli.serve_ray import serve_on_ray
+
+            if transport != "asgi":
+                raise typer.BadParameter("Ray Serve runs the ASGI transport only", param_hint="--transport")
+
+            serve_on_ray((model, fake_model, preset, encoder_mode, chunk_ms, quantize), settings, replicas=replicas,
+                         min_replicas=min_replicas, max_replicas=max_replicas, replica_cpus=replica_cpus,
+                         threads=threads, target_busy_fraction=target_busy_fraction, host=host,
+                         port=port or 8000, address=ray_address)
+            return
+        shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
+        server = server_class(shared, settings=settings, host=host, port=port)
 
         async def main() -> None:
             import signal
@@ -122,8 +154,9 @@ def register(app: typer.Typer) -> None:
             except OSError as e:  # port in use, no permission, unknown host
                 typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
                 raise typer.Exit(2) from None
+            api = f"; HTTP API: http://{host}:{server.port}/v1/audio/transcriptions" if transport == "asgi" else ""
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
-                       f"browser page: http://{host}:{server.port}/  (Ctrl-C stops)")
+                       f"browser page: http://{host}:{server.port}/{api}  (Ctrl-C stops)")
             if isinstance(shared, Describable):  # the counting model has no configuration
                 d = shared.describe()
                 typer.echo(f"streamrt: preset {d['preset']}; precision {d['precision_reason']}")
@@ -225,8 +258,8 @@ def register(app: typer.Typer) -> None:
         from streamrt.audio import load_audio
         from streamrt.clients.captions import CaptionView
         from streamrt.clients.ws_client import stream_samples
+        from streamrt.server.asgi_server import AsgiServer
         from streamrt.server.settings import ServerSettings
-        from streamrt.server.ws import StreamServer
 
         console = Console()
         path = file or bundled_recording()
@@ -236,7 +269,7 @@ def register(app: typer.Typer) -> None:
         settings = ServerSettings(model_name="counting" if fake_model else model)
 
         async def run():
-            async with StreamServer(shared, settings=settings, port=0) as server:
+            async with AsgiServer(shared, settings=settings, port=0) as server:
                 console.print(f"server on {server.url}; streaming {path.name} ({len(samples) / 16000:.1f} s) "
                               f"at {'full speed' if speed == 0 else f'{speed:g}x real time'}")
                 return await stream_samples(server.url, samples, speed=speed, options=_options(policy, None),

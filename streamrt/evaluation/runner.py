@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -98,18 +98,12 @@ def stream_one(model, audio: np.ndarray, options: Mapping[str, Any], *, feed_ms:
     return session
 
 
-def evaluate_streaming(
-    model,
-    data_path: str | Path,
-    *,
-    options: Mapping[str, Any],
-    feed_ms: int,
-    clock: Clock | None = None,
-    limit: int | None = None,
-    progress: Progress | None = None,
-) -> EvalResult:
-    """Stream every usable row; errors (bad rows, unreadable audio, a failing session) are
-    collected with the row they name and the rest still runs."""
+RowRun = Callable[[DataRow, np.ndarray], Utterance]
+"""Runs one row on its audio (mono float32 at SAMPLE_RATE); raises StreamrtError when it fails."""
+
+
+def streaming_run(model, *, options: Mapping[str, Any], feed_ms: int, clock: Clock | None = None) -> RowRun:
+    """The per-row function of ``evaluate_streaming``: each row through its own ``Session`` on ``model``."""
     clock = clock or MonotonicClock()
 
     def run(row: DataRow, audio: np.ndarray) -> Utterance:
@@ -128,19 +122,12 @@ def evaluate_streaming(
             session.compute_ms, delays, elapsed, dict(getattr(session.stream, "stats", {})),
         )
 
-    return _evaluate_rows(data_path, run, streaming=True, limit=limit, progress=progress)
+    return run
 
 
-def evaluate_offline(
-    transcribe: Callable[[np.ndarray, DataRow], str],
-    data_path: str | Path,
-    *,
-    clock: Clock | None = None,
-    limit: int | None = None,
-    progress: Progress | None = None,
-) -> EvalResult:
-    """The offline reference: ``transcribe(audio, row)`` on each whole file. Every word's delay is
-    the file's length (it is emitted at the end); elapsed adds the compute time."""
+def offline_run(transcribe: Callable[[np.ndarray, DataRow], str], *, clock: Clock | None = None) -> RowRun:
+    """The per-row function of ``evaluate_offline``: every word's delay is the file's length (it is
+    emitted at the end); elapsed adds the compute time."""
     clock = clock or MonotonicClock()
 
     def run(row: DataRow, audio: np.ndarray) -> Utterance:
@@ -152,12 +139,67 @@ def evaluate_offline(
         return Utterance(row.id, row.row, dur, " ".join(words), row.reference, compute_ms,
                          [dur] * len(words), [dur + compute_ms] * len(words))
 
-    return _evaluate_rows(data_path, run, streaming=False, limit=limit, progress=progress)
+    return run
+
+
+def evaluate_streaming(
+    model,
+    data_path: str | Path,
+    *,
+    options: Mapping[str, Any],
+    feed_ms: int,
+    clock: Clock | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Stream every usable row; errors (bad rows, unreadable audio, a failing session) are
+    collected with the row they name and the rest still runs."""
+    run = streaming_run(model, options=options, feed_ms=feed_ms, clock=clock)
+    return _evaluate_rows(data_path, run, streaming=True, limit=limit, progress=progress)
+
+
+def evaluate_offline(
+    transcribe: Callable[[np.ndarray, DataRow], str],
+    data_path: str | Path,
+    *,
+    clock: Clock | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """The offline reference: ``transcribe(audio, row)`` on each whole file."""
+    return _evaluate_rows(data_path, offline_run(transcribe, clock=clock), streaming=False, limit=limit,
+                          progress=progress)
+
+
+def run_row(data_path: str | Path, row: DataRow, run: RowRun, audio: np.ndarray | None = None) -> Utterance | str:
+    """``run`` on the row's audio (read here unless given): the utterance, or the message of the
+    StreamrtError that stopped it, naming the row."""
+    try:
+        return run(row, load_row_audio(data_path, row, SAMPLE_RATE) if audio is None else audio)
+    except StreamrtError as e:
+        return e.message if isinstance(e, DataError) else f"{data_path}:{row.row}: {row.id}: {e.message}"
+
+
+def collect_outcomes(outcomes: Iterable[tuple[DataRow, Utterance | str]], errors: list[str], *,
+                     streaming: bool) -> EvalResult:
+    """Merge per-row outcomes (in data order) into one result: utterances, instances, scores; a
+    string outcome is a row error and joins ``errors``. Local and distributed runs both end here,
+    so they write the same outputs."""
+    errors = list(errors)
+    utts: list[Utterance] = []
+    instances: list[Instance] = []
+    for row, outcome in outcomes:
+        if isinstance(outcome, str):
+            errors.append(outcome)
+        else:
+            utts.append(outcome)
+            instances.append(_instance(len(instances), outcome, row.audio))
+    return EvalResult(_scores(instances, utts, streaming=streaming), utts, errors, instances)
 
 
 def _evaluate_rows(
     data_path: str | Path,
-    run: Callable[[DataRow, np.ndarray], Utterance],
+    run: RowRun,
     *,
     streaming: bool,
     limit: int | None,
@@ -167,20 +209,14 @@ def _evaluate_rows(
     unreadable audio, a failing model) is reported with the row it names and the rest still runs."""
     rows, row_errors = read_data(data_path)
     rows = rows[:limit] if limit is not None else rows
-    errors = [e.message for e in row_errors]
-    utts: list[Utterance] = []
-    instances: list[Instance] = []
-    for k, row in enumerate(rows):
-        try:
-            u = run(row, load_row_audio(data_path, row, SAMPLE_RATE))
-        except StreamrtError as e:
-            errors.append(e.message if isinstance(e, DataError) else f"{data_path}:{row.row}: {row.id}: {e.message}")
-        else:
-            utts.append(u)
-            instances.append(_instance(len(instances), u, row.audio))
-        if progress:
-            progress(row.id, k + 1, len(rows))
-    return EvalResult(_scores(instances, utts, streaming=streaming), utts, errors, instances)
+
+    def outcomes() -> Iterator[tuple[DataRow, Utterance | str]]:
+        for k, row in enumerate(rows):
+            yield row, run_row(data_path, row, run)
+            if progress:
+                progress(row.id, k + 1, len(rows))
+
+    return collect_outcomes(outcomes(), [e.message for e in row_errors], streaming=streaming)
 
 
 def _scores(instances: list[Instance], utts: list[Utterance], *, streaming: bool) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import inspect
 import logging
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Callable, Sequence
 
 from streamrt.clock import Clock
 from streamrt.engine import ModelStream, StreamingModel
@@ -45,6 +45,8 @@ from streamrt.scheduler.settings import SchedulerSettings
 from streamrt.session import Session
 
 log = logging.getLogger("streamrt.scheduler")
+
+StepListener = Callable[[int, float], None]  # (batch size, step seconds)
 
 
 class Scheduler:
@@ -91,6 +93,7 @@ class Scheduler:
         self._worst_lag_ms = 0.0
         self._started_at = 0.0
         self._level_history: deque[tuple[float, int]] = deque(maxlen=64)  # (s since start, level)
+        self._step_listeners: list[StepListener] = []
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -155,6 +158,10 @@ class Scheduler:
     def remove(self, session: Session) -> None:
         """Stop serving ``session`` (idempotent). A step already in flight finishes without it."""
         self._members.pop(session, None)
+
+    def add_step_listener(self, listener: StepListener) -> None:
+        """Call ``listener(batch_size, seconds)`` on the loop after every batched step (metrics)."""
+        self._step_listeners.append(listener)
 
     @property
     def sessions(self) -> tuple[Session, ...]:
@@ -284,6 +291,11 @@ class Scheduler:
         self._steps += 1
         self._streams_stepped += len(batch)
         self._batch_sizes[len(batch)] += 1
+        for listener in self._step_listeners:
+            try:
+                listener(len(batch), seconds)
+            except Exception:
+                log.exception("step listener raised (ignored)")
         for i, (m, deadline) in enumerate(batch):
             if self._members.get(m.session) is not m:
                 try:  # removed while the step ran: unstage its input, deliver nothing

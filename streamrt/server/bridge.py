@@ -13,10 +13,10 @@ import asyncio
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from streamrt.errors import StreamrtError
+from streamrt.server.metrics import ServerStats, log_session_end
 from streamrt.server.protocol import ServerProtocol
 from streamrt.server.settings import ServerSettings
 
@@ -24,21 +24,6 @@ if TYPE_CHECKING:
     from streamrt.scheduler import Scheduler
 
 log = logging.getLogger("streamrt.server")
-
-
-@dataclass
-class ServerStats:
-    """Counters a test or an operator can read (``StreamServer.stats``)."""
-
-    sessions_started: int = 0
-    sessions_ended: int = 0
-    connections_active: int = 0
-    refused_busy: int = 0
-    refused_saturated: int = 0
-    closed_slow_client: int = 0
-    disconnected_early: int = 0
-    words_committed: int = 0
-    max_send_queue: int = 0
 
 
 class SessionBridge:
@@ -64,6 +49,8 @@ class SessionBridge:
         self._retry: asyncio.TimerHandle | None = None
         self.closed = asyncio.Event()  # set once the link is closed (or lost)
         self._last_input_s = asyncio.get_running_loop().time()  # the transport's clock (event loop)
+        self._started_s: float | None = None  # when the session joined the scheduler
+        self._end_reason: str | None = None  # the code of the first fatal error sent, if any
 
     # ---- called by the transport ---------------------------------------------------------------
     def start(self) -> None:
@@ -82,10 +69,12 @@ class SessionBridge:
                 self.scheduler.add(s, on_output=self.on_output)
             except StreamrtError as e:  # the scheduler is stopping
                 self.proto.abort(StreamrtError(e.message, code="shutting_down"))
+                self.stats.refused("shutting_down")
                 self._flush()
                 return
             self._session = s
-            self.stats.sessions_started += 1
+            self._started_s = self._last_input_s
+            self.stats.session_started()
         if self._session is not None:
             no_step_in_flight = self.scheduler.idle
             self.scheduler.wake(self._session)
@@ -153,10 +142,17 @@ class SessionBridge:
             self._retry.cancel()
             self._retry = None
         if self._session is not None:
-            if self._session.ended:
-                self.stats.sessions_ended += 1
-            self.scheduler.remove(self._session)
-            self._session = None
+            s, self._session = self._session, None
+            reason = self._end_reason or ("end" if s.ended else "connection_lost")
+            audio_s = s.stream.received_ms / 1000.0
+            self.stats.session_ended(reason, s.ended, audio_s)
+            log_session_end(s, reason, self.proto.close, self._duration_s(), self.scheduler.session_stats(s))
+            self.scheduler.remove(s)
+
+    def _duration_s(self) -> float:
+        if self._started_s is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._started_s
 
     def _flush(self) -> None:
         for msg in self.proto.data_to_send():
@@ -166,7 +162,11 @@ class SessionBridge:
                 if len(kept) != len(self.queue):
                     self.queue = deque(kept)
             elif msg["type"] == "commit":
-                self.stats.words_committed += len(msg["words"])
+                self.stats.committed(msg["words"])
+            elif msg["type"] == "error":
+                self.stats.error(msg["code"])
+                if msg["fatal"] and self._end_reason is None:
+                    self._end_reason = msg["code"]
             self.queue.append(msg)
         if self.proto.close is not None:
             self._detach()
@@ -179,6 +179,8 @@ class SessionBridge:
 
     def _slow_client(self, limit: int) -> None:
         self.stats.closed_slow_client += 1
+        self.stats.error("slow_client")
+        self._end_reason = self._end_reason or "slow_client"
         n = len(self.queue)
         self.proto.abort(
             StreamrtError(

@@ -212,6 +212,12 @@ class ServerProtocol:
         self.session.receive_pcm(bytes(data), self.start_request.encoding)
         self.collect()
 
+    def receive_too_big(self, size: int) -> None:
+        """A message of at least ``size`` bytes, over ``max_message_bytes``, that the transport dropped
+        unread: answered ``message_too_big`` as if it had been received."""
+        if self.state != "closed":
+            self._too_big(size)
+
     def start(self, msg: Mapping[str, Any]) -> None:
         """Handle a ``start`` message (already parsed; the WebRTC transport calls this directly)."""
         if self.state != "await_start":
@@ -256,6 +262,7 @@ class ServerProtocol:
                     "max_stream_s": self.settings.max_stream_s,
                     "idle_timeout_s": self.settings.idle_timeout_s,
                 },
+                **({} if self.settings.replica_id is None else {"replica": self.settings.replica_id}),
             }
         )
 

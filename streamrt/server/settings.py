@@ -13,12 +13,14 @@ from streamrt.session import SessionLimits
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits and switches of ``streamrt.server.ws.StreamServer``.
+    """Limits and switches of the server (``streamrt.server.asgi_server.AsgiServer``, ``.ws.StreamServer``).
 
     max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
-        gets ``error`` ``message_too_big`` and close 1009. The websockets layer itself drops anything
-        over ``hard_message_factor`` times this (close 1009, no ``error``), which bounds memory.
-    hard_message_factor: see above (a multiple of max_message_bytes, >= 1).
+        gets ``error`` ``message_too_big``, ``end`` and close 1009. Both built-in transports skip
+        such a message unread (``streamrt.server.oversize``), so this holds whatever its size.
+    hard_message_factor: a transport that must hold a whole message before the protocol sees it
+        would drop anything over this multiple of max_message_bytes itself (close 1009, no
+        ``error``), to bound its memory (>= 1); neither built-in transport needs it now.
     max_sessions: concurrent WebSocket/WebRTC sessions; past it a new client gets ``error``
         ``server_busy`` and close 1013 (try again later).
     refuse_when_saturated: a new client also gets ``server_busy`` and 1013 while the scheduler
@@ -34,8 +36,9 @@ class ServerSettings:
         messages do not extend it. Past it: ``error`` ``start_timeout`` and close 1008, so that a
         connection that never starts cannot hold one of ``max_sessions``.
     max_handshakes: connections accepted whose opening (HTTP/WebSocket) handshake has not finished;
-        past it a new connection is answered ``HTTP 503`` at once and closed. Each handshake is also
-        bounded in time by websockets' open timeout (10 s).
+        past it a new connection is answered ``HTTP 503`` at once and closed.
+    handshake_timeout_s: seconds a connection may take to send its first request (HTTP, or the
+        WebSocket opening handshake); past it the connection is dropped.
     ping_interval_s / ping_timeout_s: WebSocket keepalive; a client that does not answer a ping within
         ping_timeout_s is closed with 1011 by the websockets layer.
     close_timeout_s: seconds to wait for the client's closing handshake before dropping the TCP link.
@@ -47,9 +50,19 @@ class ServerSettings:
     receive_queue_frames: frames websockets buffers from a client before it stops reading the socket.
     shutdown_timeout_s: on shutdown, seconds to wait for live sessions to commit and send ``end``.
     auth_token: when set, clients must send ``Authorization: Bearer <token>`` or ``?token=<token>``
-        (HTTP 401 otherwise). ``/healthz`` and the static page stay open.
+        (HTTP 401 otherwise), on the WebSocket endpoints and on ``/metrics`` (unless metrics_public).
+        ``/healthz`` and the static page stay open.
+    metrics_public: serve ``GET /metrics`` without the bearer token even when auth_token is set (for
+        a scraper inside a private network that sends no credentials).
     allowed_origins: when set, browsers whose ``Origin`` is not listed get HTTP 403.
     model_name: the name the shared model is served under; a ``start`` naming another model is refused.
+    replica_id: which replica serves this session when the server runs as several (Ray Serve sets it,
+        docs/scaling.md); sent as ``ready.replica`` and in ``/healthz``. None: one server, not sent.
+    max_upload_bytes: largest request body of ``POST /v1/audio/transcriptions`` (the file with the
+        multipart framing); past it: HTTP 413 ``file_too_large``. OpenAI's own limit is 25 MB.
+    max_upload_s: longest audio an upload may hold, seconds; past it: HTTP 400 ``audio_too_long``.
+    upload_ahead_s: seconds of an upload's audio fed ahead of the model (faster than real time, never
+        past max_buffered_audio_s), so an upload shares the scheduler with live sessions.
     """
 
     max_message_bytes: int | None = 1 << 20
@@ -61,6 +74,7 @@ class ServerSettings:
     idle_timeout_s: float | None = 60.0
     start_timeout_s: float | None = 10.0
     max_handshakes: int | None = 64
+    handshake_timeout_s: float | None = 10.0
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     close_timeout_s: float | None = 5.0
@@ -70,14 +84,21 @@ class ServerSettings:
     receive_queue_frames: int = 16
     shutdown_timeout_s: float | None = 30.0
     auth_token: str | None = None
+    metrics_public: bool = False
     allowed_origins: tuple[str, ...] | None = None
     model_name: str | None = None
+    replica_id: str | None = None
+    max_upload_bytes: int | None = 25 * 1000 * 1000
+    max_upload_s: float | None = 2 * 3600.0
+    upload_ahead_s: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes"):
+        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes", "max_upload_bytes"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        if self.upload_ahead_s <= 0:
+            raise ValueError(f"upload_ahead_s must be > 0, got {self.upload_ahead_s}")
         if self.hard_message_factor < 1:
             raise ValueError(f"hard_message_factor must be >= 1, got {self.hard_message_factor}")
         if self.write_buffer_low_bytes > self.write_buffer_high_bytes:

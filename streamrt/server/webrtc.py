@@ -55,7 +55,7 @@ def _parse_offer(raw) -> tuple[str, dict]:
 
 
 async def handle_webrtc_signalling(server, ws: ServerConnection, release_admission=lambda: None) -> None:
-    """Run one WebRTC session signalled over ``ws``. Called by ``StreamServer`` after admission;
+    """Run one WebRTC session signalled over ``ws``. Called by a transport (``ws``, ``asgi``) after admission;
     ``release_admission()`` is called once the session is registered (it then counts itself)."""
     try:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription

@@ -28,14 +28,25 @@ class PolicyCheckingModel(CountingModel):
         return {"model": "counting", "word_ms": self.word_ms, "chunk_ms": self.chunk_ms}
 
 
-async def start_test_server(settings=None, **model_kw):
-    """A started StreamServer (free port) on a PolicyCheckingModel."""
+def server_class(transport: str = "asgi"):
+    """The server class of a transport: ``asgi`` (what `streamrt serve` runs) or ``websockets``."""
+    if transport == "websockets":
+        from streamrt.server.ws import StreamServer
+
+        return StreamServer
+    from streamrt.server.asgi_server import AsgiServer
+
+    return AsgiServer
+
+
+async def start_test_server(settings=None, transport: str = "asgi", **model_kw):
+    """A started server (free port) on a PolicyCheckingModel, on the transport `streamrt serve` runs
+    unless ``transport`` says otherwise."""
     from streamrt.server.settings import ServerSettings
-    from streamrt.server.ws import StreamServer
 
     model = PolicyCheckingModel(**model_kw)
     settings = settings or ServerSettings(model_name="counting")
-    server = StreamServer(model, settings=settings, port=0)  # owns a streamrt.scheduler.Scheduler
+    server = server_class(transport)(model, settings=settings, port=0)  # owns a streamrt.scheduler.Scheduler
     await server.start()
     return server
 

@@ -22,8 +22,12 @@ async def test_serve_command_serves_and_drains_on_sigterm():
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={"PYTHONPATH": ".", "PATH": "/usr/bin:/bin"},
     )
     try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        url = re.search(r"(ws://[\d.]+:\d+)/v1/stream", line).group(1)
+        found = None
+        while found is None:  # log lines (stderr, at info) come before it too
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            assert line, "the server exited before it said where it listens"
+            found = re.search(r"(ws://[\d.]+:\d+)/v1/stream", line)
+        url = found.group(1)
         port = url.rsplit(":", 1)[1]
         health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")))
         assert health.pop("load")["degradation_level"] == 0
@@ -39,6 +43,7 @@ async def test_serve_command_serves_and_drains_on_sigterm():
         assert words == ["w0", "w1", "w2", "w3"] and got[-1]["type"] == "end" and ws.close_code == 1001
         out = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
         assert await proc.wait() == 0 and "stopped" in out
+        assert re.search(r"session_end session_id=\S+ reason=shutting_down close_code=1001 .* words=4 ", out)
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -6,8 +6,7 @@ import json
 
 from streamrt.quant.precision import resolve_precision
 from streamrt.server.settings import ServerSettings
-from streamrt.server.ws import StreamServer
-from tests.streamrt.server.server_helpers import PolicyCheckingModel
+from tests.streamrt.server.server_helpers import PolicyCheckingModel, server_class
 from tests.streamrt.server.test_server_ws import http_get
 
 
@@ -21,7 +20,7 @@ class ConfiguredModel(PolicyCheckingModel):
 
 
 async def test_healthz_reports_the_preset_and_the_precision_with_its_reason():
-    server = StreamServer(ConfiguredModel(), settings=ServerSettings(model_name="counting"), port=0)
+    server = server_class()(ConfiguredModel(), settings=ServerSettings(model_name="counting"), port=0)
     await server.start()
     try:
         status, body = await http_get(f"http://127.0.0.1:{server.port}/healthz")

@@ -12,8 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from streamrt.server.settings import ServerSettings
-from streamrt.server.ws import StreamServer
-from tests.streamrt.server.server_helpers import PolicyCheckingModel
+from tests.streamrt.server.server_helpers import PolicyCheckingModel, server_class
 from tests.streamrt.server.test_server_ws import START, TONE, exchange, http_get
 
 PCM_1S = (TONE[:16000] * 32767).astype("<i2").tobytes()
@@ -85,8 +84,8 @@ class SlowModel(PolicyCheckingModel):
         return super().step(streams)
 
 
-async def test_item7_while_draining_healthz_is_503_and_new_clients_get_shutting_down():
-    server = StreamServer(SlowModel(), settings=ServerSettings(model_name="counting"), port=0)
+async def test_item7_while_draining_healthz_is_503_and_new_clients_get_shutting_down(server_transport):
+    server = server_class(server_transport)(SlowModel(), settings=ServerSettings(model_name="counting"), port=0)
     await server.start()
     try:
         live = await connect(server.url + "/v1/stream")
@@ -130,3 +129,59 @@ async def test_item9_handshakes_in_progress_are_bounded_and_the_excess_gets_503(
     await asyncio.sleep(0.1)
     got, code, _ = await exchange(server, json.dumps(START), '{"type":"stop"}')
     assert got[-1]["type"] == "end" and code == 1000 and server.handshakes.open == 0
+
+
+def later_input_refused(errors: list[dict]) -> bool:
+    """The audio and stop sent after a fatal error are answered, not fatal (the session is ending)."""
+    return {e["code"] for e in errors} <= {"session_closed", "already_stopped"} and not any(e["fatal"] for e in errors)
+
+
+async def oversize_exchange(server, big) -> tuple[list[dict], int]:
+    """Two seconds of audio, then ``big`` (bytes, str, or a list of fragments), then more audio and
+    stop; returns every message the server sent and its close code."""
+    got = []
+    async with connect(server.url + "/v1/stream", max_size=None) as ws:
+        await ws.send(json.dumps(START))
+        await ws.send(PCM_1S[:16000])
+        await ws.send(PCM_1S[16000:])
+        await ws.send(PCM_1S)
+        await ws.send(big)
+        try:
+            await ws.send(PCM_1S[:8000])
+            await ws.send('{"type":"stop"}')
+            async for raw in ws:
+                got.append(json.loads(raw))
+        except ConnectionClosed:
+            pass
+    return got, ws.close_code
+
+
+async def test_item5_a_frame_far_over_max_message_bytes_is_answered_by_the_protocol(make_server):
+    server = await make_server(ServerSettings(max_message_bytes=40_000))
+    for big in (b"\0" * 100_000, b"\0" * 8_000_000, "x" * 100_000):  # 2.5x, 200x (binary), text
+        got, close_code = await oversize_exchange(server, big)
+        errors = [m for m in got if m["type"] == "error"]
+        assert errors[0]["code"] == "message_too_big" and errors[0]["fatal"] and later_input_refused(errors[1:])
+        assert f"{len(big)} bytes" in errors[0]["message"] and "40000 bytes" in errors[0]["message"]
+        assert "max_message_bytes" in errors[0]["message"]
+        assert committed(got) == ["w0", "w1", "w2", "w3"] and got[-1]["type"] == "end" and close_code == 1009
+
+
+async def test_item5_a_fragmented_message_crossing_the_limit_is_answered_and_the_rest_skipped(make_server):
+    server = await make_server(ServerSettings(max_message_bytes=40_000))
+    fragments = [b"\0" * 30_000, b"\0" * 30_000, b"\0" * 500_000, b"", b"\0" * 10]  # over at the 2nd
+    got, close_code = await oversize_exchange(server, fragments)
+    errors = [m for m in got if m["type"] == "error"]
+    assert errors[0]["code"] == "message_too_big" and "60000 bytes" in errors[0]["message"]
+    assert later_input_refused(errors[1:])
+    assert committed(got) == ["w0", "w1", "w2", "w3"] and got[-1]["type"] == "end" and close_code == 1009
+
+
+async def test_item5_a_message_just_under_the_limit_in_fragments_is_audio_as_usual(make_server):
+    server = await make_server(ServerSettings(max_message_bytes=40_000))
+    async with connect(server.url + "/v1/stream") as ws:
+        await ws.send(json.dumps(START))
+        await ws.send([PCM_1S[:16000], PCM_1S[16000:]])  # one message of 32000 bytes in two fragments
+        await ws.send('{"type":"stop"}')
+        got = [json.loads(m) async for m in ws]
+    assert committed(got) == ["w0", "w1"] and ws.close_code == 1000

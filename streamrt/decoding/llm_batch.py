@@ -1,0 +1,247 @@
+"""Continuous batching for the causal-LM decoder: conversations join and leave at any step.
+
+    decoder = LlmDecoder.from_bundle(load_llm("smollm2-135m"), DecoderSettings(max_slots=16))
+    conv = decoder.open()                                  # takes a KV-cache slot
+    conv.set_context(bundle.chat_ids(messages))            # reuses the longest common prefix
+    conv.start_reply(SamplingSettings(max_new_tokens=64))
+    while not done:
+        for out in decoder.step([conv, ...]):              # one batched forward for all of them
+            print(out.text, end="")                         # out.tokens, out.finished
+    decoder.close(conv)                                    # frees the slot
+
+A ``Conversation`` is plain state (its tokens, how many of them are in its cache slot, the reply in
+progress); the model and the cache are shared and owned by the decoder. Each ``step`` runs one
+forward: first one decode row per replying conversation, then prefill chunks of the others under
+``prefill_tokens_per_step`` (decode-first, so running replies keep their token rate while a long
+prompt is read in pieces). Editing a conversation (``append``, ``truncate``, ``set_context``) only
+moves its length: positions past it are overwritten by the next prefill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from streamrt.decoding.causal_lm import CausalLM, KVCache
+from streamrt.decoding.llm_sampling import SamplingSettings, choose_token, split_stop
+from streamrt.errors import ConfigError, InputError, LimitExceeded
+
+FINISH_REASONS = ("end_token", "stop_string", "max_new_tokens", "context_full", "stopped")
+CACHE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """Limits of one decoder (units in the names; the KV cache is allocated once from them).
+
+    max_slots: conversations resident at once (each holds one KV-cache slot).
+    max_context_tokens: tokens per conversation (prompt, history and reply together).
+    prefill_tokens_per_step: rows one step may run, decode rows first; prompts are prefilled in
+        chunks of what is left. Must exceed max_slots so that prefill always makes progress.
+    cache_dtype: "float32" or "bfloat16" keys and values.
+    """
+
+    max_slots: int = 16
+    max_context_tokens: int = 2048
+    prefill_tokens_per_step: int = 256
+    cache_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("max_slots", "max_context_tokens", "prefill_tokens_per_step"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if self.prefill_tokens_per_step <= self.max_slots:
+            raise ConfigError(f"prefill_tokens_per_step ({self.prefill_tokens_per_step} tokens) must exceed "
+                              f"max_slots ({self.max_slots}), or prefill could starve behind decode rows")
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise ConfigError(f"cache_dtype must be one of {sorted(CACHE_DTYPES)}, got {self.cache_dtype!r}")
+
+
+@dataclass
+class Reply:
+    """A reply being generated: its settings, its random generator and what it produced so far."""
+
+    settings: SamplingSettings
+    generator: torch.Generator | None
+    end_tokens: frozenset[int]
+    tokens: list[int] = field(default_factory=list)
+    text_sent: str = ""
+
+
+@dataclass
+class Conversation:
+    """One conversation's state. ``tokens[:cached]`` have keys and values in slot ``slot``."""
+
+    slot: int
+    max_tokens: int
+    tokens: list[int] = field(default_factory=list)
+    cached: int = 0
+    reply: Reply | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self.tokens) - self.cached
+
+    def append(self, ids: list[int]) -> None:
+        """Add tokens at the end (a user's words, a tool result); they are prefilled by later steps."""
+        self._check_idle("append")
+        if len(self.tokens) + len(ids) > self.max_tokens:
+            raise LimitExceeded("max_context_tokens", self.max_tokens, len(self.tokens) + len(ids), "tokens",
+                                what="conversation context")
+        self.tokens.extend(int(i) for i in ids)
+
+    def truncate(self, length: int) -> None:
+        """Cut the context back to its first ``length`` tokens (an ASR revision, an interrupted reply
+        cut to what was heard). Nothing is recomputed: the cache before ``length`` stays valid."""
+        self._check_idle("truncate")
+        if not 0 <= length <= len(self.tokens):
+            raise InputError(f"truncate to {length} tokens: the conversation has {len(self.tokens)}")
+        del self.tokens[length:]
+        self.cached = min(self.cached, length)
+
+    def set_context(self, ids: list[int]) -> int:
+        """Make the context ``ids``, keeping the longest common prefix with the current one (a new turn
+        of the same chat prefills only its new tokens). Returns how many tokens were kept."""
+        keep = 0
+        for a, b in zip(self.tokens, ids):
+            if a != b:
+                break
+            keep += 1
+        self.truncate(keep)
+        self.append(ids[keep:])
+        return keep
+
+    def start_reply(self, settings: SamplingSettings, end_tokens: tuple[int, ...] = (),
+                    generator: torch.Generator | None = None) -> None:
+        """Generate after the current context; ``step`` returns the reply's tokens and text."""
+        self._check_idle("start a reply")
+        if not self.tokens:
+            raise InputError("a reply needs at least one context token")
+        ends = settings.end_tokens if settings.end_tokens is not None else end_tokens
+        self.reply = Reply(settings, generator, frozenset(ends))
+
+    def stop_reply(self) -> None:
+        """End the reply in progress (barge-in); its tokens so far stay in the context."""
+        self.reply = None
+
+    def _check_idle(self, what: str) -> None:
+        if self.reply is not None:
+            raise InputError(f"cannot {what} while a reply is being generated; stop_reply() first")
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one step did for one conversation: tokens chosen, text that became final, and why the
+    reply ended (one of FINISH_REASONS) or None while it goes on. ``rows``: its tokens the forward ran."""
+
+    conversation: Conversation
+    tokens: tuple[int, ...] = ()
+    text: str = ""
+    finished: str | None = None
+    rows: int = 0
+
+
+class LlmDecoder:
+    """The shared model and KV cache; conversations are opened on it and stepped together."""
+
+    def __init__(self, lm: CausalLM, decode: Callable[[list[int]], str], end_tokens: tuple[int, ...],
+                 settings: DecoderSettings = DecoderSettings()):
+        self.lm = lm
+        self.decode = decode
+        self.end_tokens = tuple(end_tokens)
+        self.settings = settings
+        self.cache: KVCache = lm.new_cache(settings.max_slots, settings.max_context_tokens,
+                                           CACHE_DTYPES[settings.cache_dtype])
+        self._free = list(range(settings.max_slots))
+
+    @classmethod
+    def from_bundle(cls, bundle, settings: DecoderSettings = DecoderSettings(), lm: CausalLM | None = None) -> LlmDecoder:
+        """A decoder on ``bundle`` (an ``LlmBundle``); ``lm`` reuses an existing (e.g. quantized) model."""
+        return cls(lm or CausalLM.from_hf(bundle.model), bundle.decode, bundle.end_token_ids, settings)
+
+    def open(self) -> Conversation:
+        if not self._free:
+            raise LimitExceeded("max_slots", self.settings.max_slots, self.settings.max_slots + 1, "conversations",
+                                what="open conversations")
+        self._free.sort()  # lowest slot first: active slots stay contiguous, attended without a copy
+        return Conversation(self._free.pop(0), self.settings.max_context_tokens)
+
+    def close(self, conv: Conversation) -> None:
+        """Free the conversation's slot (its state is dropped)."""
+        if conv.slot in self._free:
+            raise InputError(f"conversation in slot {conv.slot} is already closed")
+        self._free.append(conv.slot)
+        conv.reply = None
+
+    def step(self, convs: list[Conversation]) -> list[StepOutput]:
+        """One forward over ``convs``; one output per conversation, in order (empty when it had nothing
+        to do or waited for prefill budget)."""
+        decode, prefill = [], []
+        for conv in convs:
+            if conv.reply is not None and conv.pending == 0:
+                conv.cached -= 1  # truncated to a cached length: rerun the last token for its logits
+            if conv.reply is not None and conv.pending == 1:
+                decode.append(conv)
+            elif conv.pending > (0 if conv.reply is not None else 1):
+                prefill.append(conv)
+        budget = self.settings.prefill_tokens_per_step - len(decode)
+        segments, lengths, samplers, row = [], {}, [], 0
+        for conv in decode:
+            segments.append((conv.slot, conv.cached, 1))
+            lengths[id(conv)] = 1
+            samplers.append((conv, row))
+            row += 1
+        for conv in prefill:
+            if budget <= 0:
+                break
+            want = conv.pending if conv.reply is not None else conv.pending - 1  # keep one for the reply
+            n = min(want, budget)
+            budget -= n
+            segments.append((conv.slot, conv.cached, n))
+            lengths[id(conv)] = n
+            row += n
+            if conv.reply is not None and n == conv.pending:
+                samplers.append((conv, row - 1))
+        if not segments:
+            return [StepOutput(c) for c in convs]
+        tokens = torch.tensor([t for c in decode + prefill if id(c) in lengths
+                               for t in c.tokens[c.cached: c.cached + lengths[id(c)]]])
+        plan = self.lm.plan(segments, self.cache)
+        with torch.inference_mode():
+            logits = self.lm(tokens, plan, self.cache, torch.tensor([r for _, r in samplers], dtype=torch.long))
+        for conv in decode + prefill:
+            conv.cached += lengths.get(id(conv), 0)
+        chosen = {id(conv): self._advance(conv, logits[i]) for i, (conv, _) in enumerate(samplers)}
+        outputs = []
+        for conv in convs:
+            rows = lengths.get(id(conv), 0)
+            out = chosen.get(id(conv))
+            outputs.append(replace(out, rows=rows) if out is not None else StepOutput(conv, rows=rows))
+        return outputs
+
+    def _advance(self, conv: Conversation, logits: torch.Tensor) -> StepOutput:
+        reply = conv.reply
+        token = choose_token(logits, reply.settings, reply.generator)
+        conv.tokens.append(token)
+        reply.tokens.append(token)
+        finished = None
+        if token in reply.end_tokens:
+            finished = "end_token"
+        elif reply.settings.max_new_tokens is not None and len(reply.tokens) >= reply.settings.max_new_tokens:
+            finished = "max_new_tokens"
+        elif len(conv.tokens) >= conv.max_tokens:
+            finished = "context_full"
+        body = reply.tokens[:-1] if finished == "end_token" else reply.tokens
+        safe, stopped, _ = split_stop(self.decode(body), reply.settings.stop_strings)
+        if stopped:
+            finished = "stop_string"
+        elif finished is not None:
+            safe = self.decode(body)  # flush what was held back
+        text = safe[len(reply.text_sent):]
+        reply.text_sent = safe
+        if finished is not None:
+            conv.reply = None
+        return StepOutput(conv, (token,), text, finished)

@@ -1,0 +1,73 @@
+"""Token choice and stop handling for the causal-LM decoder: greedy, temperature + top-p, stop strings.
+
+Pure functions and small value types; the random generator is injected (one per conversation), so a
+seeded conversation samples the same tokens alone or batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from streamrt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one reply is generated.
+
+    temperature: 0 = greedy (argmax); otherwise logits are divided by it before sampling.
+    top_p: nucleus sampling, the smallest set of tokens whose probability sums to at least this (0..1].
+    max_new_tokens: tokens generated at most for this reply (None: until an end token, a stop
+        string or the context limit).
+    stop_strings: the reply ends when its text contains one of these; the text returned stops before it.
+    end_tokens: token ids that end the reply (the model's end-of-turn); None = the model's own.
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int | None = 256
+    stop_strings: tuple[str, ...] = ()
+    end_tokens: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
+            raise ConfigError(f"max_new_tokens must be an int >= 1 tokens or None, got {self.max_new_tokens!r}")
+        if isinstance(self.stop_strings, str) or not all(isinstance(s, str) and s for s in self.stop_strings):
+            raise ConfigError(f"stop_strings must be a tuple of non-empty strings, got {self.stop_strings!r}")
+
+
+def choose_token(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None) -> int:
+    """One token from one row of float32 logits ``(vocab,)``."""
+    if settings.temperature == 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / settings.temperature, dim=-1)
+    if settings.top_p < 1:
+        sorted_p, order = torch.sort(probs, descending=True)
+        before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of the tokens ranked above each
+        sorted_p = torch.where(before < settings.top_p, sorted_p, torch.zeros_like(sorted_p))
+        return int(order[torch.multinomial(sorted_p, 1, generator=generator)])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def split_stop(text: str, stop_strings: tuple[str, ...]) -> tuple[str, bool, int]:
+    """``(safe, stopped, held)``: the text up to the first stop string (``stopped``), else the text
+    minus a tail that could still grow into a stop string or an unfinished character (``held``
+    characters kept back until the next token decides)."""
+    cut = min((i for i in (text.find(s) for s in stop_strings) if i >= 0), default=-1)
+    if cut >= 0:
+        return text[:cut], True, 0
+    held = 0
+    for s in stop_strings:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                held = max(held, n)
+                break
+    if text.endswith("\ufffd"):  # a multi-byte character split across tokens
+        held = max(held, len(text) - len(text.rstrip("\ufffd")))
+    return text[: len(text) - held], False, held

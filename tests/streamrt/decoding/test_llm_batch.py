@@ -1,0 +1,177 @@
+"""The causal-LM decoder on the packaged SmolLM2 (fp32): greedy tokens equal transformers' generate,
+batched equals alone, chunked prefill, truncate-then-append and per-turn prefix reuse equal a fresh
+prefill, seeded sampling is the same alone and batched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
+from streamrt.decoding.llm_sampling import SamplingSettings
+from streamrt.errors import ConfigError, InputError, LimitExceeded
+from tests.streamrt.llm_model import hf_greedy, smollm2, smollm2_lm
+
+pytestmark = pytest.mark.model
+
+QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea.",
+             "List three prime numbers and explain why they are prime."]
+NEW = 16
+GREEDY = SamplingSettings(max_new_tokens=NEW, end_tokens=())  # never stops early: a fixed-length run
+
+
+def _decoder(**kw) -> LlmDecoder:
+    settings = DecoderSettings(**{"max_slots": 4, "max_context_tokens": 256, **kw})
+    return LlmDecoder.from_bundle(smollm2(), settings, lm=smollm2_lm())
+
+
+def _prompt(i: int) -> list[int]:
+    return smollm2().chat_ids([{"role": "user", "content": QUESTIONS[i]}])
+
+
+def _run(decoder: LlmDecoder, convs, max_steps: int = 200) -> dict[int, list[int]]:
+    """Step until every conversation's reply ended; the reply tokens per conversation slot."""
+    got = {c.slot: [] for c in convs}
+    for _ in range(max_steps):
+        live = [c for c in convs if c.reply is not None]
+        if not live:
+            return got
+        for out in decoder.step(live):
+            got[out.conversation.slot] += out.tokens
+    raise AssertionError("replies did not finish")
+
+
+def _alone(ids: list[int], sampling=GREEDY, **kw) -> list[int]:
+    decoder = _decoder(**kw)
+    conv = decoder.open()
+    conv.append(ids)
+    conv.start_reply(sampling)
+    return _run(decoder, [conv])[conv.slot]
+
+
+def test_greedy_equals_transformers_generate():
+    for i in range(len(QUESTIONS)):
+        ids = _prompt(i)
+        assert _alone(ids) == hf_greedy(smollm2(), ids, NEW), QUESTIONS[i]
+
+
+def test_batched_equals_alone_with_joins_and_leaves():
+    alone = [_alone(_prompt(i)) for i in range(3)]
+    decoder = _decoder()
+    convs = [decoder.open() for _ in range(3)]
+    got: dict[int, list[int]] = {c.slot: [] for c in convs}
+    for step in range(200):
+        for i, conv in enumerate(convs):
+            if step == 3 * i and not conv.tokens:  # conversation i joins at step 3i, mid-reply of the others
+                conv.append(_prompt(i))
+                conv.start_reply(GREEDY)
+        live = [c for c in convs if c.reply is not None]
+        if not live and all(c.tokens for c in convs):
+            break
+        for out in decoder.step(live):
+            got[out.conversation.slot] += out.tokens
+    assert [got[c.slot] for c in convs] == alone
+
+
+def test_chunked_prefill_equals_one_pass_and_decode_goes_first():
+    ids = _prompt(2)
+    assert _alone(ids, prefill_tokens_per_step=7) == _alone(ids)
+    decoder = _decoder(prefill_tokens_per_step=10)
+    a, b = decoder.open(), decoder.open()
+    a.append(_prompt(0))
+    a.start_reply(GREEDY)
+    while not decoder.step([a])[0].tokens:  # a's prompt is read and its reply is running
+        pass
+    b.append(ids)
+    b.start_reply(GREEDY)
+    out_b, out_a = decoder.step([b, a])
+    assert len(out_a.tokens) == 1 and out_a.rows == 1  # the running reply kept its token this step
+    assert out_b.rows == 9 and not out_b.tokens  # the new prompt got the rest of the budget
+
+
+def test_truncate_then_append_equals_fresh_prefill():
+    decoder = _decoder()
+    conv = decoder.open()
+    first = _prompt(0)
+    conv.append(first)
+    conv.start_reply(GREEDY)
+    _run(decoder, [conv])
+    heard = len(first) + 5  # the reply was interrupted after 5 tokens: keep only those
+    conv.truncate(heard)
+    more = smollm2().encode("<|im_end|>\n<|im_start|>user\nAnd of Italy?<|im_end|>\n<|im_start|>assistant\n")
+    conv.append(more)
+    conv.start_reply(GREEDY)
+    got = _run(decoder, [conv])[conv.slot]
+    assert got == _alone(conv.tokens[:heard + len(more)])
+
+
+def test_new_turn_prefills_only_its_new_tokens_and_equals_fresh():
+    bundle = smollm2()
+    decoder = _decoder()
+    conv = decoder.open()
+    chat = [{"role": "user", "content": QUESTIONS[0]}]
+    conv.set_context(bundle.chat_ids(chat))
+    conv.start_reply(SamplingSettings(max_new_tokens=40))
+    _run(decoder, [conv])
+    cached_before = conv.cached
+    answer = bundle.decode(conv.tokens[len(bundle.chat_ids(chat)):-1])
+    chat += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And of Spain?"}]
+    full = bundle.chat_ids(chat)
+    kept = conv.set_context(full)
+    assert kept >= cached_before  # the whole first turn (reply included) is reused
+    conv.start_reply(GREEDY)
+    first = decoder.step([conv])[0]
+    assert first.rows == len(full) - cached_before
+    got = list(first.tokens) + _run(decoder, [conv])[conv.slot]
+    assert got == _alone(full)
+
+
+def test_seeded_sampling_is_the_same_alone_and_batched():
+    sampling = SamplingSettings(temperature=0.8, top_p=0.9, max_new_tokens=NEW, end_tokens=())
+    ids = _prompt(1)
+    decoder = _decoder()
+    conv = decoder.open()
+    conv.append(ids)
+    conv.start_reply(sampling, generator=torch.Generator().manual_seed(7))
+    alone = _run(decoder, [conv])[conv.slot]
+    decoder = _decoder()
+    convs = [decoder.open() for _ in range(3)]
+    for i, c in enumerate(convs):
+        c.append(_prompt(i) if i != 1 else ids)
+        c.start_reply(sampling, generator=torch.Generator().manual_seed(7 if i == 1 else i))
+    assert _run(decoder, convs)[convs[1].slot] == alone
+    tiny_p = SamplingSettings(temperature=1.0, top_p=1e-6, max_new_tokens=NEW, end_tokens=())
+    assert _alone(ids, tiny_p) == _alone(ids)  # top-p keeps only the best token: greedy
+
+
+def test_reply_ends_at_end_token_or_stop_string_with_text_cut_before_it():
+    ids = _prompt(0)
+    decoder = _decoder()
+    conv = decoder.open()
+    conv.append(ids)
+    conv.start_reply(SamplingSettings(max_new_tokens=60), end_tokens=smollm2().end_token_ids)
+    outs = [o for _ in range(60) for o in decoder.step([conv]) if conv.reply is not None or o.tokens]
+    assert outs[-1].finished == "end_token" and conv.reply is None
+    text = "".join(o.text for o in outs)
+    assert "Paris" in text and "<|im_end|>" not in text
+    conv.truncate(len(ids))
+    conv.start_reply(SamplingSettings(max_new_tokens=60, stop_strings=(" Paris",)))
+    outs = [o for _ in range(60) if conv.reply is not None for o in decoder.step([conv])]
+    assert outs[-1].finished == "stop_string"
+    assert "".join(o.text for o in outs) == text[: text.index(" Paris")]
+
+
+def test_limits_name_the_setting():
+    with pytest.raises(ConfigError, match="prefill_tokens_per_step"):
+        DecoderSettings(max_slots=16, prefill_tokens_per_step=16)
+    decoder = _decoder(max_slots=1, max_context_tokens=32)
+    conv = decoder.open()
+    with pytest.raises(LimitExceeded, match="max_slots"):
+        decoder.open()
+    with pytest.raises(LimitExceeded, match="max_context_tokens"):
+        conv.append(list(range(33)))
+    assert conv.tokens == []  # nothing half-appended
+    conv.append([1, 2, 3])
+    conv.start_reply(GREEDY)
+    with pytest.raises(InputError, match="stop_reply"):
+        conv.truncate(1)

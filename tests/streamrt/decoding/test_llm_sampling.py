@@ -1,0 +1,38 @@
+"""Token choice (greedy, temperature, top-p with an injected generator) and stop-string holdback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamrt.decoding.llm_sampling import SamplingSettings, choose_token, split_stop
+from streamrt.errors import ConfigError
+
+
+def test_greedy_top_p_and_seeded_sampling():
+    logits = torch.tensor([0.0, 3.0, 2.9, -5.0])
+    assert choose_token(logits, SamplingSettings(), None) == 1
+    nucleus = SamplingSettings(temperature=1.0, top_p=0.6)  # token 1 is 51 %, 1 and 2 are 98 %: both stay
+    picks = {choose_token(logits, nucleus, torch.Generator().manual_seed(s)) for s in range(40)}
+    assert picks == {1, 2}
+    only_best = SamplingSettings(temperature=1.0, top_p=0.5)
+    assert {choose_token(logits, only_best, torch.Generator().manual_seed(s)) for s in range(10)} == {1}
+    hot = SamplingSettings(temperature=1.0)
+    first = [choose_token(logits, hot, torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert first[0] == first[1]
+
+
+def test_stop_strings_cut_and_hold_back_a_possible_start():
+    assert split_stop("Hello\nUser: hi", ("\nUser:",)) == ("Hello", True, 0)
+    assert split_stop("Hello\nUs", ("\nUser:",)) == ("Hello", False, 3)
+    assert split_stop("caf\ufffd", ()) == ("caf", False, 1)  # half a UTF-8 character waits
+    assert split_stop("plain", ("\nUser:",)) == ("plain", False, 0)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ConfigError, match="top_p"):
+        SamplingSettings(top_p=0)
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        SamplingSettings(max_new_tokens=0)
+    with pytest.raises(ConfigError, match="stop_strings"):
+        SamplingSettings(stop_strings="x")
