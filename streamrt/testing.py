@@ -76,7 +76,11 @@ class CountingStream(SampleCounts):
 
 
 class CountingModel:
+    """``batch_sizes``: the sizes of the most recent steps (at most ``KEPT_BATCH_SIZES``, so that a
+    server on this model for days does not grow; the scheduler's stats count every step)."""
+
     sample_rate = 16000
+    KEPT_BATCH_SIZES = 4096
 
     def __init__(self, word_ms: float = 500.0, chunk_ms: int = 200, hold_ms: float = 300.0):
         self.word_ms = word_ms
@@ -91,6 +95,8 @@ class CountingModel:
     def step(self, streams: Sequence[CountingStream]) -> None:
         self.steps += 1
         self.batch_sizes.append(len(streams))
+        if len(self.batch_sizes) > self.KEPT_BATCH_SIZES:
+            del self.batch_sizes[: self.KEPT_BATCH_SIZES // 2]  # amortised: once per 2048 steps
         for s in streams:
             s._advance()
 
