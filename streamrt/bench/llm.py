@@ -39,6 +39,7 @@ class LlmBenchSettings:
     batch: int = 16
     repeats: int = 3
     reference: bool = True
+    group_size: int | None = None  # int4 / flexiq group size (None: the scheme's default)
 
 
 def bench_prompt(bundle: Any, tokens: int, variant: int = 0) -> list[int]:
@@ -77,12 +78,14 @@ def greedy_matches_transformers(bundle: Any, lm: Any) -> bool:
     return True
 
 
-def time_ours(bundle: Any, lm: Any, s: LlmBenchSettings, clock=time.perf_counter) -> dict[str, float]:
+def time_ours(bundle: Any, lm: Any, s: LlmBenchSettings, cache_bf16: bool = False,
+              clock=time.perf_counter) -> dict[str, float]:
     from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
     from streamrt.decoding.llm_sampling import SamplingSettings
 
     settings = DecoderSettings(max_slots=s.batch, max_context_tokens=s.prompt_tokens + s.new_tokens + 8,
-                               prefill_tokens_per_step=max(s.prompt_tokens, s.batch) + s.batch)
+                               prefill_tokens_per_step=max(s.prompt_tokens, s.batch) + s.batch,
+                               cache_dtype="bfloat16" if cache_bf16 else "float32")
     decoder = LlmDecoder.from_bundle(bundle, settings, lm=lm)
     sampling = SamplingSettings(max_new_tokens=s.new_tokens, end_tokens=())
     ttfts, rates = [], []
@@ -142,7 +145,7 @@ def time_llama_cpp(gguf: str, prompts: list[list[int]], s: LlmBenchSettings, clo
     }
     parallel = server(s.batch)
     results: list[dict] = []
-    threads = [threading.Thread(target=lambda ids=ids: results.append(request(parallel, ids))) for ids in prompts]
+    threads = [threading.Thread(target=lambda ids=ids, srv=parallel: results.append(request(srv, ids))) for ids in prompts]
     t0 = clock()
     for t in threads:
         t.start()
@@ -164,11 +167,11 @@ def run_llm_bench(s: LlmBenchSettings) -> dict[str, Any]:
 
     torch.set_num_threads(s.threads)
     bundle = load_llm(s.model)
-    lm, precision = build_lm(bundle, s.precision)
+    lm, precision = build_lm(bundle, s.precision, **({"group_size": s.group_size} if s.group_size else {}))
     result: dict[str, Any] = {"model": s.model, **precision.describe(), "threads": s.threads,
                               "prompt_tokens": s.prompt_tokens, "new_tokens": s.new_tokens, "batch": s.batch}
     result["greedy_matches_reference"] = greedy_matches_transformers(bundle, CausalLM.from_hf(bundle.model))
-    result.update(time_ours(bundle, lm, s))
+    result.update(time_ours(bundle, lm, s, cache_bf16=precision.attention_dtype == torch.bfloat16))
     if s.reference and bundle.gguf:
         prompts = [bench_prompt(bundle, s.prompt_tokens, i) for i in range(s.batch)]
         result.update(time_llama_cpp(bundle.gguf, prompts, s))
@@ -195,11 +198,13 @@ def register(app) -> None:
         batch: int = typer.Option(16, help="concurrent conversations for the batched figures"),
         repeats: int = typer.Option(3, help="single-conversation runs (median reported)"),
         reference: bool = typer.Option(True, help="also run llama.cpp (xllamacpp) on the same GGUF"),
+        group_size: int = typer.Option(None, help="int4/flexiq group size (32 matches the GGUF's Q4_1 blocks)"),
         format: str = typer.Option("json", "--format", help="json (one object)"),
     ) -> None:
         """Tokens/s and time to first token of the LLM decoder, beside llama.cpp on the same GGUF."""
         if format != "json":
             raise typer.BadParameter(f"--format must be json, not {format!r}")
         s = LlmBenchSettings(model=model, precision=precision, threads=threads, prompt_tokens=prompt_tokens,
-                             new_tokens=new_tokens, batch=batch, repeats=repeats, reference=reference)
+                             new_tokens=new_tokens, batch=batch, repeats=repeats, reference=reference,
+                             group_size=group_size)
         typer.echo(json.dumps(run_llm_bench(s)))

@@ -19,9 +19,19 @@ import torch
 
 PROMPTS = ("What is the capital of France?", "Write a haiku about the sea.",
            "Explain in two sentences why the sky is blue.", "Give me three tips for a job interview.")
-PRECISIONS = ("fp32", "bf16", "int8-weight-only", "int8-dynamic", "int4-weight-only",
+PRECISIONS = ("fp32", "bf16", "int8-weight-only", "int8-dynamic", "int4-weight-only", "int4-weight-only@32",
               "flexiq:0.0", "flexiq:0.5", "flexiq:1.0")
 TEXT = Path(__file__).resolve().parents[2] / "data" / "llm_text.txt"
+
+
+def parse_precision(name: str) -> tuple[str, dict[str, Any]]:
+    """"flexiq:0.5" -> ("flexiq", {"fraction": 0.5}); "int4-weight-only@32" -> group_size 32."""
+    name, _, group = name.partition("@")
+    scheme, _, fraction = name.partition(":")
+    settings: dict[str, Any] = {"fraction": float(fraction)} if fraction else {}
+    if group:
+        settings["group_size"] = int(group)
+    return scheme, settings
 
 
 def _logits_all(lm: Any, ids: list[int]) -> torch.Tensor:
@@ -60,8 +70,8 @@ def quality_rows(bundle: Any, precisions: tuple[str, ...] = PRECISIONS, tokens: 
     ref = [_greedy(ref_lm, bundle, ids, tokens) for ids in prompts]
     rows = []
     for name in precisions:
-        scheme, _, fraction = name.partition(":")
-        lm, precision = build_lm(bundle, scheme, **({"fraction": float(fraction)} if fraction else {}))
+        scheme, settings = parse_precision(name)
+        lm, precision = build_lm(bundle, scheme, **settings)
         agree = total = same = 0
         for ids, cont in zip(prompts, ref):
             pred = _logits_all(lm, ids + cont)[len(ids) - 1: -1].argmax(-1).tolist()
