@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamrt.cli import bench, eval_run, eval_score, policies_cmd, serve
+from streamrt.cli import bench, chat, eval_run, eval_score, policies_cmd, serve
 
 app = typer.Typer(
     name="streamrt",
@@ -23,6 +23,7 @@ eval_run.register(eval_app)
 bench.register(bench_app)
 serve.register(app)
 policies_cmd.register(app)
+chat.register(app)
 
 
 def main() -> None:

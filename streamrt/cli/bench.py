@@ -54,10 +54,23 @@ def _register_streams(app: typer.Typer) -> None:
     streams.register(app)
 
 
+def _register_soak(app: typer.Typer) -> None:
+    from streamrt.bench import soak
+
+    soak.register(app)
+
+
 def _register_quant(app: typer.Typer) -> None:
     from streamrt.bench import quant
 
     quant.register(app)
+
+
+def _register_llm(app: typer.Typer) -> None:
+    from streamrt.bench import llm, llm_quality
+
+    llm.register(app)
+    llm_quality.register(app)
 
 
 def _register_quant_wer(app: typer.Typer) -> None:
@@ -94,6 +107,8 @@ _SWEEP = ["--threads", "2", "--max-wait-ms", "150", "--no-degrade", "--format", 
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
     ("quant.md", ["bench", "quant", "--format", "table"]),
+    # the server's memory under 30,000 short sessions (docs/operations.md "Memory over time")
+    ("soak.jsonl", ["bench", "soak", "--sessions", "30000", "--report-every", "3000"]),
     # capacity (docs/benchmarks.md "Streams per machine"), each configuration as set (--no-degrade:
     # no trial is rescued by the ladder lengthening its chunks): the default preset (no configuration
     # flags: what `streamrt serve` serves) and the low-latency preset at 500 ms, swept for p95 commit
@@ -122,6 +137,9 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
               "--format", "json"])
       for name, extra in (("streams-spike.json", []), ("streams-spike-no-degrade.json", ["--no-degrade"]))],
     ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
+    # the LLM beside llama.cpp on the same GGUF (docs/benchmarks.md "LLM"), and its quality per scheme
+    ("llm.json", ["bench", "llm", "--precision", "int4-weight-only", "--format", "json"]),
+    ("llm-quality.jsonl", ["bench", "llm-quality"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
     # every preset's WER and latency, as served (docs/benchmarks.md "Presets"), on both data sets
@@ -168,7 +186,8 @@ def _register_all(app: typer.Typer) -> None:
 
 
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [
-    _register_encoder, _register_streams, _register_quant, _register_quant_wer, _register_all,
+    _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_llm,
+    _register_all,
 ]
 
 

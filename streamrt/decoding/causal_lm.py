@@ -215,13 +215,13 @@ class CausalLM(nn.Module):
                    v_cache: torch.Tensor) -> torch.Tensor:
         cfg, n = self.cfg, h.shape[0]
         q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
-        q, k, v = block.wqkv(h).split((q_dim, kv_dim, kv_dim), dim=-1)
-        q = q.view(n, cfg.heads, cfg.head_dim)
-        k = k.view(n, cfg.kv_heads, cfg.head_dim)
-        v = v.view(n, cfg.kv_heads, cfg.head_dim)
+        qkv = block.wqkv(h)
+        qk = qkv[:, : q_dim + kv_dim].view(n, cfg.heads + cfg.kv_heads, cfg.head_dim)
+        v = qkv[:, q_dim + kv_dim:].view(n, cfg.kv_heads, cfg.head_dim)
         if block.q_norm is not None:
-            q, k = block.q_norm(q), block.k_norm(k)
-        q, k = _rope(q, plan.cos, plan.sin), _rope(k, plan.cos, plan.sin)
+            qk = torch.cat((block.q_norm(qk[:, : cfg.heads]), block.k_norm(qk[:, cfg.heads:])), dim=1)
+        qk = _rope(qk, plan.cos, plan.sin)  # q and k rotate together: one pass instead of two
+        q, k = qk[:, : cfg.heads], qk[:, cfg.heads:]
         k_cache[plan.slot_idx, :, plan.pos_idx] = k.to(k_cache.dtype)
         v_cache[plan.slot_idx, :, plan.pos_idx] = v.to(v_cache.dtype)
         out = torch.empty(n, cfg.heads, cfg.head_dim, dtype=q.dtype)
@@ -229,8 +229,12 @@ class CausalLM(nn.Module):
             rows, length = plan.decode_rows, plan.decode_len
             keys = k_cache[plan.decode_slots, :, :length]
             values = v_cache[plan.decode_slots, :, :length]
-            qd = q[rows][:, :, None, :].to(keys.dtype)  # (B, heads, 1, head_dim)
-            o = F.scaled_dot_product_attention(qd, keys, values, attn_mask=plan.decode_mask, enable_gqa=True)
+            # the query heads sharing a key/value head become that head's query rows (all at one
+            # position, so the mask broadcasts): no key/value expansion, and the fast path for bfloat16
+            b, group = len(rows), cfg.heads // cfg.kv_heads
+            qd = q[rows].reshape(b, cfg.kv_heads, group, cfg.head_dim).to(keys.dtype)
+            o = F.scaled_dot_product_attention(qd, keys, values, attn_mask=plan.decode_mask)
+            o = o.reshape(b, cfg.heads, 1, cfg.head_dim)
             out[rows] = o[:, :, 0, :].to(out.dtype)
         for row, slot, start, length in plan.prefills:
             end = start + length

@@ -16,11 +16,11 @@ class ServerSettings:
     """Limits and switches of the server (``streamrt.server.asgi_server.AsgiServer``, ``.ws.StreamServer``).
 
     max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
-        gets ``error`` ``message_too_big``, ``end`` and close 1009. The websockets transport skips
+        gets ``error`` ``message_too_big``, ``end`` and close 1009. Both built-in transports skip
         such a message unread (``streamrt.server.oversize``), so this holds whatever its size.
-    hard_message_factor: a transport that must hold a whole message before the protocol sees it (the
-        ASGI one) drops anything over this multiple of max_message_bytes itself (close 1009, no
-        ``error``), which bounds its memory (>= 1).
+    hard_message_factor: a transport that must hold a whole message before the protocol sees it
+        would drop anything over this multiple of max_message_bytes itself (close 1009, no
+        ``error``), to bound its memory (>= 1); neither built-in transport needs it now.
     max_sessions: concurrent WebSocket/WebRTC sessions; past it a new client gets ``error``
         ``server_busy`` and close 1013 (try again later).
     refuse_when_saturated: a new client also gets ``server_busy`` and 1013 while the scheduler

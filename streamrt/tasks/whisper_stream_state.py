@@ -77,13 +77,13 @@ class WhisperStream(SampleCounts):
             self._received += len(x)
 
     def is_ready(self) -> bool:
-        if self._done:
+        if self._done or self.cancelled:
             return False
         chunk = self._chunk_samples()
         return self._received - self._consumed >= chunk or self._finished
 
     def is_done(self) -> bool:
-        return self._done
+        return self._done or self.cancelled
 
     def pop_result(self) -> StepResult:
         out = StepResult(self._out, self._partial)
@@ -305,18 +305,12 @@ class WhisperStream(SampleCounts):
             if len(text) > 40 and compression_ratio(text) > s.max_compression_ratio:
                 self.stats["repetition_stops"] += 1
                 ids, texts, att = [], [], att[:0]
-        cut = self._repeated_span(texts)
+        toks = self._tokens(ids, texts, att, res.logprobs, first_frame)
+        cut = self._repeated_span(toks)
         if cut is not None:
             self.stats["repetition_stops"] += 1
-            ids, texts, att = ids[:cut], texts[:cut], att[:cut]
-        starts, ends = token_times(
-            att, window_start_ms=self.window_start_ms, frame_ms=frame_ms,
-            first_frame=first_frame, last_frame=n_frames, method=s.alignment,
-        )
-        toks = [
-            HypToken(t, x, float(a), float(b), att[i], lp)
-            for i, (t, x, a, b, lp) in enumerate(zip(ids, texts, starts, ends, res.logprobs))
-        ]
+            ids = ids[:cut]
+            toks = self._tokens(ids, texts[:cut], att[:cut], res.logprobs, first_frame)
         dropped = self._seam_duplicates(toks)
         if dropped:
             self.stats["seam_drops"] += 1
@@ -326,21 +320,52 @@ class WhisperStream(SampleCounts):
             toks, ids = toks[dropped:], ids[dropped:]
         return ids, toks
 
-    def _repeated_span(self, texts: list[str]) -> int | None:
-        """Token index where the hypothesis starts repeating, back to back, the run of L >=
-        ``repeated_span_words`` words just before it (Whisper's sentence loops: "X. X. X."), else None.
-        Repeats that are not adjacent ("it was the age of wisdom, it was the age of foolishness")
-        are speech, not loops, and are kept."""
+    def _tokens(self, ids: list[int], texts: list[str], att: np.ndarray, logprobs, first_frame: int) -> list[HypToken]:
+        """The decoded tokens with their alignment (``token_times``) and attention rows."""
+        starts, ends = token_times(
+            att, window_start_ms=self.window_start_ms, frame_ms=self.model.encoder.frame_ms,
+            first_frame=first_frame, last_frame=self._window_frames(), method=self.model.settings.alignment,
+        )
+        return [
+            HypToken(t, x, float(a), float(b), att[i], lp)
+            for i, (t, x, a, b, lp) in enumerate(zip(ids, texts, starts, ends, logprobs))
+        ]
+
+    def _repeated_span(self, toks: list[HypToken]) -> int | None:
+        """Token index where the hypothesis starts repeating, back to back, the run of words just
+        before it (hypothesis words or committed words in the window), else None:
+
+        - a run of L >= ``repeated_span_words`` words whatever it attends to (Whisper's sentence
+          loops: "X. X. X."); repeats that are not adjacent ("it was the age of wisdom, it was the
+          age of foolishness") are speech, not loops, and are kept;
+        - a shorter run when its second copy re-reads the first one's audio: no word of it is heard
+          (its first token's attention peak) later than the first copy's last word starts. At the
+          window's end Whisper repeats the phrase it has just transcribed that way ("Fail better.
+          Fail better." on beckett.wav, the repeat attending back to the same 0.4 s); a speaker's
+          own repeats ("no, no") are heard one after the other, and are kept."""
         n = self.model.settings.repeated_span_words
-        if not n or not texts:
+        if not n or not toks:
             return None
-        spans = word_spans(texts)
-        hyp = [_norm("".join(texts[a:b])) for a, b in spans]
-        words = [_norm(w.text) for w in self._window_words if w.text] + hyp
-        first_hyp = len(words) - len(hyp)
-        for i in range(max(first_hyp, n), len(words)):
-            for length in range(n, min(i, len(words) - i) + 1):
-                if words[i : i + length] == words[i - length : i]:
+        spans = word_spans([t.text for t in toks])
+        frame_ms = self.model.encoder.frame_ms
+        # per word: its normalised text, where it starts (monotonic alignment) and where its first
+        # token's attention peaks (a committed word: where it starts)
+        words = [(_norm(w.text), w.start_ms, w.start_ms) for w in self._window_words if w.text]
+        first_hyp = len(words)
+        for a, b in spans:
+            tok = toks[a]
+            peak = tok.start_ms
+            if tok.attention is not None and len(tok.attention):
+                peak = self.window_start_ms + int(np.argmax(tok.attention)) * frame_ms
+            words.append((_norm("".join(t.text for t in toks[a:b])), tok.start_ms, peak))
+        texts = [w[0] for w in words]
+        for i in range(max(first_hyp, 1), len(words)):
+            for length in range(1, min(i, len(words) - i) + 1):
+                if texts[i : i + length] != texts[i - length : i]:
+                    continue
+                first_copy_ends = words[i - 1][1]  # where its last word starts
+                rereads = all(texts[i : i + length]) and all(w[2] <= first_copy_ends for w in words[i : i + length])
+                if length >= n or rereads:
                     return spans[i - first_hyp][0]
         return None
 

@@ -4,10 +4,12 @@ session end, on a real server with the counting model (no weights)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import urllib.error
 import urllib.request
+import weakref
 
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
@@ -133,3 +135,23 @@ async def test_one_log_line_per_session_end_with_its_figures(make_server, caplog
     assert float(fields["commit_delay_p95_ms"]) == round(delays[5], 1)
     assert float(fields["duration_s"]) > 0 and float(fields["max_lag_ms"]) >= 0
     assert ends[0].session_end["words"] == 6  # the same fields, structured, for a JSON handler
+
+
+async def test_the_server_keeps_nothing_of_a_session_once_it_ended(make_server):
+    """Issue 17, item 10 (slow RSS growth): no per-session object outlives its session."""
+    server = await make_server()
+    refs = []
+    for _ in range(3):
+        async with connect(server.url + "/v1/stream") as ws:
+            await ws.send(json.dumps(START))
+            await ws.recv()  # ready: the session is in the scheduler
+            await ws.send((TONE[:16000] * 32767).astype("<i2").tobytes())
+            refs += [weakref.ref(s) for s in server.scheduler.sessions]
+            refs += [weakref.ref(s.stream) for s in server.scheduler.sessions]
+            await ws.send('{"type":"stop"}')
+            async for _ in ws:
+                pass
+    await asyncio.sleep(0.05)
+    gc.collect()
+    assert len(refs) == 6 and [r() for r in refs] == [None] * 6
+    assert server.scheduler.sessions == () and server.stats.connections_active == 0

@@ -56,8 +56,6 @@ async def test_real_recording_through_the_server_matches_its_reference():
 
 async def test_the_default_preset_served_transcribes_and_says_its_precision():
     """What `streamrt serve` serves with no flags: the default preset, precision auto."""
-    import jiwer
-
     from streamrt.audio import load_audio
     from streamrt.clients.ws_client import stream_samples
     from streamrt.presets import DEFAULT_PRESET, load_model
@@ -74,12 +72,9 @@ async def test_the_default_preset_served_transcribes_and_says_its_precision():
     auto = resolve_precision("auto")
     assert settings["preset"] == DEFAULT_PRESET and settings["precision"] == auto.name
     assert settings["precision_requested"] == "auto" and settings["cpu_capability"] == auto.cpu.label
-    hyp, ref = words(res.text), words(BECKETT)
-    it = iter(hyp)
-    assert all(w in it for w in ref), f"a reference word is missing or out of order: {res.text!r}"
-    # streamed in real time, the AlignAtt presets may end this clip with one extra "Fail better."
-    # (a repeat decoded mid-word at 9 s; docs/benchmarks.md, "Presets"): at most those two words more
-    assert jiwer.wer(" ".join(ref), " ".join(hyp)) <= 2 / len(ref), res.text
+    # word for word: the AlignAtt presets once ended this clip with "Fail better." twice (a repeat
+    # decoded at 9 s, attending back to the first one; WhisperStream._repeated_span cuts it)
+    assert words(res.text) == words(BECKETT), res.text
 
 
 async def test_the_openai_client_transcribes_beckett_exactly_through_the_http_api():

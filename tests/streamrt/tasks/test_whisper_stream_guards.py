@@ -1,6 +1,8 @@
 """Guards of the streaming task: seam de-duplication after a trim (whisper_streaming's
 HypothesisBuffer.insert) and the cut of sentence-level repetition loops."""
 
+import numpy as np
+
 from policies.base import HypToken
 from streamrt.tasks.whisper_stream_state import _Word
 
@@ -32,17 +34,54 @@ def test_seam_compares_at_most_seam_max_words(make_streaming):
     assert s._seam_duplicates(_toks("b c d")) == 2
 
 
+def _texts(texts, step_ms=100.0):
+    """Tokens without attention, heard one after the other (``step_ms`` apart)."""
+    return [HypToken(i, t, step_ms * i, step_ms * i + step_ms) for i, t in enumerate(texts)]
+
+
+def _heard(words_and_peaks, frame_ms=20.0):
+    """One token per word, each attending (a one-hot row over 500 frames) where given, in ms; the
+    monotonic alignment's start is the running maximum, as ``token_times`` makes it."""
+    toks, start = [], 0.0
+    for i, (w, peak_ms) in enumerate(words_and_peaks):
+        row = np.zeros(500, np.float32)
+        row[int(peak_ms // frame_ms)] = 1.0
+        start = max(start, peak_ms)
+        toks.append(HypToken(i, " " + w, start, start + frame_ms, row))
+    return toks
+
+
 def test_back_to_back_repeated_run_of_words_is_cut(make_streaming):
     s = make_streaming(repeated_span_words=3).create_stream()
     texts = [" the", " cat", " sat", ".", " the", " cat", " sat", "."]
-    assert s._repeated_span(texts) == 4
-    assert s._repeated_span([" the", " cat", " sat", " on", " the", " mat"]) is None
+    assert s._repeated_span(_texts(texts)) == 4
+    assert s._repeated_span(_texts([" the", " cat", " sat", " on", " the", " mat"])) is None
     # a run repeating the committed words just before it is cut at its start
     s._window_words = [_Word(w, [1], 0.0, 1.0) for w in ("one", "two", "three")]
-    assert s._repeated_span([" one", " two", " three", " four"]) == 0
+    assert s._repeated_span(_texts([" one", " two", " three", " four"])) == 0
 
 
 def test_repeats_that_are_not_back_to_back_are_speech(make_streaming):
     s = make_streaming(repeated_span_words=5).create_stream()
     text = "it was the age of wisdom, it was the age of foolishness, it was the epoch of belief"
-    assert s._repeated_span([" " + w for w in text.split()]) is None
+    assert s._repeated_span(_texts([" " + w for w in text.split()])) is None
+
+
+def test_a_short_repeat_re_reading_the_audio_just_transcribed_is_cut(make_streaming):
+    """beckett.wav at 9 s (tiny.en, balanced): "... again. Fail better. Fail better", the second
+    "Fail" attending back to 8.22 s, the second "better" to where the first one was heard."""
+    s = make_streaming(repeated_span_words=5).create_stream()
+    hyp = _heard([("again.", 6900), ("Fail", 8480), ("better.", 8640), ("Fail", 8220), ("better", 8640)])
+    assert s._repeated_span(hyp) == 3
+    # the first copy committed already (in the window): the repeat is cut at the hypothesis' start
+    s._window_words = [_Word("Fail", [1], 8480.0, 8640.0), _Word("better.", [2], 8640.0, 8640.0)]
+    assert s._repeated_span(_heard([("Fail", 8220), ("better.", 8640)])) == 0
+
+
+def test_a_short_repeat_heard_after_the_first_is_speech(make_streaming):
+    """A speaker's own repeat ("no, no", "fail better, fail better") moves on through the audio."""
+    s = make_streaming(repeated_span_words=5).create_stream()
+    assert s._repeated_span(_heard([("no,", 1000), ("no.", 1300)])) is None
+    assert s._repeated_span(_heard([("Fail", 1000), ("better,", 1200), ("fail", 1500), ("better.", 1700)])) is None
+    # without attention rows, the monotonic alignment says it is heard later: kept as well
+    assert s._repeated_span(_texts([" no,", " no."])) is None

@@ -90,3 +90,21 @@ def test_alignatt_over_block_lookahead_transcribes_a_recording_as_it_streams():
     # most words are committed within 1.5 s of their end in the audio (the p95 goal's scale)
     assert delays[len(delays) // 2] < 1500, delays
     assert min(u.media_delay_ms for u in session.committed) < duration_ms - 1000
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_the_default_preset_in_real_time_ends_the_recording_once(precision):
+    """beckett.wav streamed in real time through the default preset (AlignAtt over the cached
+    encoder) gives the reference word for word. At 9 s Whisper decoded "... Fail better. Fail
+    better", the repeat attending back to the audio of the first one; AlignAtt wrote it (its
+    attention lies before the window's last frames), and the transcript ended with the phrase twice.
+    The repeat is now cut (``WhisperStream._repeated_span``), and the last word still comes at the end."""
+    from metrics.normalize import english
+    from streamrt.clock import ManualClock
+    from streamrt.evaluation.runner import stream_one
+    from streamrt.presets import DEFAULT_PRESET, get_preset, load_model
+
+    model = load_model("tiny.en", get_preset(DEFAULT_PRESET).with_overrides(quantize=precision))
+    session = stream_one(model, _beckett(), {}, feed_ms=100, clock=ManualClock())
+    text = " ".join(u.text for u in session.committed)
+    assert english(text).split() == english(REFERENCE).split(), text

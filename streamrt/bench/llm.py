@@ -1,0 +1,210 @@
+"""``streamrt bench llm``: our causal-LM decoder beside llama.cpp (xllamacpp) on the same GGUF.
+
+Figures (one JSON object), both peers measured in the same process, one after the other, so that a
+shared machine's load touches both alike:
+
+- ``single_tok_s``: one conversation, greedy, ``new_tokens`` after a ``prompt_tokens`` prompt, the
+  decode steps only (llama.cpp's ``predicted_per_second`` is the same quantity);
+- ``ttft_ms``: the prompt's prefill to its first token (median of ``repeats``);
+- ``batched_tok_s``: ``batch`` conversations started together through the decoder's continuous
+  batching, all their new tokens over the wall time from start to the last one's end (prefill in);
+- ``reference_tok_s`` / ``reference_ttft_ms``: llama.cpp, one sequence, ``threads`` threads;
+- ``reference_batched_tok_s``: llama.cpp with ``batch`` parallel sequences, measured like ours;
+- ``greedy_matches_reference``: our float32 greedy tokens equal transformers' ``generate`` on
+  ``GREEDY_PROMPTS`` (whatever precision the speed figures use).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+QUESTION = ("Here is a page from a lighthouse keeper's log. Summarise it, then say what the keeper "
+            "meant about conversations. ")
+GREEDY_PROMPTS = ("What is the capital of France?", "Write a haiku about the sea.",
+                  "Explain in two sentences why the sky is blue.")
+GREEDY_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class LlmBenchSettings:
+    model: str = "smollm2-135m"
+    precision: str = "auto"
+    threads: int = 1
+    prompt_tokens: int = 200
+    new_tokens: int = 128
+    batch: int = 16
+    repeats: int = 3
+    reference: bool = True
+    group_size: int | None = None  # int4 / flexiq group size (None: the scheme's default)
+
+
+def bench_prompt(bundle: Any, tokens: int, variant: int = 0) -> list[int]:
+    """A chat prompt of exactly ``tokens`` tokens (a log page, cut); ``variant`` changes its start."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "data" / "llm_text.txt")
+    page = text.read_text() if text.is_file() else QUESTION * 20
+    ids = bundle.chat_ids([{"role": "user", "content": f"Request {variant}. {QUESTION}\n\n{page * 3}"}])
+    return ids[:tokens]
+
+
+def greedy_matches_transformers(bundle: Any, lm: Any) -> bool:
+    """Our greedy tokens == transformers' generate on ``GREEDY_PROMPTS`` (float32 weights)."""
+    import torch
+
+    from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
+    from streamrt.decoding.llm_sampling import SamplingSettings
+
+    decoder = LlmDecoder.from_bundle(bundle, DecoderSettings(max_slots=1, max_context_tokens=256), lm=lm)
+    for question in GREEDY_PROMPTS:
+        ids = bundle.chat_ids([{"role": "user", "content": question}])
+        with torch.inference_mode():
+            ref = bundle.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                        max_new_tokens=GREEDY_TOKENS, do_sample=False, eos_token_id=None,
+                                        pad_token_id=bundle.tokenizer.eos_token_id)[0, len(ids):].tolist()
+        conv = decoder.open()
+        conv.append(ids)
+        conv.start_reply(SamplingSettings(max_new_tokens=GREEDY_TOKENS, end_tokens=()))
+        ours: list[int] = []
+        while conv.reply is not None:
+            ours += decoder.step([conv])[0].tokens
+        decoder.close(conv)
+        if ours != ref:
+            return False
+    return True
+
+
+def time_ours(bundle: Any, lm: Any, s: LlmBenchSettings, cache_bf16: bool = False,
+              clock=time.perf_counter) -> dict[str, float]:
+    from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
+    from streamrt.decoding.llm_sampling import SamplingSettings
+
+    settings = DecoderSettings(max_slots=s.batch, max_context_tokens=s.prompt_tokens + s.new_tokens + 8,
+                               prefill_tokens_per_step=max(s.prompt_tokens, s.batch) + s.batch,
+                               cache_dtype="bfloat16" if cache_bf16 else "float32")
+    decoder = LlmDecoder.from_bundle(bundle, settings, lm=lm)
+    sampling = SamplingSettings(max_new_tokens=s.new_tokens, end_tokens=())
+    ttfts, rates = [], []
+    for r in range(s.repeats):
+        conv = decoder.open()
+        conv.append(bench_prompt(bundle, s.prompt_tokens, r))
+        conv.start_reply(sampling)
+        t0 = clock()
+        decoder.step([conv])
+        t1 = clock()
+        steps = 0
+        while conv.reply is not None:
+            decoder.step([conv])
+            steps += 1
+        ttfts.append((t1 - t0) * 1000)
+        rates.append(steps / max(clock() - t1, 1e-9))
+        decoder.close(conv)
+    convs = [decoder.open() for _ in range(s.batch)]
+    for i, conv in enumerate(convs):
+        conv.append(bench_prompt(bundle, s.prompt_tokens, i))
+        conv.start_reply(sampling)
+    t0, produced = clock(), 0
+    while any(c.reply is not None for c in convs):
+        produced += sum(len(o.tokens) for o in decoder.step([c for c in convs if c.reply is not None]))
+    wall = clock() - t0
+    return {"ttft_ms": round(statistics.median(ttfts), 1), "single_tok_s": round(statistics.median(rates), 1),
+            "batched_tok_s": round(produced / wall, 1)}
+
+
+def time_llama_cpp(gguf: str, prompts: list[list[int]], s: LlmBenchSettings, clock=time.perf_counter) -> dict[str, Any]:
+    """llama.cpp (xllamacpp) on the GGUF: one sequence ``repeats`` times, then ``batch`` in parallel."""
+    try:
+        import xllamacpp
+    except ImportError:
+        return {"reference": "xllamacpp is not installed (pip install xllamacpp)"}
+
+    def server(parallel: int):
+        params = xllamacpp.CommonParams()
+        params.model.path = gguf
+        params.n_parallel = parallel
+        params.n_ctx = parallel * (s.prompt_tokens + s.new_tokens + 64)
+        params.cpuparams.n_threads = s.threads
+        params.cpuparams_batch.n_threads = s.threads
+        params.sampling.temp = 0.0
+        return xllamacpp.Server(params)
+
+    def request(srv, ids: list[int]) -> dict:
+        return srv.handle_completions({"prompt": ids, "n_predict": s.new_tokens, "temperature": 0.0,
+                                       "ignore_eos": True, "cache_prompt": False})
+
+    single = server(1)
+    timings = [request(single, prompts[r % len(prompts)])["timings"] for r in range(s.repeats)]
+    del single
+    out: dict[str, Any] = {
+        "reference_tok_s": round(statistics.median(t["predicted_per_second"] for t in timings), 1),
+        "reference_ttft_ms": round(statistics.median(t["prompt_ms"] for t in timings), 1),
+    }
+    parallel = server(s.batch)
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda ids=ids, srv=parallel: results.append(request(srv, ids))) for ids in prompts]
+    t0 = clock()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = clock() - t0
+    del parallel
+    tokens = sum(r["usage"]["completion_tokens"] for r in results)
+    out["reference_batched_tok_s"] = round(tokens / wall, 1)
+    return out
+
+
+def run_llm_bench(s: LlmBenchSettings) -> dict[str, Any]:
+    import torch
+
+    from streamrt.decoding.causal_lm import CausalLM
+    from streamrt.models.llm import load_llm
+    from streamrt.models.llm.runtime import build_lm
+
+    torch.set_num_threads(s.threads)
+    bundle = load_llm(s.model)
+    lm, precision = build_lm(bundle, s.precision, **({"group_size": s.group_size} if s.group_size else {}))
+    result: dict[str, Any] = {"model": s.model, **precision.describe(), "threads": s.threads,
+                              "prompt_tokens": s.prompt_tokens, "new_tokens": s.new_tokens, "batch": s.batch}
+    result["greedy_matches_reference"] = greedy_matches_transformers(bundle, CausalLM.from_hf(bundle.model))
+    result.update(time_ours(bundle, lm, s, cache_bf16=precision.attention_dtype == torch.bfloat16))
+    if s.reference and bundle.gguf:
+        prompts = [bench_prompt(bundle, s.prompt_tokens, i) for i in range(s.batch)]
+        result.update(time_llama_cpp(bundle.gguf, prompts, s))
+    if "reference_tok_s" in result:
+        result["single_vs_reference"] = round(result["single_tok_s"] / result["reference_tok_s"], 2)
+        result["batched_vs_reference_single"] = round(result["batched_tok_s"] / result["reference_tok_s"], 2)
+    result["settings"] = asdict(s)
+    return result
+
+
+def register(app) -> None:
+    """Add ``llm`` to the ``streamrt bench`` typer app (torch is imported only when it runs)."""
+    import json
+
+    import typer
+
+    @app.command("llm")
+    def llm(
+        model: str = typer.Option("smollm2-135m", help="packaged LLM name or a Hugging Face causal-LM folder"),
+        precision: str = typer.Option("auto", help="auto, fp32, bf16, int8-weight-only, int8-dynamic, int4-weight-only, flexiq"),
+        threads: int = typer.Option(1, help="torch threads and llama.cpp threads"),
+        prompt_tokens: int = typer.Option(200, help="prompt length (tokens)"),
+        new_tokens: int = typer.Option(128, help="tokens generated per conversation"),
+        batch: int = typer.Option(16, help="concurrent conversations for the batched figures"),
+        repeats: int = typer.Option(3, help="single-conversation runs (median reported)"),
+        reference: bool = typer.Option(True, help="also run llama.cpp (xllamacpp) on the same GGUF"),
+        group_size: int = typer.Option(None, help="int4/flexiq group size (32 matches the GGUF's Q4_1 blocks)"),
+        format: str = typer.Option("json", "--format", help="json (one object)"),
+    ) -> None:
+        """Tokens/s and time to first token of the LLM decoder, beside llama.cpp on the same GGUF."""
+        if format != "json":
+            raise typer.BadParameter(f"--format must be json, not {format!r}")
+        s = LlmBenchSettings(model=model, precision=precision, threads=threads, prompt_tokens=prompt_tokens,
+                             new_tokens=new_tokens, batch=batch, repeats=repeats, reference=reference,
+                             group_size=group_size)
+        typer.echo(json.dumps(run_llm_bench(s)))
