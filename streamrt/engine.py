@@ -1,33 +1,47 @@
 """The interface between sessions and models: a shared model, one stream of state per session.
 
-This is sherpa-onnx's split (``recognizer.create_stream()``, ``recognizer.decode_streams([...])``):
+This is sherpa-onnx's split (``recognizer.create_stream()``, ``recognizer.decode_streams([...])``),
+for any kind of model (speech recognition, a text LLM, TTS, a visual encoder):
 
     model = SomeStreamingModel(...)              # shared weights, loaded once
     stream = model.create_stream(options)        # per-session state (features, caches, policy)
-    stream.accept_audio(samples)                 # 16 kHz mono float32
+    stream.accept(item)                          # a typed input: AudioChunk, TextDelta, VideoFrame
     while stream.is_ready():
         model.step([stream])                     # or many ready streams of many sessions at once
-    result = stream.pop_result()                 # committed drafts + current partial
+    result = stream.pop_result()                 # committed text, partial, tokens, audio
+    stream.cancel()                              # between steps: drop its work, free its slot
 
-``step`` is the only method that runs the network; the scheduler calls it from a worker thread with
-the ready streams of many sessions. Nothing here reads a clock: the Session times steps with its
-injected clock and turns drafts into ``Unit``s with media delay and elapsed time.
+The inputs are the frozen dataclasses of ``streamrt.types``; a stream lists the kinds it takes in
+``input_kinds`` and the session refuses (or, for video, drops) the others. ``step`` is the only
+method that runs the network; the scheduler calls it from a worker thread with the ready streams
+of many sessions. Nothing here reads a clock: sessions time steps with their injected clock.
+
+Audio models add their bookkeeping on top: an ``AudioModel`` has a ``sample_rate`` and its
+``AudioStream`` counts media received and consumed (``received_ms``, ``consumed_ms``), which the
+captioning ``Session`` uses for its buffer limit and the scheduler for real-time pacing.
+``SampleCounts`` implements that half for audio streams; ``StreamBase`` the generic defaults.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
+
+from streamrt.errors import InputError
+from streamrt.types import AudioChunk, TextDelta, VideoFrame
+
+StreamInput = Union[AudioChunk, TextDelta, VideoFrame]
+"""What a stream accepts (``ModelStream.accept``)."""
 
 
 @dataclass(frozen=True)
 class UnitDraft:
     """A unit the model has committed, before the session stamps its delays.
 
-    start_ms/end_ms: position in the source audio; consumed_ms: source the model had consumed when
-    it decided to commit (the unit's media delay).
+    start_ms/end_ms: position in the source media; consumed_ms: source the model had consumed when
+    it decided to commit (the unit's media delay). Text models give the position in their output.
     """
 
     text: str
@@ -38,25 +52,78 @@ class UnitDraft:
 
 @dataclass
 class StepResult:
+    """What steps produced since the last ``pop_result``. Any part may be empty.
+
+    committed: units committed (never retracted); partial: the current uncommitted text, None when
+    unchanged since the last pop; tokens: token ids generated (a text decoder); audio: samples
+    generated, mono float32 at the model's output rate (a TTS), None when none.
+    """
+
     committed: list[UnitDraft] = field(default_factory=list)
-    partial: str | None = None  # None: unchanged since the last pop
+    partial: str | None = None
+    tokens: list[int] = field(default_factory=list)
+    audio: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Urgency:
+    """How soon a stream's next step is needed (the scheduler orders work by it).
+
+    budget_ms: the stream's step is due this long after it became ready; None: the scheduler's
+    ``latency_budget_ms``. priority: among streams that all still have slack, the higher goes
+    first (an interactive LLM turn waiting on its first token above an ASR stream); a stream
+    about to miss its deadline goes first whatever its priority.
+    """
+
+    budget_ms: float | None = None
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        if self.budget_ms is not None and not self.budget_ms > 0:
+            raise ValueError(f"Urgency.budget_ms must be > 0 ms or None, got {self.budget_ms}")
 
 
 @runtime_checkable
 class ModelStream(Protocol):
-    """Per-session model state. Created by ``StreamingModel.create_stream``; never shared."""
+    """Per-session model state. Created by ``StreamingModel.create_stream``; never shared.
+
+    A stream is never touched by two threads at once: while it is inside a ``step`` its session
+    holds new input aside."""
+
+    input_kinds: ClassVar[frozenset[type]]
+    """The input types ``accept`` takes (e.g. ``frozenset({AudioChunk})``)."""
+
+    def accept(self, item: StreamInput) -> None:
+        """Take one typed input. Raises ``InputError`` for a kind it does not take or a bad item
+        (the stream's state is left as it was)."""
+
+    def input_finished(self) -> None:
+        """No more input will come; the next steps flush and commit everything."""
+
+    def cancel(self) -> None:
+        """Drop pending input and output and release what the model holds for this stream (e.g. a
+        KV-cache slot); afterwards ``is_ready()`` is False and ``is_done()`` True. Called between
+        steps only (the scheduler calls it at the next step boundary)."""
+
+    def is_ready(self) -> bool:
+        """True when a step would do work (enough new input, a flush pending, tokens to generate)."""
+
+    def is_done(self) -> bool:
+        """True after input_finished() once everything is committed, or after cancel()."""
+
+    def urgency(self) -> Urgency:
+        """How urgent its next step is now (may change with the stream's state)."""
+
+    def pop_result(self) -> StepResult:
+        """What the steps produced since the last pop."""
+
+
+@runtime_checkable
+class AudioStream(ModelStream, Protocol):
+    """A stream of an audio model: audio goes in at the model's rate, media time is counted."""
 
     def accept_audio(self, samples: np.ndarray) -> None:
         """Append mono float32 samples at the model's sample rate."""
-
-    def input_finished(self) -> None:
-        """No more audio will come; the next steps flush and commit everything."""
-
-    def is_ready(self) -> bool:
-        """True when a step would do work (enough new audio, or a flush is pending)."""
-
-    def is_done(self) -> bool:
-        """True after input_finished() once every unit is committed."""
 
     @property
     def received_ms(self) -> float:
@@ -66,21 +133,18 @@ class ModelStream(Protocol):
     def consumed_ms(self) -> float:
         """Media the model has processed so far (received_ms - consumed_ms is the backlog)."""
 
-    def pop_result(self) -> StepResult:
-        """Committed drafts since the last pop, and the current partial text."""
-
 
 @runtime_checkable
 class StreamingModel(Protocol):
     """Shared weights. ``step`` advances every given stream by one step, batched where it can.
 
-    Threads: the scheduler runs ``step`` in a worker thread, one step at a time, while transports
-    call ``create_stream`` on the event loop. So ``create_stream`` may run during a ``step`` and
-    must only build the new session's own state (it may read the shared weights and settings,
-    never write what ``step`` uses); ``step`` is never called concurrently with itself, and a
-    stream is never fed while it is inside a step (the session holds input aside meanwhile)."""
-
-    sample_rate: int
+    Threads: the scheduler runs ``step`` in a worker thread, one step at a time (one step of one
+    model at a time on the machine), while transports call ``create_stream`` on the event loop.
+    So ``create_stream`` may run during a ``step`` and must only build the new session's own state
+    (it may read the shared weights and settings, never write what ``step`` uses); ``step`` is
+    never called concurrently with itself, and a stream is never fed while it is inside a step.
+    A step that fails for one stream should raise before it mutates any (or raise
+    ``ModelStepError`` naming the stream as ``exc.stream``), so the others can be retried."""
 
     def create_stream(self, options: Mapping[str, object] | None = None) -> ModelStream:
         """A new session's stream; raises ConfigError / policy errors for bad ``options``."""
@@ -90,15 +154,66 @@ class StreamingModel(Protocol):
         ...
 
 
-class SampleCounts:
-    """The bookkeeping half of ``ModelStream``, shared by implementations: samples received and
-    consumed at the model's rate (``self.model.sample_rate``) and the end-of-input flag. The
-    subclass sets ``model`` and counts in ``accept_audio`` and its steps."""
+@runtime_checkable
+class AudioModel(StreamingModel, Protocol):
+    """A model whose streams take audio at ``sample_rate`` (Hz)."""
 
-    model: StreamingModel
+    sample_rate: int
+
+    def create_stream(self, options: Mapping[str, object] | None = None) -> AudioStream:
+        ...
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """A model that reports its configuration (preset, precision and why) as JSON-able settings;
+    servers repeat it in the ``ready`` message and /healthz."""
+
+    def describe(self) -> dict: ...
+
+
+class StreamBase:
+    """The generic half of ``ModelStream`` for implementations to inherit: cancellation, default
+    urgency, and ``accept`` refusing every kind (subclasses handle theirs and call up for the rest).
+    A subclass checks ``cancelled`` in ``is_ready`` / ``is_done``."""
+
+    input_kinds: ClassVar[frozenset[type]] = frozenset()
+    cancelled: bool = False
+
+    def accept(self, item: StreamInput) -> None:
+        takes = ", ".join(sorted(k.__name__ for k in self.input_kinds)) or "nothing"
+        raise InputError(f"{type(self).__name__} takes {takes}, not {type(item).__name__}", code="unsupported_input")
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def urgency(self) -> Urgency:
+        return Urgency()
+
+
+class SampleCounts(StreamBase):
+    """The bookkeeping half of ``AudioStream``, shared by implementations: samples received and
+    consumed at the model's rate (``self.model.sample_rate``) and the end-of-input flag. The
+    subclass sets ``model`` and counts in ``accept_audio`` and its steps. ``accept`` takes
+    ``AudioChunk`` at the model's rate."""
+
+    input_kinds: ClassVar[frozenset[type]] = frozenset({AudioChunk})
+    model: AudioModel
     _received: int = 0  # samples
     _consumed: int = 0
     _finished: bool = False
+
+    def accept(self, item: StreamInput) -> None:
+        if not isinstance(item, AudioChunk):
+            super().accept(item)
+        elif item.sample_rate != self.model.sample_rate:
+            raise InputError(f"audio at {item.sample_rate} Hz; this model takes {self.model.sample_rate} Hz",
+                             code="bad_sample_rate")
+        else:
+            self.accept_audio(item.samples)
+
+    def accept_audio(self, samples: np.ndarray) -> None:
+        raise NotImplementedError
 
     def input_finished(self) -> None:
         self._finished = True

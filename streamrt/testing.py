@@ -1,10 +1,15 @@
-"""A tiny deterministic model for testing transports, sessions and the scheduler without weights.
+"""Tiny deterministic models for testing transports, sessions and the scheduler without weights.
 
 ``CountingModel`` "recognizes" one word per ``word_ms`` of audio: the i-th word is ``w{i}`` and
 spans [i*word_ms, (i+1)*word_ms). A step consumes up to ``chunk_ms`` of audio; a word is committed
 once ``hold_ms`` of audio past its end has been consumed (or at end of stream), and the next
 uncommitted word is the partial. It implements the ``streamrt.engine`` protocols exactly as a real
 model does, so code tested with it runs unchanged with Whisper.
+
+``EchoTextModel`` is the text counterpart (an LLM stand-in): a stream takes ``TextDelta``s, and once
+a turn ends it "answers" with the turn's words, one token per step; the reply's first token is more
+urgent than the rest (``Urgency``). A stream holds one of the model's ``slots`` (as a KV-cache slot)
+from its first token until its reply is out or it is cancelled.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from streamrt.engine import SampleCounts, StepResult, UnitDraft
+from streamrt.engine import SampleCounts, StepResult, StreamBase, StreamInput, UnitDraft, Urgency
+from streamrt.errors import InputError, ModelStepError
+from streamrt.types import TextDelta
 
 
 class CountingStream(SampleCounts):
@@ -30,11 +37,15 @@ class CountingStream(SampleCounts):
         self._received += len(samples)
 
     def is_ready(self) -> bool:
+        if self.cancelled:
+            return False
         chunk = self.model.chunk_ms * self.model.sample_rate // 1000
         backlog = self._received - self._consumed
         return backlog >= chunk or (self._finished and not self.is_done())
 
     def is_done(self) -> bool:
+        if self.cancelled:
+            return True
         total_words = int(np.ceil(self.received_ms / self.model.word_ms - 1e-9))
         return self._finished and self._consumed >= self._received and self._next_word >= total_words
 
@@ -65,7 +76,11 @@ class CountingStream(SampleCounts):
 
 
 class CountingModel:
+    """``batch_sizes``: the sizes of the most recent steps (at most ``KEPT_BATCH_SIZES``, so that a
+    server on this model for days does not grow; the scheduler's stats count every step)."""
+
     sample_rate = 16000
+    KEPT_BATCH_SIZES = 4096
 
     def __init__(self, word_ms: float = 500.0, chunk_ms: int = 200, hold_ms: float = 300.0):
         self.word_ms = word_ms
@@ -80,5 +95,100 @@ class CountingModel:
     def step(self, streams: Sequence[CountingStream]) -> None:
         self.steps += 1
         self.batch_sizes.append(len(streams))
+        if len(self.batch_sizes) > self.KEPT_BATCH_SIZES:
+            del self.batch_sizes[: self.KEPT_BATCH_SIZES // 2]  # amortised: once per 2048 steps
         for s in streams:
             s._advance()
+
+
+class EchoTextStream(StreamBase):
+    input_kinds = frozenset({TextDelta})
+
+    def __init__(self, model: "EchoTextModel"):
+        self.model = model
+        self.text = ""  # the input text so far
+        self._turn_start = 0  # where the turn not yet answered starts in ``text``
+        self._reply: list[str] = []  # every word to answer, all turns
+        self._answer_start = 0  # index in _reply of the current answer's first word
+        self.made = 0  # words answered
+        self._finished = False
+        self.slot: int | None = None
+        self._out: list[UnitDraft] = []
+        self._tokens: list[int] = []
+
+    def accept(self, item: StreamInput) -> None:
+        if not isinstance(item, TextDelta):
+            return super().accept(item)
+        if item.replace_from is not None and item.replace_from < self._turn_start:
+            raise InputError(f"replace_from {item.replace_from} is inside a turn already answered "
+                             f"(it ends at character {self._turn_start})", code="bad_text")
+        self.text = item.apply(self.text)
+        if item.end_of_turn:
+            if self.made == len(self._reply):
+                self._answer_start = len(self._reply)
+            self._reply += self.text[self._turn_start:].split()
+            self._turn_start = len(self.text)
+
+    def input_finished(self) -> None:
+        self._finished = True
+
+    def is_ready(self) -> bool:
+        return not self.cancelled and self.made < len(self._reply)
+
+    def is_done(self) -> bool:
+        return self.cancelled or (self._finished and self.made == len(self._reply))
+
+    def urgency(self) -> Urgency:
+        if self.made == self._answer_start:  # waiting on the answer's first token
+            return Urgency(self.model.first_token_budget_ms, priority=1)
+        return Urgency(self.model.token_budget_ms, priority=0)
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.model.release(self)
+
+    def pop_result(self) -> StepResult:
+        out = StepResult(self._out, None, self._tokens)
+        self._out, self._tokens = [], []
+        return out
+
+
+class EchoTextModel:
+    """first_token_budget_ms / token_budget_ms: the streams' deadlines (``Urgency.budget_ms``) for
+    an answer's first token and for the tokens after it. slots: streams that may be answering at
+    once (a full model raises ``ModelStepError`` for the stream that found no slot)."""
+
+    def __init__(self, slots: int = 8, first_token_budget_ms: float = 200.0, token_budget_ms: float = 1000.0):
+        self.first_token_budget_ms = first_token_budget_ms
+        self.token_budget_ms = token_budget_ms
+        self.free_slots = list(range(slots))[::-1]
+        self.vocab: dict[str, int] = {}
+        self.steps = 0
+        self.batch_sizes: list[int] = []
+
+    def create_stream(self, options: Mapping[str, object] | None = None) -> EchoTextStream:
+        return EchoTextStream(self)
+
+    def release(self, s: EchoTextStream) -> None:
+        if s.slot is not None:
+            self.free_slots.append(s.slot)
+            s.slot = None
+
+    def step(self, streams: Sequence[EchoTextStream]) -> None:
+        need = sum(s.slot is None for s in streams)
+        if need > len(self.free_slots):
+            culprit = [s for s in streams if s.slot is None][len(self.free_slots)]
+            err = ModelStepError(f"no free slot: {len(self.free_slots)} free, {need} streams need one")
+            err.stream = culprit
+            raise err
+        self.steps += 1
+        self.batch_sizes.append(len(streams))
+        for s in streams:
+            if s.slot is None:
+                s.slot = self.free_slots.pop()
+            word = s._reply[s.made]
+            s._out.append(UnitDraft(word, float(s.made), float(s.made + 1), float(s.made)))
+            s._tokens.append(self.vocab.setdefault(word, len(self.vocab)))
+            s.made += 1
+            if s.made == len(s._reply):
+                self.release(s)

@@ -12,6 +12,8 @@ from typing import Literal, Union
 
 import numpy as np
 
+from streamrt.errors import InputError
+
 
 @dataclass(frozen=True, eq=False)
 class AudioChunk:
@@ -36,6 +38,37 @@ class VideoFrame:
 
     pixels: np.ndarray
     time_ms: float
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Text for a text-input stream (an LLM conversation): the stream's current text becomes
+    ``text[:replace_from] + self.text``. ``replace_from`` None appends at the end; a position
+    rewrites the suffix from that character on (an ASR partial revised, a turn cut back to what was
+    heard), so ``TextDelta("", 0)`` clears it. ``end_of_turn``: the text up to here is a complete
+    turn and the model may answer it. Positions count characters of the stream's input text."""
+
+    text: str
+    replace_from: int | None = None
+    end_of_turn: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InputError(f"TextDelta.text must be a str, got {type(self.text).__name__}", code="bad_text")
+        if self.replace_from is not None and (not isinstance(self.replace_from, int) or self.replace_from < 0):
+            raise InputError(f"TextDelta.replace_from must be an int >= 0 (characters) or None, got "
+                             f"{self.replace_from!r}", code="bad_text")
+
+    def apply(self, current: str) -> str:
+        """The text after this delta; InputError (``bad_text``) when ``replace_from`` is past the
+        current end (the input text is left as it was)."""
+        if self.replace_from is None:
+            return current + self.text
+        if self.replace_from > len(current):
+            raise InputError(
+                f"TextDelta.replace_from is {self.replace_from}, past the end of the {len(current)} "
+                "characters received so far", code="bad_text")
+        return current[: self.replace_from] + self.text
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def load_model(name: str) -> tuple[torch.nn.Module, str]:
 
 def _encoders(whisper_model, s: BenchSettings):
     from streamrt.encoders.conformer import CacheAwareConformer, ConformerConfig
-    from streamrt.encoders.whisper import make_encoder
+    from streamrt.encoders.factory import make_encoder
 
     left = int(s.left_s * 50)
     chunk = max(1, int(s.chunk_ms / 20))

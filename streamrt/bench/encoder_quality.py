@@ -28,7 +28,7 @@ import torch
 
 
 def _configs(model):
-    from streamrt.encoders.whisper import make_encoder
+    from streamrt.encoders.factory import make_encoder
 
     return {
         "unpadded full": make_encoder(model, "reencode"),

@@ -25,7 +25,7 @@ import numpy as np
 
 from streamrt.bench.host import host_speed
 from streamrt.clock import MonotonicClock
-from streamrt.engine import StreamingModel
+from streamrt.engine import Describable, StreamingModel
 from streamrt.presets import DEFAULT_PRESET, get_preset
 from streamrt.quant.precision import detect_cpu
 from streamrt.scheduler import Scheduler, SchedulerSettings
@@ -382,8 +382,7 @@ def bench_streams(
                                         **kw))
     else:
         out = asyncio.run(run_streams(model, streams, duration_s, audio, **kw))
-    describe = getattr(model, "describe", None)
-    described = describe() if callable(describe) else {}
+    described = model.describe() if isinstance(model, Describable) else {}
     import os
 
     load = [round(x, 2) for x in os.getloadavg()]

@@ -9,34 +9,11 @@ from typing import Optional
 
 import typer
 
-from streamrt.errors import StreamrtError
+from streamrt.cli.models import load_model
+from streamrt.engine import Describable
 from streamrt.presets import DEFAULT_PRESET
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
-
-
-def load_model(name: str, fake: bool, preset: str = DEFAULT_PRESET, encoder_mode: Optional[str] = None,
-               chunk_ms: Optional[int] = None, quantize: Optional[str] = None):
-    """The shared model: Whisper streaming by name configured by ``preset`` (``streamrt.presets``), or
-    the counting model (no weights) when ``fake``. ``encoder_mode``/``chunk_ms``/``quantize``
-    override the preset's when given."""
-    if fake:
-        from streamrt.testing import CountingModel
-
-        return CountingModel()
-    from streamrt.presets import get_preset, load_model as load_preset_model
-
-    try:
-        config = get_preset(preset).with_overrides(encoder_mode=encoder_mode, chunk_ms=chunk_ms, quantize=quantize)
-        return load_preset_model(name, config)
-    except ImportError as e:
-        raise typer.BadParameter(
-            f"the Whisper streaming model is not available in this build ({e}); "
-            "use --fake-model to run the server with the counting model",
-            param_hint="--model",
-        ) from None
-    except StreamrtError as e:
-        raise typer.BadParameter(e.message, param_hint="--model/--preset/--encoder-mode/--chunk-ms/--quantize") from None
 
 
 def bundled_recording() -> Path:
@@ -180,9 +157,8 @@ def register(app: typer.Typer) -> None:
             api = f"; HTTP API: http://{host}:{server.port}/v1/audio/transcriptions" if transport == "asgi" else ""
             typer.echo(f"streamrt: serving {settings.model_name} on {server.url}/v1/stream; "
                        f"browser page: http://{host}:{server.port}/{api}  (Ctrl-C stops)")
-            describe = getattr(shared, "describe", None)  # the counting model has no configuration
-            if callable(describe):
-                d = describe()
+            if isinstance(shared, Describable):  # the counting model has no configuration
+                d = shared.describe()
                 typer.echo(f"streamrt: preset {d['preset']}; precision {d['precision_reason']}")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

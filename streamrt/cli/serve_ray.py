@@ -18,9 +18,9 @@ from streamrt.server.settings import ServerSettings
 def serve_on_ray(load_args: tuple, settings: ServerSettings, *, replicas: int, min_replicas: int,
                  max_replicas: int | None, replica_cpus: float, threads: int | None, target_busy_fraction: float,
                  host: str, port: int, address: str | None) -> None:
-    """Deploy ``settings`` on Ray with the model ``streamrt.cli.serve.load_model(*load_args)``
+    """Deploy ``settings`` on Ray with the model ``streamrt.cli.models.load_model(*load_args)``
     (loaded in each replica, not here) and block until interrupted."""
-    from streamrt.cli.serve import load_model
+    from streamrt.cli.models import load_model
 
     try:
         from streamrt.server.ray_serve import RayServeSettings, run_on_ray

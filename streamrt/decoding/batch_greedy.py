@@ -10,19 +10,18 @@ of the batch has left (``SHRINK_AT``), the batch shrinks to the live streams.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
-from streamrt.decoding.batch_state import BatchDecodeState, forward_tokens
+from streamrt.decoding.batch_state import BatchDecodeState
 from streamrt.decoding.cross_attention import contiguous_groups, own_frames, window_buckets
 from streamrt.decoding.kv_cache import DecoderCache
 from streamrt.decoding.numerics import greedy_logprobs
-from streamrt.decoding.repetition import RepetitionGuard
+from streamrt.decoding.requests import DecodeRequest, DecodeResult
 
-__all__ = ["DecodeRequest", "forward_tokens", "greedy_batch", "step_tokens"]
+__all__ = ["greedy_batch"]
 
 # the token loop drops finished streams from its batch tensors once the live ones are at most this
 # fraction of it. A shrink copies the live rows (reading and writing them, about two iterations'
@@ -31,28 +30,7 @@ __all__ = ["DecodeRequest", "forward_tokens", "greedy_batch", "step_tokens"]
 SHRINK_AT = 0.5
 
 if TYPE_CHECKING:
-    from streamrt.decoding.beam_search import BeamSettings
-    from streamrt.decoding.whisper_decoder import DecodeResult, IncrementalWhisperDecoder
-
-
-@dataclass
-class DecodeRequest:
-    """One stream's decode: force ``prefix`` into ``cache``, then up to ``max_new_tokens``."""
-
-    cache: DecoderCache
-    prefix: Sequence[int]
-    max_new_tokens: int
-    reuse_prefix_kv: bool = True
-    guard: RepetitionGuard | None = None
-    # a test on a generated token's alignment row: True stops this decode after that token
-    # (``Policy.stop_rule``; stopped_by "policy")
-    stop: Callable[[torch.Tensor], bool] | None = None
-    # the batched token loop's iterations this stream takes part in (None: no limit); past them it
-    # stops with stopped_by "iterations", its tokens kept: the next decode verifies them as its
-    # draft and goes on from there
-    max_iterations: int | None = None
-    # beam search instead of greedy (``beam_search``; None or beam_size 1: greedy)
-    beam: "BeamSettings | None" = None
+    from streamrt.decoding.whisper_decoder import IncrementalWhisperDecoder
 
 
 class _Run:
@@ -117,15 +95,8 @@ def checked_prefix(req: DecodeRequest) -> tuple[list[int], int]:
     return prefix, max(0, min(req.max_new_tokens, req.cache.max_tokens - len(prefix)))
 
 
-def step_tokens(state: BatchDecodeState, ids: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor):
-    """One iteration of the token loop (a module-level hook, so tests can count iterations)."""
-    return state.forward(ids, pos, valid)
-
-
 @torch.inference_mode()
-def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest]) -> list["DecodeResult"]:
-    from streamrt.decoding.whisper_decoder import DecodeResult
-
+def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
     runs: list[_Run] = []
     for req in requests:
         prefix, max_new = checked_prefix(req)
@@ -175,7 +146,7 @@ def greedy_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequ
             r = runs[order[i]]
             ids[i, 0], pos[i, 0], valid[i, 0] = r.tokens[-1], len(r.prefix) + len(r.tokens) - 1, True
         state.ensure_tokens(int(pos.max()) + 1)
-        x, align = step_tokens(state, ids, pos, valid)
+        x, align = state.forward(ids, pos, valid)
         toks, lps = _choices(dec, x[live, 0])
         for i, tok, lp in zip(live, toks, lps):
             r = runs[order[i]]

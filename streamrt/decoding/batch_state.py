@@ -171,24 +171,3 @@ def cross_attention_and_mlp(layer, i: int, x: torch.Tensor, cross: CrossContext,
     x = x + ca.out_proj(o.transpose(1, 2).reshape(G, Tq, d))
     h = layer.final_layer_norm(x).to(act)
     return x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-
-
-@torch.inference_mode()
-def forward_tokens(
-    dec: "IncrementalWhisperDecoder", caches: Sequence[DecoderCache], ids: Sequence[int], positions: Sequence[int]
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One token per stream at its own position, on the streams' own caches (rows [0, position)
-    must be valid): (logits (B, vocab), alignment row per stream). Writes each cache's new row."""
-    for c, p in zip(caches, positions):
-        if p + 1 > c.max_tokens:
-            raise ValueError(f"position {p} exceeds the model's {c.max_tokens} decoder positions")
-    state = BatchDecodeState(dec, caches, positions, max(positions) + 1)
-    idx = torch.as_tensor(list(ids), dtype=torch.long)[:, None]
-    pos = torch.as_tensor(list(positions), dtype=torch.long)[:, None]
-    x, align = state.forward(idx, pos, torch.ones_like(idx, dtype=torch.bool))
-    logits = dec.logits(dec.final_norm(x[:, 0]))
-    rows = []
-    for b, (c, p) in enumerate(zip(caches, positions)):
-        state.write_back(b, c.token_ids[:p] + [int(ids[b])])
-        rows.append(align[b, 0, : c.n_frames])
-    return logits, rows

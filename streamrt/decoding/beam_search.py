@@ -38,13 +38,14 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from streamrt.decoding.batch_greedy import SHRINK_AT, DecodeRequest, _draft, _length_groups, checked_prefix
+from streamrt.decoding.batch_greedy import SHRINK_AT, _draft, _length_groups, checked_prefix
 from streamrt.decoding.batch_state import BatchDecodeState, cross_attention_and_mlp
 from streamrt.decoding.cross_attention import CrossContext, additive_mask, attend_with_lse, own_frames, window_buckets
 from streamrt.decoding.numerics import topk_logprobs
+from streamrt.decoding.requests import DecodeRequest, DecodeResult
 
 if TYPE_CHECKING:
-    from streamrt.decoding.whisper_decoder import DecodeResult, IncrementalWhisperDecoder
+    from streamrt.decoding.whisper_decoder import IncrementalWhisperDecoder
 
 __all__ = ["BeamSettings", "beam_batch"]
 
@@ -208,10 +209,8 @@ def _logits(dec: "IncrementalWhisperDecoder", hidden: torch.Tensor) -> torch.Ten
 
 
 @torch.inference_mode()
-def beam_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest]) -> list["DecodeResult"]:
+def beam_batch(dec: "IncrementalWhisperDecoder", requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
     """Beam search for every request (each with ``beam`` set), all streams in one batch."""
-    from streamrt.decoding.whisper_decoder import DecodeResult
-
     runs: list[_Run] = []
     for req in requests:
         if req.beam is None:

@@ -5,9 +5,9 @@ The decoder is shared (weights only); all state lives in a per-stream ``DecoderC
     dec = IncrementalWhisperDecoder(bundle.model, alignment_heads=bundle.alignment_heads, ...)
     cache = dec.create_cache()
     dec.update_cross(cache, encoder_output)           # after every encoder step / trim
-    result = dec.greedy(cache, forced_prefix, max_new_tokens=...)
+    [result] = dec.greedy_many([DecodeRequest(cache, forced_prefix, max_new_tokens)])
 
-``greedy`` forces ``forced_prefix`` (sot sequence + committed tokens), reusing the self-attention
+A decode forces ``forced_prefix`` (sot sequence + committed tokens), reusing the self-attention
 rows of its longest common prefix with the previous call, then decodes the uncommitted tail token by
 token. For every generated token it returns the cross-attention of the model's alignment heads at
 the position that predicted it (AlignAtt's and Whisper's timing convention), averaged over heads.
@@ -16,33 +16,16 @@ the position that predicted it (AlignAtt's and Whisper's timing convention), ave
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamrt.decoding.batch_greedy import DecodeRequest, greedy_batch
+from streamrt.decoding.batch_greedy import greedy_batch
 from streamrt.decoding.beam_search import beam_batch
 from streamrt.decoding.kv_cache import DecoderCache
-from streamrt.decoding.repetition import RepetitionGuard
+from streamrt.decoding.requests import DecodeRequest, DecodeResult
 from streamrt.quant.bf16 import runs_in_bf16
-
-
-@dataclass(frozen=True)
-class DecodeResult:
-    """tokens: generated ids (eot excluded); logprobs: their log-probabilities; attention:
-    (len(tokens), n_frames) alignment-head attention of each token; ended: eot was produced;
-    stopped_by: None, "eot", "max_tokens", "repetition", "policy" (``DecodeRequest.stop``) or
-    "iterations" (``DecodeRequest.max_iterations``; the next decode goes on from these tokens); beam
-    search also "beam" (enough hypotheses ended, this live one ranked best: patience below 1)."""
-
-    tokens: list[int]
-    logprobs: list[float]
-    attention: np.ndarray
-    ended: bool
-    stopped_by: str | None
 
 
 class IncrementalWhisperDecoder:
@@ -281,27 +264,9 @@ class IncrementalWhisperDecoder:
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         return t.view(-1, self.n_heads, self.head_dim).transpose(0, 1)
 
-    # ---- greedy --------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def greedy(
-        self,
-        cache: DecoderCache,
-        prefix: Sequence[int],
-        *,
-        max_new_tokens: int,
-        reuse_prefix_kv: bool = True,
-        guard: RepetitionGuard | None = None,
-    ) -> DecodeResult:
-        """Force ``prefix`` then decode greedily until eot, ``max_new_tokens``, or a repetition loop.
-
-        ``reuse_prefix_kv``: keep cached self-attention rows of the prefix even when the encoder
-        window changed since they were computed (see ``DecoderCache.reusable_prefix``).
-        """
-        req = DecodeRequest(cache, prefix, max_new_tokens, reuse_prefix_kv, guard)
-        return greedy_batch(self, [req])[0]
-
+    # ---- decoding ------------------------------------------------------------------------------
     def greedy_many(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
-        """``greedy`` for many streams at once: the token loop runs batched (see batch_greedy).
+        """Greedy decodes of many streams at once: the token loop runs batched (see batch_greedy).
         Requests whose ``beam`` has a beam_size above 1 are decoded by beam search instead, all of
         them in one batch of their own (``beam_search.beam_batch``); the results keep the requests'
         order."""

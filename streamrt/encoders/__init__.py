@@ -6,6 +6,7 @@
 """
 
 from streamrt.encoders.base import BlockCausal, EncoderOutput, Full, Sliding, StreamingEncoder
-from streamrt.encoders.whisper import make_encoder, silence_tail
+from streamrt.encoders.factory import make_encoder
+from streamrt.encoders.whisper import silence_tail
 
 __all__ = ["BlockCausal", "EncoderOutput", "Full", "Sliding", "StreamingEncoder", "make_encoder", "silence_tail"]

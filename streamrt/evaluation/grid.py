@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from streamrt.encoders.whisper import ENCODER_MODES
+from streamrt.encoders.factory import ENCODER_MODES
 from streamrt.errors import ConfigError
 
 TOP_KEYS = ("offline", "encoders", "chunk_ms", "settings", "encoder_settings", "policies")

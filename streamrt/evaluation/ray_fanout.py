@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from streamrt.clock import Clock, MonotonicClock
+from streamrt.engine import Describable
 from streamrt.errors import ConfigError, DataError
 from streamrt.evaluation.data import DataRow, load_row_audio, read_data
 from streamrt.evaluation.runner import (SAMPLE_RATE, EvalResult, Progress, RowRun, Utterance, collect_outcomes,
@@ -68,7 +69,7 @@ def offline_job(model: str, *, task: str, language: str | None, clock: Callable[
 
 def _make_streaming(load_model, options, feed_ms, clock) -> tuple[RowRun, dict[str, Any]]:
     model = load_model()
-    describe = model.describe() if callable(getattr(model, "describe", None)) else {}
+    describe = model.describe() if isinstance(model, Describable) else {}
     return streaming_run(model, options=options, feed_ms=feed_ms, clock=clock()), describe
 
 

@@ -1,7 +1,7 @@
 """What the scheduler gives up, in order, when the machine cannot keep up.
 
 A ``Degradation`` is a ladder of steps; level k means the first k steps are on. Each step calls one
-method the model offers (duck-typed: a model without the method simply has a shorter ladder):
+method of a knob protocol the model implements (a model without the knob has a shorter ladder):
 
     set_low_precision_fraction(f)   fraction of channels in low bit-width (FlexiQ-style knob, from
                                     streamrt.quant); cheaper steps, slightly lower accuracy
@@ -25,16 +25,49 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from streamrt.errors import ConfigError
 
 log = logging.getLogger("streamrt.scheduler")
 
 
+@runtime_checkable
+class PrecisionKnob(Protocol):
+    """FlexiQ-style: ``low_precision_fraction`` of channels run in low bit-width (0-1)."""
+
+    low_precision_fraction: float
+
+    def set_low_precision_fraction(self, fraction: float) -> None: ...
+
+
+@runtime_checkable
+class ChunkKnob(Protocol):
+    """The audio one step consumes (ms); longer chunks mean fewer, larger steps."""
+
+    chunk_ms: float
+
+    def set_chunk_ms(self, ms: float) -> None: ...
+
+
+@runtime_checkable
+class PolicyStrideKnob(Protocol):
+    """The read/write policy decides every k-th step only."""
+
+    def set_policy_stride(self, k: int) -> None: ...
+
+
+_KNOBS: dict[str, Callable[[Any, Any], None]] = {
+    "set_low_precision_fraction": lambda m, v: m.set_low_precision_fraction(v),
+    "set_chunk_ms": lambda m, v: m.set_chunk_ms(v),
+    "set_policy_stride": lambda m, v: m.set_policy_stride(v),
+}
+
+
 @dataclass(frozen=True)
 class DegradationStep:
-    """One rung: ``model.<method>(value)`` turns it on, ``model.<method>(restore)`` turns it off."""
+    """One rung: ``model.<method>(value)`` turns it on, ``model.<method>(restore)`` turns it off;
+    ``method`` is one of the knob protocols' setters above."""
 
     name: str
     method: str
@@ -64,12 +97,12 @@ class Degradation:
             raise ConfigError(f"degradation level {level} is outside 0..{self.max_level}")
         while self.level < level:
             step = self.steps[self.level]
-            getattr(model, step.method)(step.value)
+            _KNOBS[step.method](model, step.value)
             self.level += 1
             log.warning("overload: degradation level %d (%s on)", self.level, step.name)
         while self.level > level:
             step = self.steps[self.level - 1]
-            getattr(model, step.method)(step.restore)
+            _KNOBS[step.method](model, step.restore)
             self.level -= 1
             log.info("load fell: degradation level %d (%s off)", self.level, step.name)
 
@@ -77,19 +110,19 @@ class Degradation:
     def for_model(cls, model: object) -> "Degradation":
         """The default ladder, limited to the knobs ``model`` offers (possibly empty)."""
         steps: list[DegradationStep] = []
-        if callable(getattr(model, "set_low_precision_fraction", None)):
-            base = float(getattr(model, "low_precision_fraction", 0.0))
+        if isinstance(model, PrecisionKnob):
+            base = float(model.low_precision_fraction)
             steps += [
                 DegradationStep("precision 50% low-bit", "set_low_precision_fraction", max(base, 0.5), base),
                 DegradationStep("precision 100% low-bit", "set_low_precision_fraction", 1.0, max(base, 0.5)),
             ]
-        chunk = getattr(model, "chunk_ms", None)
-        if callable(getattr(model, "set_chunk_ms", None)) and isinstance(chunk, (int, float)) and chunk > 0:
+        if isinstance(model, ChunkKnob) and isinstance(model.chunk_ms, (int, float)) and model.chunk_ms > 0:
+            chunk = model.chunk_ms
             steps += [
                 DegradationStep("chunk x2", "set_chunk_ms", chunk * 2, chunk),
                 DegradationStep("chunk x4", "set_chunk_ms", chunk * 4, chunk * 2),
             ]
-        if callable(getattr(model, "set_policy_stride", None)):
+        if isinstance(model, PolicyStrideKnob):
             steps.append(DegradationStep("policy stride 2", "set_policy_stride", 2, 1))
         return cls(steps)
 

@@ -13,12 +13,15 @@ import asyncio
 import json
 import logging
 from collections import deque
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from streamrt.errors import StreamrtError
 from streamrt.server.metrics import ServerStats, log_session_end
 from streamrt.server.protocol import ServerProtocol
 from streamrt.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from streamrt.scheduler import Scheduler
 
 log = logging.getLogger("streamrt.server")
 
@@ -27,7 +30,7 @@ class SessionBridge:
     def __init__(
         self,
         proto: ServerProtocol,
-        scheduler,
+        scheduler: "Scheduler",
         settings: ServerSettings,
         stats: ServerStats,
         send: Callable[[str], Awaitable[None]],
@@ -73,7 +76,7 @@ class SessionBridge:
             self._started_s = self._last_input_s
             self.stats.session_started()
         if self._session is not None:
-            no_step_in_flight = getattr(self.scheduler, "idle", True)
+            no_step_in_flight = self.scheduler.idle
             self.scheduler.wake(self._session)
             if no_step_in_flight:  # the scheduler cannot start a step before we yield
                 self._finish_if_done()
@@ -127,7 +130,7 @@ class SessionBridge:
 
     def _retry_finish(self) -> None:
         self._retry = None
-        if getattr(self.scheduler, "idle", True):
+        if self.scheduler.idle:
             self._finish_if_done()
             self._flush()
         else:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from streamrt.clock import Clock, MonotonicClock
-from streamrt.engine import StreamingModel
+from streamrt.engine import Describable, StreamingModel
 from streamrt.errors import StreamrtError
+from streamrt.scheduler import Scheduler
 from streamrt.server.bridge import SessionBridge
 from streamrt.server.metrics import ServerStats, render
 from streamrt.server.protocol import ServerProtocol
@@ -71,8 +72,8 @@ class HandshakeGate:
 class SessionHub:
     """One shared model served to many concurrent sessions, whatever carries them.
 
-    ``scheduler``: an object with the ``streamrt.scheduler.Scheduler`` API (start/add/wake/remove/
-    stop); by default one is created for ``model`` and owned (started and stopped) by the hub.
+    ``scheduler``: a ``streamrt.scheduler.Scheduler`` serving ``model`` (possibly beside other
+    models); by default one is created for ``model`` and owned (started and stopped) by the hub.
     """
 
     def __init__(
@@ -80,7 +81,7 @@ class SessionHub:
         model: StreamingModel,
         *,
         settings: ServerSettings = ServerSettings(),
-        scheduler=None,
+        scheduler: Scheduler | None = None,
         clock: Clock | None = None,
     ):
         self.model = model
@@ -107,8 +108,6 @@ class SessionHub:
     async def start_sessions(self) -> None:
         """Start the scheduler (when owned) and admit sessions."""
         if self._scheduler is None:
-            from streamrt.scheduler import Scheduler
-
             self._scheduler = Scheduler(self.model, clock=self.clock)
         if self._owns_scheduler:
             await self._scheduler.start()
@@ -161,9 +160,8 @@ class SessionHub:
                 "try again later",
                 code="server_busy",
             )
-        saturation = getattr(self._scheduler, "saturation", None)
-        if self.settings.refuse_when_saturated and callable(saturation):
-            reason = saturation()
+        if self.settings.refuse_when_saturated and self._scheduler is not None:
+            reason = self._scheduler.saturation()
             if reason is not None:
                 self.stats.refused("saturated")
                 return StreamrtError(
@@ -219,12 +217,10 @@ class SessionHub:
     def metrics_text(self) -> tuple[bytes, str]:
         """``GET /metrics``: (body, content type) of the Prometheus exposition of ``stats``, with
         the load gauges from the scheduler and the model's name, preset and precision."""
-        describe = getattr(self.model, "describe", None)
-        d = dict(describe()) if callable(describe) else {}
+        d = dict(self.model.describe()) if isinstance(self.model, Describable) else {}
         info = {"model": self.settings.model_name or d.get("model"), "preset": d.get("preset"),
                 "precision": d.get("precision")}
-        stats = getattr(self._scheduler, "stats", None)
-        return render(self.stats, stats() if callable(stats) else None, info)
+        return render(self.stats, None if self._scheduler is None else self._scheduler.stats(), info)
 
     # ---- health --------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
@@ -238,15 +234,13 @@ class SessionHub:
         }
         if self.settings.replica_id is not None:
             details["replica"] = self.settings.replica_id
-        describe = getattr(self.model, "describe", None)  # as the ready message's settings
-        if callable(describe):  # which configuration and precision this replica runs, and why
-            d = describe()
+        if isinstance(self.model, Describable):  # as the ready message's settings: which
+            d = self.model.describe()  # configuration and precision this replica runs, and why
             details.update({k: d[k] for k in ("preset",) if d.get(k) is not None})
             if "precision" in d:
                 details["precision"] = {k: d[k] for k in PRECISION_KEYS if k in d}
-        stats = getattr(self._scheduler, "stats", None)
-        if callable(stats):  # how loaded the machine is, for load balancers and dashboards
-            st = stats()
+        if self._scheduler is not None:  # how loaded the machine is, for load balancers and dashboards
+            st = self._scheduler.stats()
             details["load"] = {
                 "busy_fraction": st.get("busy_fraction"),
                 "worst_lag_ms": st.get("worst_lag_ms"),

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 from streamrt.audio import check_format
 from streamrt.clock import Clock
-from streamrt.engine import StreamingModel
+from streamrt.engine import Describable, StreamingModel
 from streamrt.errors import AudioFormatError, ConfigError, LimitExceeded, ProtocolError, StreamrtError
 from streamrt.server.settings import ServerSettings
 from streamrt.session import Session
@@ -244,7 +244,6 @@ class ServerProtocol:
         )
         self.session_id = self.session.id
         self.state = "streaming"
-        describe = getattr(self.model, "describe", None)
         self._send(
             {
                 "type": "ready",
@@ -256,7 +255,7 @@ class ServerProtocol:
                 "channels": req.channels,
                 "model_sample_rate": self.model.sample_rate,
                 "options": req.options,
-                "settings": describe() if callable(describe) else {},
+                "settings": self.model.describe() if isinstance(self.model, Describable) else {},
                 "limits": {
                     "max_message_bytes": self.settings.max_message_bytes,
                     "max_buffered_audio_s": self.settings.max_buffered_audio_s,

@@ -210,7 +210,7 @@ def app_builder(args: dict[str, Any]):
     true/false/none where they look like one."""
     from functools import partial
 
-    from streamrt.cli.serve import load_model
+    from streamrt.cli.models import load_model
 
     args = {k: _value(v) for k, v in args.items()}
     fake = bool(args.pop("fake_model", False))

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 from collections import deque
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -32,6 +33,9 @@ from streamrt.server.hub import Dropped, HandshakeGate, SessionHub
 from streamrt.server.oversize import is_marker, parse_skipping_oversize
 from streamrt.server.protocol import CloseCode, error_message
 from streamrt.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from streamrt.scheduler import Scheduler
 
 log = logging.getLogger("streamrt.server")
 
@@ -107,7 +111,7 @@ class StreamServer(SessionHub):
         model: StreamingModel,
         *,
         settings: ServerSettings = ServerSettings(),
-        scheduler=None,
+        scheduler: "Scheduler | None" = None,
         clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 8765,

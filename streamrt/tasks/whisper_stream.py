@@ -227,7 +227,6 @@ class WhisperStreamingModel(DegradationKnobs):
         self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
         self.max_window_s = min(settings.max_window_s, max_frames * encoder.frame_ms / 1000.0)
         self.steps = 0
-        self.batch_sizes: list[int] = []
         self._trims_left: int | None = None  # this step's trim budget (max_trims_per_step)
 
     @classmethod
@@ -328,7 +327,6 @@ class WhisperStreamingModel(DegradationKnobs):
         """Advance each ready stream by one chunk; the encoder runs once for the whole batch."""
         ready = [s for s in streams if s.is_ready()]
         self.steps += 1
-        self.batch_sizes.append(len(ready))
         if not ready:
             return
         self.validate_step(ready)  # raises with exc.stream set, before any stream is touched

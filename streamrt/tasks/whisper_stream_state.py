@@ -77,13 +77,13 @@ class WhisperStream(SampleCounts):
             self._received += len(x)
 
     def is_ready(self) -> bool:
-        if self._done:
+        if self._done or self.cancelled:
             return False
         chunk = self._chunk_samples()
         return self._received - self._consumed >= chunk or self._finished
 
     def is_done(self) -> bool:
-        return self._done
+        return self._done or self.cancelled
 
     def pop_result(self) -> StepResult:
         out = StepResult(self._out, self._partial)

@@ -199,15 +199,20 @@ def test_audio_that_is_not_numbers_or_not_finite_becomes_an_error_event():
 
 
 def test_video_frames_are_staged_while_a_step_runs():
-    from streamrt.types import VideoFrame
+    from streamrt.types import AudioChunk, VideoFrame
 
     class VideoStream(CountingModel().create_stream().__class__):
+        input_kinds = frozenset({AudioChunk, VideoFrame})
+
         def __init__(self, model):
             super().__init__(model)
             self.frames = []
 
-        def accept_video(self, frame):
-            self.frames.append(frame.time_ms)
+        def accept(self, item):
+            if isinstance(item, VideoFrame):
+                self.frames.append(item.time_ms)
+            else:
+                super().accept(item)
 
     clock = ManualClock()
     model = CountingModel()

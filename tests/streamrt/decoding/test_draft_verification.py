@@ -8,6 +8,8 @@ import torch
 
 import streamrt.decoding.batch_greedy as bg
 from streamrt.decoding import IncrementalWhisperDecoder
+from streamrt.decoding.batch_state import BatchDecodeState
+from tests.streamrt.decoding.decoding_helpers import greedy
 
 EOT = 80
 
@@ -20,13 +22,14 @@ def dec(tiny_whisper):
 @pytest.fixture
 def loop_calls(monkeypatch):
     calls = []
-    real = bg.step_tokens
+    real = BatchDecodeState.forward
 
-    def counting(*args):
-        calls.append(int(args[3].sum()))
-        return real(*args)
+    def counting(state, ids, pos, valid, *forced):
+        if not forced:  # an iteration of the token loop (the forced pass names its length groups)
+            calls.append(int(valid.sum()))
+        return real(state, ids, pos, valid, *forced)
 
-    monkeypatch.setattr(bg, "step_tokens", counting)
+    monkeypatch.setattr(BatchDecodeState, "forward", counting)
     return calls
 
 
@@ -39,17 +42,17 @@ def _same(a, b):
 def _fresh(dec, enc, prefix, cap):
     c = dec.create_cache()
     dec.update_cross(c, enc, 0)
-    return dec.greedy(c, prefix, max_new_tokens=cap, reuse_prefix_kv=False)
+    return greedy(dec, c, prefix, max_new_tokens=cap, reuse_prefix_kv=False)
 
 
 def test_a_right_draft_needs_no_token_loop(dec, loop_calls):
     enc = torch.randn(25, 32)
     c = dec.create_cache()
     dec.update_cross(c, enc, 0)
-    first = dec.greedy(c, [81, 3], max_new_tokens=6, reuse_prefix_kv=False)
+    first = greedy(dec, c, [81, 3], max_new_tokens=6, reuse_prefix_kv=False)
     used = len(loop_calls)
     assert used > 0 and first.tokens
-    again = dec.greedy(c, [81, 3], max_new_tokens=6, reuse_prefix_kv=False)
+    again = greedy(dec, c, [81, 3], max_new_tokens=6, reuse_prefix_kv=False)
     _same(again, first)
     assert len(loop_calls) == used  # every token came from the verification forward
 
@@ -59,10 +62,10 @@ def test_draft_after_window_extension_and_commit_equals_fresh_decode(dec):
     enc = torch.randn(30, 32)
     c = dec.create_cache()
     dec.update_cross(c, enc[:12], 0)
-    r = dec.greedy(c, [81, 3], max_new_tokens=8, reuse_prefix_kv=False)
+    r = greedy(dec, c, [81, 3], max_new_tokens=8, reuse_prefix_kv=False)
     dec.update_cross(c, enc[12:], 12)  # the window grows, as a cached encoder's does
     prefix = [81, 3] + r.tokens[:2]  # two tokens committed since: the draft is the rest
-    _same(dec.greedy(c, prefix, max_new_tokens=8, reuse_prefix_kv=False), _fresh(dec, enc, prefix, 8))
+    _same(greedy(dec, c, prefix, max_new_tokens=8, reuse_prefix_kv=False), _fresh(dec, enc, prefix, 8))
 
 
 def test_a_wrong_draft_changes_nothing_but_the_cost(dec):
@@ -71,9 +74,9 @@ def test_a_wrong_draft_changes_nothing_but_the_cost(dec):
     c = dec.create_cache()
     dec.update_cross(c, enc, 0)
     c.last_sequence = [81] + [(t + 1) % EOT for t in ref.tokens] + [EOT]
-    _same(dec.greedy(c, [81], max_new_tokens=7, reuse_prefix_kv=False), ref)
+    _same(greedy(dec, c, [81], max_new_tokens=7, reuse_prefix_kv=False), ref)
     c.last_sequence = [81, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, EOT]  # longer than the cap
-    _same(dec.greedy(c, [81], max_new_tokens=7, reuse_prefix_kv=False), ref)
+    _same(greedy(dec, c, [81], max_new_tokens=7, reuse_prefix_kv=False), ref)
 
 
 def test_drafts_in_a_batch_equal_one_stream_at_a_time(dec):
@@ -114,9 +117,10 @@ def test_forced_passes_of_several_length_groups_share_one_vocabulary_projection(
     encs = [torch.randn(10 + k, 32) for k in range(11)]
     prefixes = [[81, 3 + k] for k in range(10)] + [[81] + [3 + k % 20 for k in range(34)]]
     events, groups = [], []
-    real_choices, real_loop, real_groups = bg._choices, bg.step_tokens, bg._length_groups
+    real_choices, real_loop, real_groups = bg._choices, BatchDecodeState.forward, bg._length_groups
     monkeypatch.setattr(bg, "_choices", lambda *a: events.append("choices") or real_choices(*a))
-    monkeypatch.setattr(bg, "step_tokens", lambda *a: events.append("loop") or real_loop(*a))
+    monkeypatch.setattr(BatchDecodeState, "forward",
+                        lambda *a: (len(a) == 4 and events.append("loop")) or real_loop(*a))
     monkeypatch.setattr(bg, "_length_groups", lambda *a: groups.append(real_groups(*a)) or groups[-1])
     caches = [dec.create_cache() for _ in encs]
     for c, e in zip(caches, encs):

@@ -6,7 +6,7 @@ import copy
 import torch
 
 from streamrt.decoding import IncrementalWhisperDecoder
-from streamrt.decoding.batch_greedy import forward_tokens
+from tests.streamrt.decoding.decoding_helpers import forward_tokens
 
 EOT = 80
 

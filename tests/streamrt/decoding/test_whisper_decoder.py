@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
+from tests.streamrt.decoding.decoding_helpers import forward_tokens, greedy
 
 EOT = 80
 
@@ -72,11 +73,11 @@ def test_greedy_reuses_prefix_rows_and_matches_fresh_decode(tiny_whisper):
     a, b = dec.create_cache(), dec.create_cache()
     dec.update_cross(a, enc, 0)
     dec.update_cross(b, enc, 0)
-    r1 = dec.greedy(a, [81, 3, 4], max_new_tokens=6)
+    r1 = greedy(dec, a, [81, 3, 4], max_new_tokens=6)
     # the same prefix again: rows reused (cache keeps them) and the result is identical
     before = list(a.token_ids)
-    r2 = dec.greedy(a, [81, 3, 4], max_new_tokens=6)
-    r_fresh = dec.greedy(b, [81, 3, 4], max_new_tokens=6)
+    r2 = greedy(dec, a, [81, 3, 4], max_new_tokens=6)
+    r_fresh = greedy(dec, b, [81, 3, 4], max_new_tokens=6)
     assert r1.tokens == r2.tokens == r_fresh.tokens
     assert before[:3] == [81, 3, 4]
     assert r1.attention.shape == (len(r1.tokens), 25)
@@ -89,14 +90,14 @@ def test_exact_mode_recomputes_prefix_after_window_change(tiny_whisper):
     keep, exact, fresh = dec.create_cache(), dec.create_cache(), dec.create_cache()
     for c in (keep, exact):
         dec.update_cross(c, enc[:10], 0)
-        dec.greedy(c, [81, 3, 4, 5], max_new_tokens=3)
+        greedy(dec, c, [81, 3, 4, 5], max_new_tokens=3)
         dec.update_cross(c, enc[10:], 10)
     dec.update_cross(fresh, enc, 0)
-    r_exact = dec.greedy(exact, [81, 3, 4, 5], max_new_tokens=5, reuse_prefix_kv=False)
-    r_fresh = dec.greedy(fresh, [81, 3, 4, 5], max_new_tokens=5)
+    r_exact = greedy(dec, exact, [81, 3, 4, 5], max_new_tokens=5, reuse_prefix_kv=False)
+    r_fresh = greedy(dec, fresh, [81, 3, 4, 5], max_new_tokens=5)
     assert r_exact.tokens == r_fresh.tokens
     assert np.allclose(r_exact.logprobs, r_fresh.logprobs, atol=1e-4)
-    r_keep = dec.greedy(keep, [81, 3, 4, 5], max_new_tokens=5, reuse_prefix_kv=True)
+    r_keep = greedy(dec, keep, [81, 3, 4, 5], max_new_tokens=5, reuse_prefix_kv=True)
     assert keep.token_ids[:4] == [81, 3, 4, 5]
     assert len(r_keep.tokens) <= 5
 
@@ -105,19 +106,19 @@ def test_suppressed_tokens_never_generated(tiny_whisper):
     dec0 = _decoder(tiny_whisper)
     c = dec0.create_cache()
     dec0.update_cross(c, torch.randn(20, 32), 0)
-    first = dec0.greedy(c, [81], max_new_tokens=8).tokens
+    first = greedy(dec0, c, [81], max_new_tokens=8).tokens
     assert first
     dec = _decoder(tiny_whisper, suppress_tokens=[first[0]])
     c = dec.create_cache()
     dec.update_cross(c, torch.randn(20, 32), 0)
-    assert first[0] not in dec.greedy(c, [81], max_new_tokens=8).tokens
+    assert first[0] not in greedy(dec, c, [81], max_new_tokens=8).tokens
 
 
 def test_max_new_tokens_caps_the_tail(tiny_whisper):
     dec = _decoder(tiny_whisper)
     c = dec.create_cache()
     dec.update_cross(c, torch.randn(20, 32), 0)
-    r = dec.greedy(c, [81], max_new_tokens=2)
+    r = greedy(dec, c, [81], max_new_tokens=2)
     assert len(r.tokens) <= 2
 
 
@@ -142,7 +143,7 @@ def test_batched_token_loop_matches_one_stream_at_a_time(tiny_whisper):
     for enc, p, cap in zip(encs, prefixes, caps):
         c = dec.create_cache()
         dec.update_cross(c, enc, 0)
-        alone.append(dec.greedy(c, p, max_new_tokens=cap))
+        alone.append(greedy(dec, c, p, max_new_tokens=cap))
     caches = [dec.create_cache() for _ in encs]
     for c, enc in zip(caches, encs):
         dec.update_cross(c, enc, 0)
@@ -154,8 +155,6 @@ def test_batched_token_loop_matches_one_stream_at_a_time(tiny_whisper):
 
 
 def test_one_token_batched_forward_matches_transformers(tiny_whisper):
-    from streamrt.decoding.batch_greedy import forward_tokens
-
     dec = _decoder(tiny_whisper)
     encs = [torch.randn(20, 32), torch.randn(9, 32)]
     seqs = [[81, 5, 17, 33], [81, 2]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from streamrt.bench.encoder import BenchSettings, ModeResult, bench_mode, format_table, to_json
-from streamrt.encoders.whisper import make_encoder
+from streamrt.encoders.factory import make_encoder
 
 
 def test_bench_mode_reaches_positions_past_the_window_by_trimming(whisper_encoder):

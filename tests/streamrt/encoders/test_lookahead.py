@@ -11,7 +11,7 @@ import torch
 
 from streamrt.encoders.lookahead import plan_groups
 from streamrt.encoders.reference import lookahead_pass
-from streamrt.encoders.whisper import make_encoder
+from streamrt.encoders.factory import make_encoder
 from streamrt.errors import ConfigError
 from tests.streamrt.encoders.random_chunks import batch_step, random_spans
 

@@ -7,7 +7,7 @@ import torch
 
 from streamrt.encoders.base import Full
 from streamrt.encoders.reference import whisper_full_pass
-from streamrt.encoders.whisper import make_encoder
+from streamrt.encoders.factory import make_encoder
 
 TOL = 2e-5
 

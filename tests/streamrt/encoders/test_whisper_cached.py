@@ -13,7 +13,7 @@ import torch
 
 from streamrt.encoders.base import BlockCausal, EncoderOutput, Sliding, StreamingEncoder
 from streamrt.encoders.reference import whisper_full_pass
-from streamrt.encoders.whisper import make_encoder
+from streamrt.encoders.factory import make_encoder
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 from tests.streamrt.encoders.random_chunks import batch_step, random_spans
 

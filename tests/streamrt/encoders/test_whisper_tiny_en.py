@@ -10,7 +10,7 @@ import torch
 
 from streamrt.encoders.base import BlockCausal, Full
 from streamrt.encoders.reference import whisper_full_pass
-from streamrt.encoders.whisper import make_encoder
+from streamrt.encoders.factory import make_encoder
 from streamrt.features.logmel import LogMelStream, log_mel_offline
 
 pytestmark = pytest.mark.model
