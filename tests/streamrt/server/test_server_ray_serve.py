@@ -53,7 +53,7 @@ async def test_sessions_spread_over_two_replicas_and_each_gets_its_transcript(ra
     import httpx
     from ray import serve
 
-    from streamrt.cli.serve import load_model
+    from streamrt.cli.models import load_model
     from streamrt.server.ray_serve import APP_NAME, run_on_ray
 
     port = _free_port()
