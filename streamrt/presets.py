@@ -8,7 +8,7 @@ eval run`` and ``streamrt bench streams`` run when given no configuration flags.
 
 A preset fixes the encoder, the step length, the read/write policy a stream gets when its client
 names none, the decoder settings that go with that policy, and the precision (``auto``: bf16 where
-the CPU runs it natively, else float32; ``streamrt.quant.precision``). Measured WER, latency and
+the CPU runs it natively, else float16 weights on AVX2 CPUs, else float32; ``streamrt.quant.precision``). Measured WER, latency and
 capacity of each preset, with the CPU they were measured on, are in docs/benchmarks.md ("Presets");
 ``streamrt presets`` lists them.
 """

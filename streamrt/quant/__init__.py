@@ -10,11 +10,14 @@ See docs/quantization.md for the kernels used, error bounds and measured speed.
 """
 
 from streamrt.quant.flexiq import MixedPrecisionLinear, PrecisionKnob, set_low_precision_fraction
-from streamrt.quant.modules import Int4WeightOnlyLinear, Int8DynamicLinear, Int8WeightOnlyLinear, QuantizedLinear
+from streamrt.quant.modules import (
+    Float16WeightLinear, Int4WeightOnlyLinear, Int8DynamicLinear, Int8WeightOnlyLinear, QuantizedLinear,
+)
 from streamrt.quant.schemes import QuantReport, SchemeHandler, get_handler, kernel_support, plan, quantize, schemes
 from streamrt.quant.variants import Variant, quantized_variants
 
 __all__ = [
+    "Float16WeightLinear",
     "Int4WeightOnlyLinear",
     "Int8DynamicLinear",
     "Int8WeightOnlyLinear",

@@ -134,6 +134,37 @@ class Int8DynamicLinear(QuantizedLinear):
         return K.dequantize_int8(self.qweight_t.t(), self.scale)
 
 
+class Float16WeightLinear(QuantizedLinear):
+    """float16 weights, float32 activations and accumulation (``kernels.fbgemm_fp16_linear``): for
+    CPUs without native bfloat16, where the projections are bound by the weight bytes they read.
+    ``compute_dtype`` and ``dense_above_rows`` are unused. The bias is packed with the weight."""
+
+    scheme = "fp16-weights"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, **settings):
+        super().__init__(in_features, out_features, bias, **settings)
+        self.register_buffer("weight16", torch.zeros(out_features, in_features, dtype=torch.float16))
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, **settings) -> Float16WeightLinear:
+        m = cls(linear.in_features, linear.out_features, linear.bias is not None, **settings)
+        m.weight16 = linear.weight.detach().to(torch.float16)
+        if linear.bias is not None:
+            m.bias = linear.bias.detach().float().clone()
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self._runtime if self._runtime is not None else self.prepare()
+        y = K.fbgemm_fp16_linear(x.reshape(-1, self.in_features), packed)
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def _build_runtime(self) -> Any:
+        return K.fbgemm_fp16_prepack(self.weight16.float(), self.bias)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight16.float()
+
+
 class Int4WeightOnlyLinear(QuantizedLinear):
     """int4 weights, asymmetric per group of ``group_size`` input columns; activations stay float.
 

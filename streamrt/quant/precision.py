@@ -13,8 +13,10 @@ GFLOP/s against ~127 for float32 (docs/quantization.md). So ``auto`` takes bfloa
 2. a short probe (one encoder-sized GEMM, a few milliseconds) runs at least ``MIN_BF16_SPEEDUP``
    times faster in bfloat16 than in float32 on this machine;
 
-else float32. An explicit scheme always wins (``--quantize bf16`` on an AVX2 CPU is obeyed, and its
-reason says it is emulated there).
+else, on an x86 CPU with AVX2 and torch's fbgemm, ``fp16-weights`` (float16 weights, float32
+activations and accumulation: float32-level results, half the weight bytes to read: tiny.en's
+balanced step 0.83x float32's, the same words; docs/benchmarks.md), else float32. An explicit scheme
+always wins (``--quantize bf16`` on an AVX2 CPU is obeyed, and its reason says it is emulated there).
 """
 
 from __future__ import annotations
@@ -50,12 +52,19 @@ class CpuFeatures:
     bf16_native: bfloat16 dot-product instructions that oneDNN may use (AVX512-BF16, AMX-BF16, Arm BF16).
     amx: AMX tiles (Sapphire Rapids and later).
     onednn_bf16: oneDNN accepts bfloat16 GEMMs here (natively, or emulated on plain AVX-512).
+    fbgemm: torch has fbgemm, its x86 quantized engine (float16-weight GEMMs).
     """
 
     isa: str
     bf16_native: bool
     amx: bool
     onednn_bf16: bool
+    fbgemm: bool = False
+
+    @property
+    def fp16_weights_fast(self) -> bool:
+        """fbgemm's float16-weight GEMM runs here: torch has fbgemm and the CPU AVX2 or more."""
+        return self.fbgemm and self.isa in ("avx2", "avx512")
 
     @property
     def label(self) -> str:
@@ -67,11 +76,12 @@ class CpuFeatures:
         return self.isa
 
     @classmethod
-    def from_flags(cls, isa: str, flags: frozenset[str], onednn_bf16: bool) -> "CpuFeatures":
-        """Features from torch's dispatch level, the CPU's flags and oneDNN's bfloat16 support."""
+    def from_flags(cls, isa: str, flags: frozenset[str], onednn_bf16: bool, fbgemm: bool = False) -> "CpuFeatures":
+        """Features from torch's dispatch level, the CPU's flags, oneDNN's bfloat16 support and
+        whether torch has fbgemm."""
         has_bf16 = bool(flags & (_X86_BF16_FLAGS | _ARM_BF16_FLAGS))
         return cls(isa=isa.lower(), bf16_native=has_bf16 and onednn_bf16,
-                   amx="amx_bf16" in flags and onednn_bf16, onednn_bf16=onednn_bf16)
+                   amx="amx_bf16" in flags and onednn_bf16, onednn_bf16=onednn_bf16, fbgemm=fbgemm)
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -98,7 +108,8 @@ def onednn_bf16_supported() -> bool:
 @functools.cache
 def detect_cpu() -> CpuFeatures:
     """This machine's features (read once per process, at first use; never at import)."""
-    return CpuFeatures.from_flags(torch.backends.cpu.get_cpu_capability(), cpu_flags(), onednn_bf16_supported())
+    return CpuFeatures.from_flags(torch.backends.cpu.get_cpu_capability(), cpu_flags(), onednn_bf16_supported(),
+                                  K.has_fbgemm())
 
 
 def probe_bf16_speedup(timer: Callable[[], float] = time.perf_counter) -> float:
@@ -164,11 +175,15 @@ class Precision:
 
 
 def choose_auto(cpu: CpuFeatures, probe: Callable[[], float]) -> Precision:
-    """``auto``'s rule: bfloat16 on native-bf16 CPUs where the probe confirms it is fast, else
-    float32. ``probe`` (bfloat16 speed-up over float32) runs only on native-bf16 CPUs."""
+    """``auto``'s rule: bfloat16 on native-bf16 CPUs where the probe confirms it is fast; else
+    float16 weights where fbgemm runs them (``CpuFeatures.fp16_weights_fast``), else float32.
+    ``probe`` (bfloat16 speed-up over float32) runs only on native-bf16 CPUs."""
     if not cpu.bf16_native:
-        return Precision(None, AUTO, f"fp32: this CPU ({cpu.label}) has no native bfloat16, which would "
-                         "be emulated and slower than float32", cpu)
+        why = f"this CPU ({cpu.label}) has no native bfloat16, which would be emulated and slower than float32"
+        if cpu.fp16_weights_fast:
+            return Precision("fp16-weights", AUTO, f"fp16-weights: {why}; float16 weights through fbgemm "
+                             "read half the bytes at float32-level results", cpu)
+        return Precision(None, AUTO, f"fp32: {why}", cpu)
     speedup = probe()
     if speedup < MIN_BF16_SPEEDUP:
         return Precision(None, AUTO, f"fp32: bfloat16 GEMM ran only {speedup:.2f}x float32 in the probe "

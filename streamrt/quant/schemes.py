@@ -23,6 +23,7 @@ from streamrt.quant.flexiq import MixedPrecisionLinear, check_fraction
 from streamrt.quant.modules import (
     Int4WeightOnlyLinear,
     Int8DynamicLinear,
+    Float16WeightLinear,
     Int8WeightOnlyLinear,
     QuantizedLinear,
 )
@@ -196,6 +197,23 @@ class Int8Dynamic(SchemeHandler):
         return False  # integer GEMM; compute_dtype is unused
 
 
+class Float16Weights(SchemeHandler):
+    name = "fp16-weights"
+    summary = ("float16 weights, float32 activations and accumulation (fbgemm's FP16 GEMM): half the "
+               "weight bytes, float32-level results, on CPUs without native bfloat16")
+    module_type = Float16WeightLinear
+    error_bound = 0.002  # measured ~2e-4 (float16's 11-bit mantissa on the weights only)
+
+    def computes_in_bfloat16(self) -> bool:
+        return False
+
+    def skip_reason(self, name: str, linear: nn.Linear) -> str | None:
+        reason = super().skip_reason(name, linear)
+        if reason is None and not K.has_fbgemm():
+            reason = "this torch has no fbgemm (its x86 quantized engine)"
+        return reason
+
+
 class Int4WeightOnly(SchemeHandler):
     name = "int4-weight-only"
     summary = "int4 weights, scale and zero per group of input columns; float activations (_weight_int4pack_mm_for_cpu)"
@@ -249,7 +267,7 @@ class BFloat16(SchemeHandler):
 
 
 _REGISTRY: dict[str, type[SchemeHandler]] = {
-    h.name: h for h in (Int8WeightOnly, Int8Dynamic, Int4WeightOnly, FlexiQ, BFloat16)
+    h.name: h for h in (Int8WeightOnly, Int8Dynamic, Float16Weights, Int4WeightOnly, FlexiQ, BFloat16)
 }
 
 

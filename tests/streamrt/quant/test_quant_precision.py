@@ -1,5 +1,6 @@
 """Precision ``auto``: bfloat16 only where the CPU does it natively and a probe confirms it is fast."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,15 @@ def test_auto_never_picks_bf16_where_it_would_be_emulated(cpu):
     p = choose_auto(cpu, never_called)
     assert p.scheme is None and p.name == "fp32"
     assert "no native bfloat16" in p.reason and cpu.label in p.reason
+
+
+@pytest.mark.parametrize("cpu", [AVX2, AVX512], ids=["avx2", "avx512-without-bf16"])
+def test_without_native_bf16_auto_picks_float16_weights_where_fbgemm_runs_them(cpu):
+    with_fbgemm = replace(cpu, fbgemm=True)
+    p = choose_auto(with_fbgemm, never_called)
+    assert p.scheme == "fp16-weights" and "no native bfloat16" in p.reason and cpu.label in p.reason
+    # fbgemm needs AVX2: elsewhere (an Arm CPU, x86 without AVX2) float32
+    assert choose_auto(replace(with_fbgemm, isa="default"), never_called).scheme is None
 
 
 @pytest.mark.parametrize("cpu", [AVX512_BF16, AMX], ids=["avx512_bf16", "amx"])
@@ -93,7 +103,7 @@ def test_this_machine_auto_agrees_with_its_features():
     p = resolve_precision("auto")
     assert p.cpu == cpu and p.requested == "auto"
     if not cpu.bf16_native:
-        assert p.scheme is None and p.bf16_speedup is None
+        assert p.scheme == ("fp16-weights" if cpu.fp16_weights_fast else None) and p.bf16_speedup is None
     else:
         assert (p.scheme == "bf16") == (p.bf16_speedup >= MIN_BF16_SPEEDUP)
 

@@ -17,6 +17,7 @@ from streamrt.errors import ConfigError
 from streamrt.quant.bf16 import BFloat16Linear
 from streamrt.quant.precision import detect_cpu
 from streamrt.quant import (
+    Float16WeightLinear,
     Int4WeightOnlyLinear,
     Int8DynamicLinear,
     Int8WeightOnlyLinear,
@@ -33,6 +34,7 @@ SCHEMES = {
     "int4-weight-only": Int4WeightOnlyLinear,
     "flexiq": MixedPrecisionLinear,
     "bf16": BFloat16Linear,
+    "fp16-weights": Float16WeightLinear,
 }
 
 
@@ -189,3 +191,13 @@ def test_bf16_large_weights_run_the_bfloat16_gemm_at_every_row_count(rows):
     # oneDNN may sum in another order: at most one bfloat16 rounding step apart
     assert torch.allclose(got, expected, rtol=2 ** -7, atol=1e-3)
     assert 1e-5 < rel_err(got, layer(x)) < get_handler("bf16").error_bound
+
+
+def test_fp16_weights_compute_with_the_float16_rounded_weight_in_float32():
+    """fbgemm's FP16 GEMM: the float16 weight widened, float32 products and sums (as F.linear on it)."""
+    layer = gaussian_linear(384, 1536)
+    x = torch.randn(3, 5, 384)
+    q = quantize(copy.deepcopy(nn.Sequential(layer)), "fp16-weights")[0]
+    ref = F.linear(x, layer.weight.half().float(), layer.bias)
+    assert torch.allclose(q(x), ref, rtol=1e-5, atol=1e-5)
+    assert rel_err(q(x), layer(x)) < 1e-3
