@@ -92,8 +92,8 @@ async def test_under_real_time_overload_background_yields_but_gets_its_share(sha
     sched.wake(upload)
     for k in range(50):  # 10 s at 200 ms a tick: each tick brings 4 steps of 60 ms
         await advance_to(sched, clock, k * 0.2)
-        for s in lives:
-            s.receive_audio(chunk(200))
+        for s in lives:  # a first second at once: a real-time stream is ready at every moment
+            s.receive_audio(chunk(1000 if k == 0 else 200))
             sched.wake(s)
     await advance_to(sched, clock, 10.0)
     during = upload.stream.consumed_ms
@@ -110,9 +110,38 @@ async def test_under_real_time_overload_background_yields_but_gets_its_share(sha
     await sched.stop()
     assert rec.committed_words("upload") == words_for(20_000) and rec.ended("upload")
     for s in lives:
-        assert rec.committed_words(s.id) == words_for(10_000)
+        assert rec.committed_words(s.id) == words_for(10_800)
 
 
 def test_background_min_share_is_checked():
     with pytest.raises(ConfigError, match="background_min_share"):
         SchedulerSettings(background_min_share=1.0)
+
+
+async def test_the_ladder_comes_back_down_while_only_background_work_runs():
+    """A full-speed real-time client walks the ladder up and leaves; an upload that follows at once
+    keeps the machine as busy, but the ladder comes back to level 0 within a few hold times."""
+    clock = ManualClock()
+    model = TimedCountingModel(clock, fixed_s=0.05)
+    sched = Scheduler(model, clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_hold_ms=500,
+                                                                     degrade_busy_window_ms=2000))
+    rec = Recorder()
+    fast = Session(model.create_stream(), clock, session_id="fast")
+    upload = Session(model.create_stream(), clock, session_id="upload")
+    await sched.start()
+    sched.add(fast, on_output=rec)
+    fast.receive_audio(chunk(25_000))  # a real-time-class client that sent 25 s at once
+    fast.receive_eof()
+    sched.wake(fast)
+    await sched.wait_idle()
+    assert sched.degradation.level > 0 and rec.ended("fast")
+    up_at = clock.now()
+    sched.add(upload, on_output=rec, background=True)
+    upload.receive_audio(chunk(25_000))
+    upload.receive_eof()
+    sched.wake(upload)
+    await advance_to(sched, clock, up_at + 3.0)
+    assert sched.degradation.level == 0
+    await sched.wait_idle()
+    await sched.stop()
+    assert rec.committed_words("upload") == words_for(25_000)
