@@ -32,14 +32,14 @@ GREEDY_TOKENS = 24
 @dataclass(frozen=True)
 class LlmBenchSettings:
     model: str = "smollm2-135m"
-    precision: str = "auto"
+    precision: str = "int4-weight-only"
     threads: int = 1
     prompt_tokens: int = 200
     new_tokens: int = 128
     batch: int = 16
     repeats: int = 3
     reference: bool = True
-    group_size: int | None = None  # int4 / flexiq group size (None: the scheme's default)
+    group_size: int | None = 32  # int4 / flexiq group size: 32 = the GGUF's Q4_1 blocks
 
 
 def bench_prompt(bundle: Any, tokens: int, variant: int = 0) -> list[int]:
@@ -167,7 +167,8 @@ def run_llm_bench(s: LlmBenchSettings) -> dict[str, Any]:
 
     torch.set_num_threads(s.threads)
     bundle = load_llm(s.model)
-    lm, precision = build_lm(bundle, s.precision, **({"group_size": s.group_size} if s.group_size else {}))
+    grouped = s.precision in ("int4-weight-only", "flexiq") and s.group_size
+    lm, precision = build_lm(bundle, s.precision, **({"group_size": s.group_size} if grouped else {}))
     result: dict[str, Any] = {"model": s.model, **precision.describe(), "threads": s.threads,
                               "prompt_tokens": s.prompt_tokens, "new_tokens": s.new_tokens, "batch": s.batch}
     result["greedy_matches_reference"] = greedy_matches_transformers(bundle, CausalLM.from_hf(bundle.model))
@@ -191,14 +192,15 @@ def register(app) -> None:
     @app.command("llm")
     def llm(
         model: str = typer.Option("smollm2-135m", help="packaged LLM name or a Hugging Face causal-LM folder"),
-        precision: str = typer.Option("auto", help="auto, fp32, bf16, int8-weight-only, int8-dynamic, int4-weight-only, flexiq"),
+        precision: str = typer.Option("int4-weight-only", help="auto, fp32, bf16, int8-weight-only, int8-dynamic, "
+                                      "int4-weight-only (default: llama.cpp runs the GGUF's 4-bit weights), flexiq"),
         threads: int = typer.Option(1, help="torch threads and llama.cpp threads"),
         prompt_tokens: int = typer.Option(200, help="prompt length (tokens)"),
         new_tokens: int = typer.Option(128, help="tokens generated per conversation"),
         batch: int = typer.Option(16, help="concurrent conversations for the batched figures"),
         repeats: int = typer.Option(3, help="single-conversation runs (median reported)"),
         reference: bool = typer.Option(True, help="also run llama.cpp (xllamacpp) on the same GGUF"),
-        group_size: int = typer.Option(None, help="int4/flexiq group size (32 matches the GGUF's Q4_1 blocks)"),
+        group_size: int = typer.Option(32, help="int4/flexiq group size (32 = the GGUF's Q4_1 blocks)"),
         format: str = typer.Option("json", "--format", help="json (one object)"),
     ) -> None:
         """Tokens/s and time to first token of the LLM decoder, beside llama.cpp on the same GGUF."""

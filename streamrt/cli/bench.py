@@ -138,7 +138,7 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
       for name, extra in (("streams-spike.json", []), ("streams-spike-no-degrade.json", ["--no-degrade"]))],
     ("quant-wer.jsonl", ["bench", "quant-wer", "--data", "data/testset.tsv", "--threads", "1"]),
     # the LLM beside llama.cpp on the same GGUF (docs/benchmarks.md "LLM"), and its quality per scheme
-    ("llm.json", ["bench", "llm", "--precision", "int4-weight-only", "--format", "json"]),
+    ("llm.json", ["bench", "llm", "--format", "json"]),
     ("llm-quality.jsonl", ["bench", "llm-quality"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),

@@ -1,28 +1,46 @@
-"""One asyncio scheduler for every session's model work.
+"""One asyncio scheduler for every session's model work, for several models at once.
 
-    sched = Scheduler(model, clock=MonotonicClock(), settings=SchedulerSettings(...))
+    sched = Scheduler(asr_model, clock=MonotonicClock(), settings=SchedulerSettings(...))
+    sched.add_model(llm_model, name="llm")  # more models share the same worker thread
     await sched.start()
     sched.add(session, on_output=callback)  # callback(session) runs on the loop after a step touched it
-    session.receive_audio(x); sched.wake(session)   # after feeding audio or eof
+    sched.add(chat, model=llm_model)        # a session of another model
+    sched.add(upload, background=True)      # batch work: stepped in real-time streams' slack
+    session.receive_audio(x); sched.wake(session)   # after feeding input or eof
+    sched.cancel(chat)                      # frees its stream's slot at the next step boundary
     sched.remove(session)                   # any time; idempotent
     await sched.stop()                      # finishes the ready work, then stops
 
-The loop picks the ready sessions, orders them by deadline (when their next step became available,
-plus ``latency_budget_ms``; see ``member.py``), chooses a batch size with ``batching.choose_batch_size`` and runs
-``model.step(streams)`` in a single worker thread (torch releases the GIL, so the loop keeps serving
-sockets meanwhile; one step in flight per model). Then, on the loop, ``session.complete_step(seconds)``
-for each stream of the batch (each experienced the batch's full wall time) and the session's
-callback. After each step the worst lag and the busy fraction (the share of recent wall time spent
-stepping) feed the degradation ladder (``degradation.py``).
+The loop picks the ready sessions and, per model, orders them by deadline (when their next step
+became available plus the stream's budget, ``Urgency.budget_ms`` or else ``latency_budget_ms``; see
+``member.py``) and chooses a batch with ``batching.choose_batch_size``. Of the models' batches it
+steps one (``ordering.choose_candidate``: a batch about to miss its deadline first, else the higher
+priority, else the earlier deadline), running ``model.step(streams)`` in the single worker thread
+that all models share (torch releases the GIL, so the loop keeps serving sockets meanwhile; one step
+in flight on the machine). Then, on the loop, ``session.complete_step(seconds)`` for each stream of
+the batch (each experienced the batch's full wall time) and the session's callback. After each step
+the worst lag of each model and the machine's busy fraction (the share of recent wall time spent
+stepping any model) feed each model's degradation ladder (``degradation.py``).
 
-Threading contract: ``add``/``wake``/``remove``/``stats`` are called on the event loop's thread. A
-session's ``receive_audio`` may run while its stream is inside ``model.step`` in the worker thread,
-so a ``ModelStream.accept_audio`` must tolerate a concurrent step (append to its input buffer only).
+Background work (``add(..., background=True)``: an upload fed faster than real time, a batch job)
+is a lower class: its streams have no deadline, are stepped only when no real-time stream is ready,
+except that while they have work they get at least ``background_min_share`` of the stepping time
+(measured over the busy window), so a steady real-time overload slows them but never starves them.
+Background and real-time streams are never in one batch. Their lag is not overload and their steps
+do not count in the busy fraction: the ladder (and ``saturation``) exist to keep real-time streams
+real-time, and background work yields instead. Only the background steps that went *before* a
+ready real-time stream (its owed share) take time away from real-time work; the busy fraction is
+therefore real-time stepping time over the wall time those forced steps left.
+
+Threading contract: ``add``/``wake``/``cancel``/``remove``/``stats`` are called on the event loop's
+thread. A session's ``receive_*`` may run while its stream is inside ``model.step`` in the worker
+thread; the session stages that input and hands it over when the step completes.
 
 Failure isolation (``isolation.py``): if ``model.step`` raises, the batch is split and retried until
 the failing stream is alone (or at once, when the exception carries the failing stream as
-``exc.stream``); that session gets a fatal ``ModelStepError`` and leaves; the others go on. A model
-should therefore validate before it mutates, so a retried stream is not stepped twice.
+``exc.stream``); that session gets a fatal ``ModelStepError`` and leaves; the others go on, and so
+do the other models' sessions. A model should therefore validate before it mutates, so a retried
+stream is not stepped twice.
 """
 
 from __future__ import annotations
@@ -30,52 +48,50 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from streamrt.clock import Clock
 from streamrt.engine import ModelStream, StreamingModel
-from streamrt.errors import ModelStepError, SessionClosed
-from streamrt.scheduler.batching import StepTimeModel, choose_batch_size
-from streamrt.scheduler.degradation import BusyMeter, Degradation, DegradationController, saturation_reason
+from streamrt.errors import ConfigError, ModelStepError, SessionClosed
+from streamrt.scheduler.batching import choose_batch_size
+from streamrt.scheduler.degradation import BusyMeter, Degradation
 from streamrt.scheduler.isolation import step_isolating
+from streamrt.scheduler.lane import Lane
 from streamrt.scheduler.member import Member, OutputCallback
+from streamrt.scheduler.ordering import Candidate, choose_candidate
+from streamrt.scheduler.report import SchedulerReport
 from streamrt.scheduler.settings import SchedulerSettings
-from streamrt.session import Session
+from streamrt.stream_session import StreamSession
 
 log = logging.getLogger("streamrt.scheduler")
 
 StepListener = Callable[[int, float], None]  # (batch size, step seconds)
 
 
-class Scheduler:
-    """Batches and orders the model steps of all sessions sharing ``model``. See the module docstring."""
+class Scheduler(SchedulerReport):
+    """Batches and orders the model steps of all sessions of one or more models. See the module
+    docstring. ``model``: the default model (``add`` without ``model=``); more with ``add_model``."""
 
     def __init__(
         self,
-        model: StreamingModel,
+        model: StreamingModel | None = None,
         *,
         clock: Clock,
         settings: SchedulerSettings = SchedulerSettings(),
         degradation: Degradation | None = None,
     ):
-        self.model = model
         self.clock = clock
         self.settings = settings
-        self.degradation = degradation if degradation is not None else Degradation.for_model(model)
-        self._controller = DegradationController(
-            settings.degrade_high_water_ms,
-            settings.degrade_low_water_ms,
-            settings.degrade_hold_ms,
-            settings.degrade_memory_ms,
-            settings.degrade_busy_fraction,
-            settings.degrade_idle_fraction,
-        )
-        self._busy = BusyMeter()
+        self._lanes: dict[int, Lane] = {}  # id(model) -> lane, in the order added
+        self._default: Lane | None = None
+        if model is not None:
+            self.add_model(model, degradation=degradation)
+        self._busy = BusyMeter()  # real-time steps
+        self._background = BusyMeter()  # background steps
+        self._forced = BusyMeter()  # background steps taken while a real-time stream was ready
         self._busy_fraction: float | None = None
-        self._step_time = StepTimeModel(settings.step_time_window)
-        self._members: dict[Session, Member] = {}
+        self._members: dict[StreamSession, Member] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
@@ -85,15 +101,49 @@ class Scheduler:
         self._stopping = False
         self._drain = True
         self._idle = True
-        self._steps = 0
-        self._streams_stepped = 0
-        self._batch_sizes: Counter[int] = Counter()
         self._deadline_misses = 0
         self._failed = 0
+        self._cancelled = 0
         self._worst_lag_ms = 0.0
         self._started_at = 0.0
-        self._level_history: deque[tuple[float, int]] = deque(maxlen=64)  # (s since start, level)
         self._step_listeners: list[StepListener] = []
+
+    # ---- models --------------------------------------------------------------------------------
+    def add_model(self, model: StreamingModel, *, name: str | None = None,
+                  degradation: Degradation | None = None) -> None:
+        """Serve ``model``'s sessions too (call before its sessions are added; the first model is
+        the default). ``name``: its key in ``stats()["models"]`` (default: its class name);
+        ``degradation``: its ladder (default: ``Degradation.for_model``)."""
+        if id(model) in self._lanes:
+            raise ConfigError(f"model {name or type(model).__name__} is already on this scheduler")
+        name = name or type(model).__name__
+        if any(lane.name == name for lane in self._lanes.values()):
+            raise ConfigError(f"a model named {name!r} is already on this scheduler; pass another name=")
+        lane = Lane(name, model, self.settings, degradation)
+        self._lanes[id(model)] = lane
+        if self._default is None:
+            self._default = lane
+
+    @property
+    def model(self) -> StreamingModel:
+        """The default model."""
+        return self._lane(None).model
+
+    @property
+    def degradation(self) -> Degradation:
+        """The default model's degradation ladder."""
+        return self._lane(None).degradation
+
+    @property
+    def models(self) -> tuple[StreamingModel, ...]:
+        return tuple(lane.model for lane in self._lanes.values())
+
+    def _lane(self, model: StreamingModel | None) -> Lane:
+        lane = self._default if model is None else self._lanes.get(id(model))
+        if lane is None:
+            raise ConfigError("no model given and the scheduler has none" if model is None else
+                              f"{type(model).__name__} is not on this scheduler (add_model first)")
+        return lane
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,11 +175,12 @@ class Scheduler:
             self._signal()
         try:
             await self._task
-            if self.degradation.level:
-                try:
-                    self.degradation.set_level(self.model, 0)  # leave the shared model as configured
-                except Exception:
-                    log.exception("resetting the degradation ladder at stop raised (ignored)")
+            for lane in self._lanes.values():
+                if lane.degradation.level:
+                    try:
+                        lane.degradation.set_level(lane.model, 0)  # leave the shared model as configured
+                    except Exception:
+                        log.exception("resetting %s's degradation ladder at stop raised (ignored)", lane.name)
             if self._callbacks:
                 await asyncio.gather(*self._callbacks, return_exceptions=True)
         finally:
@@ -138,33 +189,55 @@ class Scheduler:
                 self._executor = None
 
     # ---- sessions ------------------------------------------------------------------------------
-    def add(self, session: Session, on_output: OutputCallback | None = None) -> None:
-        """Serve ``session`` from now on. ``on_output(session)`` runs on the loop after each step
-        that touched it (read ``session.events()`` there), and once more if the session fails."""
+    def add(self, session: StreamSession, on_output: OutputCallback | None = None, *,
+            model: StreamingModel | None = None, background: bool = False) -> None:
+        """Serve ``session`` (a ``StreamSession``: the captioning ``Session`` or any other) from now
+        on, its stream stepped by ``model`` (default: the default model; others must have been
+        added with ``add_model``). ``on_output(session)`` runs on the loop after each step that
+        touched it (read ``session.events()`` there), and once more if the session fails or ends
+        by ``cancel``. ``background``: batch work (an upload) that steps in the real-time streams'
+        slack and never drives the degradation ladder (see the module docstring)."""
         if self._stopping:
             raise SessionClosed(f"the scheduler is stopping; session {session.id} was not added")
+        lane = self._lane(model)
         if session not in self._members:
-            self._members[session] = Member(session, on_output, self.clock.now())
+            self._members[session] = Member(session, lane, on_output, self.clock.now(), background)
         self._signal()
 
-    def wake(self, session: Session) -> None:
-        """Tell the scheduler ``session`` received audio or eof. Unknown sessions are ignored."""
+    def wake(self, session: StreamSession) -> None:
+        """Tell the scheduler ``session`` received input or eof. Unknown sessions are ignored."""
         member = self._members.get(session)
         if member is not None:
             member.note_arrival(self.clock.now())
             self._woken.add(member)
             self._signal()
 
-    def remove(self, session: Session) -> None:
+    def remove(self, session: StreamSession) -> None:
         """Stop serving ``session`` (idempotent). A step already in flight finishes without it."""
         self._members.pop(session, None)
 
+    def cancel(self, session: StreamSession) -> None:
+        """Cancel ``session``'s stream: it gets no further step, and its slot (what the model holds
+        for it) is freed at the next step boundary, i.e. now, or when the step in flight with it
+        ends. The session ends with what it produced (its callback runs) and leaves. Idempotent;
+        an unknown session is cancelled without the scheduler."""
+        m = self._members.get(session)
+        session.cancel()  # during its step: the session cancels the stream when the step completes
+        if m is None:
+            return
+        self._cancelled += 1
+        if session.ended:  # not in a step: done now
+            self._members.pop(session, None)
+            self._deliver(m)
+        self._signal()
+
     def add_step_listener(self, listener: StepListener) -> None:
-        """Call ``listener(batch_size, seconds)`` on the loop after every batched step (metrics)."""
+        """Call ``listener(batch_size, seconds)`` on the loop after every batched step of any model
+        (metrics)."""
         self._step_listeners.append(listener)
 
     @property
-    def sessions(self) -> tuple[Session, ...]:
+    def sessions(self) -> tuple[StreamSession, ...]:
         return tuple(self._members)
 
     # ---- waiting (tests and simulations) -------------------------------------------------------
@@ -214,7 +287,7 @@ class Scheduler:
                 await self._gather(ready)
                 ready = self._ready_members()
                 if ready:
-                    await self._step(self._pick(ready))
+                    await self._step(*self._pick(ready))
                 await self._notify()
             except asyncio.CancelledError:
                 raise
@@ -242,23 +315,29 @@ class Scheduler:
 
     def _deadline(self, m: Member) -> float:
         since = m.ready_since if m.ready_since is not None else self.clock.now()
-        return since + self.settings.latency_budget_ms / 1000.0
+        return since + self._budget_s(m)
 
     async def _gather(self, ready: list[Member]) -> None:
-        """Wait up to max_wait_ms for more sessions to become ready, within the most urgent slack."""
+        """Wait up to max_wait_ms for more sessions of the most urgent session's model to become
+        ready, within its slack."""
         wait_ms = self.settings.max_wait_ms
         if not wait_ms or self._stopping:
             return
         assert self._wakeup is not None
-        cap = self.settings.max_batch_size or len(self._members)
+        ready = [m for m in ready if not m.background]  # background steps are not worth a wait
+        if not ready:
+            return
+        first_deadline, lead = min(((self._deadline(m), i) for i, m in enumerate(ready)))
+        lane = ready[lead].lane
+        live = sum(1 for m in self._members.values() if m.lane is lane)
+        cap = self.settings.max_batch_size or live
         until = self.clock.now() + wait_ms / 1000.0
-        in_batch = set(map(id, ready))
-        first_deadline = min(self._deadline(m) for m in ready)
-        most = min(cap, len(self._members))
+        in_batch = {id(m) for m in ready if m.lane is lane}
+        most = min(cap, live)
         while len(in_batch) < most:
             now = self.clock.now()
             # the step that may follow holds at most every live session, not max_batch_size of them
-            remaining = min(until - now, first_deadline - now - self._step_time.predict(most))
+            remaining = min(until - now, first_deadline - now - lane.step_time.predict(most))
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -267,30 +346,66 @@ class Scheduler:
             except (asyncio.TimeoutError, TimeoutError):
                 return
             for m in self._woken:  # only the sessions woken meanwhile can have become ready
-                if id(m) not in in_batch and self._members.get(m.session) is m and m.session.ready():
+                if (m.lane is lane and id(m) not in in_batch and self._members.get(m.session) is m
+                        and m.session.ready()):
                     in_batch.add(id(m))
             self._woken.clear()
 
-    def _pick(self, ready: list[Member]) -> list[tuple[Member, float]]:
+    def _pick(self, ready: list[Member]) -> tuple[Lane, list[tuple[Member, float]], str]:
+        """Each model's batch (earliest deadlines first, sized by ``choose_batch_size``), and of
+        those the one to step now (``ordering.choose_candidate``); or a background batch, when no
+        real-time stream is ready or background work is owed its share. The third item says which:
+        "realtime", "background" or "owed" (a background batch going before ready real-time work)."""
         now = self.clock.now()
         for m in ready:
             m.max_lag_ms = max(m.max_lag_ms, m.lag_ms(now))
-        ordered = sorted(((self._deadline(m), i, m) for i, m in enumerate(ready)), key=lambda x: x[:2])
-        n = choose_batch_size([d for d, _, _ in ordered], now, self._step_time, self.settings.max_batch_size)
-        return [(m, d) for d, _, m in ordered[:n]]
+        realtime = [m for m in ready if not m.background]
+        background = [m for m in ready if m.background]
+        if background and (not realtime or self._background_owed(now)):
+            first = min(background, key=lambda m: (m.ready_since if m.ready_since is not None else now))
+            same = sorted((m for m in background if m.lane is first.lane),
+                          key=lambda m: m.ready_since if m.ready_since is not None else now)
+            cap = self.settings.max_batch_size or len(same)
+            return first.lane, [(m, float("inf")) for m in same[:cap]], ("owed" if realtime else "background")
+        by_lane: dict[int, list[Member]] = {}
+        for m in realtime:
+            by_lane.setdefault(id(m.lane), []).append(m)
+        batches, candidates = [], []
+        for members in by_lane.values():
+            lane = members[0].lane
+            ordered = sorted(((self._deadline(m), i, m) for i, m in enumerate(members)), key=lambda x: x[:2])
+            n = choose_batch_size([d for d, _, _ in ordered], now, lane.step_time, self.settings.max_batch_size)
+            batch = [(m, d) for d, _, m in ordered[:n]]
+            batches.append((lane, batch))
+            priority = max(m.session.stream.urgency().priority for m, _ in batch)
+            candidates.append(Candidate(batch[0][1], priority, lane.step_time.predict(n)))
+        lane, batch = batches[choose_candidate(candidates, now)]
+        return lane, batch, "realtime"
 
-    async def _step(self, batch: list[tuple[Member, float]]) -> None:
+    def _background_owed(self, now: float) -> bool:
+        """Whether background streams got less than ``background_min_share`` of the stepping time of
+        the last busy window (so one of their batches goes before ready real-time work)."""
+        share = self.settings.background_min_share
+        if share is None:
+            return False
+        window_s = self.settings.degrade_busy_window_ms / 1000.0
+        bg = self._background.seconds(now, window_s)
+        rt = self._busy.seconds(now, window_s)
+        return bg < share * (bg + rt)
+
+    async def _step(self, lane: Lane, batch: list[tuple[Member, float]], kind: str = "realtime") -> None:
         streams = [m.session.begin_step() for m, _ in batch]  # input now staged until complete_step
-        consumed_before = [s.consumed_ms for s in streams]
+        consumed_before = [m.stream.consumed_ms if m.audio else 0.0 for m, _ in batch]
         loop = asyncio.get_running_loop()
-        seconds, failures = await loop.run_in_executor(self._executor, self._step_isolating, streams)
+        seconds, failures = await loop.run_in_executor(self._executor, self._step_isolating, lane.model, streams)
         now = self.clock.now()
-        self._busy.observe(now - seconds, now)
-        if not failures:
-            self._step_time.observe(len(batch), seconds)
-        self._steps += 1
-        self._streams_stepped += len(batch)
-        self._batch_sizes[len(batch)] += 1
+        if kind == "realtime":
+            self._busy.observe(now - seconds, now)
+        else:
+            self._background.observe(now - seconds, now)
+            if kind == "owed":
+                self._forced.observe(now - seconds, now)
+        lane.observe_step(len(batch), seconds, failed=bool(failures))
         for listener in self._step_listeners:
             try:
                 listener(len(batch), seconds)
@@ -310,7 +425,7 @@ class Scheduler:
                 m.deadline_misses += 1
                 self._deadline_misses += 1
             try:
-                m.session.complete_step(seconds)
+                m.session.complete_step(seconds)  # a cancel asked for meanwhile happens here
             except Exception as e:
                 self._fail(m, e, "complete_step")
                 continue
@@ -322,11 +437,12 @@ class Scheduler:
         self._adjust_degradation(now)
 
     # ---- worker thread -------------------------------------------------------------------------
-    def _step_isolating(self, streams: Sequence[ModelStream]) -> tuple[float, dict[int, Exception]]:
+    def _step_isolating(self, model: StreamingModel,
+                        streams: Sequence[ModelStream]) -> tuple[float, dict[int, Exception]]:
         """Runs in the worker thread: one batched step, split on failure (``isolation.py``).
         Returns (seconds, failures)."""
         t0 = self.clock.now()
-        failures = step_isolating(self.model, streams)
+        failures = step_isolating(model, streams)
         return self.clock.now() - t0, failures
 
     # ---- outcomes ------------------------------------------------------------------------------
@@ -357,86 +473,19 @@ class Scheduler:
         self._deliver(m)
 
     def _adjust_degradation(self, now: float) -> None:
-        ready = self._ready_members()
+        """Each model's ladder, on its own worst lag and the machine's busy fraction."""
+        ready = [m for m in self._ready_members() if not m.background]  # background lag is no overload
         self._worst_lag_ms = max((m.lag_ms(now) for m in ready), default=0.0)
         self._busy_fraction = self._busy_fraction_at(now)
-        level = self._controller.decide(
-            self.degradation.level, self.degradation.max_level, self._worst_lag_ms, now, len(self._members),
-            self._busy_fraction,
-        )
-        if level != self.degradation.level:
-            try:
-                self.degradation.set_level(self.model, level)  # between steps: none is in flight
-            except Exception:
-                log.exception("degradation knob failed at level %d (ladder left as is)", level)
-            self._step_time.reset()
-            self._level_history.append((round(now - self._started_at, 3), self.degradation.level))
-
-    def _busy_fraction_at(self, now: float) -> float | None:
-        """The busy fraction over the last busy window, measured from the last level change on."""
-        since = self._controller.last_change
-        return self._busy.fraction(now, self.settings.degrade_busy_window_ms / 1000.0,
-                                   self._started_at if since is None else since)
-
-    # ---- report --------------------------------------------------------------------------------
-    def saturation(self) -> str | None:
-        """Why one more stream cannot be served now, or None (``degradation.saturation_reason``):
-        no degradation rung left, and the model busy past ``saturation_busy_fraction`` of the
-        last busy window (measured from the last level change) or a stream past its latency
-        budget. Measured now, so it clears as soon as streams leave or the host speeds up."""
-        if not self._members:
-            return None
-        now = self.clock.now()
-        ladder_on = self.settings.degrade_high_water_ms is not None and self.degradation.max_level > 0
-        return saturation_reason(
-            rungs_left=self.degradation.max_level - self.degradation.level if ladder_on else None,
-            busy=self._busy_fraction_at(now), busy_limit=self.settings.saturation_busy_fraction,
-            window_s=self.settings.degrade_busy_window_ms / 1000.0,
-            worst_lag_ms=max((m.lag_ms(now) for m in self._members.values()), default=0.0),
-            lag_limit_ms=self.settings.latency_budget_ms,
-        )
-
-    def session_stats(self, session: Session) -> dict | None:
-        """lag_ms (how long its next step has waited, 0 when not ready), max_lag_ms, backlog_ms
-        (media received but not processed), steps, deadline_misses; None if not scheduled."""
-        m = self._members.get(session)
-        return None if m is None else self._member_stats(m, self.clock.now())
-
-    def _member_stats(self, m: Member, now: float) -> dict:
-        s = m.stream
-        return {
-            "lag_ms": round(m.lag_ms(now), 1),
-            "max_lag_ms": round(m.max_lag_ms, 1),
-            "backlog_ms": round(s.received_ms - s.consumed_ms, 1),
-            "steps": m.steps,
-            "deadline_misses": m.deadline_misses,
-        }
-
-    def stats(self) -> dict:
-        """A snapshot: counts, batch sizes, the step-time fit, lag per session, degradation level."""
-        now = self.clock.now()
-        a, c = self._step_time.coefficients()
-        per_session = {m.session.id: self._member_stats(m, now) for m in self._members.values()}
-        return {
-            "sessions": len(self._members),
-            "steps": self._steps,
-            "streams_stepped": self._streams_stepped,
-            "batch_size_mean": round(self._streams_stepped / self._steps, 2) if self._steps else 0.0,
-            "batch_size_max": max(self._batch_sizes, default=0),
-            "batch_sizes": dict(sorted(self._batch_sizes.items())),
-            "step_time": {"fixed_ms": round(1000 * a, 2), "per_stream_ms": round(1000 * c, 3),
-                          "observations": self._step_time.observations},
-            "deadline_misses": self._deadline_misses,
-            "failed_sessions": self._failed,
-            "worst_lag_ms": round(self._worst_lag_ms, 1),
-            "busy_fraction": None if self._busy_fraction is None else round(self._busy_fraction, 3),
-            "saturation": self.saturation(),
-            "degradation": {
-                "level": self.degradation.level,
-                "max_level": self.degradation.max_level,
-                "active": list(self.degradation.active),
-                "changes": self._controller.changes,
-                "history": [list(h) for h in self._level_history],
-            },
-            "per_session": per_session,
-        }
+        for lane in self._lanes.values():
+            members = [m for m in self._members.values() if m.lane is lane and not m.background]
+            lane.worst_lag_ms = max((m.lag_ms(now) for m in ready if m.lane is lane), default=0.0)
+            level = lane.controller.decide(lane.degradation.level, lane.degradation.max_level, lane.worst_lag_ms,
+                                           now, len(members), self._busy_fraction)
+            if level != lane.degradation.level:
+                try:
+                    lane.degradation.set_level(lane.model, level)  # between steps: none is in flight
+                except Exception:
+                    log.exception("%s's degradation knob failed at level %d (ladder left as is)", lane.name, level)
+                lane.step_time.reset()
+                lane.level_history.append((round(now - self._started_at, 3), lane.degradation.level))

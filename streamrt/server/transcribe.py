@@ -3,8 +3,10 @@
 ``transcribe(hub, samples, options)`` makes a ``ServerProtocol`` as a WebSocket client would get,
 starts it at the model's rate, feeds the audio faster than real time but never more than
 ``upload_ahead_s`` (nor ``max_buffered_audio_s``) ahead of the model, stops it and waits for ``end``.
-The session is registered with the hub like any other: it counts toward ``max_sessions``, its
-steps are batched with the live sessions' by the one scheduler, and a drain ends it.
+The session is registered with the hub like any other: it counts toward ``max_sessions``, the one
+scheduler steps it, and a drain ends it. It is *background* work unless ``options`` says
+``"background": False``: it steps in the live sessions' slack and never turns the degradation
+ladder up for them (``streamrt.scheduler``, "Background work").
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ async def transcribe(
     on_message: Callable[[dict], Awaitable[None]] | None = None,
 ) -> Transcript:
     """Transcribe mono float32 ``samples`` at ``hub.model.sample_rate``. ``options``: start fields
-    (policy, policy_options, language, task). ``on_message`` sees every protocol message (ready,
+    (policy, policy_options, language, task, background: default True). ``on_message`` sees every protocol message (ready,
     partial, commit, error, end) as it comes. Raises ``TranscriptionFailed`` (or the admission
     error) when the session could not run to ``end``."""
     refusal = hub.admit()
@@ -69,7 +71,8 @@ async def transcribe(
     bridge.start()
     try:
         rate = hub.model.sample_rate
-        proto.start({"type": "start", "sample_rate": rate, "encoding": "pcm_f32le", "channels": 1, **options})
+        proto.start({"type": "start", "sample_rate": rate, "encoding": "pcm_f32le", "channels": 1, "background": True,
+                     **options})
         bridge.after_input()
         if proto.session is not None:
             await _feed(proto, bridge, samples, rate, hub.settings)

@@ -1,7 +1,7 @@
 """Run-time knobs of ``WhisperStreamingModel`` that the scheduler's degradation ladder turns.
 
-``streamrt.scheduler.degradation`` looks for these by name (duck typing) and calls them only between
-steps (no step in flight):
+``streamrt.scheduler.degradation`` finds these through its knob protocols (``PrecisionKnob``,
+``ChunkKnob``, ``PolicyStrideKnob``) and calls them only between steps (no step in flight):
 
     model.chunk_ms / model.set_chunk_ms(ms)       audio one step consumes; every stream uses the new
                                                   value from its next step on (the token loop's cap,

@@ -9,7 +9,8 @@ import numpy as np
 
 from streamrt.clock import ManualClock
 from streamrt.session import Session
-from streamrt.testing import CountingModel
+from streamrt.stream_session import StepOutput, StreamSession
+from streamrt.testing import CountingModel, EchoTextModel
 from streamrt.types import CommitEvent, EndEvent, ErrorEvent
 
 
@@ -28,6 +29,7 @@ class TimedCountingModel(CountingModel):
         self.low_precision_fraction = 0.0
         self.stepped: list[list[object]] = []  # the streams of every step, in order
         self.knob_calls: list[tuple[str, object]] = []
+        self.log: list | None = None  # shared with other models: ("asr", streams) per step
 
     def step(self, streams):
         for s in streams:
@@ -35,6 +37,8 @@ class TimedCountingModel(CountingModel):
                 raise ValueError("poisoned stream")  # before touching any stream: safe to retry
         super().step(streams)
         self.stepped.append(list(streams))
+        if self.log is not None:
+            self.log.append(("asr", list(streams)))
         cost = (self.fixed_s + self.per_stream_s * len(streams)) * (1 - self.low_precision_fraction / 2)
         self.clock.advance(cost)
 
@@ -81,3 +85,33 @@ async def advance_to(sched, clock: ManualClock, t: float) -> None:
 
 def chunk(ms: float, sr: int = 16000) -> np.ndarray:
     return np.zeros(int(sr * ms / 1000), np.float32)
+
+
+class TimedEchoTextModel(EchoTextModel):
+    """EchoTextModel whose step "takes" fixed_s + per_stream_s * b on a ManualClock, and records
+    each step's streams (``stepped``) and, when given, into a log shared with other models."""
+
+    def __init__(self, clock: ManualClock, fixed_s: float = 0.0, per_stream_s: float = 0.0,
+                 log: list | None = None, **kw):
+        super().__init__(**kw)
+        self.clock = clock
+        self.fixed_s = fixed_s
+        self.per_stream_s = per_stream_s
+        self.stepped: list[list[object]] = []
+        self.log = log
+
+    def step(self, streams):
+        super().step(streams)
+        self.stepped.append(list(streams))
+        if self.log is not None:
+            self.log.append(("llm", list(streams)))
+        self.clock.advance(self.fixed_s + self.per_stream_s * len(streams))
+
+
+def text_session(model, clock: ManualClock, sid: str) -> StreamSession:
+    return StreamSession(model.create_stream(), clock, session_id=sid)
+
+
+def answered(rec: "Recorder", sid: str) -> list[str]:
+    """The words a text session's steps committed, in order."""
+    return [u.text for e in rec.events[sid] if isinstance(e, StepOutput) for u in e.result.committed]

@@ -7,11 +7,12 @@ import asyncio
 
 import pytest
 
-from sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
+from sched_helpers import Recorder, TimedCountingModel, TimedEchoTextModel, advance_to, answered, chunk, text_session, words_for
 from streamrt.clock import ManualClock
 from streamrt.errors import SessionClosed
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session
+from streamrt.types import TextDelta
 
 NO_WAIT = SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None)
 
@@ -311,58 +312,19 @@ async def test_steps_run_off_the_event_loop_which_keeps_serving_meanwhile():
     assert model.released_by_loop and model.thread is not threading.main_thread()
 
 
-async def test_model_agnostic_token_decoding_streams_are_batched_too():
-    """A text-decoder stand-in: no audio; a stream is ready while it has tokens to generate, and
-    each step emits one token per stream (what LLM decoding for dialogue will look like)."""
-    from streamrt.engine import StepResult, UnitDraft
-
-    class TokenStream:
-        def __init__(self):
-            self.todo, self.made, self.out, self.finished = 0, 0, [], False
-
-        def accept_audio(self, samples):
-            pass
-
-        def input_finished(self):
-            self.finished = True
-
-        def is_ready(self):
-            return self.todo > 0
-
-        def is_done(self):
-            return self.finished and self.todo == 0
-
-        received_ms = consumed_ms = 0.0
-
-        def pop_result(self):
-            out, self.out = self.out, []
-            return StepResult(out, None)
-
-    class TokenModel:
-        sample_rate = 16000
-
-        def __init__(self):
-            self.batch_sizes = []
-
-        def create_stream(self, options=None):
-            return TokenStream()
-
-        def step(self, streams):
-            self.batch_sizes.append(len(streams))
-            for s in streams:
-                s.out.append(UnitDraft(f"t{s.made}", 0.0, 0.0, 0.0))
-                s.made += 1
-                s.todo -= 1
-
+async def test_text_streams_are_batched_too():
+    """Conversations through the engine's text interface (TextDelta in, one token per step out),
+    with no audio: a stream is ready while it has tokens to generate."""
     clock = ManualClock()
-    model = TokenModel()
+    model = TimedEchoTextModel(clock, fixed_s=0.01)
     sched = Scheduler(model, clock=clock, settings=NO_WAIT)
     rec = Recorder()
-    sessions = make(3, clock, model)
+    turns = ("a b c d e", "f g h", "i j k l")
+    sessions = [text_session(model, clock, f"c{i}") for i in range(3)]
     await sched.start()
-    for n, s in zip((5, 3, 4), sessions):
+    for turn, s in zip(turns, sessions):
         sched.add(s, rec)
-        s.stream.todo = n  # a prompt arrived: n tokens to generate
+        s.receive(TextDelta(turn, end_of_turn=True))
         sched.wake(s)
     await sched.wait_idle()
     for s in sessions:
@@ -370,8 +332,9 @@ async def test_model_agnostic_token_decoding_streams_are_batched_too():
         sched.wake(s)
     await sched.stop()
     assert model.batch_sizes == [3, 3, 3, 2, 1]
-    for n, s in zip((5, 3, 4), sessions):
-        assert rec.committed_words(s.id) == [f"t{i}" for i in range(n)] and rec.ended(s.id)
+    for turn, s in zip(turns, sessions):
+        assert answered(rec, s.id) == turn.split() and rec.ended(s.id)
+    assert sorted(model.free_slots) == list(range(8))  # every answer gave its slot back
 
 
 async def test_gather_slack_counts_the_live_sessions_not_max_batch_size():
