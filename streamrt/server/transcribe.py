@@ -2,7 +2,8 @@
 
 ``transcribe(hub, samples, options)`` makes a ``ServerProtocol`` as a WebSocket client would get,
 starts it at the model's rate, feeds the audio faster than real time but never more than
-``upload_ahead_s`` (nor ``max_buffered_audio_s``) ahead of the model, stops it and waits for ``end``.
+``upload_ahead_s`` (nor ``max_buffered_audio_s``) ahead of the model, stops it once the model has
+worked that backlog off (so the last step is no bigger than a live client's) and waits for ``end``.
 The session is registered with the hub like any other: it counts toward ``max_sessions``, the one
 scheduler steps it, and a drain ends it. It is *background* work unless ``options`` says
 ``"background": False``: it steps in the live sessions' slack and never turns the degradation
@@ -110,3 +111,9 @@ async def _feed(proto, bridge: SessionBridge, samples: np.ndarray, rate: int, se
         proto.receive_binary(piece.astype("<f4", copy=False).tobytes())
         bridge.after_input()
         pos += len(piece)
+    # The end of input goes once the model has worked the backlog off (less than one step left), as
+    # a real-time client's does: sent with up to ahead_s of backlog, the stream's last step would
+    # read and decode it all at once, and at the ladder's long chunks AlignAtt lost the tail of the
+    # file that way (docs/benchmarks.md, "HTTP uploads").
+    while proto.state == "streaming" and (proto.session.in_step or proto.session.ready()):
+        await asyncio.sleep(POLL_S)
