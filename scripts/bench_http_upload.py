@@ -1,7 +1,9 @@
 """The same recordings through POST /v1/audio/transcriptions (the official openai client) and through
 the WebSocket protocol at full speed (`streamrt stream --speed 0`), alternated on one in-process
-server with tiny.en and the default preset; prints wall time and WER per request
-(docs/benchmarks.md, "HTTP uploads").
+server with tiny.en and the default preset; prints wall time, WER and the highest degradation level
+the scheduler's ladder reached during each request (docs/benchmarks.md, "HTTP uploads"). Uploads are
+background work (docs/scheduler.md); the WebSocket client is timed twice, as a real-time session
+(the default) and with `"background": true` (`streamrt stream --speed 0 --background`).
 
     PYTHONPATH=. .venv/bin/python scripts/bench_http_upload.py [ROUNDS]
 """
@@ -30,13 +32,24 @@ async def main(rounds: int) -> None:
             path = f"data/real/{name}.wav"
             audio, data = load_audio(path, 16000), open(path, "rb").read()
             for i in range(rounds):
-                t0 = time.perf_counter()
-                up = await client.audio.transcriptions.create(model="tiny.en", file=(f"{name}.wav", data))
-                t1 = time.perf_counter()
-                ws = await stream_samples(server.url, audio, speed=0, chunk_ms=200)
-                t2 = time.perf_counter()
-                print(f"{name} {len(audio) / 16000:.1f} s, round {i}: upload {t1 - t0:.2f} s (WER {wer([up.text], [ref]):.1f} %), "
-                      f"websocket --speed 0 {t2 - t1:.2f} s (WER {wer([ws.text], [ref]):.1f} %)", flush=True)
+                out = []
+                for kind in ("upload", "ws --speed 0", "ws --speed 0 --background"):
+                    ladder = server.scheduler.degradation
+                    top, seen = ladder.level, len(ladder_history(server))
+                    t0 = time.perf_counter()
+                    if kind == "upload":
+                        text = (await client.audio.transcriptions.create(model="tiny.en", file=(f"{name}.wav", data))).text
+                    else:
+                        options = {"background": True} if kind.endswith("--background") else {}
+                        text = (await stream_samples(server.url, audio, speed=0, chunk_ms=200, options=options)).text
+                    seconds = time.perf_counter() - t0
+                    top = max([top] + [level for _, level in ladder_history(server)[seen:]])
+                    out.append(f"{kind} {seconds:.2f} s, WER {wer([text], [ref]):.1f} %, ladder up to {top}")
+                print(f"{name} {len(audio) / 16000:.1f} s, round {i}: " + "; ".join(out), flush=True)
+
+
+def ladder_history(server) -> list:
+    return server.scheduler.stats()["degradation"]["history"]
 
 
 if __name__ == "__main__":

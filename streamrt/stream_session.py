@@ -143,6 +143,12 @@ class StreamSession:
             self._cancel_now()
 
     # ---- model work --------------------------------------------------------------------------
+    @property
+    def in_step(self) -> bool:
+        """A model step on this session's stream is in flight (between ``begin_step`` and
+        ``complete_step``)."""
+        return self._stepping
+
     def ready(self) -> bool:
         return not self._ended and not self._stepping and self.stream.is_ready()
 

@@ -40,6 +40,7 @@ class LlmBenchSettings:
     repeats: int = 3
     reference: bool = True
     group_size: int | None = 32  # int4 / flexiq group size: 32 = the GGUF's Q4_1 blocks
+    draft_tokens: int | None = None  # prompt-lookup speculative decoding (None: off)
 
 
 def bench_prompt(bundle: Any, tokens: int, variant: int = 0) -> list[int]:
@@ -85,10 +86,10 @@ def time_ours(bundle: Any, lm: Any, s: LlmBenchSettings, cache_bf16: bool = Fals
 
     settings = DecoderSettings(max_slots=s.batch, max_context_tokens=s.prompt_tokens + s.new_tokens + 8,
                                prefill_tokens_per_step=max(s.prompt_tokens, s.batch) + s.batch,
-                               cache_dtype="bfloat16" if cache_bf16 else "float32")
+                               cache_dtype="bfloat16" if cache_bf16 else "float32", draft_tokens=s.draft_tokens)
     decoder = LlmDecoder.from_bundle(bundle, settings, lm=lm)
     sampling = SamplingSettings(max_new_tokens=s.new_tokens, end_tokens=())
-    ttfts, rates = [], []
+    ttfts, rates, drafted, accepted = [], [], 0, 0
     for r in range(s.repeats):
         conv = decoder.open()
         conv.append(bench_prompt(bundle, s.prompt_tokens, r))
@@ -96,12 +97,12 @@ def time_ours(bundle: Any, lm: Any, s: LlmBenchSettings, cache_bf16: bool = Fals
         t0 = clock()
         decoder.step([conv])
         t1 = clock()
-        steps = 0
+        reply, produced = conv.reply, 0
         while conv.reply is not None:
-            decoder.step([conv])
-            steps += 1
+            produced += len(decoder.step([conv])[0].tokens)
         ttfts.append((t1 - t0) * 1000)
-        rates.append(steps / max(clock() - t1, 1e-9))
+        rates.append(produced / max(clock() - t1, 1e-9))
+        drafted, accepted = drafted + reply.drafted, accepted + reply.accepted
         decoder.close(conv)
     convs = [decoder.open() for _ in range(s.batch)]
     for i, conv in enumerate(convs):
@@ -111,8 +112,12 @@ def time_ours(bundle: Any, lm: Any, s: LlmBenchSettings, cache_bf16: bool = Fals
     while any(c.reply is not None for c in convs):
         produced += sum(len(o.tokens) for o in decoder.step([c for c in convs if c.reply is not None]))
     wall = clock() - t0
-    return {"ttft_ms": round(statistics.median(ttfts), 1), "single_tok_s": round(statistics.median(rates), 1),
-            "batched_tok_s": round(produced / wall, 1)}
+    out = {"ttft_ms": round(statistics.median(ttfts), 1), "single_tok_s": round(statistics.median(rates), 1),
+           "batched_tok_s": round(produced / wall, 1)}
+    if s.draft_tokens:
+        out["draft_acceptance"] = round(accepted / max(drafted, 1), 3)
+        out["drafted_per_new_token"] = round(drafted / max(s.repeats * (s.new_tokens - 1), 1), 3)
+    return out
 
 
 def time_llama_cpp(gguf: str, prompts: list[list[int]], s: LlmBenchSettings, clock=time.perf_counter) -> dict[str, Any]:
@@ -201,6 +206,7 @@ def register(app) -> None:
         repeats: int = typer.Option(3, help="single-conversation runs (median reported)"),
         reference: bool = typer.Option(True, help="also run llama.cpp (xllamacpp) on the same GGUF"),
         group_size: int = typer.Option(32, help="int4/flexiq group size (32 = the GGUF's Q4_1 blocks)"),
+        draft_tokens: int = typer.Option(None, help="prompt-lookup speculative decoding: max drafted tokens per step"),
         format: str = typer.Option("json", "--format", help="json (one object)"),
     ) -> None:
         """Tokens/s and time to first token of the LLM decoder, beside llama.cpp on the same GGUF."""
@@ -208,5 +214,5 @@ def register(app) -> None:
             raise typer.BadParameter(f"--format must be json, not {format!r}")
         s = LlmBenchSettings(model=model, precision=precision, threads=threads, prompt_tokens=prompt_tokens,
                              new_tokens=new_tokens, batch=batch, repeats=repeats, reference=reference,
-                             group_size=group_size)
+                             group_size=group_size, draft_tokens=draft_tokens)
         typer.echo(json.dumps(run_llm_bench(s)))

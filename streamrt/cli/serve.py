@@ -181,6 +181,9 @@ def register(app: typer.Typer) -> None:
         policy: Optional[str] = typer.Option(None, help="read/write policy (server default if unset)"),
         language: Optional[str] = typer.Option(None, help="source language (multilingual models)"),
         token: Optional[str] = typer.Option(None, envvar="STREAMRT_AUTH_TOKEN", help="bearer token"),
+        background: bool = typer.Option(False, "--background",
+                                        help="batch work: step in live sessions' slack, never degrade them "
+                                             "(for --speed 0)"),
     ) -> None:
         """Send a file to a server in real time (or faster); print live captions and the summary."""
         from rich.console import Console
@@ -196,7 +199,8 @@ def register(app: typer.Typer) -> None:
             with view:
                 result = asyncio.run(
                     stream_samples(url, samples, encoding=encoding, chunk_ms=chunk_ms, speed=speed,
-                                   options=_options(policy, language), on_message=view, token=token)
+                                   options={**_options(policy, language), **({"background": True} if background else {})},
+                                   on_message=view, token=token)
                 )
         except OSError as e:
             console.print(f"[red]cannot reach the server at {url}[/]: {e}")

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from streamrt.decoding.causal_lm import CausalLM, KVCache
-from streamrt.decoding.llm_sampling import SamplingSettings, choose_token, split_stop
+from streamrt.decoding.llm_sampling import SamplingSettings, choose_token, lookup_draft, split_stop
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
 FINISH_REASONS = ("end_token", "stop_string", "max_new_tokens", "context_full", "stopped")
@@ -41,12 +41,17 @@ class DecoderSettings:
     prefill_tokens_per_step: rows one step may run, decode rows first; prompts are prefilled in
         chunks of what is left. Must exceed max_slots so that prefill always makes progress.
     cache_dtype: "float32" or "bfloat16" keys and values.
+    draft_tokens: prompt-lookup speculative decoding for greedy replies: up to this many tokens per
+        step drafted from the conversation's own earlier tokens and verified in the same forward
+        (the reply's tokens are exactly greedy's); the draft length adapts to what was accepted.
+        None disables it.
     """
 
     max_slots: int = 16
     max_context_tokens: int = 2048
     prefill_tokens_per_step: int = 256
     cache_dtype: str = "float32"
+    draft_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_slots", "max_context_tokens", "prefill_tokens_per_step"):
@@ -56,6 +61,8 @@ class DecoderSettings:
         if self.prefill_tokens_per_step <= self.max_slots:
             raise ConfigError(f"prefill_tokens_per_step ({self.prefill_tokens_per_step} tokens) must exceed "
                               f"max_slots ({self.max_slots}), or prefill could starve behind decode rows")
+        if self.draft_tokens is not None and (not isinstance(self.draft_tokens, int) or self.draft_tokens < 1):
+            raise ConfigError(f"draft_tokens must be an int >= 1 tokens or None, got {self.draft_tokens!r}")
         if self.cache_dtype not in CACHE_DTYPES:
             raise ConfigError(f"cache_dtype must be one of {sorted(CACHE_DTYPES)}, got {self.cache_dtype!r}")
 
@@ -69,9 +76,12 @@ class Reply:
     end_tokens: frozenset[int]
     tokens: list[int] = field(default_factory=list)
     text_sent: str = ""
+    draft_len: int = 4  # adapted: one more after a fully accepted draft, else what was accepted
+    drafted: int = 0
+    accepted: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class Conversation:
     """One conversation's state. ``tokens[:cached]`` have keys and values in slot ``slot``."""
 
@@ -187,13 +197,15 @@ class LlmDecoder:
                 decode.append(conv)
             elif conv.pending > (0 if conv.reply is not None else 1):
                 prefill.append(conv)
-        budget = self.settings.prefill_tokens_per_step - len(decode)
-        segments, lengths, samplers, row = [], {}, [], 0
+        segments, feed, lengths, samplers, row = [], [], {}, [], 0
         for conv in decode:
-            segments.append((conv.slot, conv.cached, 1))
-            lengths[id(conv)] = 1
-            samplers.append((conv, row))
-            row += 1
+            draft = self._draft(conv)
+            segments.append((conv.slot, conv.cached, 1 + len(draft)))
+            feed += [conv.tokens[conv.cached], *draft]
+            lengths[id(conv)] = 1 + len(draft)
+            samplers.append((conv, row, draft))
+            row += 1 + len(draft)
+        budget = self.settings.prefill_tokens_per_step - row
         for conv in prefill:
             if budget <= 0:
                 break
@@ -201,26 +213,61 @@ class LlmDecoder:
             n = min(want, budget)
             budget -= n
             segments.append((conv.slot, conv.cached, n))
+            feed += conv.tokens[conv.cached: conv.cached + n]
             lengths[id(conv)] = n
             row += n
             if conv.reply is not None and n == conv.pending:
-                samplers.append((conv, row - 1))
+                samplers.append((conv, row - 1, []))
         if not segments:
             return [StepOutput(c) for c in convs]
-        tokens = torch.tensor([t for c in decode + prefill if id(c) in lengths
-                               for t in c.tokens[c.cached: c.cached + lengths[id(c)]]])
+        out_rows = [r + i for _, r, draft in samplers for i in range(1 + len(draft))]
         plan = self.lm.plan(segments, self.cache)
         with torch.inference_mode():
-            logits = self.lm(tokens, plan, self.cache, torch.tensor([r for _, r in samplers], dtype=torch.long))
-        for conv in decode + prefill:
+            logits = self.lm(torch.tensor(feed), plan, self.cache, torch.tensor(out_rows, dtype=torch.long))
+        for conv in decode:
+            conv.cached += 1  # its pending token; accepted draft tokens are counted in _verify
+        for conv in prefill:
             conv.cached += lengths.get(id(conv), 0)
-        chosen = {id(conv): self._advance(conv, logits[i]) for i, (conv, _) in enumerate(samplers)}
+        chosen, at = {}, 0
+        for conv, _, draft in samplers:
+            chosen[id(conv)] = self._verify(conv, logits[at: at + 1 + len(draft)], draft)
+            at += 1 + len(draft)
         outputs = []
         for conv in convs:
             rows = lengths.get(id(conv), 0)
             out = chosen.get(id(conv))
             outputs.append(replace(out, rows=rows) if out is not None else StepOutput(conv, rows=rows))
         return outputs
+
+    def _draft(self, conv: Conversation) -> list[int]:
+        limit, reply = self.settings.draft_tokens, conv.reply
+        if limit is None or reply.settings.temperature != 0:
+            return []
+        room = conv.max_tokens - len(conv.tokens) - 1
+        if reply.settings.max_new_tokens is not None:
+            room = min(room, reply.settings.max_new_tokens - len(reply.tokens) - 1)
+        return lookup_draft(conv.tokens, min(limit, reply.draft_len, room))
+
+    def _verify(self, conv: Conversation, logits: torch.Tensor, draft: list[int]) -> StepOutput:
+        """Choose tokens row by row; a drafted token whose choice matched is kept (its keys and values,
+        written this step, are valid), and the first mismatch (or the row after the draft) gives the
+        step's last token. Without a draft: one token, as plain decoding."""
+        reply = conv.reply
+        tokens, text, finished, accepted = [], "", None, 0
+        for i in range(len(draft) + 1):
+            out = self._advance(conv, logits[i])
+            tokens += out.tokens
+            text += out.text
+            finished = out.finished
+            if finished is not None or i == len(draft) or out.tokens[0] != draft[i]:
+                break
+            conv.cached += 1
+            accepted += 1
+        if draft:
+            reply.drafted += len(draft)
+            reply.accepted += accepted
+            reply.draft_len = reply.draft_len + 1 if accepted == len(draft) else max(1, accepted)
+        return StepOutput(conv, tuple(tokens), text, finished)
 
     def _advance(self, conv: Conversation, logits: torch.Tensor) -> StepOutput:
         reply = conv.reply

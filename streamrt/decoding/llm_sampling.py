@@ -71,3 +71,20 @@ def split_stop(text: str, stop_strings: tuple[str, ...]) -> tuple[str, bool, int
     if text.endswith("\ufffd"):  # a multi-byte character split across tokens
         held = max(held, len(text) - len(text.rstrip("\ufffd")))
     return text[: len(text) - held], False, held
+
+
+def lookup_draft(tokens: list[int], max_tokens: int, ngram: int = 3, window: int = 1024) -> list[int]:
+    """Prompt-lookup drafting: the tokens that followed the latest earlier occurrence of the context's
+    last ``ngram`` tokens (tried down to 2) within the last ``window`` tokens; at most ``max_tokens``,
+    empty when nothing matches. Dialogue answers often reuse the user's words."""
+    if max_tokens < 1:
+        return []
+    start = max(0, len(tokens) - window)
+    for n in range(ngram, 1, -1):
+        if len(tokens) <= n:
+            continue
+        tail = tokens[-n:]
+        for i in range(len(tokens) - n - 1, start - 1, -1):
+            if tokens[i: i + n] == tail:
+                return tokens[i + n: i + n + max_tokens]
+    return []

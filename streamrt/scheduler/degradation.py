@@ -137,15 +137,19 @@ class BusyMeter:
     def observe(self, start: float, end: float) -> None:
         self._steps.append((start, end))
 
-    def fraction(self, now: float, window_s: float, since: float) -> float | None:
-        """Stepping time within [now - window_s, now] over window_s; None until ``since`` (the start
-        of what may be measured: the first session, the last level change) is a window ago."""
+    def seconds(self, now: float, window_s: float) -> float:
+        """Stepping seconds within [now - window_s, now]."""
         lo = now - window_s
         while self._steps and self._steps[0][1] <= lo:
             self._steps.popleft()
-        if since > lo:
+        return sum(min(end, now) - max(start, lo) for start, end in self._steps if end > lo)
+
+    def fraction(self, now: float, window_s: float, since: float) -> float | None:
+        """Stepping time within [now - window_s, now] over window_s; None until ``since`` (the start
+        of what may be measured: the first session, the last level change) is a window ago."""
+        busy = self.seconds(now, window_s)
+        if since > now - window_s:
             return None
-        busy = sum(min(end, now) - max(start, lo) for start, end in self._steps if end > lo)
         return min(1.0, max(0.0, busy / window_s))
 
 

@@ -7,6 +7,9 @@ is the arrival time of the audio the next step needs, estimated as the amount th
 (the model's chunk, whatever it is). Waiting for a chunk to fill is therefore not lag: only time
 spent ready and unserved is. Audio sent faster than real time (an upload) counts as arriving at
 real-time pace (media position p at first-arrival + p), so a burst is not taken for an overload.
+A *background* member (an upload, a batch job: ``Scheduler.add(..., background=True)``) has no
+deadline: it is stepped when real-time members have slack (or when it is owed its least share of
+the stepping time), and its lag is reported but is not overload.
 Streams without media time (a text stream, not an ``AudioStream``) are ready since the wake that
 made them ready, or since the end of the step that left them ready.
 """
@@ -24,8 +27,10 @@ OutputCallback = Callable[[StreamSession], object]
 
 
 class Member:
-    def __init__(self, session: StreamSession, lane: Lane, on_output: OutputCallback | None, now: float):
+    def __init__(self, session: StreamSession, lane: Lane, on_output: OutputCallback | None, now: float,
+                 background: bool = False):
         self.session = session
+        self.background = background
         self.lane = lane
         self.on_output = on_output
         self.audio = isinstance(session.stream, AudioStream)  # paced by media time

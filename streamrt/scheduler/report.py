@@ -17,6 +17,7 @@ class SchedulerReport:
     _default: Lane | None
     _members: dict[StreamSession, Member]
     _busy: BusyMeter
+    _forced: BusyMeter
     _busy_fraction: float | None
     _started_at: float
     _deadline_misses: int
@@ -30,11 +31,18 @@ class SchedulerReport:
         return (self.settings.latency_budget_ms if budget_ms is None else budget_ms) / 1000.0
 
     def _busy_fraction_at(self, now: float) -> float | None:
-        """The machine's busy fraction (every model's steps) over the last busy window, measured
-        from the last level change of any model on."""
+        """The machine's busy fraction for real-time work (every model's real-time steps) over the
+        last busy window, measured from the last level change of any model on: real-time stepping
+        time over the wall time left by the background steps that went before ready real-time
+        streams (background steps in real-time slack do not count)."""
         changes = [lane.controller.last_change for lane in self._lanes.values()]
         since = max((c for c in changes if c is not None), default=self._started_at)
-        return self._busy.fraction(now, self.settings.degrade_busy_window_ms / 1000.0, since)
+        window_s = self.settings.degrade_busy_window_ms / 1000.0
+        busy = self._busy.fraction(now, window_s, since)
+        if busy is None:
+            return None
+        forced = self._forced.seconds(now, window_s) / window_s
+        return min(1.0, busy / max(1.0 - forced, 1e-9))
 
     # ---- report --------------------------------------------------------------------------------
     def saturation(self) -> str | None:
@@ -43,11 +51,12 @@ class SchedulerReport:
         ``saturation_busy_fraction`` of the last busy window (measured from the last level change)
         or a stream past its latency budget. Measured now, so it clears as soon as streams leave or
         the host speeds up."""
-        if not self._members:
+        realtime = [m for m in self._members.values() if not m.background]
+        if not realtime:  # background work yields; it never makes the machine full
             return None
         now = self.clock.now()
         ladders = [lane for lane in self._lanes.values() if lane.ladder_on(self.settings)]
-        worst = max(self._members.values(), key=lambda m: m.lag_ms(now) - 1000.0 * self._budget_s(m))
+        worst = max(realtime, key=lambda m: m.lag_ms(now) - 1000.0 * self._budget_s(m))
         return saturation_reason(
             rungs_left=sum(la.degradation.max_level - la.degradation.level for la in ladders) if ladders else None,
             busy=self._busy_fraction_at(now), busy_limit=self.settings.saturation_busy_fraction,
@@ -71,6 +80,7 @@ class SchedulerReport:
             "steps": m.steps,
             "deadline_misses": m.deadline_misses,
             "model": m.lane.name,
+            "background": m.background,
         }
 
     def stats(self) -> dict:

@@ -5,6 +5,7 @@
     await sched.start()
     sched.add(session, on_output=callback)  # callback(session) runs on the loop after a step touched it
     sched.add(chat, model=llm_model)        # a session of another model
+    sched.add(upload, background=True)      # batch work: stepped in real-time streams' slack
     session.receive_audio(x); sched.wake(session)   # after feeding input or eof
     sched.cancel(chat)                      # frees its stream's slot at the next step boundary
     sched.remove(session)                   # any time; idempotent
@@ -20,6 +21,16 @@ in flight on the machine). Then, on the loop, ``session.complete_step(seconds)``
 the batch (each experienced the batch's full wall time) and the session's callback. After each step
 the worst lag of each model and the machine's busy fraction (the share of recent wall time spent
 stepping any model) feed each model's degradation ladder (``degradation.py``).
+
+Background work (``add(..., background=True)``: an upload fed faster than real time, a batch job)
+is a lower class: its streams have no deadline, are stepped only when no real-time stream is ready,
+except that while they have work they get at least ``background_min_share`` of the stepping time
+(measured over the busy window), so a steady real-time overload slows them but never starves them.
+Background and real-time streams are never in one batch. Their lag is not overload and their steps
+do not count in the busy fraction: the ladder (and ``saturation``) exist to keep real-time streams
+real-time, and background work yields instead. Only the background steps that went *before* a
+ready real-time stream (its owed share) take time away from real-time work; the busy fraction is
+therefore real-time stepping time over the wall time those forced steps left.
 
 Threading contract: ``add``/``wake``/``cancel``/``remove``/``stats`` are called on the event loop's
 thread. A session's ``receive_*`` may run while its stream is inside ``model.step`` in the worker
@@ -76,7 +87,9 @@ class Scheduler(SchedulerReport):
         self._default: Lane | None = None
         if model is not None:
             self.add_model(model, degradation=degradation)
-        self._busy = BusyMeter()
+        self._busy = BusyMeter()  # real-time steps
+        self._background = BusyMeter()  # background steps
+        self._forced = BusyMeter()  # background steps taken while a real-time stream was ready
         self._busy_fraction: float | None = None
         self._members: dict[StreamSession, Member] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -177,17 +190,18 @@ class Scheduler(SchedulerReport):
 
     # ---- sessions ------------------------------------------------------------------------------
     def add(self, session: StreamSession, on_output: OutputCallback | None = None, *,
-            model: StreamingModel | None = None) -> None:
+            model: StreamingModel | None = None, background: bool = False) -> None:
         """Serve ``session`` (a ``StreamSession``: the captioning ``Session`` or any other) from now
         on, its stream stepped by ``model`` (default: the default model; others must have been
         added with ``add_model``). ``on_output(session)`` runs on the loop after each step that
         touched it (read ``session.events()`` there), and once more if the session fails or ends
-        by ``cancel``."""
+        by ``cancel``. ``background``: batch work (an upload) that steps in the real-time streams'
+        slack and never drives the degradation ladder (see the module docstring)."""
         if self._stopping:
             raise SessionClosed(f"the scheduler is stopping; session {session.id} was not added")
         lane = self._lane(model)
         if session not in self._members:
-            self._members[session] = Member(session, lane, on_output, self.clock.now())
+            self._members[session] = Member(session, lane, on_output, self.clock.now(), background)
         self._signal()
 
     def wake(self, session: StreamSession) -> None:
@@ -310,6 +324,9 @@ class Scheduler(SchedulerReport):
         if not wait_ms or self._stopping:
             return
         assert self._wakeup is not None
+        ready = [m for m in ready if not m.background]  # background steps are not worth a wait
+        if not ready:
+            return
         first_deadline, lead = min(((self._deadline(m), i) for i, m in enumerate(ready)))
         lane = ready[lead].lane
         live = sum(1 for m in self._members.values() if m.lane is lane)
@@ -334,13 +351,24 @@ class Scheduler(SchedulerReport):
                     in_batch.add(id(m))
             self._woken.clear()
 
-    def _pick(self, ready: list[Member]) -> tuple[Lane, list[tuple[Member, float]]]:
+    def _pick(self, ready: list[Member]) -> tuple[Lane, list[tuple[Member, float]], str]:
         """Each model's batch (earliest deadlines first, sized by ``choose_batch_size``), and of
-        those the one to step now (``ordering.choose_candidate``)."""
+        those the one to step now (``ordering.choose_candidate``); or a background batch, when no
+        real-time stream is ready or background work is owed its share. The third item says which:
+        "realtime", "background" or "owed" (a background batch going before ready real-time work)."""
         now = self.clock.now()
-        by_lane: dict[int, list[Member]] = {}
         for m in ready:
             m.max_lag_ms = max(m.max_lag_ms, m.lag_ms(now))
+        realtime = [m for m in ready if not m.background]
+        background = [m for m in ready if m.background]
+        if background and (not realtime or self._background_owed(now)):
+            first = min(background, key=lambda m: (m.ready_since if m.ready_since is not None else now))
+            same = sorted((m for m in background if m.lane is first.lane),
+                          key=lambda m: m.ready_since if m.ready_since is not None else now)
+            cap = self.settings.max_batch_size or len(same)
+            return first.lane, [(m, float("inf")) for m in same[:cap]], ("owed" if realtime else "background")
+        by_lane: dict[int, list[Member]] = {}
+        for m in realtime:
             by_lane.setdefault(id(m.lane), []).append(m)
         batches, candidates = [], []
         for members in by_lane.values():
@@ -351,15 +379,32 @@ class Scheduler(SchedulerReport):
             batches.append((lane, batch))
             priority = max(m.session.stream.urgency().priority for m, _ in batch)
             candidates.append(Candidate(batch[0][1], priority, lane.step_time.predict(n)))
-        return batches[choose_candidate(candidates, now)]
+        lane, batch = batches[choose_candidate(candidates, now)]
+        return lane, batch, "realtime"
 
-    async def _step(self, lane: Lane, batch: list[tuple[Member, float]]) -> None:
+    def _background_owed(self, now: float) -> bool:
+        """Whether background streams got less than ``background_min_share`` of the stepping time of
+        the last busy window (so one of their batches goes before ready real-time work)."""
+        share = self.settings.background_min_share
+        if share is None:
+            return False
+        window_s = self.settings.degrade_busy_window_ms / 1000.0
+        bg = self._background.seconds(now, window_s)
+        rt = self._busy.seconds(now, window_s)
+        return bg < share * (bg + rt)
+
+    async def _step(self, lane: Lane, batch: list[tuple[Member, float]], kind: str = "realtime") -> None:
         streams = [m.session.begin_step() for m, _ in batch]  # input now staged until complete_step
         consumed_before = [m.stream.consumed_ms if m.audio else 0.0 for m, _ in batch]
         loop = asyncio.get_running_loop()
         seconds, failures = await loop.run_in_executor(self._executor, self._step_isolating, lane.model, streams)
         now = self.clock.now()
-        self._busy.observe(now - seconds, now)
+        if kind == "realtime":
+            self._busy.observe(now - seconds, now)
+        else:
+            self._background.observe(now - seconds, now)
+            if kind == "owed":
+                self._forced.observe(now - seconds, now)
         lane.observe_step(len(batch), seconds, failed=bool(failures))
         for listener in self._step_listeners:
             try:
@@ -429,11 +474,11 @@ class Scheduler(SchedulerReport):
 
     def _adjust_degradation(self, now: float) -> None:
         """Each model's ladder, on its own worst lag and the machine's busy fraction."""
-        ready = self._ready_members()
+        ready = [m for m in self._ready_members() if not m.background]  # background lag is no overload
         self._worst_lag_ms = max((m.lag_ms(now) for m in ready), default=0.0)
         self._busy_fraction = self._busy_fraction_at(now)
         for lane in self._lanes.values():
-            members = [m for m in self._members.values() if m.lane is lane]
+            members = [m for m in self._members.values() if m.lane is lane and not m.background]
             lane.worst_lag_ms = max((m.lag_ms(now) for m in ready if m.lane is lane), default=0.0)
             level = lane.controller.decide(lane.degradation.level, lane.degradation.max_level, lane.worst_lag_ms,
                                            now, len(members), self._busy_fraction)

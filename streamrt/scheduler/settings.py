@@ -40,6 +40,12 @@ class SchedulerSettings:
         busy at least this fraction of the last ``degrade_busy_window_ms`` makes the scheduler
         report itself saturated (``Scheduler.saturation``; servers refuse new sessions then), as
         does a stream waiting past ``latency_budget_ms`` (fraction, (0, 1]; ``None``: lag alone).
+    background_min_share: the least share of the stepping time (over the last
+        ``degrade_busy_window_ms``) that background streams (``Scheduler.add(..., background=True)``:
+        uploads, batch jobs) get while they have work and real-time streams are ready too; below it
+        a background batch goes before the real-time ones, so background work is never starved
+        (fraction, (0, 1)); ``None``: background streams step only when no real-time stream is
+        ready (they may wait forever under a steady real-time overload).
     """
 
     max_batch_size: int | None = 64
@@ -54,6 +60,7 @@ class SchedulerSettings:
     degrade_idle_fraction: float = 0.5
     degrade_busy_window_ms: float = 5000.0
     saturation_busy_fraction: float | None = 0.95
+    background_min_share: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.max_batch_size is not None and self.max_batch_size < 1:
@@ -85,5 +92,8 @@ class SchedulerSettings:
         if self.saturation_busy_fraction is not None and not 0 < self.saturation_busy_fraction <= 1:
             raise ConfigError(
                 f"saturation_busy_fraction must be in (0, 1] or None, got {self.saturation_busy_fraction}")
+        if self.background_min_share is not None and not 0 < self.background_min_share < 1:
+            raise ConfigError(
+                f"background_min_share must be in (0, 1) or None, got {self.background_min_share}")
         if self.degrade_busy_window_ms <= 0:
             raise ConfigError(f"degrade_busy_window_ms must be > 0 ms, got {self.degrade_busy_window_ms}")

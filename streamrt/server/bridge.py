@@ -66,7 +66,8 @@ class SessionBridge:
         s = self.proto.session
         if s is not None and self._session is None and not s.ended and self.proto.state != "closed":
             try:
-                self.scheduler.add(s, on_output=self.on_output)
+                req = self.proto.start_request
+                self.scheduler.add(s, on_output=self.on_output, background=req is not None and req.background)
             except StreamrtError as e:  # the scheduler is stopping
                 self.proto.abort(StreamrtError(e.message, code="shutting_down"))
                 self.stats.refused("shutting_down")

@@ -32,7 +32,8 @@ from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEven
 
 PROTOCOL_VERSION = 1
 CLIENT_TYPES = ("start", "stop")
-START_FIELDS = ("type", "sample_rate", "encoding", "channels", "task", "model", "policy", "policy_options", "language")
+START_FIELDS = ("type", "sample_rate", "encoding", "channels", "task", "model", "policy", "policy_options", "language",
+                "background")
 MODEL_OPTIONS = ("task", "policy", "policy_options", "language")
 # fatal session errors after which the model stream cannot flush: end with what is committed
 UNRECOVERABLE = ("model_error", "internal_error")
@@ -121,6 +122,7 @@ class StartRequest:
     channels: int = 1
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # task / policy / policy_options / language
+    background: bool = False  # batch work: stepped in real-time sessions' slack (Scheduler.add)
 
 
 def parse_start(msg: Mapping[str, Any], *, model_name: str | None = None) -> StartRequest:
@@ -152,8 +154,12 @@ def parse_start(msg: Mapping[str, Any], *, model_name: str | None = None) -> Sta
     model = msg.get("model")
     if model is not None and model_name is not None and model != model_name:
         raise ConfigError(f"start: model {show(model)} is not served here; this server serves {model_name!r}", code="unknown_model")
+    background = msg.get("background", False)
+    if not isinstance(background, bool):
+        raise ProtocolError(f"start: 'background' must be true or false, got {show(background)}", code="bad_start",
+                            fatal=True)
     options = {k: msg[k] for k in MODEL_OPTIONS if msg.get(k) is not None}
-    return StartRequest(sample_rate, encoding, channels, model, options)
+    return StartRequest(sample_rate, encoding, channels, model, options, background)
 
 
 class ServerProtocol:
@@ -255,6 +261,7 @@ class ServerProtocol:
                 "channels": req.channels,
                 "model_sample_rate": self.model.sample_rate,
                 "options": req.options,
+                "background": req.background,
                 "settings": self.model.describe() if isinstance(self.model, Describable) else {},
                 "limits": {
                     "max_message_bytes": self.settings.max_message_bytes,

@@ -2,9 +2,12 @@
 
 ``transcribe(hub, samples, options)`` makes a ``ServerProtocol`` as a WebSocket client would get,
 starts it at the model's rate, feeds the audio faster than real time but never more than
-``upload_ahead_s`` (nor ``max_buffered_audio_s``) ahead of the model, stops it and waits for ``end``.
-The session is registered with the hub like any other: it counts toward ``max_sessions``, its
-steps are batched with the live sessions' by the one scheduler, and a drain ends it.
+``upload_ahead_s`` (nor ``max_buffered_audio_s``) ahead of the model, stops it once the model has
+worked that backlog off (so the last step is no bigger than a live client's) and waits for ``end``.
+The session is registered with the hub like any other: it counts toward ``max_sessions``, the one
+scheduler steps it, and a drain ends it. It is *background* work unless ``options`` says
+``"background": False``: it steps in the live sessions' slack and never turns the degradation
+ladder up for them (``streamrt.scheduler``, "Background work").
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ async def transcribe(
     on_message: Callable[[dict], Awaitable[None]] | None = None,
 ) -> Transcript:
     """Transcribe mono float32 ``samples`` at ``hub.model.sample_rate``. ``options``: start fields
-    (policy, policy_options, language, task). ``on_message`` sees every protocol message (ready,
+    (policy, policy_options, language, task, background: default True). ``on_message`` sees every protocol message (ready,
     partial, commit, error, end) as it comes. Raises ``TranscriptionFailed`` (or the admission
     error) when the session could not run to ``end``."""
     refusal = hub.admit()
@@ -69,7 +72,8 @@ async def transcribe(
     bridge.start()
     try:
         rate = hub.model.sample_rate
-        proto.start({"type": "start", "sample_rate": rate, "encoding": "pcm_f32le", "channels": 1, **options})
+        proto.start({"type": "start", "sample_rate": rate, "encoding": "pcm_f32le", "channels": 1, "background": True,
+                     **options})
         bridge.after_input()
         if proto.session is not None:
             await _feed(proto, bridge, samples, rate, hub.settings)
@@ -107,3 +111,9 @@ async def _feed(proto, bridge: SessionBridge, samples: np.ndarray, rate: int, se
         proto.receive_binary(piece.astype("<f4", copy=False).tobytes())
         bridge.after_input()
         pos += len(piece)
+    # The end of input goes once the model has worked the backlog off (less than one step left), as
+    # a real-time client's does: sent with up to ahead_s of backlog, the stream's last step would
+    # read and decode it all at once, and at the ladder's long chunks AlignAtt lost the tail of the
+    # file that way (docs/benchmarks.md, "HTTP uploads").
+    while proto.state == "streaming" and (proto.session.in_step or proto.session.ready()):
+        await asyncio.sleep(POLL_S)

@@ -175,3 +175,18 @@ def test_limits_name_the_setting():
     conv.start_reply(GREEDY)
     with pytest.raises(InputError, match="stop_reply"):
         conv.truncate(1)
+
+
+def test_prompt_lookup_drafts_keep_greedy_tokens_in_fewer_steps():
+    page = "The lighthouse keeper wrote in his log every evening, even when nothing had happened."
+    ids = smollm2().chat_ids([{"role": "user", "content": f"Repeat exactly: {page}"}])
+    decoder = _decoder(draft_tokens=6)
+    conv = decoder.open()
+    conv.append(ids)
+    conv.start_reply(GREEDY)
+    reply, got, steps = conv.reply, [], 0
+    while conv.reply is not None:
+        got += decoder.step([conv])[0].tokens
+        steps += 1
+    assert got == _alone(ids)  # verification keeps exactly the greedy tokens
+    assert reply.accepted > 0 and steps < 1 + NEW  # prompt step + fewer than one step per token

@@ -36,3 +36,13 @@ def test_settings_are_checked():
         SamplingSettings(max_new_tokens=0)
     with pytest.raises(ConfigError, match="stop_strings"):
         SamplingSettings(stop_strings="x")
+
+
+def test_lookup_draft_follows_the_latest_earlier_match():
+    from streamrt.decoding.llm_sampling import lookup_draft
+
+    tokens = [5, 6, 7, 1, 2, 5, 6, 7, 3, 4, 9, 5, 6, 7]
+    assert lookup_draft(tokens, 3) == [3, 4, 9]  # the later of the two earlier "5 6 7"
+    assert lookup_draft(tokens, 1) == [3]
+    assert lookup_draft([1, 2, 3, 4], 3) == []  # no earlier match
+    assert lookup_draft(tokens, 0) == []

@@ -97,6 +97,29 @@ async def test_an_upload_and_a_live_session_share_the_scheduler(make_server):
     assert res.text == " ".join(WORDS_3S) and server.stats.sessions_started == 2
 
 
+async def test_an_upload_is_background_work_and_a_ws_client_may_opt_in(make_server):
+    """An upload runs as background work (stepped in the live sessions' slack, never driving the
+    degradation ladder) unless it says otherwise; a WebSocket client opts in with "background"."""
+    from streamrt.server.transcribe import transcribe
+
+    server = await make_server()
+    seen: list[bool] = []
+
+    async def on_message(msg: dict) -> None:
+        if msg["type"] == "commit":
+            seen.extend(s["background"] for s in server.scheduler.stats()["per_session"].values())
+
+    samples = np.zeros(16000 * 2, np.float32)
+    assert (await transcribe(server, samples, {}, on_message)).text == "w0 w1 w2 w3"
+    assert seen and all(seen)
+    seen.clear()
+    await transcribe(server, samples, {"background": False}, on_message)
+    assert seen and not any(seen)
+    async with connect(server.url + "/v1/stream") as ws:
+        await ws.send(json.dumps({**START, "background": True}))
+        assert json.loads(await ws.recv())["background"] is True
+
+
 @pytest.mark.parametrize(
     "settings, body, status, code, names",
     [

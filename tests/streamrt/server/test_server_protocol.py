@@ -90,6 +90,7 @@ def test_f32_stereo_44k_is_accepted_and_resampled():
         (json.dumps({**START, "policy": "nope"}), "unknown_policy", CloseCode.POLICY_VIOLATION),
         (json.dumps({**START, "policy": "wait-k", "policy_options": {"q": 1}}), "bad_policy_option", CloseCode.POLICY_VIOLATION),
         (json.dumps({**START, "policy_options": [1]}), "bad_start", CloseCode.POLICY_VIOLATION),
+        (json.dumps({**START, "background": "yes"}), "bad_start", CloseCode.POLICY_VIOLATION),
         (json.dumps({**START, "model": "large-v3"}), "unknown_model", CloseCode.POLICY_VIOLATION),
     ],
 )
