@@ -1,0 +1,235 @@
+"""A chat with the causal LM as a scheduler task: the user's (partial) transcript in, the reply out.
+
+    decoder = LlmDecoder.from_bundle(bundle, DecoderSettings(max_slots=8))
+    model = LlmConversationModel(bundle, decoder)          # shared: weights, KV cache, slots
+    sched.add_model(model, name="llm")
+    chat = StreamSession(model.create_stream(), clock)
+    sched.add(chat, model=model)
+    chat.receive(TextDelta("what is the capi"))             # an ASR partial: prefilled ahead
+    chat.receive(TextDelta("capital of France?", replace_from=8, end_of_turn=True))  # answer it
+
+Each stream holds one ``Conversation`` of the ``LlmDecoder`` (a KV-cache slot), taken at its first
+step and kept across turns. A ``TextDelta`` edits the pending user turn; the context becomes the
+chat template of the history plus that turn, set with ``Conversation.set_context`` so only the
+tokens after the longest common prefix are prefilled again (a revised partial re-reads its changed
+tail, a new turn only itself). ``end_of_turn`` starts the reply. ``step`` runs one
+``LlmDecoder.step`` over all given streams (one batched forward); each step's final reply text is
+committed as a unit positioned in reply tokens, with the token ids. Text arriving during a reply
+interrupts it (barge-in): the reply is cut to what was produced, as ``cancel`` and ``max_new_tokens``
+cut it, and the history keeps that.
+
+Threads: the scheduler steps in a worker thread while ``accept``/``cancel`` of other streams run on
+the event loop, so only ``step`` touches the decoder; a slot given up outside a step (``cancel``,
+end of input) is queued and closed at the start of the next step, before any slot is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+
+from streamrt.decoding.llm_batch import Conversation, LlmDecoder
+from streamrt.decoding.llm_sampling import SamplingSettings
+from streamrt.engine import StepResult, StreamBase, StreamInput, UnitDraft, Urgency
+from streamrt.errors import ConfigError, InputError, ModelStepError, StreamrtError
+from streamrt.types import TextDelta
+
+if TYPE_CHECKING:
+    from streamrt.models.llm.load import LlmBundle
+
+FIRST_TOKEN_PRIORITY = 1  # above ASR streams (0) while they have slack
+DECODE_PRIORITY = 0
+PREFILL_AHEAD_PRIORITY = -1  # reading a partial turn before it ends: only when nothing else waits
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    """first_token_budget_ms: a finished user turn's first reply token is due this long after it
+    became ready; token_budget_ms: each later token; prefill_ahead_budget_ms: prefilling a partial
+    turn before its end (None: the scheduler's ``latency_budget_ms``). sampling: how replies are
+    generated (``max_new_tokens`` caps each reply, in tokens). system_prompt: the chat's first
+    message (None: the model's template default)."""
+
+    first_token_budget_ms: float | None = 300.0
+    token_budget_ms: float | None = 1000.0
+    prefill_ahead_budget_ms: float | None = 2000.0
+    sampling: SamplingSettings = SamplingSettings(max_new_tokens=256)
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("first_token_budget_ms", "token_budget_ms", "prefill_ahead_budget_ms"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ConfigError(f"{name} must be > 0 ms or None, got {v!r}")
+
+
+OPTIONS = ("max_new_tokens", "system_prompt")
+
+
+class LlmConversationModel:
+    """Shared: the decoder (weights, KV cache, slots) and the chat template. ``create_stream``
+    options: ``max_new_tokens`` (tokens per reply), ``system_prompt``."""
+
+    def __init__(self, bundle: LlmBundle, decoder: LlmDecoder, settings: ConversationSettings = ConversationSettings()):
+        self.bundle = bundle
+        self.decoder = decoder
+        self.settings = settings
+        self._to_close: list[Conversation] = []  # given up outside a step; closed by the next one
+        self.steps = 0
+
+    def create_stream(self, options: Mapping[str, object] | None = None) -> LlmConversationStream:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown LLM conversation options {unknown}; known: {', '.join(OPTIONS)}")
+        settings = self.settings
+        if "max_new_tokens" in options:
+            settings = replace(settings, sampling=replace(settings.sampling, max_new_tokens=options["max_new_tokens"]))
+        if "system_prompt" in options:
+            settings = replace(settings, system_prompt=options["system_prompt"])
+        return LlmConversationStream(self, settings)
+
+    def release(self, conv: Conversation) -> None:
+        """Queue ``conv``'s slot to be freed at the next step boundary (safe during a step)."""
+        self._to_close.append(conv)
+
+    def step(self, streams: Sequence[LlmConversationStream]) -> None:
+        while self._to_close:
+            self.decoder.close(self._to_close.pop())
+        for s in streams:  # per-stream failures (no free slot, context too long) before any forward
+            try:
+                s._prepare()
+            except StreamrtError as exc:
+                err = ModelStepError(f"LLM conversation: {exc.message}")
+                err.stream = s
+                raise err from exc
+        self.steps += 1
+        outs = self.decoder.step([s.conv for s in streams])
+        for s, out in zip(streams, outs):
+            s._collect(out)
+
+
+class LlmConversationStream(StreamBase):
+    """One chat: its history, the pending user turn, its ``Conversation`` once it has a slot."""
+
+    input_kinds: ClassVar[frozenset[type]] = frozenset({TextDelta})
+
+    def __init__(self, model: LlmConversationModel, settings: ConversationSettings):
+        self.model = model
+        self.settings = settings
+        self.conv: Conversation | None = None
+        self.history: list[dict[str, str]] = (
+            [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt is not None else [])
+        self.text = ""  # all user input received (TextDelta positions count in it)
+        self._turn_start = 0  # where the pending user turn begins in ``text``
+        self._answer = False  # a finished turn waits for (or is in) its reply
+        self._replying = False  # the decoder's reply is running
+        self._reply_tokens: list[int] = []
+        self._reply_text = ""
+        self._dirty = False  # the context must be set again from the history and pending turn
+        self._finished = False
+        self._out: list[UnitDraft] = []
+        self._tokens: list[int] = []
+
+    # ---- input (between this stream's steps) ---------------------------------------------------
+    def accept(self, item: StreamInput) -> None:
+        if not isinstance(item, TextDelta):
+            return super().accept(item)
+        if item.replace_from is not None and item.replace_from < self._turn_start:
+            raise InputError(f"replace_from {item.replace_from} is inside a turn already answered "
+                             f"(it ends at character {self._turn_start})", code="bad_text")
+        text = item.apply(self.text)
+        if self._answer:
+            self._interrupt()  # the user speaks over the reply: it ends where it got to
+        self.text = text
+        self._dirty = True
+        if item.end_of_turn:
+            self._answer = True
+
+    def _interrupt(self) -> None:
+        if self._replying:
+            self.conv.stop_reply()
+            self._end_reply()
+        self._answer = False
+
+    def input_finished(self) -> None:
+        self._finished = True
+        if not self._answer and self.conv is not None:
+            self.model.release(self.conv)
+            self.conv = None
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.conv is not None:
+            if self._replying:
+                self.conv.stop_reply()
+                self._end_reply()
+            self.model.release(self.conv)
+            self.conv = None
+        self._answer = False
+
+    # ---- state ---------------------------------------------------------------------------------
+    def is_ready(self) -> bool:
+        if self.cancelled or (self._finished and not self._answer):
+            return False
+        if self._answer:
+            return True
+        # a partial turn to prefill ahead of its end (one token is kept back for the reply)
+        return (self._dirty and len(self.text) > self._turn_start) or (self.conv is not None and self.conv.pending > 1)
+
+    def is_done(self) -> bool:
+        return self.cancelled or (self._finished and not self._answer)
+
+    def urgency(self) -> Urgency:
+        if self._answer and not self._reply_tokens:
+            return Urgency(self.settings.first_token_budget_ms, FIRST_TOKEN_PRIORITY)
+        if self._answer:
+            return Urgency(self.settings.token_budget_ms, DECODE_PRIORITY)
+        return Urgency(self.settings.prefill_ahead_budget_ms, PREFILL_AHEAD_PRIORITY)
+
+    def pop_result(self) -> StepResult:
+        out = StepResult(self._out, None, self._tokens)
+        self._out, self._tokens = [], []
+        return out
+
+    # ---- inside model.step ---------------------------------------------------------------------
+    def _context(self) -> list[int]:
+        turn = self.text[self._turn_start:]
+        return self.model.bundle.chat_ids(self.history + [{"role": "user", "content": turn}],
+                                          add_generation_prompt=self._answer)
+
+    def _prepare(self) -> None:
+        """Take a slot, set the context, start the reply: what may fail for this stream alone."""
+        if self.conv is None:
+            self.conv = self.model.decoder.open()  # LimitExceeded names max_slots
+            self._dirty = True
+        if self._dirty and not self._replying:
+            self.conv.set_context(self._context())
+            self._dirty = False
+        if self._answer and not self._replying:
+            self.conv.start_reply(self.settings.sampling, self.model.decoder.end_tokens)
+            self._replying = True
+
+    def _collect(self, out) -> None:
+        if out.tokens:
+            at = len(self._reply_tokens)
+            self._reply_tokens += out.tokens
+            self._tokens += out.tokens
+            if out.text:
+                self._out.append(UnitDraft(out.text, float(at), float(len(self._reply_tokens)), float(at)))
+            self._reply_text += out.text
+        if out.finished is not None:
+            self._end_reply()
+            if self._finished:
+                self.model.decoder.close(self.conv)  # inside the step: free it now
+                self.conv = None
+
+    def _end_reply(self) -> None:
+        """The reply is over (finished, interrupted or cancelled): the turn and what was said join
+        the history; the next context re-reads them through the template (a cut reply is closed)."""
+        self.history += [{"role": "user", "content": self.text[self._turn_start:]},
+                         {"role": "assistant", "content": self._reply_text}]
+        self._turn_start = len(self.text)
+        self._answer = self._replying = False
+        self._reply_tokens, self._reply_text = [], ""
+        self._dirty = True

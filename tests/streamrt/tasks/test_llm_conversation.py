@@ -1,0 +1,148 @@
+"""The LLM conversation task on the packaged SmolLM2 (fp32, greedy, few tokens) through a real
+Scheduler in virtual time: the reply equals the decoder alone, beside an ASR model's sessions; a
+partial turn revised before its end answers as the final text sent once; a full decoder names
+max_slots; cancel mid-reply ends the chat with what it produced and frees its slot."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamrt.clock import ManualClock
+from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
+from streamrt.decoding.llm_sampling import SamplingSettings
+from streamrt.scheduler import Scheduler, SchedulerSettings
+from streamrt.session import Session
+from streamrt.stream_session import StepOutput, StreamSession
+from streamrt.tasks.llm_conversation import ConversationSettings, LlmConversationModel
+from streamrt.types import TextDelta
+from tests.streamrt.llm_model import smollm2, smollm2_lm
+from tests.streamrt.scheduler.sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
+
+pytestmark = pytest.mark.model
+
+NEW = 10
+GREEDY = SamplingSettings(max_new_tokens=NEW, end_tokens=())  # a fixed-length reply
+NO_WAIT = SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None)
+QUESTION = "What is the capital of France?"
+
+
+def _decoder(slots: int = 2) -> LlmDecoder:
+    return LlmDecoder.from_bundle(smollm2(), DecoderSettings(max_slots=slots, max_context_tokens=256), lm=smollm2_lm())
+
+
+def _alone(question: str, sampling: SamplingSettings = GREEDY) -> list[int]:
+    decoder = _decoder(1)
+    conv = decoder.open()
+    conv.append(smollm2().chat_ids([{"role": "user", "content": question}]))
+    conv.start_reply(sampling)
+    tokens = []
+    while conv.reply is not None:
+        tokens += decoder.step([conv])[0].tokens
+    return tokens
+
+
+def _setup(slots: int = 2, sampling: SamplingSettings = GREEDY):
+    clock = ManualClock()
+    asr = TimedCountingModel(clock, fixed_s=0.02)
+    llm = LlmConversationModel(smollm2(), _decoder(slots), ConversationSettings(sampling=sampling))
+    sched = Scheduler(asr, clock=clock, settings=NO_WAIT)
+    sched.add_model(llm, name="llm")
+    return clock, sched, asr, llm
+
+
+def _reply(rec: Recorder, sid: str) -> tuple[list[int], str]:
+    outs = [e.result for e in rec.events[sid] if isinstance(e, StepOutput)]
+    return [t for r in outs for t in r.tokens], "".join(u.text for r in outs for u in r.committed)
+
+
+def _chat(llm, clock, sid):
+    return StreamSession(llm.create_stream(), clock, session_id=sid)
+
+
+async def test_reply_beside_asr_sessions_equals_the_decoder_alone():
+    clock, sched, asr, llm = _setup()
+    rec = Recorder()
+    caption = Session(asr.create_stream(), clock, session_id="asr")
+    chat = _chat(llm, clock, "chat")
+    await sched.start()
+    sched.add(caption, rec)
+    sched.add(chat, rec, model=llm)
+    for k in range(10):  # 2 s of audio; the question ends at 0.4 s
+        await advance_to(sched, clock, k * 0.2)
+        caption.receive_audio(chunk(200))
+        sched.wake(caption)
+        if k == 2:
+            chat.receive(TextDelta(QUESTION, end_of_turn=True))
+            sched.wake(chat)
+    for s in (caption, chat):
+        s.receive_eof()
+        sched.wake(s)
+    await sched.wait_idle()
+    st = sched.stats()
+    await sched.stop()
+
+    tokens, text = _reply(rec, "chat")
+    assert tokens == _alone(QUESTION) and len(tokens) == NEW
+    assert text == smollm2().decode(tokens)
+    assert rec.committed_words("asr") == words_for(2000) and rec.ended("asr") and rec.ended("chat")
+    assert st["models"]["llm"]["steps"] == NEW  # one prefill step gives the first token, then one each
+
+
+async def test_a_partial_turn_revised_before_its_end_answers_as_the_final_text():
+    clock, sched, _, llm = _setup()
+    rec = Recorder()
+    chat = _chat(llm, clock, "chat")
+    await sched.start()
+    sched.add(chat, rec, model=llm)
+    chat.receive(TextDelta("What is the capital of Spain"))  # an ASR partial: prefilled ahead
+    sched.wake(chat)
+    await sched.wait_idle()
+    ahead = llm.steps
+    stream = chat.stream
+    cached_ahead = stream.conv.cached
+    chat.receive(TextDelta("France?", replace_from=len("What is the capital of "), end_of_turn=True))
+    chat.receive_eof()
+    sched.wake(chat)
+    await sched.wait_idle()
+    await sched.stop()
+
+    assert ahead == 1 and cached_ahead > 20  # the partial was read before the turn ended
+    assert _reply(rec, "chat")[0] == _alone(QUESTION)
+    assert rec.ended("chat")
+
+
+async def test_full_decoder_names_max_slots_and_cancel_mid_reply_frees_the_slot():
+    long = SamplingSettings(max_new_tokens=20, end_tokens=())
+    clock, sched, _, llm = _setup(slots=1, sampling=long)
+    rec = Recorder()
+    first, second = _chat(llm, clock, "first"), _chat(llm, clock, "second")
+
+    def cancel_early(session):
+        rec(session)
+        if session is first and len(_reply(rec, "first")[0]) >= 3:
+            sched.cancel(first)
+
+    await sched.start()
+    sched.add(first, cancel_early, model=llm)
+    sched.add(second, rec, model=llm)
+    first.receive(TextDelta(QUESTION, end_of_turn=True))
+    sched.wake(first)
+    await advance_to(sched, clock, 0.0)
+    second.receive(TextDelta("Hello!", end_of_turn=True))  # no slot left
+    sched.wake(second)
+    await sched.wait_idle()
+    errors = rec.errors("second")
+    assert len(errors) == 1 and "max_slots" in errors[0].message and "1" in errors[0].message
+
+    tokens, _ = _reply(rec, "first")
+    assert rec.ended("first") and 3 <= len(tokens) < 20
+    assert tokens == _alone(QUESTION, long)[: len(tokens)]  # cut to what was produced
+
+    third = _chat(llm, clock, "third")  # the one slot is free again
+    sched.add(third, rec, model=llm)
+    third.receive(TextDelta(QUESTION, end_of_turn=True))
+    third.receive_eof()
+    sched.wake(third)
+    await sched.wait_idle()
+    await sched.stop()
+    assert _reply(rec, "third")[0] == _alone(QUESTION, long) and rec.ended("third")
