@@ -139,17 +139,24 @@ class LlmConversationStream(StreamBase):
             raise InputError(f"replace_from {item.replace_from} is inside a turn already answered "
                              f"(it ends at character {self._turn_start})", code="bad_text")
         text = item.apply(self.text)
-        if self._answer:
-            self._interrupt()  # the user speaks over the reply: it ends where it got to
+        if self._answer:  # the user speaks over the reply (or before it began)
+            self._interrupt(keep=item.replace_from is None or item.replace_from >= len(self.text))
         self.text = text
         self._dirty = True
         if item.end_of_turn:
             self._answer = True
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, keep: bool) -> None:
+        """New words after the turn (``keep``): the reply ends where it got to and stays in the
+        history. A revision of the turn itself: the reply to the old words is forgotten (what was
+        already delivered stays delivered) and the revised turn is answered afresh at its end."""
         if self._replying:
             self.conv.stop_reply()
-            self._end_reply()
+            if keep:
+                self._end_reply()
+            else:
+                self._replying = False
+                self._reply_tokens, self._reply_text = [], ""
         self._answer = False
 
     def input_finished(self) -> None:

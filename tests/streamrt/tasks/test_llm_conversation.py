@@ -146,3 +146,32 @@ async def test_full_decoder_names_max_slots_and_cancel_mid_reply_frees_the_slot(
     await sched.wait_idle()
     await sched.stop()
     assert _reply(rec, "third")[0] == _alone(QUESTION, long) and rec.ended("third")
+
+
+async def test_a_second_turn_equals_the_whole_chat_prefilled_fresh():
+    clock, sched, _, llm = _setup()
+    rec = Recorder()
+    chat = _chat(llm, clock, "chat")
+    await sched.start()
+    sched.add(chat, rec, model=llm)
+    chat.receive(TextDelta(QUESTION, end_of_turn=True))
+    sched.wake(chat)
+    await sched.wait_idle()
+    first, first_text = _reply(rec, "chat")
+    rec.events["chat"].clear()
+    chat.receive(TextDelta(" And of Spain?", end_of_turn=True))
+    chat.receive_eof()
+    sched.wake(chat)
+    await sched.wait_idle()
+    await sched.stop()
+
+    history = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": first_text},
+               {"role": "user", "content": " And of Spain?"}]
+    decoder = _decoder(1)
+    conv = decoder.open()
+    conv.append(smollm2().chat_ids(history))
+    conv.start_reply(GREEDY)
+    expected = []
+    while conv.reply is not None:
+        expected += decoder.step([conv])[0].tokens
+    assert first == _alone(QUESTION) and _reply(rec, "chat")[0] == expected and rec.ended("chat")
