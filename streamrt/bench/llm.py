@@ -8,6 +8,9 @@ shared machine's load touches both alike:
 - ``ttft_ms``: the prompt's prefill to its first token (median of ``repeats``);
 - ``batched_tok_s``: ``batch`` conversations started together through the decoder's continuous
   batching, all their new tokens over the wall time from start to the last one's end (prefill in);
+- ``scheduler_batched_tok_s``: the same ``batch`` conversations as chat turns through a real
+  ``Scheduler`` (``streamrt.tasks.llm_conversation``, wall clock): what batching costs in the
+  scheduler's hands (turn re-templating, step planning, the event loop) beside ``batched_tok_s``;
 - ``reference_tok_s`` / ``reference_ttft_ms``: llama.cpp, one sequence, ``threads`` threads;
 - ``reference_batched_tok_s``: llama.cpp with ``batch`` parallel sequences, measured like ours;
 - ``greedy_matches_reference``: our float32 greedy tokens equal transformers' ``generate`` on
@@ -43,14 +46,55 @@ class LlmBenchSettings:
     draft_tokens: int | None = None  # prompt-lookup speculative decoding (None: off)
 
 
-def bench_prompt(bundle: Any, tokens: int, variant: int = 0) -> list[int]:
-    """A chat prompt of exactly ``tokens`` tokens (a log page, cut); ``variant`` changes its start."""
+def _request(variant: int) -> str:
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[2] / "data" / "llm_text.txt")
     page = text.read_text() if text.is_file() else QUESTION * 20
-    ids = bundle.chat_ids([{"role": "user", "content": f"Request {variant}. {QUESTION}\n\n{page * 3}"}])
-    return ids[:tokens]
+    return f"Request {variant}. {QUESTION}\n\n{page * 3}"
+
+
+def bench_prompt(bundle: Any, tokens: int, variant: int = 0) -> list[int]:
+    """A chat prompt of exactly ``tokens`` tokens (a log page, cut); ``variant`` changes its start."""
+    return bundle.chat_ids([{"role": "user", "content": _request(variant)}])[:tokens]
+
+
+def time_scheduler(bundle: Any, lm: Any, s: LlmBenchSettings, cache_bf16: bool = False,
+                   clock=time.perf_counter) -> dict[str, float]:
+    """``batch`` chat turns (the user text cut to about ``prompt_tokens`` tokens) through a Scheduler."""
+    import asyncio
+
+    from streamrt.clock import MonotonicClock
+    from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
+    from streamrt.decoding.llm_sampling import SamplingSettings
+    from streamrt.scheduler import Scheduler
+    from streamrt.stream_session import StepOutput, StreamSession
+    from streamrt.tasks.llm_conversation import ConversationSettings, LlmConversationModel
+    from streamrt.types import TextDelta
+
+    settings = DecoderSettings(max_slots=s.batch, max_context_tokens=s.prompt_tokens + s.new_tokens + 64,
+                               prefill_tokens_per_step=max(s.prompt_tokens, s.batch) + s.batch,
+                               cache_dtype="bfloat16" if cache_bf16 else "float32", draft_tokens=s.draft_tokens)
+    model = LlmConversationModel(bundle, LlmDecoder.from_bundle(bundle, settings, lm=lm), ConversationSettings(
+        sampling=SamplingSettings(max_new_tokens=s.new_tokens, end_tokens=())))
+    texts = [bundle.decode(bundle.encode(_request(i))[: max(s.prompt_tokens - 40, 8)]) for i in range(s.batch)]
+
+    async def run() -> float:
+        sched = Scheduler(model, clock=MonotonicClock())
+        await sched.start()
+        chats = [StreamSession(model.create_stream(), sched.clock) for _ in texts]
+        t0 = clock()
+        for chat, text in zip(chats, texts):
+            sched.add(chat)
+            chat.receive(TextDelta(text, end_of_turn=True))
+            chat.receive_eof()
+            sched.wake(chat)
+        await sched.wait_idle()
+        wall = clock() - t0
+        await sched.stop()
+        return sum(len(e.result.tokens) for c in chats for e in c.events() if isinstance(e, StepOutput)) / wall
+
+    return {"scheduler_batched_tok_s": round(asyncio.run(run()), 1)}
 
 
 def greedy_matches_transformers(bundle: Any, lm: Any) -> bool:
@@ -178,6 +222,7 @@ def run_llm_bench(s: LlmBenchSettings) -> dict[str, Any]:
                               "prompt_tokens": s.prompt_tokens, "new_tokens": s.new_tokens, "batch": s.batch}
     result["greedy_matches_reference"] = greedy_matches_transformers(bundle, CausalLM.from_hf(bundle.model))
     result.update(time_ours(bundle, lm, s, cache_bf16=precision.attention_dtype == torch.bfloat16))
+    result.update(time_scheduler(bundle, lm, s, cache_bf16=precision.attention_dtype == torch.bfloat16))
     if s.reference and bundle.gguf:
         prompts = [bench_prompt(bundle, s.prompt_tokens, i) for i in range(s.batch)]
         result.update(time_llama_cpp(bundle.gguf, prompts, s))
