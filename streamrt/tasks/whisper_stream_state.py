@@ -92,14 +92,14 @@ class WhisperStream(SampleCounts):
 
     # ---- step parts ----------------------------------------------------------------------------
     def take_features(self) -> tuple[torch.Tensor, bool]:
-        """Consume up to one chunk, or after the end of input everything left if it fits in the
-        window; return its new mel frames and whether this is the stream's last encoder step (the
-        one that takes the last received sample after the end of input)."""
-        # a backlog that does not fit (a client that sent far faster than real time, a stream that
-        # fell behind under load) is worked off one chunk per step, so the window never grows past
-        # max_window_s: the whole of it in one step went past the encoder's 1500 frames
+        """Consume up to one chunk; return its new mel frames and whether this is the stream's last
+        encoder step (the one that takes the last received sample after the end of input)."""
+        # a backlog (a client that sent far faster than real time, a stream that fell behind under
+        # load) is worked off one chunk per step, after the end of input too: the whole of it in one
+        # step went past the encoder's 1500 frames, and a last decode over seconds of new audio
+        # (chunk x4, 10 s backlog) hallucinated two_cities' last ~25 words
         left = self._received - self._consumed
-        taken = self._pop_samples(left if self._finished and self._fits(left) else min(self._chunk_samples(), left))
+        taken = self._pop_samples(min(self._chunk_samples(), left))
         self._consumed += len(taken)
         mel = self.features.accept(taken)
         last = False
@@ -114,13 +114,6 @@ class WhisperStream(SampleCounts):
             keep = int(self.model.settings.forced_keep_s * 1000.0 / enc.frame_ms)
             self._forced_trim(max(0, min(keep, limit_frames - new_frames)))
         return mel, last
-
-    def _fits(self, samples: int) -> bool:
-        """Whether ``samples`` more audio (and a frame of end-of-stream padding) fit in the window
-        without a forced trim."""
-        enc = self.model.encoder
-        frames = int(np.ceil(samples * 1000.0 / self.model.sample_rate / enc.frame_ms)) + 1
-        return self._window_frames() + frames <= self._max_window_frames()
 
     def _pop_samples(self, n: int) -> np.ndarray:
         if n <= 0:
