@@ -29,10 +29,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-from streamrt.clock import Clock
 from streamrt.engine import StreamingModel
 from streamrt.server.asgi import DROPPED_KEY, INVALID_TEXT_KEY, build_app
-from streamrt.server.hub import HandshakeGate, SessionHub
+from streamrt.server.hub import HandshakeGate, ListeningHub
 from streamrt.server.oversize import is_marker, parse_skipping_oversize
 from streamrt.server.settings import ServerSettings
 
@@ -158,34 +157,15 @@ class _Uvicorn(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-class AsgiServer(SessionHub):
-    """One shared model served over one port: WebSocket protocol, HTTP API, /healthz, /metrics, page.
+class AsgiServer(ListeningHub):
+    """One shared model served over one port: WebSocket protocol, HTTP API, /healthz, /metrics, page
+    (``ListeningHub``)."""
 
-    ``scheduler``: see ``SessionHub``. ``port=0`` picks a free port (read ``server.port`` after
-    ``start()``).
-    """
-
-    def __init__(
-        self,
-        model: StreamingModel,
-        *,
-        settings: ServerSettings = ServerSettings(),
-        scheduler=None,
-        clock: Clock | None = None,
-        host: str = "127.0.0.1",
-        port: int = 8765,
-    ):
-        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock)
-        self.host = host
-        self.port = port
-        self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
+    def __init__(self, model: StreamingModel, **kwargs):
+        super().__init__(model, **kwargs)
         self.app = build_app(self)
         self._uvicorn: _Uvicorn | None = None
         self._task: asyncio.Task | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
 
     async def start(self) -> None:
         """Listen (OSError if the address is taken), start the scheduler, serve."""
@@ -226,10 +206,3 @@ class AsgiServer(SessionHub):
         await self._task
         self._sock.close()
         self._task = None
-
-    async def __aenter__(self) -> "AsgiServer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()

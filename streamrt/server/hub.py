@@ -288,3 +288,49 @@ async def receive_loop(recv: Receive, proto: ServerProtocol, bridge: SessionBrid
         else:
             proto.receive_binary(data)
         bridge.after_input()
+
+
+class ListeningHub(SessionHub):
+    """A ``SessionHub`` that listens on ``host:port``: what the built-in transports
+    (``asgi_server.AsgiServer``, ``ws.StreamServer``) share. ``port=0`` picks a free port (read
+    ``server.port`` after ``start()``). A subclass implements ``start`` (listen, start the
+    scheduler) and ``stop`` (drain while listening, then stop listening)."""
+
+    def __init__(
+        self,
+        model: StreamingModel,
+        *,
+        settings: ServerSettings = ServerSettings(),
+        scheduler: Scheduler | None = None,
+        clock: Clock | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+    ):
+        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock)
+        self.host = host
+        self.port = port
+        self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await self.stop()

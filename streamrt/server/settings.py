@@ -18,9 +18,6 @@ class ServerSettings:
     max_message_bytes: largest client message (text or binary) the protocol accepts; a larger one
         gets ``error`` ``message_too_big``, ``end`` and close 1009. Both built-in transports skip
         such a message unread (``streamrt.server.oversize``), so this holds whatever its size.
-    hard_message_factor: a transport that must hold a whole message before the protocol sees it
-        would drop anything over this multiple of max_message_bytes itself (close 1009, no
-        ``error``), to bound its memory (>= 1); neither built-in transport needs it now.
     max_sessions: concurrent WebSocket/WebRTC sessions; past it a new client gets ``error``
         ``server_busy`` and close 1013 (try again later).
     refuse_when_saturated: a new client also gets ``server_busy`` and 1013 while the scheduler
@@ -66,7 +63,6 @@ class ServerSettings:
     """
 
     max_message_bytes: int | None = 1 << 20
-    hard_message_factor: float = 2.0
     max_sessions: int | None = 64
     refuse_when_saturated: bool = True
     max_buffered_audio_s: float | None = 30.0
@@ -99,8 +95,6 @@ class ServerSettings:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")
         if self.upload_ahead_s <= 0:
             raise ValueError(f"upload_ahead_s must be > 0, got {self.upload_ahead_s}")
-        if self.hard_message_factor < 1:
-            raise ValueError(f"hard_message_factor must be >= 1, got {self.hard_message_factor}")
         if self.write_buffer_low_bytes > self.write_buffer_high_bytes:
             raise ValueError(
                 f"write_buffer_low_bytes ({self.write_buffer_low_bytes}) is above "
@@ -111,8 +105,3 @@ class ServerSettings:
     def session_limits(self) -> SessionLimits:
         return SessionLimits(max_buffered_audio_s=self.max_buffered_audio_s, max_stream_s=self.max_stream_s)
 
-    @property
-    def hard_message_bytes(self) -> int | None:
-        if self.max_message_bytes is None:
-            return None
-        return int(self.max_message_bytes * self.hard_message_factor)

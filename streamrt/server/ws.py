@@ -12,12 +12,10 @@ model steps run through the scheduler, which batches the steps of all sessions.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -25,17 +23,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from streamrt.clock import Clock
 from streamrt.engine import StreamingModel
-from streamrt.errors import StreamrtError
 from streamrt.server.http import make_process_request
-from streamrt.server.hub import Dropped, HandshakeGate, SessionHub
+from streamrt.server.hub import Dropped, HandshakeGate, ListeningHub
 from streamrt.server.oversize import is_marker, parse_skipping_oversize
 from streamrt.server.protocol import CloseCode, error_message
-from streamrt.server.settings import ServerSettings
-
-if TYPE_CHECKING:
-    from streamrt.scheduler import Scheduler
 
 log = logging.getLogger("streamrt.server")
 
@@ -99,32 +91,12 @@ class StreamConnection(ServerConnection):
         return (is_text, data) if dropped is None else Dropped(dropped)
 
 
-class StreamServer(SessionHub):
-    """One shared model served to many concurrent sessions over websockets.
+class StreamServer(ListeningHub):
+    """One shared model served to many concurrent sessions over websockets (``ListeningHub``)."""
 
-    ``scheduler``: see ``SessionHub``. ``port=0`` picks a free port (read ``server.port`` after
-    ``start()``).
-    """
-
-    def __init__(
-        self,
-        model: StreamingModel,
-        *,
-        settings: ServerSettings = ServerSettings(),
-        scheduler: "Scheduler | None" = None,
-        clock: Clock | None = None,
-        host: str = "127.0.0.1",
-        port: int = 8765,
-    ):
-        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock)
-        self.host = host
-        self.port = port
+    def __init__(self, model: StreamingModel, **kwargs):
+        super().__init__(model, **kwargs)
         self._server: Server | None = None
-        self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -162,20 +134,6 @@ class StreamServer(SessionHub):
         await self._server.wait_closed()
         await self.stop_sessions()
         self._server = None
-
-    async def __aenter__(self) -> "StreamServer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
-
-    async def serve_forever(self) -> None:
-        await self.start()
-        try:
-            await asyncio.Future()
-        finally:
-            await self.stop()
 
     # ---- connections ---------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:

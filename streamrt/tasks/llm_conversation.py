@@ -100,6 +100,7 @@ class LlmConversationModel:
             try:
                 s._prepare()
             except StreamrtError as exc:
+                s._drop()  # the session fails: give back what it took
                 err = ModelStepError(f"LLM conversation: {exc.message}")
                 err.stream = s
                 raise err from exc
@@ -216,6 +217,15 @@ class LlmConversationStream(StreamBase):
         if self._answer and not self._replying:
             self.conv.start_reply(self.settings.sampling, self.model.decoder.end_tokens)
             self._replying = True
+
+    def _drop(self) -> None:
+        """Inside a step, after this stream's preparation failed: close its slot, do no more."""
+        self.cancelled = True
+        self._answer = self._replying = False
+        if self.conv is not None:
+            self.conv.stop_reply()
+            self.model.decoder.close(self.conv)
+            self.conv = None
 
     def _collect(self, out) -> None:
         if out.tokens:

@@ -175,3 +175,24 @@ async def test_a_second_turn_equals_the_whole_chat_prefilled_fresh():
     while conv.reply is not None:
         expected += decoder.step([conv])[0].tokens
     assert first == _alone(QUESTION) and _reply(rec, "chat")[0] == expected and rec.ended("chat")
+
+
+async def test_a_turn_past_max_context_tokens_fails_that_chat_and_gives_its_slot_back():
+    clock, sched, _, llm = _setup(slots=1)
+    rec = Recorder()
+    long, short = _chat(llm, clock, "long"), _chat(llm, clock, "short")
+    await sched.start()
+    sched.add(long, rec, model=llm)
+    long.receive(TextDelta("word " * 400, end_of_turn=True))  # > 256 tokens of context
+    sched.wake(long)
+    await sched.wait_idle()
+    errors = rec.errors("long")
+    assert len(errors) == 1 and "max_context_tokens" in errors[0].message and "256" in errors[0].message
+
+    sched.add(short, rec, model=llm)  # the one slot is free again
+    short.receive(TextDelta(QUESTION, end_of_turn=True))
+    short.receive_eof()
+    sched.wake(short)
+    await sched.wait_idle()
+    await sched.stop()
+    assert _reply(rec, "short")[0] == _alone(QUESTION) and rec.ended("short")
