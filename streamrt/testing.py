@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from streamrt.engine import SampleCounts, StepResult, StreamBase, StreamInput, UnitDraft, Urgency
-from streamrt.errors import InputError, ModelStepError
+from streamrt.errors import ModelStepError
 from streamrt.types import TextDelta
 
 
@@ -119,10 +119,7 @@ class EchoTextStream(StreamBase):
     def accept(self, item: StreamInput) -> None:
         if not isinstance(item, TextDelta):
             return super().accept(item)
-        if item.replace_from is not None and item.replace_from < self._turn_start:
-            raise InputError(f"replace_from {item.replace_from} is inside a turn already answered "
-                             f"(it ends at character {self._turn_start})", code="bad_text")
-        self.text = item.apply(self.text)
+        self.text = item.apply(self.text, answered_to=self._turn_start)
         if item.end_of_turn:
             if self.made == len(self._reply):
                 self._answer_start = len(self._reply)

@@ -59,11 +59,15 @@ class TextDelta:
             raise InputError(f"TextDelta.replace_from must be an int >= 0 (characters) or None, got "
                              f"{self.replace_from!r}", code="bad_text")
 
-    def apply(self, current: str) -> str:
+    def apply(self, current: str, answered_to: int = 0) -> str:
         """The text after this delta; InputError (``bad_text``) when ``replace_from`` is past the
-        current end (the input text is left as it was)."""
+        current end, or before ``answered_to`` (where the turn not yet answered starts: text the
+        model has answered is never rewritten). The input text is left as it was on error."""
         if self.replace_from is None:
             return current + self.text
+        if self.replace_from < answered_to:
+            raise InputError(f"replace_from {self.replace_from} is inside a turn already answered "
+                             f"(it ends at character {answered_to})", code="bad_text")
         if self.replace_from > len(current):
             raise InputError(
                 f"TextDelta.replace_from is {self.replace_from}, past the end of the {len(current)} "

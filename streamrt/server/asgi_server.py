@@ -50,11 +50,8 @@ class GatedH11Protocol(H11Protocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._in_handshake = self._gate.enter()
-        if not self._in_handshake:  # answered before the request is read (HTTP allows it)
-            transport.write(self._gate.refusal())
-            transport.close()
-        elif self._timeout_s is not None:
+        self._in_handshake = self._gate.admit(transport)
+        if self._in_handshake and self._timeout_s is not None:
             self._timer = self.loop.call_later(self._timeout_s, self._handshake_timeout)
 
     def data_received(self, data: bytes) -> None:

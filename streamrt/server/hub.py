@@ -54,6 +54,15 @@ class HandshakeGate:
         self.open += 1
         return True
 
+    def admit(self, transport) -> bool:
+        """``enter()`` for a connection just made; past the limit, answer it 503 (``refusal()``,
+        before the request is read: HTTP allows it) and close its ``transport``."""
+        if self.enter():
+            return True
+        transport.write(self.refusal())
+        transport.close()
+        return False
+
     def leave(self) -> None:
         self.open -= 1
 

@@ -53,10 +53,7 @@ class StreamConnection(ServerConnection):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._in_handshake = self._gate.enter()
-        if not self._in_handshake:  # answered before the request is read (HTTP allows it)
-            transport.write(self._gate.refusal())
-            transport.close()
+        self._in_handshake = self._gate.admit(transport)
 
     async def handshake(self, *args, **kwargs) -> None:
         try:

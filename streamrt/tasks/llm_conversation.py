@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 from streamrt.decoding.llm_batch import Conversation, LlmDecoder
 from streamrt.decoding.llm_sampling import SamplingSettings
 from streamrt.engine import StepResult, StreamBase, StreamInput, UnitDraft, Urgency
-from streamrt.errors import ConfigError, InputError, ModelStepError, StreamrtError
+from streamrt.errors import ConfigError, ModelStepError, StreamrtError
 from streamrt.types import TextDelta
 
 if TYPE_CHECKING:
@@ -136,10 +136,7 @@ class LlmConversationStream(StreamBase):
     def accept(self, item: StreamInput) -> None:
         if not isinstance(item, TextDelta):
             return super().accept(item)
-        if item.replace_from is not None and item.replace_from < self._turn_start:
-            raise InputError(f"replace_from {item.replace_from} is inside a turn already answered "
-                             f"(it ends at character {self._turn_start})", code="bad_text")
-        text = item.apply(self.text)
+        text = item.apply(self.text, answered_to=self._turn_start)
         if self._answer:  # the user speaks over the reply (or before it began)
             self._interrupt(keep=item.replace_from is None or item.replace_from >= len(self.text))
         self.text = text
