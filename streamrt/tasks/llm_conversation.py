@@ -18,6 +18,11 @@ committed as a unit positioned in reply tokens, with the token ids. Text arrivin
 interrupts it (barge-in): the reply is cut to what was produced, as ``cancel`` and ``max_new_tokens``
 cut it, and the history keeps that.
 
+Degradation: when the decoder's model was quantized with FlexiQ (``build_lm(bundle, "flexiq")``), the
+model offers the scheduler's ``PrecisionKnob`` protocol (``low_precision_fraction`` /
+``set_low_precision_fraction``), so the LLM lane's ladder raises the share of int4 channels under load
+and lowers it when load falls, as it does for Whisper. Other precisions offer no knob (empty ladder).
+
 Threads: the scheduler steps in a worker thread while ``accept``/``cancel`` of other streams run on
 the event loop, so only ``step`` touches the decoder; a slot given up outside a step (``cancel``,
 end of input) is queued and closed at the start of the next step, before any slot is taken.
@@ -32,6 +37,7 @@ from streamrt.decoding.llm_batch import Conversation, LlmDecoder
 from streamrt.decoding.llm_sampling import SamplingSettings
 from streamrt.engine import StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ConfigError, ModelStepError, StreamrtError
+from streamrt.quant.flexiq import PrecisionKnob
 from streamrt.types import TextDelta
 
 if TYPE_CHECKING:
@@ -68,7 +74,11 @@ OPTIONS = ("max_new_tokens", "system_prompt")
 
 class LlmConversationModel:
     """Shared: the decoder (weights, KV cache, slots) and the chat template. ``create_stream``
-    options: ``max_new_tokens`` (tokens per reply), ``system_prompt``."""
+    options: ``max_new_tokens`` (tokens per reply), ``system_prompt``.
+
+    ``precision_knob``: the FlexiQ layers of ``decoder.lm`` as one knob, or None when it has none.
+    With one, the model offers ``set_low_precision_fraction(f)`` (the scheduler's ``PrecisionKnob``
+    protocol; call it between steps only)."""
 
     def __init__(self, bundle: LlmBundle, decoder: LlmDecoder, settings: ConversationSettings = ConversationSettings()):
         self.bundle = bundle
@@ -76,6 +86,18 @@ class LlmConversationModel:
         self.settings = settings
         self._to_close: list[Conversation] = []  # given up outside a step; closed by the next one
         self.steps = 0
+        self.precision_knob = PrecisionKnob.find(decoder.lm)
+        if self.precision_knob is not None:
+            # only a FlexiQ model offers the knob, so the scheduler's ladder only has it then
+            self.set_low_precision_fraction = self._set_low_precision_fraction
+
+    @property
+    def low_precision_fraction(self) -> float:
+        """The share of the LLM's FlexiQ channels in int4 now (0 without a knob)."""
+        return 0.0 if self.precision_knob is None else float(self.precision_knob.fraction)
+
+    def _set_low_precision_fraction(self, fraction: float) -> None:
+        self.precision_knob.set(fraction)
 
     def create_stream(self, options: Mapping[str, object] | None = None) -> LlmConversationStream:
         options = dict(options or {})
