@@ -83,6 +83,8 @@ class SessionHub:
 
     ``scheduler``: a ``streamrt.scheduler.Scheduler`` serving ``model`` (possibly beside other
     models); by default one is created for ``model`` and owned (started and stopped) by the hub.
+    ``video_model``: scores the camera frames of sessions started with ``"video": true`` (a
+    ``streamrt.tasks.lips.LipActivityModel``), on the same scheduler (added to it at start).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class SessionHub:
         settings: ServerSettings = ServerSettings(),
         scheduler: Scheduler | None = None,
         clock: Clock | None = None,
+        video_model: StreamingModel | None = None,
     ):
         self.model = model
+        self.video_model = video_model
         self.settings = settings
         self.clock = clock or MonotonicClock()
         self._scheduler = scheduler
@@ -118,6 +122,8 @@ class SessionHub:
         """Start the scheduler (when owned) and admit sessions."""
         if self._scheduler is None:
             self._scheduler = Scheduler(self.model, clock=self.clock)
+        if self.video_model is not None and self.video_model not in self._scheduler.models:
+            self._scheduler.add_model(self.video_model, name="lips")
         if self._owns_scheduler:
             await self._scheduler.start()
         if not self._listening:
@@ -179,7 +185,7 @@ class SessionHub:
         return None
 
     def new_protocol(self) -> ServerProtocol:
-        return ServerProtocol(self.model, self.clock, self.settings)
+        return ServerProtocol(self.model, self.clock, self.settings, video_model=self.video_model)
 
     def register(self, bridge: SessionBridge) -> None:
         self._bridges.add(bridge)
@@ -314,8 +320,9 @@ class ListeningHub(SessionHub):
         clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 8765,
+        video_model: StreamingModel | None = None,
     ):
-        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock)
+        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock, video_model=video_model)
         self.host = host
         self.port = port
         self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)
