@@ -30,7 +30,7 @@ from typing import ClassVar, Mapping, Protocol, Sequence, Union, runtime_checkab
 import numpy as np
 
 from streamrt.errors import InputError
-from streamrt.types import AudioChunk, TextDelta, VideoFrame
+from streamrt.types import AudioChunk, LipActivity, TextDelta, VideoFrame
 
 StreamInput = Union[AudioChunk, TextDelta, VideoFrame]
 """What a stream accepts (``ModelStream.accept``)."""
@@ -56,13 +56,15 @@ class StepResult:
 
     committed: units committed (never retracted); partial: the current uncommitted text, None when
     unchanged since the last pop; tokens: token ids generated (a text decoder); audio: samples
-    generated, mono float32 at the model's output rate (a TTS), None when none.
+    generated, mono float32 at the model's output rate (a TTS), None when none; lips: one
+    ``LipActivity`` per video frame scored (a visual encoder), in frame order.
     """
 
     committed: list[UnitDraft] = field(default_factory=list)
     partial: str | None = None
     tokens: list[int] = field(default_factory=list)
     audio: np.ndarray | None = None
+    lips: list[LipActivity] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
