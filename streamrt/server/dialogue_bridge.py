@@ -3,7 +3,8 @@
 The transport feeds client input to the protocol and calls ``after_input()``; a ticker calls
 ``proto.tick()`` every ``dialogue_tick_ms`` (the session paces the agent's audio by its clock, so
 audio comes out between client messages too); a sender task drains the bounded send queue (JSON
-objects as text, agent audio as binary) and finally closes the link. A client that stops reading
+objects as text, agent audio as binary) and finally closes the link. A link that buffers the agent's
+audio itself (the WebRTC track) gives ``drop_audio``, called as ``interrupted`` goes out. A client that stops reading
 fills the queue; past ``send_queue_high_water`` messages it is closed with 1008 ``slow_client``.
 """
 
@@ -32,8 +33,10 @@ class DialogueBridge:
         send_text: Callable[[str], Awaitable[None]],
         send_bytes: Callable[[bytes], Awaitable[None]],
         close: Callable[[int, str], Awaitable[None]],
+        drop_audio: Callable[[], None] | None = None,
     ):
         self.proto = proto
+        self._drop_audio = drop_audio  # a link that buffers agent audio itself (a WebRTC track)
         self.settings = settings
         self.stats = stats
         self._send_text = send_text
@@ -144,6 +147,8 @@ class DialogueBridge:
                         await self._send_bytes(msg)
                     else:
                         await self._send_text(json.dumps(msg, separators=(",", ":")))
+                        if msg["type"] == "interrupted" and self._drop_audio is not None:
+                            self._drop_audio()  # the audio before it is stale: drop what the link holds
                 if self.proto.close is not None:
                     await self._close(*self.proto.close)
                     return

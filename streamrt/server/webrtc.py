@@ -11,8 +11,10 @@ WebSocket messages; ``ready``/``partial``/``commit``/``error``/``end`` (and ``li
 JSON text on the data channel. A camera track too, with ``"video": true`` in the start fields: its
 frames go to the session's lip-activity stream (``ServerProtocol.receive_video``), each stamped on
 the audio's media clock: the first frame at the audio received when it arrives, later ones by their
-own capture times (RTP) after it; frames over ``max_video_frame_pixels`` are scaled down to fit. ``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of
-the track stops the session. No ICE servers are used: host candidates only (LAN / localhost).
+own capture times (RTP) after it; frames over ``max_video_frame_pixels`` are scaled down to fit.
+``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of the track
+stops the session. No ICE servers are used: host candidates only (LAN / localhost).
+An offer with ``"agent": true`` is a voice-agent dialogue instead (``streamrt.server.webrtc_dialogue``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ TRACK_RATE_HZ = 16000  # what the decoded track is resampled to before the sessi
 OFFER_TIMEOUT_S = 10.0
 
 
-async def _refuse(ws: ServerConnection, code: str, message: str) -> None:
+async def refuse(ws: ServerConnection, code: str, message: str) -> None:
     try:
         await ws.send(json.dumps(error_message(code, message, True)))
         await ws.close(close_code_for(code), code)
@@ -43,7 +45,7 @@ async def _refuse(ws: ServerConnection, code: str, message: str) -> None:
         pass
 
 
-def _parse_offer(raw) -> tuple[str, dict]:
+def _parse_offer(raw) -> tuple[str, dict, bool]:
     if not isinstance(raw, str):
         raise ProtocolError("the first /v1/webrtc message must be JSON text (an offer)", code="bad_message", fatal=True)
     try:
@@ -55,7 +57,9 @@ def _parse_offer(raw) -> tuple[str, dict]:
     start = msg.get("start") or {}
     if not isinstance(start, dict):
         raise ProtocolError("'start' must be an object of start fields", code="bad_start", fatal=True)
-    return msg["sdp"], start
+    if not isinstance(msg.get("agent", False), bool):
+        raise ProtocolError(f"'agent' must be true or false, got {msg['agent']!r}"[:120], code="bad_message", fatal=True)
+    return msg["sdp"], start, msg.get("agent", False)
 
 
 async def handle_webrtc_signalling(server, ws: ServerConnection, release_admission=lambda: None) -> None:
@@ -64,14 +68,19 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
     try:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     except ImportError:
-        await _refuse(ws, "bad_config", "this server has no WebRTC support (pip install 'streamrt[webrtc]')")
+        await refuse(ws, "bad_config", "this server has no WebRTC support (pip install 'streamrt[webrtc]')")
         return
     try:
-        sdp, start = _parse_offer(await asyncio.wait_for(ws.recv(), OFFER_TIMEOUT_S))
+        sdp, start, agent = _parse_offer(await asyncio.wait_for(ws.recv(), OFFER_TIMEOUT_S))
     except (TimeoutError, ConnectionClosed):
         return
     except ProtocolError as e:
-        await _refuse(ws, e.code, e.message)
+        await refuse(ws, e.code, e.message)
+        return
+    if agent:  # the voice agent: its own protocol, the agent's voice as an outgoing track
+        from streamrt.server.webrtc_dialogue import handle_dialogue_webrtc
+
+        await handle_dialogue_webrtc(server, ws, sdp, start, release_admission)
         return
 
     proto: ServerProtocol = server.new_protocol()
@@ -83,7 +92,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
         return
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    link = _DataChannelLink(pc, ws, server.settings.write_buffer_high_bytes)
+    link = DataChannelLink(pc, ws, server.settings.write_buffer_high_bytes)
     bridge = SessionBridge(proto, server.scheduler, server.settings, server.stats, link.send, link.close)
     server.register(bridge)
     release_admission()
@@ -122,7 +131,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
         pass
     except Exception as e:  # a bad SDP, ICE failure...: this session only
         log.warning("webrtc session failed: %r", e)
-        await _refuse(ws, "bad_message", f"cannot use this offer: {type(e).__name__}: {e}")
+        await refuse(ws, "bad_message", f"cannot use this offer: {type(e).__name__}: {e}")
     finally:
         if proto.state != "closed":
             bridge.connection_lost()
@@ -196,7 +205,7 @@ async def _feed_video_track(track, proto: ServerProtocol, bridge: SessionBridge,
         bridge.after_input()
 
 
-class _DataChannelLink:
+class DataChannelLink:
     """send/close for the bridge over the data channel, with the channel's buffer as backpressure."""
 
     def __init__(self, pc, ws: ServerConnection, high_water_bytes: int):

@@ -51,3 +51,30 @@ async def test_a_server_without_an_agent_refuses_naming_why():
         await server.stop()
     assert err["code"] == "dialogue_unavailable" and "no voice agent" in err["message"]
     assert ws.close_code == 1008
+
+
+async def test_webrtc_dialogue_the_agents_voice_comes_back_as_a_track(tmp_path):
+    pytest.importorskip("aiortc")
+    import soundfile as sf
+
+    from streamrt.clients.webrtc_client import talk_webrtc
+
+    wav = tmp_path / "question.wav"
+    t = np.arange(48000) / 48000
+    sf.write(wav, np.concatenate([0.4 * np.sin(2 * np.pi * 220 * t), np.zeros(48000)]).astype(np.float32), 48000)
+    server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"), port=0,
+                                  agent=ToneAgent(pause_ms=300, answer_ms=500))
+    await server.start()
+    try:
+        result, voice = await talk_webrtc(server.url, wav, end_timeout_s=10)
+    finally:
+        await server.stop()
+    kinds = [m["type"] for m in result.messages]
+    assert kinds[0] == "ready" and result.ready["output_sample_rate"] == 24000
+    assert kinds[1:] == ["user_commit", "agent_turn_start", "agent_text", "agent_turn_end", "end"]
+    # the 500 ms answer tone (440 Hz) is heard on the track, through Opus; silence around it
+    window = 4800
+    rms = [float(np.sqrt(np.mean(voice[i:i + window] ** 2))) for i in range(0, len(voice) - window, window)]
+    loud = sum(r > 0.1 for r in rms)
+    assert 3 <= loud <= 7, rms  # ~5 windows of 100 ms
+    assert result.close_code == 1000
