@@ -41,6 +41,29 @@ class VideoFrame:
 
 
 @dataclass(frozen=True)
+class LipActivity:
+    """Lip activity at one video frame (``streamrt.tasks.lips``), at ``time_ms`` of media.
+
+    score: 0 (still lips) .. 1 (lips moving as in speech), None when unknown; active: the score
+    is at or past the model's threshold, None when unknown. Unknown means no face in this frame,
+    or too few frames with a face in the model's window: it is not "still"."""
+
+    time_ms: float
+    score: float | None
+    active: bool | None
+    opening: float | None = None  # this frame's mouth opening (inner-lip gap / mouth width)
+
+    @property
+    def state(self) -> Literal["active", "still", "unknown"]:
+        return "unknown" if self.active is None else ("active" if self.active else "still")
+
+    def to_json(self) -> dict:
+        return {"time_ms": round(self.time_ms, 1), "state": self.state,
+                "score": None if self.score is None else round(self.score, 3),
+                "opening": None if self.opening is None else round(self.opening, 4)}
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """Text for a text-input stream (an LLM conversation): the stream's current text becomes
     ``text[:replace_from] + self.text``. ``replace_from`` None appends at the end; a position

@@ -73,6 +73,12 @@ def _register_llm(app: typer.Typer) -> None:
     llm_quality.register(app)
 
 
+def _register_lips(app: typer.Typer) -> None:
+    from streamrt.bench import lips
+
+    lips.register(app)
+
+
 def _register_quant_wer(app: typer.Typer) -> None:
     @app.command("quant-wer")
     def quant_wer_cmd(
@@ -140,6 +146,9 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
     # the LLM beside llama.cpp on the same GGUF (docs/benchmarks.md "LLM"), and its quality per scheme
     ("llm.json", ["bench", "llm", "--format", "json"]),
     ("llm-quality.jsonl", ["bench", "llm-quality"]),
+    # lip activity on the animated astronaut (docs/benchmarks.md "Lip activity"), even and uneven frame times
+    ("lips.json", ["bench", "lips"]),
+    ("lips-jitter.json", ["bench", "lips", "--jitter-ms", "20"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
     # every preset's WER and latency, as served (docs/benchmarks.md "Presets"), on both data sets
@@ -187,7 +196,7 @@ def _register_all(app: typer.Typer) -> None:
 
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [
     _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_llm,
-    _register_all,
+    _register_lips, _register_all,
 ]
 
 

@@ -74,6 +74,8 @@ class AgentSession(Protocol):
     @property
     def ended(self) -> bool: ...
 
+    def close(self) -> None: ...
+
 
 class Stepper(Protocol):
     """The scheduler the session's models run on, as the runner waits on it."""
@@ -352,3 +354,36 @@ def _clean(x: Any) -> Any:
     if isinstance(x, float):
         return round(x, 4) if math.isfinite(x) else None
     return x
+
+
+class ManagedStepper(Stepper, Protocol):
+    """A stepper that runs on the event loop (the real ``Scheduler``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_dialogues(scripts: Sequence[Script], make_session: Callable[[], AgentSession],
+                        stepper: ManagedStepper, clock: VirtualClock, synth: ClipSynth,
+                        settings: RunnerSettings | None = None,
+                        progress: Callable[[ScriptRun], None] | None = None) -> list[ScriptRun]:
+    """Each script through its own new session, one after another, on one started ``stepper``."""
+    for s in scripts:  # every clip made before any model runs: a missing synthesizer fails first
+        for t in s.turns:
+            for text in [*t.parts, *(o.text for o in (t.backchannel, t.interrupt) if o is not None)]:
+                synth(text, s.voice)
+    await stepper.start()
+    runs = []
+    try:
+        for s in scripts:
+            session = make_session()
+            try:
+                runs.append(await run_script(s, session, stepper, clock, synth, settings))
+            finally:
+                session.close()
+            if progress is not None:
+                progress(runs[-1])
+    finally:
+        await stepper.stop()
+    return runs

@@ -61,6 +61,9 @@ class StandInAgent:
     def receive_eof(self):
         self.eof = True
 
+    def close(self):
+        self.closed = True
+
     def events(self):
         now = self._ms()
         if self.speaking_since is not None and self.voice_run >= self.barge_ms:
