@@ -3,12 +3,15 @@
     result = await stream_file_webrtc("ws://127.0.0.1:8765", "speech.wav", on_message=print)
 
 Signalling over ``/v1/webrtc`` (docs/protocol.md, WebRTC). aiortc's MediaPlayer sends the file in
-real time; ``stop`` goes on the data channel once the file has been played.
+real time; ``stop`` goes on the data channel once the file has been played. ``video=FramesTrack(frames)``
+sends RGB frames as a camera track beside it (start with ``options={"video": True}``: lip activity
+comes back as ``lips`` messages, docs/video.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fractions
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -22,6 +25,41 @@ if TYPE_CHECKING:
     import numpy as np
 
 WEBRTC_PATH = "/v1/webrtc"
+VIDEO_CLOCK_HZ = 90000  # RTP's video clock
+
+
+def FramesTrack(frames):
+    """An aiortc video track that plays ``frames`` ([(time_ms, (H, W, 3) uint8 RGB)], times
+    increasing) in real time from when it is first read, as a camera would."""
+    import time as _time
+
+    import av
+    from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
+
+    class _FramesTrack(VideoStreamTrack):
+        def __init__(self):
+            super().__init__()
+            self._frames = list(frames)
+            self._i = 0
+            self._t0: float | None = None
+
+        async def recv(self):
+            if self._i >= len(self._frames):
+                self.stop()
+                raise MediaStreamError
+            t_ms, rgb = self._frames[self._i]
+            self._i += 1
+            if self._t0 is None:
+                self._t0 = _time.monotonic() - t_ms / 1000.0
+            delay = self._t0 + t_ms / 1000.0 - _time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = int(round(t_ms * VIDEO_CLOCK_HZ / 1000.0))
+            frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_HZ)
+            return frame
+
+    return _FramesTrack()
 
 
 def webrtc_url(url: str) -> str:
@@ -42,6 +80,7 @@ async def stream_file_webrtc(
     on_message: Callable[[dict], None] | None = None,
     token: str | None = None,
     end_timeout_s: float = 30.0,
+    video=None,
 ) -> StreamResult:
     """Play ``path`` to the server over WebRTC; return what came back on the data channel."""
     import soundfile as sf
@@ -54,6 +93,8 @@ async def stream_file_webrtc(
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     player = MediaPlayer(str(path))
     pc.addTrack(player.audio)
+    if video is not None:
+        pc.addTrack(video)
     channel = pc.createDataChannel("captions")
 
     @channel.on("message")

@@ -88,6 +88,8 @@ class SessionHub:
     models); by default one is created for ``model`` and owned (started and stopped) by the hub.
     ``agent``: the voice agent served on ``/v1/dialogue`` (its models join the hub's scheduler,
     beside ``model``, which its sessions use as their ASR); None: that endpoint refuses.
+    ``video_model``: scores the camera frames of sessions started with ``"video": true`` (a
+    ``streamrt.tasks.lips.LipActivityModel``), on the same scheduler (added to it at start).
     """
 
     def __init__(
@@ -98,9 +100,11 @@ class SessionHub:
         scheduler: Scheduler | None = None,
         clock: Clock | None = None,
         agent: DialogueAgent | None = None,
+        video_model: StreamingModel | None = None,
     ):
         self.model = model
         self.agent = agent
+        self.video_model = video_model
         self.settings = settings
         self.clock = clock or MonotonicClock()
         self._scheduler = scheduler
@@ -127,6 +131,8 @@ class SessionHub:
             self._scheduler = Scheduler(self.model, clock=self.clock)
             for name, model in (self.agent.models() if self.agent is not None else {}).items():
                 self._scheduler.add_model(model, name=name)
+        if self.video_model is not None and self.video_model not in self._scheduler.models:
+            self._scheduler.add_model(self.video_model, name="lips")
         if self._owns_scheduler:
             await self._scheduler.start()
         if not self._listening:
@@ -188,7 +194,7 @@ class SessionHub:
         return None
 
     def new_protocol(self) -> ServerProtocol:
-        return ServerProtocol(self.model, self.clock, self.settings)
+        return ServerProtocol(self.model, self.clock, self.settings, video_model=self.video_model)
 
     async def serve_dialogue(
         self, send_text: Callable[[str], Awaitable[None]], send_bytes: Callable[[bytes], Awaitable[None]],
@@ -351,8 +357,10 @@ class ListeningHub(SessionHub):
         host: str = "127.0.0.1",
         port: int = 8765,
         agent: DialogueAgent | None = None,
+        video_model: StreamingModel | None = None,
     ):
-        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock, agent=agent)
+        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock, agent=agent,
+                         video_model=video_model)
         self.host = host
         self.port = port
         self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)

@@ -62,6 +62,9 @@ class ServerSettings:
         paced agent audio comes out on these ticks), milliseconds.
     upload_ahead_s: seconds of an upload's audio fed ahead of the model (faster than real time, never
         past max_buffered_audio_s), so an upload shares the scheduler with live sessions.
+    max_video_frame_pixels: largest video frame (width x height, pixels) a ``video`` message may
+        carry, checked from the JPEG's header before decoding; past it the frame is dropped with
+        ``error`` ``frame_too_big`` (not fatal). The bytes are bounded by max_message_bytes.
     """
 
     max_message_bytes: int | None = 1 << 20
@@ -90,9 +93,11 @@ class ServerSettings:
     max_upload_s: float | None = 2 * 3600.0
     upload_ahead_s: float = 10.0
     dialogue_tick_ms: float = 20.0
+    max_video_frame_pixels: int | None = 1280 * 720
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes", "max_upload_bytes"):
+        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes", "max_upload_bytes",
+                     "max_video_frame_pixels"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")

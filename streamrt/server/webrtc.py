@@ -7,9 +7,13 @@ Signalling runs over the WebSocket ``/v1/webrtc`` (websockets serves only GET, s
 
 The offer must contain one audio track and a data channel. The server decodes the track (Opus,
 48 kHz), resamples it to 16 kHz mono s16 with PyAV and feeds it to the protocol exactly like binary
-WebSocket messages; ``ready``/``partial``/``commit``/``error``/``end`` go out as JSON text on the
-data channel. ``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of
-the track stops the session. No ICE servers are used: host candidates only (LAN / localhost).
+WebSocket messages; ``ready``/``partial``/``commit``/``error``/``end`` (and ``lips``) go out as
+JSON text on the data channel. A camera track too, with ``"video": true`` in the start fields: its
+frames go to the session's lip-activity stream (``ServerProtocol.receive_video``), each stamped on
+the audio's media clock: the first frame at the audio received when it arrives, later ones by their
+own capture times (RTP) after it; frames over ``max_video_frame_pixels`` are scaled down to fit.
+``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of the track
+stops the session. No ICE servers are used: host candidates only (LAN / localhost).
 An offer with ``"agent": true`` is a voice-agent dialogue instead (``streamrt.server.webrtc_dialogue``).
 """
 
@@ -26,6 +30,7 @@ from streamrt.errors import ProtocolError, StreamrtError
 from streamrt.server.bridge import SessionBridge
 from streamrt.server.protocol import ServerProtocol
 from streamrt.server.rtc_link import DataChannelLink, refuse
+from streamrt.types import VideoFrame
 
 log = logging.getLogger("streamrt.server.webrtc")
 
@@ -105,6 +110,9 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
     def on_track(track) -> None:
         if track.kind == "audio":
             tasks.append(asyncio.create_task(_feed_track(track, proto, bridge)))
+        elif track.kind == "video":
+            max_pixels = server.settings.max_video_frame_pixels
+            tasks.append(asyncio.create_task(_feed_video_track(track, proto, bridge, max_pixels)))
 
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -163,4 +171,28 @@ async def _feed_track(track, proto: ServerProtocol, bridge: SessionBridge) -> No
             bridge.after_input()
     if proto.state == "streaming":  # the track ended: that is the end of the audio
         proto.stop()
+        bridge.after_input()
+
+
+async def _feed_video_track(track, proto: ServerProtocol, bridge: SessionBridge, max_pixels: int | None) -> None:
+    """Decoded camera frames -> RGB on the audio's media clock -> the protocol, while streaming.
+    Frames of a session started without ``"video": true`` are read and dropped."""
+    from aiortc.mediastreams import MediaStreamError
+
+    first: tuple[float, float] | None = None  # (the first frame's capture time s, media ms then)
+    while proto.state == "streaming":
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            break
+        session = proto.session
+        if session is None or session.video is None or proto.state != "streaming" or frame.time is None:
+            continue
+        if first is None:
+            first = (frame.time, session.received_ms)
+        time_ms = first[1] + 1000.0 * (frame.time - first[0])
+        if max_pixels is not None and frame.width * frame.height > max_pixels:
+            k = (max_pixels / (frame.width * frame.height)) ** 0.5
+            frame = frame.reformat(width=max(2, int(frame.width * k) // 2 * 2), height=max(2, int(frame.height * k) // 2 * 2))
+        proto.receive_video(VideoFrame(frame.to_ndarray(format="rgb24"), time_ms))
         bridge.after_input()
