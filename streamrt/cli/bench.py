@@ -67,10 +67,11 @@ def _register_quant(app: typer.Typer) -> None:
 
 
 def _register_llm(app: typer.Typer) -> None:
-    from streamrt.bench import llm, llm_quality
+    from streamrt.bench import llm, llm_beside_asr, llm_quality
 
     llm.register(app)
     llm_quality.register(app)
+    llm_beside_asr.register(app)
 
 
 def _register_quant_wer(app: typer.Typer) -> None:
@@ -140,6 +141,9 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
     # the LLM beside llama.cpp on the same GGUF (docs/benchmarks.md "LLM"), and its quality per scheme
     ("llm.json", ["bench", "llm", "--format", "json"]),
     ("llm-quality.jsonl", ["bench", "llm-quality"]),
+    # the LLM beside live Whisper streams on one scheduler (docs/benchmarks.md "LLM beside Whisper")
+    ("llm-beside-asr.json", ["bench", "llm-beside-asr", "--streams", "8", "--chats", "4", "--preset", "balanced",
+                             "--duration", "60"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
     # every preset's WER and latency, as served (docs/benchmarks.md "Presets"), on both data sets
