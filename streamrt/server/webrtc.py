@@ -28,21 +28,14 @@ from websockets.exceptions import ConnectionClosed
 
 from streamrt.errors import ProtocolError, StreamrtError
 from streamrt.server.bridge import SessionBridge
-from streamrt.server.protocol import ServerProtocol, close_code_for, error_message
+from streamrt.server.protocol import ServerProtocol
+from streamrt.server.rtc_link import DataChannelLink, refuse
 from streamrt.types import VideoFrame
 
 log = logging.getLogger("streamrt.server.webrtc")
 
 TRACK_RATE_HZ = 16000  # what the decoded track is resampled to before the session sees it
 OFFER_TIMEOUT_S = 10.0
-
-
-async def refuse(ws: ServerConnection, code: str, message: str) -> None:
-    try:
-        await ws.send(json.dumps(error_message(code, message, True)))
-        await ws.close(close_code_for(code), code)
-    except ConnectionClosed:
-        pass
 
 
 def _parse_offer(raw) -> tuple[str, dict, bool]:
@@ -203,33 +196,3 @@ async def _feed_video_track(track, proto: ServerProtocol, bridge: SessionBridge,
             frame = frame.reformat(width=max(2, int(frame.width * k) // 2 * 2), height=max(2, int(frame.height * k) // 2 * 2))
         proto.receive_video(VideoFrame(frame.to_ndarray(format="rgb24"), time_ms))
         bridge.after_input()
-
-
-class DataChannelLink:
-    """send/close for the bridge over the data channel, with the channel's buffer as backpressure."""
-
-    def __init__(self, pc, ws: ServerConnection, high_water_bytes: int):
-        self.pc = pc
-        self.ws = ws
-        self.channel = None
-        self.high_water_bytes = high_water_bytes
-
-    async def send(self, text: str) -> None:
-        if self.channel is None or self.channel.readyState != "open":
-            raise ConnectionError("the data channel is not open")
-        self.channel.send(text)
-        while self.channel.bufferedAmount > self.high_water_bytes and self.channel.readyState == "open":
-            await asyncio.sleep(0.01)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.channel is not None and self.channel.readyState == "open":
-            for _ in range(100):  # let SCTP take the last messages (end) before the channel goes
-                if self.channel.bufferedAmount == 0:
-                    break
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)
-            self.channel.close()
-        try:
-            await self.ws.close(code, reason)
-        except ConnectionClosed:
-            pass

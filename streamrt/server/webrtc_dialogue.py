@@ -84,7 +84,7 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
     """One WebRTC dialogue signalled over ``ws`` (the offer already read). See the module docstring."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    from streamrt.server.webrtc import DataChannelLink, refuse
+    from streamrt.server.rtc_link import DataChannelLink, refuse
 
     if hub.agent is None:
         await refuse(ws, "dialogue_unavailable", "this server runs no voice agent (see docs/protocol.md, Dialogue)")
