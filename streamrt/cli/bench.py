@@ -74,6 +74,12 @@ def _register_llm(app: typer.Typer) -> None:
     llm_beside_asr.register(app)
 
 
+def _register_lips(app: typer.Typer) -> None:
+    from streamrt.bench import lips
+
+    lips.register(app)
+
+
 def _register_quant_wer(app: typer.Typer) -> None:
     @app.command("quant-wer")
     def quant_wer_cmd(
@@ -144,6 +150,9 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
     # the LLM beside live Whisper streams on one scheduler (docs/benchmarks.md "LLM beside Whisper")
     ("llm-beside-asr.json", ["bench", "llm-beside-asr", "--streams", "8", "--chats", "4", "--preset", "balanced",
                              "--duration", "60"]),
+    # lip activity on the animated astronaut (docs/benchmarks.md "Lip activity"), even and uneven frame times
+    ("lips.json", ["bench", "lips"]),
+    ("lips-jitter.json", ["bench", "lips", "--jitter-ms", "20"]),
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
     # every preset's WER and latency, as served (docs/benchmarks.md "Presets"), on both data sets
@@ -191,7 +200,7 @@ def _register_all(app: typer.Typer) -> None:
 
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [
     _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_llm,
-    _register_all,
+    _register_lips, _register_all,
 ]
 
 

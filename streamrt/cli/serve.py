@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", help="log level of the streamrt loggers (one line per session end at info)"),
         max_upload_bytes: int = typer.Option(25_000_000, help="largest upload to /v1/audio/transcriptions, bytes"),
         max_upload_s: float = typer.Option(7200.0, help="longest audio in an upload, seconds"),
+        video: bool = typer.Option(False, "--video", help="score lip activity on camera frames of sessions started "
+                                   "with \"video\": true (MediaPipe FaceMesh: the video extra; docs/video.md)"),
+        max_video_frame_pixels: int = typer.Option(1280 * 720, help="largest video frame, width x height pixels"),
         transport: str = typer.Option(
             "asgi", help="asgi: one port for the WebSocket protocol, the OpenAI-compatible HTTP API, /healthz, "
             "/metrics and the page (uvicorn); websockets: the WebSocket protocol, /healthz, /metrics and the page",
@@ -131,12 +134,25 @@ def register(app: typer.Typer) -> None:
             model_name="counting" if fake_model else model,
             max_upload_bytes=max_upload_bytes,
             max_upload_s=max_upload_s,
+            max_video_frame_pixels=max_video_frame_pixels,
         )
+        video_model = None
+        if video:
+            from streamrt.errors import ModelLoadError
+            from streamrt.models.faces import load_face_mesh
+            from streamrt.tasks.lips import LipActivityModel
+
+            try:
+                video_model = LipActivityModel(load_face_mesh())
+            except ModelLoadError as e:
+                raise typer.BadParameter(e.message, param_hint="--video") from None
         if ray:
             from streamrt.cli.serve_ray import serve_on_ray
 
             if transport != "asgi":
                 raise typer.BadParameter("Ray Serve runs the ASGI transport only", param_hint="--transport")
+            if video:
+                raise typer.BadParameter("--video is not served on Ray yet (one process only)", param_hint="--video")
 
             serve_on_ray((model, fake_model, preset, encoder_mode, chunk_ms, quantize), settings, replicas=replicas,
                          min_replicas=min_replicas, max_replicas=max_replicas, replica_cpus=replica_cpus,
@@ -144,7 +160,7 @@ def register(app: typer.Typer) -> None:
                          port=port or 8000, address=ray_address)
             return
         shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
-        server = server_class(shared, settings=settings, host=host, port=port)
+        server = server_class(shared, settings=settings, host=host, port=port, video_model=video_model)
 
         async def main() -> None:
             import signal

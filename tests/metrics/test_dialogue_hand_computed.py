@@ -152,3 +152,12 @@ def test_the_log_round_trips_and_a_bad_line_names_file_line_and_problem(tmp_path
     path.write_text('{"id": "x", "user": []}\n')
     with pytest.raises(LogFormatError, match=r":1: missing key 'events'"):
         read_dialogue_logs(path)
+
+
+def test_a_session_that_pauses_its_audio_at_once_is_credited_with_the_pause():
+    # chunks play 1000-1200 and 1200-1400; the user barges in at 1300; the session releases
+    # nothing more (paused) and sends `interrupted` only at 1900: the audio stopped at 1400
+    user = (UserSpeech("turn", 0, 800), UserSpeech("interruption", 1300, 2000))
+    events = (_audio(1000, 1, 200), _audio(1100, 1, 200), TimedEvent(1900, "interrupted", 1))
+    m = measure(DialogueLog("d", user, events))
+    assert m.barge_in_ms == [100] and m.barge_in_missed == 0

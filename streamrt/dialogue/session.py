@@ -1,0 +1,472 @@
+"""The voice agent's session: sans-I/O, the shape of ``Session``, over four shared models.
+
+    models = DialogueModels(asr=load_model("tiny.en"), llm=LlmConversationModel(...),
+                            tts=load_tts("hibari"), vad=load_vad("silero"))
+    models.add_to(scheduler)                               # once, for every session
+    dialogue = DialogueSession(models, scheduler, clock, turn_policy=create("semantic"))
+    dialogue.receive_pcm(data, "pcm_s16le")                 # the microphone, in real time
+    for event in dialogue.events(): ...                    # call often (every 20 ms): it paces audio
+    dialogue.receive_eof(); ...; dialogue.ended            # DialogueEndEvent last
+
+The session owns one sub-session per model on the shared scheduler (``StepHost``: the real
+``Scheduler``): the ASR ``Session`` and the VAD stream take the user's audio (16 kHz), the LLM
+conversation takes the user's words, and each agent turn gets a TTS stream. Routing, turn-taking,
+barge-in and pacing happen on the caller's thread, in ``events()`` and in the scheduler's output
+callbacks (which then call ``on_update``, so a transport knows to call ``events()``):
+
+- ASR commits and partials become ``UserCommitEvent`` / ``UserPartialEvent`` and, while the user
+  holds the floor, the open turn of the LLM conversation (LiveMind: the words are prefilled while
+  the user talks; a revised partial is edited back to the common prefix; at the end of the turn
+  only the tail is left to read).
+- Every VAD frame (32 ms) updates the user's speech state (behind the echo guard, see
+  ``DialogueSettings``) and asks the turn policy: ``Speak`` ends the user's turn (the LLM answers),
+  ``Yield`` is a barge-in, ``Listen`` goes on. A policy that wants it gets the LLM's end-of-turn
+  probability of the transcript (``TextDelta(score_end=True)``).
+- The LLM's reply goes out as ``AgentTextEvent`` and into the turn's TTS stream, which speaks
+  clause by clause; the TTS audio is released as ``AgentAudioEvent`` at most ``audio_lead_ms``
+  ahead of the modelled playback position (``AgentTurn``), after ``AgentTurnStartEvent``.
+- User speech while the agent plays pauses its audio at once; a ``Yield`` stops it: the LLM reply
+  and the TTS stream are cancelled, ``InterruptedEvent`` carries what the user heard (playback
+  position mapped through the TTS units), and the LLM's history keeps only that (``ReplyHeard``).
+  Speech the policy does not yield to (a backchannel) resumes the agent after
+  ``resume_after_ms`` of silence, and its words are dropped from the user's next turn.
+
+Times: turn-taking runs on the user's media clock (VAD frames), pacing on the injected clock; the
+core reads no other time. The feed path never raises: bad input becomes an ``ErrorEvent``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from policies.turn_taking.base import Speak, TurnPolicy, TurnView, Yield
+from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
+from streamrt.clock import Clock
+from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
+                                      DialogueEndEvent, DialogueEvent, InterruptedEvent, UserCommitEvent,
+                                      UserPartialEvent)
+from streamrt.dialogue.playback import AgentTurn
+from streamrt.dialogue.settings import DialogueSettings
+from streamrt.engine import AudioModel, StreamingModel
+from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtError
+from streamrt.session import Session, SessionLimits
+from streamrt.stream_session import StepOutput, StreamSession
+from streamrt.types import AudioChunk, CommitEvent, EndEvent, ErrorEvent, PartialEvent, ReplyHeard, TextDelta
+
+SAMPLE_RATE = 16000  # the user's audio inside the session (ASR and VAD both take it)
+_ids = itertools.count(1)
+
+
+class StepHost(Protocol):
+    """Where the session's sub-sessions are stepped: ``streamrt.scheduler.Scheduler``."""
+
+    def add(self, session: StreamSession, on_output: Callable[[StreamSession], Any] | None = None, *,
+            model: StreamingModel | None = None, background: bool = False) -> None: ...
+
+    def wake(self, session: StreamSession) -> None: ...
+
+    def cancel(self, session: StreamSession) -> None: ...
+
+
+@dataclass(frozen=True)
+class DialogueModels:
+    """The shared models (loaded once, used by every session). asr: a 16 kHz ``AudioModel``
+    (Whisper streaming); llm: an LLM conversation model (streams take ``TextDelta`` and
+    ``ReplyHeard``); tts: a text-to-speech model (streams take ``TextDelta``, give audio at its
+    ``sample_rate`` and one unit per spoken chunk); vad: a frame classifier at 16 kHz (streams give
+    ``frame_scores``, ``frame_ms`` each). asr_options / llm_options: each session's stream options."""
+
+    asr: AudioModel
+    llm: StreamingModel
+    tts: StreamingModel
+    vad: AudioModel
+    asr_options: Mapping[str, Any] = field(default_factory=dict)
+    llm_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def add_to(self, scheduler) -> None:
+        """Put the four models on ``scheduler`` (once, before any session is added)."""
+        for name in ("asr", "vad", "llm", "tts"):
+            model = getattr(self, name)
+            if model not in scheduler.models:
+                scheduler.add_model(model, name=name)
+
+
+class DialogueSession:
+    """One spoken dialogue. See the module docstring for what it does and what the caller does."""
+
+    def __init__(self, models: DialogueModels, host: StepHost, clock: Clock, turn_policy: TurnPolicy, *,
+                 settings: DialogueSettings = DialogueSettings(), input_sample_rate: int = SAMPLE_RATE,
+                 input_channels: int = 1, session_id: str | None = None,
+                 on_update: Callable[[], None] | None = None):
+        check_format("pcm_f32le", input_sample_rate, input_channels)
+        self.id = session_id or f"d{next(_ids)}"
+        self.models, self.host, self.clock, self.policy, self.settings = models, host, clock, turn_policy, settings
+        self.input_sample_rate, self.input_channels = input_sample_rate, input_channels
+        self.on_update = on_update
+        self._resample = StreamResampler(input_sample_rate, SAMPLE_RATE)
+        self._events: list[DialogueEvent] = []
+        self._samples = 0  # user audio at 16 kHz received
+        self._input_frames = 0  # at the input rate (max_input_s)
+        self._eof = self._ended = False
+        limits = SessionLimits(max_buffered_audio_s=settings.max_buffered_audio_s, max_stream_s=None)
+        self.asr = Session(models.asr.create_stream(dict(models.asr_options)), clock, limits=limits,
+                           session_id=f"{self.id}-asr")
+        self.vad = StreamSession(models.vad.create_stream(), clock, session_id=f"{self.id}-vad")
+        self.llm = StreamSession(models.llm.create_stream(dict(models.llm_options)), clock, session_id=f"{self.id}-llm")
+        self.tts: StreamSession | None = None  # the current agent turn's
+        for sub, model in ((self.asr, models.asr), (self.vad, models.vad), (self.llm, models.llm)):
+            host.add(sub, self._on_output, model=model)
+        # the user's words (ASR): committed, the partial after them, where the open turn starts
+        self._words: list[str] = []
+        self._partial: list[str] = []
+        self._turn_word0 = 0
+        self._shown = 0  # of them, sent as UserCommitEvent
+        # the LLM's input text: where the open turn starts in it and what of the turn was sent
+        self._llm_chars = 0  # all text sent before the open turn
+        self._llm_sent = ""
+        self._score_for: str | None = None  # end-of-turn score asked for this transcript
+        self._scored: tuple[str, float] | None = None
+        # the user's speech (VAD), in media ms
+        self._frames = 0
+        self._run_ms = self._gap_ms = 0.0
+        self._speaking = False
+        self._speech_start = self._speech_end = 0.0
+        # the agent
+        self._turns = 0
+        self.turn: AgentTurn | None = None
+        self._turn_words_from = 0  # the answered turn's first word (a yield before the reply reopens it)
+        self._llm_turn_chars = 0
+        self._interruptions = 0
+        self._resumes = 0
+
+    # ---- input -------------------------------------------------------------------------------
+    @property
+    def media_ms(self) -> float:
+        """User audio received so far (16 kHz samples counted)."""
+        return 1000.0 * self._samples / SAMPLE_RATE
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def receive_pcm(self, data: bytes, encoding: str) -> None:
+        """Raw PCM bytes at the session's input rate and channels; errors become events."""
+        try:
+            x = decode_pcm(data, encoding, self.input_channels)
+        except StreamrtError as e:
+            self._error(e)
+            return
+        self.receive_audio(x)
+
+    def receive_audio(self, samples: np.ndarray) -> None:
+        """(frames,) or (frames, channels) float samples at the input rate: the microphone,
+        silence included, in real time."""
+        try:
+            if self._eof:
+                raise SessionClosed("audio after end of stream is ignored")
+            x = np.asarray(samples, dtype=np.float32)
+            if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] != self.input_channels) or (
+                    x.ndim == 1 and self.input_channels != 1):
+                raise InputError(f"audio of shape {x.shape} does not match {self.input_channels} channel(s)",
+                                 code="bad_channels")
+            if not np.all(np.isfinite(x)):
+                raise InputError("audio contains NaN or infinity", code="bad_samples")
+            limit = self.settings.max_input_s
+            total = (self._input_frames + len(x)) / self.input_sample_rate
+            if limit is not None and total > limit:
+                raise LimitExceeded("max_input_s", limit, total, "s", what="dialogue length", fatal=True)
+            self._input_frames += len(x)
+            self._feed(self._resample(downmix(x)))
+        except StreamrtError as e:
+            self._error(e)
+        except (TypeError, ValueError) as e:
+            self._error(InputError(f"audio must be an array of numbers: {e}", code="bad_samples"))
+
+    def _feed(self, x: np.ndarray) -> None:
+        if not len(x):
+            return
+        start = self.media_ms
+        self._samples += len(x)
+        self.asr.receive_audio(x)
+        self.vad.receive(AudioChunk(x, SAMPLE_RATE, start))
+        self.host.wake(self.asr)
+        self.host.wake(self.vad)
+
+    def receive_playback(self, turn: int, position_ms: float) -> None:
+        """The client reports it has played ``position_ms`` of agent turn ``turn`` (optional: without
+        reports, playback is assumed to run in real time from the turn's first audio)."""
+        if self.turn is not None and self.turn.turn == turn:
+            self.turn.report(position_ms, self.clock.now())
+
+    def receive_eof(self) -> None:
+        """The user stopped (``stop``): the agent's turn is cut, the models flush, and the session
+        ends with ``DialogueEndEvent`` once every sub-session has."""
+        if self._eof:
+            return
+        self._eof = True
+        tail = self._resample(np.zeros(0, np.float32), last=True)
+        self._feed(tail)
+        if self.turn is not None:
+            self._stop_turn(interrupted=False)
+        for sub in (self.asr, self.vad, self.llm):
+            sub.receive_eof()
+            self.host.wake(sub)
+        self._pump()
+
+    def close(self) -> None:
+        """End now: every sub-session is cancelled (their slots freed); ``DialogueEndEvent`` follows."""
+        self._eof = True
+        for sub in (self.asr, self.vad, self.llm, self.tts):
+            if sub is not None:
+                self.host.cancel(sub)
+        self.tts = None
+        self.turn = None
+        self._pump()
+
+    # ---- output ------------------------------------------------------------------------------
+    def events(self) -> list[DialogueEvent]:
+        """Route what the models produced, release due agent audio (by ``clock.now()``), drain."""
+        self._pump()
+        out, self._events = self._events, []
+        return out
+
+    def summary(self) -> dict:
+        return {"media_ms": round(self.media_ms, 1), "agent_turns": self._turns,
+                "interruptions": self._interruptions, "resumed_after_backchannel": self._resumes,
+                "turn_policy": self.policy.describe()}
+
+    # ---- routing -----------------------------------------------------------------------------
+    def _on_output(self, sub: StreamSession) -> None:
+        self._pump()
+        if self.on_update is not None:
+            self.on_update()
+
+    def _pump(self) -> None:
+        for e in self.asr.events():
+            self._asr_event(e)
+        for e in self.llm.events():
+            self._llm_event(e)
+        if self.tts is not None:
+            for e in self.tts.events():
+                self._tts_event(e)
+        for e in self.vad.events():  # after the words: a frame's decision sees the latest transcript
+            if isinstance(e, StepOutput):
+                for p in e.result.frame_scores:
+                    self._frame(p)
+            else:
+                self._sub_event(e)
+        self._release()
+        if self._eof and not self._ended and all(s.ended for s in (self.asr, self.vad, self.llm)) and self.turn is None:
+            self._ended = True
+            self._events.append(DialogueEndEvent(self.media_ms, self.summary()))
+
+    def _sub_event(self, e) -> None:
+        if isinstance(e, ErrorEvent):
+            self._events.append(e)
+            if e.fatal and not self._eof:
+                self.receive_eof()
+
+    def _asr_event(self, e) -> None:
+        if isinstance(e, CommitEvent):
+            words = e.text.split()
+            n_partial = len(self._partial)
+            self._words += words
+            self._partial = self._partial[len(words):] if len(words) <= n_partial else []
+            self._show_words(len(self._words))
+        elif isinstance(e, PartialEvent):
+            self._partial = e.text.split()
+            self._events.append(UserPartialEvent(e.text, self.media_ms))
+        elif isinstance(e, EndEvent):
+            self._partial = []
+        else:
+            return self._sub_event(e)
+        if self._agent_audible() and not self._speaking and not self.turn.paused:
+            self._turn_word0 = len(self._words) + len(self._partial)  # echo: words while only the agent spoke
+            self._shown = max(self._shown, self._turn_word0)
+        self._sync_llm()
+
+    def _show_words(self, upto: int) -> None:
+        """Send the user's words up to index ``upto`` (of committed + partial) not yet sent as
+        committed: ASR commits, and at the end of a turn the partial words it was answered with."""
+        words = (self._words + self._partial)[self._shown:upto]
+        if words:
+            self._shown = upto
+            self._events.append(UserCommitEvent(" ".join(words), self.media_ms))
+
+    def _transcript(self) -> str:
+        return " ".join((self._words + self._partial)[self._turn_word0:])
+
+    def _sync_llm(self) -> None:
+        """Make the LLM's open turn the transcript (while the user holds the floor)."""
+        if self.turn is not None or self._eof:
+            return
+        target = self._transcript()
+        if target == self._llm_sent:
+            return
+        common = 0
+        for a, b in zip(target, self._llm_sent):
+            if a != b:
+                break
+            common += 1
+        self.llm.receive(TextDelta(target[common:], replace_from=self._llm_chars + common))
+        self._llm_sent = target
+        self.host.wake(self.llm)
+        self._ask_score()
+
+    def _ask_score(self) -> None:
+        text = self._llm_sent
+        if (self.policy.wants_end_of_turn_p and text and self._score_for is None and self.turn is None
+                and (self._scored is None or self._scored[0] != text)):
+            self._score_for = text
+            self.llm.receive(TextDelta("", score_end=True))
+            self.host.wake(self.llm)
+
+    def _llm_event(self, e) -> None:
+        if not isinstance(e, StepOutput):
+            return self._sub_event(e)
+        r = e.result
+        if r.end_of_turn_p is not None and self._score_for is not None:
+            self._scored, self._score_for = (self._score_for, r.end_of_turn_p), None
+            self._ask_score()
+        turn = self.turn
+        if turn is None or turn.reply_done:
+            return
+        text = "".join(u.text for u in r.committed)
+        turn.reply_tokens += len(r.tokens)
+        if text:
+            turn.text += text
+            self._events.append(AgentTextEvent(turn.turn, text, self.media_ms))
+            self.tts.receive(TextDelta(text))
+            self.host.wake(self.tts)
+        if r.end_of_turn:
+            turn.reply_done = True
+            self.tts.receive(TextDelta("", end_of_turn=True))
+            self.tts.receive_eof()
+            self.host.wake(self.tts)
+
+    def _tts_event(self, e) -> None:
+        turn = self.turn
+        if isinstance(e, StepOutput) and turn is not None:
+            if e.result.audio is not None:
+                turn.add_audio(e.result.audio)
+            turn.units += e.result.committed
+        elif isinstance(e, EndEvent) and turn is not None:
+            turn.speech_done = True
+        else:
+            self._sub_event(e)
+
+    # ---- turn-taking ---------------------------------------------------------------------------
+    def _agent_audible(self) -> bool:
+        return self.turn is not None and self.turn.audible
+
+    def _frame(self, p: float) -> None:
+        """One VAD frame: the user's speech state, then the turn policy."""
+        s = self.settings
+        frame_ms = self.models.vad.frame_ms
+        self._frames += 1
+        now_ms = self._frames * frame_ms
+        guarded = self._agent_audible()
+        threshold = s.echo_threshold if guarded and s.echo_threshold is not None else s.vad_threshold
+        min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
+        if p >= threshold:
+            self._run_ms += frame_ms
+            self._gap_ms = 0.0
+            if not self._speaking and self._run_ms >= min_run:
+                self._speaking = True
+                self._speech_start = now_ms - self._run_ms
+                if guarded and s.resume_after_ms is not None:
+                    self.turn.paused = True
+            if self._speaking:
+                self._speech_end = now_ms
+        else:
+            self._run_ms = 0.0
+            self._gap_ms += frame_ms
+            if self._speaking and self._gap_ms >= s.hangover_ms:
+                self._speaking = False
+        self._decide(now_ms)
+
+    def _view(self, now_ms: float) -> TurnView:
+        transcript = self._transcript()
+        score = self._scored[1] if self._scored is not None and self._scored[0] == transcript else None
+        speech_ms = self._speech_end - self._speech_start
+        silence_ms = 0.0 if self._speaking else now_ms - self._speech_end
+        return TurnView(now_ms, self._speaking, speech_ms, silence_ms, transcript, self.turn is not None, score)
+
+    def _decide(self, now_ms: float) -> None:
+        if self._eof:
+            return
+        action = self.policy.decide(self._view(now_ms))
+        if isinstance(action, Speak) and self.turn is None and self._transcript():
+            self._start_turn()
+        elif isinstance(action, Yield) and self.turn is not None:
+            self._stop_turn(interrupted=True)
+        elif self.turn is not None and self.turn.paused and not self._speaking:
+            if now_ms - self._speech_end >= self.settings.resume_after_ms:
+                self.turn.paused = False  # a backchannel: go on, and forget its words
+                self._resumes += 1
+                self._turn_word0 = len(self._words) + len(self._partial)
+
+    def _start_turn(self) -> None:
+        self._sync_llm()
+        self._turns += 1
+        self.turn = AgentTurn(self._turns, self.models.tts.sample_rate)
+        self._turn_words_from = self._turn_word0
+        self._llm_turn_chars = self._llm_chars
+        self.llm.receive(TextDelta("", end_of_turn=True))
+        self.host.wake(self.llm)
+        self._llm_chars += len(self._llm_sent)
+        self._llm_sent = ""
+        self._turn_word0 = len(self._words) + len(self._partial)
+        self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
+        self._score_for, self._scored = None, None
+        self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
+        self.host.add(self.tts, self._on_output, model=self.models.tts)
+
+    def _stop_turn(self, *, interrupted: bool) -> None:
+        """Barge-in (or end of input): cancel the reply and its speech; keep what was heard."""
+        turn, now = self.turn, self.clock.now()
+        turn.advance(now)
+        heard = turn.heard_text()
+        if turn.reply_tokens:
+            self.llm.receive(ReplyHeard(heard))
+        elif not turn.reply_done:  # no reply began: the user's turn is still open in the LLM
+            self.llm.receive(ReplyHeard(""))
+            self._llm_chars, self._llm_sent = self._llm_turn_chars, ""
+            self._turn_word0 = self._turn_words_from
+        self.host.wake(self.llm)
+        if self.tts is not None:
+            self.host.cancel(self.tts)
+        if interrupted:
+            self._interruptions += 1
+            self._events.append(InterruptedEvent(turn.turn, heard, self.media_ms))
+        self.turn, self.tts = None, None
+        self._sync_llm()
+
+    # ---- pacing --------------------------------------------------------------------------------
+    def _release(self) -> None:
+        turn = self.turn
+        if turn is None:
+            return
+        turn.advance(self.clock.now())
+        while (due := turn.take(self.settings.audio_lead_ms)) is not None:
+            offset_ms, samples = due
+            if not turn.started:
+                turn.started = True
+                self._events.append(AgentTurnStartEvent(turn.turn, self.media_ms))
+            self._events.append(AgentAudioEvent(turn.turn, samples, turn.sample_rate, offset_ms))
+        if turn.speech_done and turn.released >= turn.made and not turn.ended:
+            turn.ended = True
+            if turn.started:
+                self._events.append(AgentTurnEndEvent(turn.turn, turn.text, self.media_ms))
+        if turn.ended and not turn.audible:
+            self.turn, self.tts = None, None
+            self._sync_llm()
+
+    def _error(self, e: StreamrtError) -> None:
+        self._events.append(ErrorEvent(e.code, e.message, e.fatal))
+        if e.fatal and not self._eof:
+            self.receive_eof()

@@ -1,0 +1,80 @@
+"""/v1/dialogue over a real socket on both transports, with the stand-in agent: a spoken turn is
+answered (agent_turn_start before the first binary frame, the answer's audio as pcm_s16le frames,
+agent_turn_end), stop ends with end and 1000; a server without an agent refuses naming why."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from streamrt.clients.dialogue_client import converse
+from streamrt.server.settings import ServerSettings
+from tests.streamrt.server.dialogue_helpers import ToneAgent
+from tests.streamrt.server.server_helpers import PolicyCheckingModel, server_class
+
+
+def _speech(seconds: float) -> np.ndarray:
+    return (0.5 * np.sin(np.arange(int(16000 * seconds)) / 3.0)).astype(np.float32)
+
+
+@pytest.mark.parametrize("transport", ["asgi", "websockets"])
+async def test_a_spoken_turn_is_answered_over_the_socket(transport):
+    agent = ToneAgent(pause_ms=300, answer_ms=500)
+    server = server_class(transport)(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"),
+                                     port=0, agent=agent)
+    await server.start()
+    try:
+        result = await converse(server.url, [_speech(0.6)], settle_s=0.2, answer_timeout_s=5.0)
+    finally:
+        await server.stop()
+    kinds = [m["type"] for _, m in result.messages]
+    assert kinds[0] == "ready" and result.ready["output_encoding"] == "pcm_s16le"
+    assert kinds[1:] == ["user_commit", "agent_turn_start", "agent_text", "agent_turn_end", "end"]
+    (turn,) = result.turns
+    assert turn.text == "Hello there." and len(turn.audio) == 2 * 24000 // 2  # 500 ms at 24 kHz
+    assert 0.15 <= turn.latency_s < 1.5  # after 300 ms of silence (the client sends a chunk at its start)
+    assert result.close_code == 1000 and result.end["summary"] == {"turns": 1}
+    assert server.stats.sessions_started == 1 and server.stats.sessions_ended == 1
+
+
+async def test_a_server_without_an_agent_refuses_naming_why():
+    server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"), port=0)
+    await server.start()
+    try:
+        async with connect(f"{server.url}/v1/dialogue") as ws:
+            err = json.loads(await ws.recv())
+            await ws.wait_closed()
+    finally:
+        await server.stop()
+    assert err["code"] == "dialogue_unavailable" and "no voice agent" in err["message"]
+    assert ws.close_code == 1008
+
+
+async def test_webrtc_dialogue_the_agents_voice_comes_back_as_a_track(tmp_path):
+    pytest.importorskip("aiortc")
+    import soundfile as sf
+
+    from streamrt.clients.webrtc_client import talk_webrtc
+
+    wav = tmp_path / "question.wav"
+    t = np.arange(48000) / 48000
+    sf.write(wav, np.concatenate([0.4 * np.sin(2 * np.pi * 220 * t), np.zeros(48000)]).astype(np.float32), 48000)
+    server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"), port=0,
+                                  agent=ToneAgent(pause_ms=300, answer_ms=500))
+    await server.start()
+    try:
+        result, voice = await talk_webrtc(server.url, wav, end_timeout_s=10)
+    finally:
+        await server.stop()
+    kinds = [m["type"] for m in result.messages]
+    assert kinds[0] == "ready" and result.ready["output_sample_rate"] == 24000
+    assert kinds[1:] == ["user_commit", "agent_turn_start", "agent_text", "agent_turn_end", "end"]
+    # the 500 ms answer tone (440 Hz) is heard on the track, through Opus; silence around it
+    window = 4800
+    rms = [float(np.sqrt(np.mean(voice[i:i + window] ** 2))) for i in range(0, len(voice) - window, window)]
+    loud = sum(r > 0.1 for r in rms)
+    assert 3 <= loud <= 7, rms  # ~5 windows of 100 ms
+    assert result.close_code == 1000
