@@ -184,3 +184,12 @@ async def test_webrtc_camera_track_gives_lip_activity_on_the_data_channel(tmp_pa
     talk = [f["state"] for f in frames if 1800 < f["time_ms"] - first < 3400]
     assert still and still.count("still") >= 0.9 * len(still), still
     assert talk and talk.count("active") >= 0.8 * len(talk), talk
+
+
+def test_cancelling_the_session_cancels_its_video_and_frees_the_tracker():
+    h = Harness()
+    h.send(json.dumps({**START, "video": True}))
+    h.send(video_msg(scripted_frame(0.1), 0))
+    assert h.lips.landmarker.open_tracks == 1
+    h.proto.session.cancel()
+    assert h.proto.session.video.ended and h.lips.landmarker.open_tracks == 0
