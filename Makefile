@@ -10,7 +10,7 @@ PIP     := $(BIN)/python -m pip -q --disable-pip-version-check
 APT_TEST := libportaudio2 chromium espeak-ng flite
 APT_DATA := flite festival festvox-us-slt-hts espeak-ng sox
 
-.PHONY: setup apt-test apt-data test test-fast demo bench testset clean
+.PHONY: setup apt-test apt-data test test-fast demo bench dialogue-eval testset clean
 
 setup: $(VENV)/.setup-done
 
@@ -55,6 +55,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/streamrt bench all --out runs/bench
+
+# the voice agent on the scripted dialogues (data/dialogues.yaml), both turn-taking policies
+dialogue-eval: setup apt-test
+	$(BIN)/streamrt dialogue eval --turn-policy silence --out runs/dialogue-silence
+	$(BIN)/streamrt dialogue eval --turn-policy semantic --out runs/dialogue-semantic
 
 testset: setup apt-data
 	$(BIN)/python scripts/make_testset.py

@@ -48,7 +48,7 @@ from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
                                       DialogueEndEvent, DialogueEvent, InterruptedEvent, UserCommitEvent,
-                                      UserPartialEvent)
+                                      UserPartialEvent, UserTurnEndEvent)
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.engine import AudioModel, StreamingModel
@@ -411,6 +411,7 @@ class DialogueSession:
                 self._turn_word0 = len(self._words) + len(self._partial)
 
     def _start_turn(self) -> None:
+        answered = self._transcript()
         self._sync_llm()
         self._turns += 1
         self.turn = AgentTurn(self._turns, self.models.tts.sample_rate)
@@ -422,6 +423,7 @@ class DialogueSession:
         self._llm_sent = ""
         self._turn_word0 = len(self._words) + len(self._partial)
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
+        self._events.append(UserTurnEndEvent(answered, self.media_ms))
         self._score_for, self._scored = None, None
         self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
         self.host.add(self.tts, self._on_output, model=self.models.tts)
