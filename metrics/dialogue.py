@@ -144,8 +144,9 @@ class DialogueMeasures:
 
 STAGES = ("asr_final", "endpoint", "llm_ttft", "tts_first_chunk")
 """Per-stage timings of an answered turn, consecutive so they add up to its response onset:
-``asr_final``: end of user speech -> the turn's last ``user_commit``; ``endpoint``: that commit ->
-the ``user_turn_end`` decision; ``llm_ttft``: the decision -> the answer's first ``agent_text``;
+``asr_final``: end of user speech -> the ASR's last words before the ``user_turn_end`` decision (the
+last non-empty ``user_partial`` or ``user_commit`` stamped before it; without decision events, the
+last ``user_commit`` before the answer); ``endpoint``: those words -> the decision; ``llm_ttft``: the decision -> the answer's first ``agent_text``;
 ``tts_first_chunk``: that text -> the answer's first audio. A stage whose bounding events are not
 in the log is left out for that turn."""
 
@@ -201,8 +202,12 @@ def measure(log: DialogueLog) -> DialogueMeasures:
 
 def _stages(m: DialogueMeasures, u: UserSpeech, reply: AgentTurn, events: Sequence[TimedEvent]) -> None:
     within = [e for e in events if u.onset_ms <= e.time_ms <= reply.start_ms]
-    commit = next((e.time_ms for e in reversed(within) if e.type == "user_commit"), None)
     decided = next((e.time_ms for e in reversed(within) if e.type == "user_turn_end"), None)
+    if decided is None:
+        commit = next((e.time_ms for e in reversed(within) if e.type == "user_commit"), None)
+    else:  # the ASR's last words before the decision (what the decision commits itself is not ASR time)
+        commit = next((e.time_ms for e in reversed(within) if e.type in ("user_commit", "user_partial")
+                       and e.text.strip() and e.time_ms < decided), None)
     text = reply.first_text_ms
     if commit is not None:
         m.stages["asr_final"].append(commit - u.offset_ms)

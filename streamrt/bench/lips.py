@@ -9,8 +9,10 @@ reported apart (on no-face frames unknown is the right answer). Onset delay: for
 segment, the first active frame's time minus the segment's start (ms of media).
 
 Capacity: ``streams`` sessions at ``fps`` each share one ``LipActivityModel``; frames are fed in
-real-time order and every model step is timed (process CPU time as well as wall time); the streams
-a machine holds at that rate is ``cores / (cpu seconds per second of video per stream)``.
+real-time order and every model step is timed (process CPU time as well as wall time). One
+scheduler runs its steps on one worker thread, so it holds ``1 / (wall seconds per second of video
+per stream)`` streams; a machine, ``cores / (CPU seconds per ...)`` (one scheduler per core, e.g. as
+replicas). Both leave nothing for the speech models: take them as the video share of the budget.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ class Detection:
     onset_delays_ms: tuple[float | None, ...]  # per talk segment; None: never detected
     unknown_on_no_face: float  # fraction of no-face frames scored unknown
     unknown_on_face: float  # fraction of face frames scored unknown (a missed face, or warm-up)
+    dropped: float  # fraction of frames with no score (dropped as late or too fast)
 
     def to_json(self) -> dict:
         return {"fps": self.fps, "frames": self.frames, "precision": round(self.precision, 3),
                 "recall": round(self.recall, 3),
                 "onset_delay_ms": [None if d is None else round(d, 1) for d in self.onset_delays_ms],
                 "unknown_on_no_face": round(self.unknown_on_no_face, 3),
-                "unknown_on_face": round(self.unknown_on_face, 3)}
+                "unknown_on_face": round(self.unknown_on_face, 3), "dropped": round(self.dropped, 3)}
 
 
 def score_clip(model: LipActivityModel, clip) -> list[LipActivity]:
@@ -58,10 +61,13 @@ def score_clip(model: LipActivityModel, clip) -> list[LipActivity]:
 def detection(clip, lips: list[LipActivity], fps: float, schedule: tuple[Segment, ...] = DEFAULT_SCHEDULE) -> Detection:
     by_time = {a.time_ms: a for a in lips}
     tp = fp = fn = 0
-    no_face = no_face_unknown = face = face_unknown = 0
+    no_face = no_face_unknown = face = face_unknown = dropped = 0
     for t, _, truth in clip:
         a = by_time.get(t)
-        state = None if a is None else a.active
+        if a is None:
+            dropped += 1
+            continue
+        state = a.active
         if truth is None:
             no_face += 1
             no_face_unknown += state is None
@@ -82,7 +88,7 @@ def detection(clip, lips: list[LipActivity], fps: float, schedule: tuple[Segment
         hit = next((a.time_ms for a in lips if start <= a.time_ms < end and a.active), None)
         onsets.append(None if hit is None else hit - start)
     return Detection(fps, len(clip), tp / max(tp + fp, 1), tp / max(tp + fn, 1), tuple(onsets),
-                     no_face_unknown / max(no_face, 1), face_unknown / max(face, 1))
+                     no_face_unknown / max(no_face, 1), face_unknown / max(face, 1), dropped / max(len(clip), 1))
 
 
 def capacity(model: LipActivityModel, face: TalkingFace, streams: int, fps: float, seconds: float) -> dict:
@@ -111,7 +117,8 @@ def capacity(model: LipActivityModel, face: TalkingFace, streams: int, fps: floa
     video_s = (len(clip) - 1) / fps
     return {"streams": streams, "fps": fps, "frames": frames, "first_frame_s_all_streams": round(open_s, 3),
             "wall_ms_per_frame": round(1000 * wall / frames, 2), "cpu_ms_per_frame": round(1000 * cpu / frames, 2),
-            "cpu_s_per_video_s_per_stream": round(cpu / video_s / streams, 4)}
+            "cpu_s_per_video_s_per_stream": round(cpu / video_s / streams, 4),
+            "wall_s_per_video_s_per_stream": round(wall / video_s / streams, 4)}
 
 
 def run_lips_bench(fps_list=(5.0, 15.0, 30.0), jitter_ms: float = 0.0, streams: int = 4, seconds: float = 10.0,
@@ -130,8 +137,11 @@ def run_lips_bench(fps_list=(5.0, 15.0, 30.0), jitter_ms: float = 0.0, streams: 
         clip = face.render(DEFAULT_SCHEDULE, fps, jitter_ms=jitter_ms)
         out["detection"].append(detection(clip, score_clip(model, clip), fps).to_json())
     cap = capacity(model, face, streams, 30.0, seconds)
-    per_stream = cap["cpu_s_per_video_s_per_stream"]
-    cap["streams_per_machine_at_30fps"] = int((os.cpu_count() or 1) / per_stream) if per_stream else None
+    # one scheduler steps one model at a time on one worker thread: its streams are bounded by the
+    # wall time of a step; the machine's by CPU time over all cores (one scheduler per core)
+    wall, cpu = cap["wall_s_per_video_s_per_stream"], cap["cpu_s_per_video_s_per_stream"]
+    cap["streams_per_scheduler_at_30fps"] = int(1 / wall) if wall else None
+    cap["streams_per_machine_at_30fps"] = int((os.cpu_count() or 1) / cpu) if cpu else None
     out["capacity"] = cap
     return out
 

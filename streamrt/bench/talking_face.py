@@ -130,6 +130,24 @@ class TalkingFace:
         return out
 
 
+def write_y4m(path, frames, fps: int) -> None:
+    """Write RGB frames ((H, W, 3) uint8, even sizes) as a Y4M file (4:2:0, BT.601 full range): what
+    Chromium plays as a fake camera (``--use-file-for-fake-video-capture=FILE.y4m``)."""
+    with open(path, "wb") as f:
+        h, w = frames[0].shape[:2]
+        f.write(f"YUV4MPEG2 W{w} H{h} F{int(fps)}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            x = rgb.astype(np.float32)
+            r, g, b = x[..., 0], x[..., 1], x[..., 2]
+            planes = (0.299 * r + 0.587 * g + 0.114 * b, 128 - 0.168736 * r - 0.331264 * g + 0.5 * b,
+                      128 + 0.5 * r - 0.418688 * g - 0.081312 * b)
+            f.write(b"FRAME\n")
+            for i, p in enumerate(planes):
+                if i:  # chroma at half width and height
+                    p = (p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]) / 4
+                f.write(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes())
+
+
 ASTRONAUT_CROP = (slice(20, 260), slice(60, 380))  # 320x240 around the face, as a webcam frames it
 
 

@@ -48,7 +48,7 @@ from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
                                       DialogueEndEvent, DialogueEvent, InterruptedEvent, UserCommitEvent,
-                                      UserPartialEvent)
+                                      UserPartialEvent, UserTurnEndEvent)
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.engine import AudioModel, StreamingModel
@@ -434,6 +434,7 @@ class DialogueSession:
 
     def _start_turn(self, text: str | None = None) -> None:
         """An agent turn: the LLM answers the user's open turn, or (``text``) the agent says ``text``."""
+        answered = self._transcript()
         if text is None:
             self._sync_llm()  # the open turn as it stands now
         self._turns += 1
@@ -456,6 +457,7 @@ class DialogueSession:
         self._llm_sent = ""
         self._turn_word0 = len(self._words) + len(self._partial)
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
+        self._events.append(UserTurnEndEvent(answered, self.media_ms))
         self._score_for, self._scored = None, None
 
     def _stop_turn(self, *, interrupted: bool) -> None:

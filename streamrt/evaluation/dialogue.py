@@ -237,8 +237,9 @@ async def run_script(script: Script, session: AgentSession, stepper: Stepper, cl
         if eof_at is None and due - fed >= piece:
             session.receive_audio(conv.track.read(fed, due))
             fed = due
-        new = [( now_ms(), e) for e in session.events()]
-        for t, e in new:
+        drained = session.events()
+        t = now_ms()  # when they leave the session: one time for all of one drain
+        for e in drained:
             log.append(_timed(t, e))
             if e.type == "agent_audio":
                 audio.setdefault(e.turn, []).append((e.offset_ms, e.samples, e.sample_rate))

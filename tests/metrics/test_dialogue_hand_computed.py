@@ -2,7 +2,8 @@
 
 The dialogue of ``_script()``, step by step:
 
-- turn A: voice 0-2000 with a pause 800-1800; commit 2300, decision 2400, text 2450; agent turn 1
+- turn A: voice 0-2000 with a pause 800-1800; last ASR words 2300 (a partial; the empty partial at
+  2350 and the commit the decision makes at 2400 are not ASR words), decision 2400, text 2450; agent turn 1
   audio released at 2600 (200 ms), 2700 (200 ms), 2900 (1000 ms) -> plays 2600-2800, 2800-3000,
   3000-4000. Onset 600 = ASR 300 + endpoint 100 + LLM 50 + TTS 150.
 - backchannel 3000-3300 inside turn 1's playback; turn 1 is not interrupted.
@@ -56,7 +57,8 @@ def _script() -> DialogueLog:
         UserSpeech("backchannel", 16000, 16300, (), "right"),
     ]
     events = [
-        TimedEvent(2300, "user_commit", text="a"), TimedEvent(2400, "user_turn_end", text="a"),
+        TimedEvent(2300, "user_partial", text="a"), TimedEvent(2350, "user_partial", text=""),
+        TimedEvent(2400, "user_commit", text="a"), TimedEvent(2400, "user_turn_end", text="a"),
         TimedEvent(2450, "agent_text", 1, text="one"), TimedEvent(2600, "agent_turn_start", 1),
         _audio(2600, 1, 200), _audio(2700, 1, 200), _audio(2900, 1, 1000),
         TimedEvent(3100, "agent_turn_end", 1, text="one"),
