@@ -58,6 +58,7 @@ from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.types import AudioChunk, CommitEvent, EndEvent, ErrorEvent, PartialEvent, ReplyHeard, TextDelta
 
 SAMPLE_RATE = 16000  # the user's audio inside the session (ASR and VAD both take it)
+ECHO_WINDOW_MS = 160.0  # the echo guard compares the input with the agent's audio played this recently
 _ids = itertools.count(1)
 
 
@@ -100,7 +101,7 @@ class DialogueSession:
 
     def __init__(self, models: DialogueModels, host: StepHost, clock: Clock, turn_policy: TurnPolicy, *,
                  settings: DialogueSettings = DialogueSettings(), input_sample_rate: int = SAMPLE_RATE,
-                 input_channels: int = 1, session_id: str | None = None,
+                 input_channels: int = 1, session_id: str | None = None, greeting: str | None = None,
                  on_update: Callable[[], None] | None = None):
         check_format("pcm_f32le", input_sample_rate, input_channels)
         self.id = session_id or f"d{next(_ids)}"
@@ -131,9 +132,13 @@ class DialogueSession:
         self._score_for: str | None = None  # end-of-turn score asked for this transcript
         self._scored: tuple[str, float] | None = None
         # the user's speech (VAD), in media ms
+        self._frame_samples = int(round(models.vad.frame_ms * SAMPLE_RATE / 1000))
+        self._levels: list[float] = []  # input RMS of the VAD frames not yet scored
+        self._level_tail = np.zeros(0, np.float32)
         self._frames = 0
         self._run_ms = self._gap_ms = 0.0
         self._speaking = False
+        self._heard_user = True  # the user's voice was heard since the agent last spoke
         self._speech_start = self._speech_end = 0.0
         # the agent
         self._turns = 0
@@ -142,6 +147,8 @@ class DialogueSession:
         self._llm_turn_chars = 0
         self._interruptions = 0
         self._resumes = 0
+        if greeting:  # the agent speaks first: a turn straight to the TTS, not in the LLM's context
+            self._start_turn(greeting)
 
     # ---- input -------------------------------------------------------------------------------
     @property
@@ -191,6 +198,12 @@ class DialogueSession:
             return
         start = self.media_ms
         self._samples += len(x)
+        y = np.concatenate([self._level_tail, x])  # the input level per VAD frame (echo guard)
+        n = len(y) // self._frame_samples
+        if n:
+            blocks = y[:n * self._frame_samples].reshape(n, self._frame_samples)
+            self._levels += np.sqrt(np.mean(np.square(blocks), axis=1)).tolist()
+        self._level_tail = y[n * self._frame_samples:]
         self.asr.receive_audio(x)
         self.vad.receive(AudioChunk(x, SAMPLE_RATE, start))
         self.host.wake(self.asr)
@@ -271,22 +284,26 @@ class DialogueSession:
                 self.receive_eof()
 
     def _asr_event(self, e) -> None:
+        # words that come while the user is not heard, from the agent's turn until the user's voice
+        # is heard again (the ASR lags the audio by up to a second), are the agent's echo
+        echo = not self._speaking and (not self._heard_user if self.turn is None else not self.turn.paused)
         if isinstance(e, CommitEvent):
             words = e.text.split()
             n_partial = len(self._partial)
             self._words += words
             self._partial = self._partial[len(words):] if len(words) <= n_partial else []
-            self._show_words(len(self._words))
         elif isinstance(e, PartialEvent):
             self._partial = e.text.split()
-            self._events.append(UserPartialEvent(e.text, self.media_ms))
         elif isinstance(e, EndEvent):
             self._partial = []
         else:
             return self._sub_event(e)
-        if self._agent_audible() and not self._speaking and not self.turn.paused:
-            self._turn_word0 = len(self._words) + len(self._partial)  # echo: words while only the agent spoke
-            self._shown = max(self._shown, self._turn_word0)
+        if echo:  # words while only the agent's voice played: its echo, not the user's
+            self._turn_word0 = self._shown = len(self._words) + len(self._partial)
+        elif isinstance(e, CommitEvent):
+            self._show_words(len(self._words))
+        elif isinstance(e, PartialEvent):
+            self._events.append(UserPartialEvent(e.text, self.media_ms))
         self._sync_llm()
 
     def _show_words(self, upto: int) -> None:
@@ -369,14 +386,19 @@ class DialogueSession:
         frame_ms = self.models.vad.frame_ms
         self._frames += 1
         now_ms = self._frames * frame_ms
+        level = self._levels.pop(0) if self._levels else 0.0
         guarded = self._agent_audible()
         threshold = s.echo_threshold if guarded and s.echo_threshold is not None else s.vad_threshold
         min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
+        if guarded and s.echo_level_ratio is not None:
+            self.turn.advance(self.clock.now())
+            if level < s.echo_level_ratio * self.turn.playing_level(ECHO_WINDOW_MS):
+                p = 0.0  # no louder than the agent's own voice playing: echo
         if p >= threshold:
             self._run_ms += frame_ms
             self._gap_ms = 0.0
             if not self._speaking and self._run_ms >= min_run:
-                self._speaking = True
+                self._speaking = self._heard_user = True
                 self._speech_start = now_ms - self._run_ms
                 if guarded and s.resume_after_ms is not None:
                     self.turn.paused = True
@@ -410,11 +432,23 @@ class DialogueSession:
                 self._resumes += 1
                 self._turn_word0 = len(self._words) + len(self._partial)
 
-    def _start_turn(self) -> None:
+    def _start_turn(self, text: str | None = None) -> None:
+        """An agent turn: the LLM answers the user's open turn, or (``text``) the agent says ``text``."""
         answered = self._transcript()
-        self._sync_llm()
+        if text is None:
+            self._sync_llm()  # the open turn as it stands now
         self._turns += 1
+        self._heard_user = False
         self.turn = AgentTurn(self._turns, self.models.tts.sample_rate)
+        self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
+        self.host.add(self.tts, self._on_output, model=self.models.tts)
+        if text is not None:
+            self.turn.text, self.turn.reply_done = text, True
+            self._events.append(AgentTextEvent(self.turn.turn, text, self.media_ms))
+            self.tts.receive(TextDelta(text, end_of_turn=True))
+            self.tts.receive_eof()
+            self.host.wake(self.tts)
+            return
         self._turn_words_from = self._turn_word0
         self._llm_turn_chars = self._llm_chars
         self.llm.receive(TextDelta("", end_of_turn=True))
@@ -425,8 +459,6 @@ class DialogueSession:
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
         self._events.append(UserTurnEndEvent(answered, self.media_ms))
         self._score_for, self._scored = None, None
-        self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
-        self.host.add(self.tts, self._on_output, model=self.models.tts)
 
     def _stop_turn(self, *, interrupted: bool) -> None:
         """Barge-in (or end of input): cancel the reply and its speech; keep what was heard."""
