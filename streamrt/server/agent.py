@@ -11,7 +11,7 @@ conversation and the TTS join the server's scheduler beside it (``models()``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from policies.turn_taking.registry import create as create_turn_policy
 from streamrt.clock import Clock
@@ -55,7 +55,8 @@ class VoiceAgent:
     def models(self) -> Mapping[str, Any]:
         return {"vad": self.parts.vad, "llm": self.parts.llm, "tts": self.parts.tts}
 
-    def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None) -> DialogueSession:
+    def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None,
+                    on_update: Callable[[], None] | None = None) -> DialogueSession:
         if "greeting" in options:
             raise ConfigError("greeting: this agent speaks only when spoken to (DialogueSession has no greeting "
                               "turn); leave the field out")
@@ -64,7 +65,7 @@ class VoiceAgent:
         if "system_prompt" in options:
             models = replace(models, llm_options={**models.llm_options, "system_prompt": options["system_prompt"]})
         return DialogueSession(models, scheduler, self.clock, policy, settings=self.settings.session,
-                               session_id=session_id)
+                               session_id=session_id, on_update=on_update)
 
     def describe(self) -> dict:
         d: dict[str, Any] = {**self.info, "turn_policy": self.settings.turn_policy,
