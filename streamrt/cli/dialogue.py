@@ -69,7 +69,8 @@ def eval_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", help="its streaming configuration (`streamrt "
                                          "presets`; the default preset if unset)"),
     llm: str = typer.Option("smollm2-135m", "--llm", help="the LLM: packaged name or Hugging Face folder"),
-    llm_precision: str = typer.Option("fp32", "--llm-precision", help="fp32, auto, bf16, int8-dynamic, ..."),
+    llm_precision: str = typer.Option("auto", "--llm-precision", help="auto (by this CPU, as `streamrt chat`), "
+                                      "fp32, int8-dynamic, ..."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, help="reply length cap, tokens"),
     wer_model: str = typer.Option("tiny.en", "--wer-model", help="Whisper model that transcribes the agent's "
                                   "speech for its WER"),

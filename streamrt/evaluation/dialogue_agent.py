@@ -26,7 +26,7 @@ class AgentConfig:
     asr: str = "tiny.en"
     preset: str | None = None
     llm: str = "smollm2-135m"
-    llm_precision: str = "fp32"
+    llm_precision: str = "auto"
     tts: str = "hibari"
     turn_policy: str = "semantic"
     turn_policy_options: dict[str, Any] = field(default_factory=dict)
@@ -54,7 +54,8 @@ class VoiceAgent:
         self.config, self.clock = config, clock
         create(config.turn_policy, config.turn_policy_options)  # an unknown policy fails before loading
         bundle = load_llm(config.llm)
-        lm, self.llm_precision = build_lm(bundle, config.llm_precision)
+        lm, _ = build_lm(bundle, config.llm_precision)
+        self.llm_precision = lm.lm_precision
         decoder = LlmDecoder.from_bundle(bundle, DecoderSettings(max_slots=2, max_context_tokens=2048), lm=lm)
         llm = LlmConversationModel(bundle, decoder, ConversationSettings(
             sampling=SamplingSettings(max_new_tokens=config.max_new_tokens)))
@@ -76,7 +77,7 @@ class VoiceAgent:
 
     def describe(self) -> dict[str, Any]:
         c = self.config
-        return {"asr": c.asr, "preset": c.preset, "llm": c.llm, "llm_precision": str(self.llm_precision),
+        return {"asr": c.asr, "preset": c.preset, "llm": c.llm, "llm_precision": self.llm_precision.describe(),
                 "tts": c.tts, "vad": "silero", "turn_policy": c.turn_policy,
                 "turn_policy_options": c.turn_policy_options, "max_new_tokens": c.max_new_tokens}
 
