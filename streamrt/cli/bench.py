@@ -67,10 +67,11 @@ def _register_quant(app: typer.Typer) -> None:
 
 
 def _register_llm(app: typer.Typer) -> None:
-    from streamrt.bench import llm, llm_quality
+    from streamrt.bench import llm, llm_beside_asr, llm_quality
 
     llm.register(app)
     llm_quality.register(app)
+    llm_beside_asr.register(app)
 
 
 def _register_lips(app: typer.Typer) -> None:
@@ -146,6 +147,9 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
     # the LLM beside llama.cpp on the same GGUF (docs/benchmarks.md "LLM"), and its quality per scheme
     ("llm.json", ["bench", "llm", "--format", "json"]),
     ("llm-quality.jsonl", ["bench", "llm-quality"]),
+    # the LLM beside live Whisper streams on one scheduler (docs/benchmarks.md "LLM beside Whisper")
+    ("llm-beside-asr.json", ["bench", "llm-beside-asr", "--streams", "8", "--chats", "4", "--preset", "balanced",
+                             "--duration", "60"]),
     # lip activity on the animated astronaut (docs/benchmarks.md "Lip activity"), even and uneven frame times
     ("lips.json", ["bench", "lips"]),
     ("lips-jitter.json", ["bench", "lips", "--jitter-ms", "20"]),
