@@ -10,7 +10,7 @@ PIP     := $(BIN)/python -m pip -q --disable-pip-version-check
 APT_TEST := libportaudio2 chromium espeak-ng flite
 APT_DATA := flite festival festvox-us-slt-hts espeak-ng sox
 
-.PHONY: setup apt-test apt-data test test-fast demo bench dialogue-eval testset clean
+.PHONY: setup apt-test apt-data test test-fast demo demo-agent bench dialogue-eval testset clean
 
 setup: $(VENV)/.setup-done
 
@@ -52,6 +52,10 @@ test-fast: setup
 
 demo: setup
 	$(BIN)/streamrt demo
+
+# a scripted conversation with the voice agent through the server, both sides printed with timings
+demo-agent: setup
+	$(BIN)/streamrt demo --agent
 
 bench: setup
 	$(BIN)/streamrt bench all --out runs/bench
