@@ -38,8 +38,7 @@ core reads no other time. The feed path never raises: bad input becomes an ``Err
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Callable
 
 import numpy as np
 
@@ -49,51 +48,17 @@ from streamrt.clock import Clock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
                                       DialogueEndEvent, DialogueEvent, InterruptedEvent, UserCommitEvent,
                                       UserPartialEvent, UserTurnEndEvent)
+from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
-from streamrt.engine import AudioModel, StreamingModel
+from streamrt.dialogue.speech import UserSpeech
 from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtError
 from streamrt.session import Session, SessionLimits
 from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.types import AudioChunk, CommitEvent, EndEvent, ErrorEvent, PartialEvent, ReplyHeard, TextDelta
 
 SAMPLE_RATE = 16000  # the user's audio inside the session (ASR and VAD both take it)
-ECHO_WINDOW_MS = 160.0  # the echo guard compares the input with the agent's audio played this recently
 _ids = itertools.count(1)
-
-
-class StepHost(Protocol):
-    """Where the session's sub-sessions are stepped: ``streamrt.scheduler.Scheduler``."""
-
-    def add(self, session: StreamSession, on_output: Callable[[StreamSession], Any] | None = None, *,
-            model: StreamingModel | None = None, background: bool = False) -> None: ...
-
-    def wake(self, session: StreamSession) -> None: ...
-
-    def cancel(self, session: StreamSession) -> None: ...
-
-
-@dataclass(frozen=True)
-class DialogueModels:
-    """The shared models (loaded once, used by every session). asr: a 16 kHz ``AudioModel``
-    (Whisper streaming); llm: an LLM conversation model (streams take ``TextDelta`` and
-    ``ReplyHeard``); tts: a text-to-speech model (streams take ``TextDelta``, give audio at its
-    ``sample_rate`` and one unit per spoken chunk); vad: a frame classifier at 16 kHz (streams give
-    ``frame_scores``, ``frame_ms`` each). asr_options / llm_options: each session's stream options."""
-
-    asr: AudioModel
-    llm: StreamingModel
-    tts: StreamingModel
-    vad: AudioModel
-    asr_options: Mapping[str, Any] = field(default_factory=dict)
-    llm_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def add_to(self, scheduler) -> None:
-        """Put the four models on ``scheduler`` (once, before any session is added)."""
-        for name in ("asr", "vad", "llm", "tts"):
-            model = getattr(self, name)
-            if model not in scheduler.models:
-                scheduler.add_model(model, name=name)
 
 
 class DialogueSession:
@@ -132,14 +97,7 @@ class DialogueSession:
         self._score_for: str | None = None  # end-of-turn score asked for this transcript
         self._scored: tuple[str, float] | None = None
         # the user's speech (VAD), in media ms
-        self._frame_samples = int(round(models.vad.frame_ms * SAMPLE_RATE / 1000))
-        self._levels: list[float] = []  # input RMS of the VAD frames not yet scored
-        self._level_tail = np.zeros(0, np.float32)
-        self._frames = 0
-        self._run_ms = self._gap_ms = 0.0
-        self._speaking = False
-        self._heard_user = True  # the user's voice was heard since the agent last spoke
-        self._speech_start = self._speech_end = 0.0
+        self.speech = UserSpeech(settings, models.vad.frame_ms, SAMPLE_RATE)
         # the agent
         self._turns = 0
         self.turn: AgentTurn | None = None
@@ -198,12 +156,7 @@ class DialogueSession:
             return
         start = self.media_ms
         self._samples += len(x)
-        y = np.concatenate([self._level_tail, x])  # the input level per VAD frame (echo guard)
-        n = len(y) // self._frame_samples
-        if n:
-            blocks = y[:n * self._frame_samples].reshape(n, self._frame_samples)
-            self._levels += np.sqrt(np.mean(np.square(blocks), axis=1)).tolist()
-        self._level_tail = y[n * self._frame_samples:]
+        self.speech.add_audio(x)
         self.asr.receive_audio(x)
         self.vad.receive(AudioChunk(x, SAMPLE_RATE, start))
         self.host.wake(self.asr)
@@ -286,7 +239,7 @@ class DialogueSession:
     def _asr_event(self, e) -> None:
         # words that come while the user is not heard, from the agent's turn until the user's voice
         # is heard again (the ASR lags the audio by up to a second), are the agent's echo
-        echo = not self._speaking and (not self._heard_user if self.turn is None else not self.turn.paused)
+        echo = not self.speech.speaking and (not self.speech.heard if self.turn is None else not self.turn.paused)
         if isinstance(e, CommitEvent):
             words = e.text.split()
             n_partial = len(self._partial)
@@ -382,41 +335,19 @@ class DialogueSession:
 
     def _frame(self, p: float) -> None:
         """One VAD frame: the user's speech state, then the turn policy."""
-        s = self.settings
-        frame_ms = self.models.vad.frame_ms
-        self._frames += 1
-        now_ms = self._frames * frame_ms
-        level = self._levels.pop(0) if self._levels else 0.0
-        guarded = self._agent_audible()
-        threshold = s.echo_threshold if guarded and s.echo_threshold is not None else s.vad_threshold
-        min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
-        if guarded and s.echo_level_ratio is not None:
-            self.turn.advance(self.clock.now())
-            if level < s.echo_level_ratio * self.turn.playing_level(ECHO_WINDOW_MS):
-                p = 0.0  # no louder than the agent's own voice playing: echo
-        if p >= threshold:
-            self._run_ms += frame_ms
-            self._gap_ms = 0.0
-            if not self._speaking and self._run_ms >= min_run:
-                self._speaking = self._heard_user = True
-                self._speech_start = now_ms - self._run_ms
-                if guarded and s.resume_after_ms is not None:
-                    self.turn.paused = True
-            if self._speaking:
-                self._speech_end = now_ms
-        else:
-            self._run_ms = 0.0
-            self._gap_ms += frame_ms
-            if self._speaking and self._gap_ms >= s.hangover_ms:
-                self._speaking = False
-        self._decide(now_ms)
+        playing = None
+        if self._agent_audible():
+            playing = self.turn
+            playing.advance(self.clock.now())
+        if self.speech.frame(p, playing) and playing is not None and self.settings.resume_after_ms is not None:
+            playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
+        self._decide(self.speech.now_ms)
 
     def _view(self, now_ms: float) -> TurnView:
         transcript = self._transcript()
         score = self._scored[1] if self._scored is not None and self._scored[0] == transcript else None
-        speech_ms = self._speech_end - self._speech_start
-        silence_ms = 0.0 if self._speaking else now_ms - self._speech_end
-        return TurnView(now_ms, self._speaking, speech_ms, silence_ms, transcript, self.turn is not None, score)
+        sp = self.speech
+        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score)
 
     def _decide(self, now_ms: float) -> None:
         if self._eof:
@@ -426,8 +357,8 @@ class DialogueSession:
             self._start_turn()
         elif isinstance(action, Yield) and self.turn is not None:
             self._stop_turn(interrupted=True)
-        elif self.turn is not None and self.turn.paused and not self._speaking:
-            if now_ms - self._speech_end >= self.settings.resume_after_ms:
+        elif self.turn is not None and self.turn.paused and not self.speech.speaking:
+            if self.speech.silence_ms >= self.settings.resume_after_ms:
                 self.turn.paused = False  # a backchannel: go on, and forget its words
                 self._resumes += 1
                 self._turn_word0 = len(self._words) + len(self._partial)
@@ -438,7 +369,7 @@ class DialogueSession:
         if text is None:
             self._sync_llm()  # the open turn as it stands now
         self._turns += 1
-        self._heard_user = False
+        self.speech.agent_started()
         self.turn = AgentTurn(self._turns, self.models.tts.sample_rate)
         self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
         self.host.add(self.tts, self._on_output, model=self.models.tts)

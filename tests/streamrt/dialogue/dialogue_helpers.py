@@ -21,7 +21,8 @@ from streamrt.audio import load_audio
 from streamrt.clock import ManualClock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
                                       InterruptedEvent, UserCommitEvent)
-from streamrt.dialogue.session import DialogueModels, DialogueSession
+from streamrt.dialogue.models import DialogueModels
+from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from tests.streamrt.llm_model import smollm2, smollm2_lm
