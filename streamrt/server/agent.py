@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 
 from policies.turn_taking.registry import create as create_turn_policy
 from streamrt.clock import Clock
-from streamrt.dialogue.session import DialogueModels, DialogueSession
+from streamrt.dialogue.models import DialogueModels
+from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.engine import AudioModel, Describable
 

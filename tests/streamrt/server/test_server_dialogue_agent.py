@@ -14,7 +14,7 @@ import soxr
 from metrics.quality import wer
 from streamrt.clients.dialogue_client import converse
 from streamrt.clock import MonotonicClock
-from streamrt.dialogue.session import DialogueModels
+from streamrt.dialogue.models import DialogueModels
 from streamrt.server.agent import AgentSettings, VoiceAgent
 from streamrt.server.settings import ServerSettings
 from tests.streamrt.dialogue.dialogue_helpers import asr_model, llm_model, silence, speech, vad_model
