@@ -101,8 +101,6 @@ class DialogueSession:
         # the agent
         self._turns = 0
         self.turn: AgentTurn | None = None
-        self._turn_words_from = 0  # the answered turn's first word (a yield before the reply reopens it)
-        self._llm_turn_chars = 0
         self._interruptions = 0
         self._resumes = 0
         if greeting:  # the agent speaks first: a turn straight to the TTS, not in the LLM's context
@@ -385,14 +383,12 @@ class DialogueSession:
         self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
         self.host.add(self.tts, self._on_output, model=self.models.tts)
         if text is not None:
-            self.turn.text, self.turn.reply_done = text, True
+            self.turn.text, self.turn.reply_done, self.turn.from_llm = text, True, False
             self._events.append(AgentTextEvent(self.turn.turn, text, self.media_ms))
             self.tts.receive(TextDelta(text, end_of_turn=True))
             self.tts.receive_eof()
             self.host.wake(self.tts)
             return
-        self._turn_words_from = self._turn_word0
-        self._llm_turn_chars = self._llm_chars
         self.llm.receive(TextDelta("", end_of_turn=True))
         self.host.wake(self.llm)
         self._llm_chars += len(self._llm_sent)
@@ -407,13 +403,9 @@ class DialogueSession:
         turn, now = self.turn, self.clock.now()
         turn.advance(now)
         heard = turn.heard_text()
-        if turn.reply_tokens:
+        if turn.from_llm:  # the LLM's reply ends (however far it got) and keeps only what was heard
             self.llm.receive(ReplyHeard(heard))
-        elif not turn.reply_done:  # no reply began: the user's turn is still open in the LLM
-            self.llm.receive(ReplyHeard(""))
-            self._llm_chars, self._llm_sent = self._llm_turn_chars, ""
-            self._turn_word0 = self._turn_words_from
-        self.host.wake(self.llm)
+            self.host.wake(self.llm)
         if self.tts is not None:
             self.host.cancel(self.tts)
         if interrupted:
