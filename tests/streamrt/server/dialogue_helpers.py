@@ -14,6 +14,7 @@ from streamrt.dialogue.events import (
     AgentTurnEndEvent,
     AgentTurnStartEvent,
     DialogueEndEvent,
+    InterruptedEvent,
     UserCommitEvent,
 )
 from streamrt.errors import ConfigError
@@ -62,6 +63,11 @@ class ToneSession:
         self._text = text
         self._events.append(AgentTurnStartEvent(self.turn, self.received_ms))
         self._events.append(AgentTextEvent(self.turn, text, self.received_ms))
+
+    def interrupt(self, heard: str) -> None:
+        """The user barged in: the answer stops, ``InterruptedEvent`` says what was heard."""
+        self._answer = None
+        self._events.append(InterruptedEvent(self.turn, heard, self.received_ms))
 
     def receive_playback(self, turn: int, position_ms: float) -> None:
         self.playback.append((turn, position_ms))
