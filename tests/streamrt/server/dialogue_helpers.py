@@ -100,7 +100,9 @@ class ToneSession:
 class ToneAgent:
     output_sample_rate = RATE
 
-    def __init__(self, clock: Clock | None = None, pause_ms: float = 300.0, answer_ms: float = 500.0):
+    def __init__(self, clock: Clock | None = None, pause_ms: float = 300.0, answer_ms: float = 500.0,
+                 max_dialogues: int | None = None):
+        self.max_dialogues = max_dialogues
         self.clock = clock or MonotonicClock()
         self.pause_ms = pause_ms
         self.answer_ms = answer_ms

@@ -4,6 +4,7 @@ agent_turn_end), stop ends with end and 1000; a server without an agent refuses 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -158,3 +159,27 @@ async def test_interrupted_goes_out_after_the_audio_before_it_and_drops_what_the
     heard = [v for k, v in log if k == "json" and v["type"] == "interrupted"][0]
     assert heard["heard_text"] == "Hi" and heard["turn"] == 1
     assert kinds[-2:] == ["end", "close"]
+
+
+async def test_past_the_dialogues_the_agent_holds_a_new_one_is_refused_naming_the_limit():
+    server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"), port=0,
+                                  agent=ToneAgent(max_dialogues=1))
+    await server.start()
+    try:
+        async with connect(f"{server.url}/v1/dialogue") as first:
+            await first.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}))
+            assert json.loads(await first.recv())["type"] == "ready"
+            async with connect(f"{server.url}/v1/dialogue") as second:
+                err = json.loads(await second.recv())
+                await second.wait_closed()
+            assert err["code"] == "server_busy" and "1 dialogues open, the agent holds 1" in err["message"]
+            assert "llm_slots" in err["message"] and second.close_code == 1013
+        for _ in range(100):  # the first one leaves the server once its close is through
+            if server.health()[1]["sessions"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        async with connect(f"{server.url}/v1/dialogue") as third:  # room again
+            await third.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}))
+            assert json.loads(await third.recv())["type"] == "ready"
+    finally:
+        await server.stop()
