@@ -11,14 +11,14 @@ conversation and the TTS join the server's scheduler beside it (``models()``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from policies.turn_taking.registry import create as create_turn_policy
 from streamrt.clock import Clock
-from streamrt.dialogue.session import DialogueModels, DialogueSession
+from streamrt.dialogue.models import DialogueModels
+from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.engine import AudioModel, Describable
-from streamrt.errors import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = ("You are a friendly voice assistant. The user speaks to you and hears your answer. "
                          "Answer in one or two short spoken sentences, without lists or symbols.")
@@ -55,16 +55,14 @@ class VoiceAgent:
     def models(self) -> Mapping[str, Any]:
         return {"vad": self.parts.vad, "llm": self.parts.llm, "tts": self.parts.tts}
 
-    def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None) -> DialogueSession:
-        if "greeting" in options:
-            raise ConfigError("greeting: this agent speaks only when spoken to (DialogueSession has no greeting "
-                              "turn); leave the field out")
+    def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None,
+                    on_update: Callable[[], None] | None = None) -> DialogueSession:
         policy = create_turn_policy(options.get("turn_policy", self.settings.turn_policy))
         models = self.parts
         if "system_prompt" in options:
             models = replace(models, llm_options={**models.llm_options, "system_prompt": options["system_prompt"]})
         return DialogueSession(models, scheduler, self.clock, policy, settings=self.settings.session,
-                               session_id=session_id)
+                               session_id=session_id, greeting=options.get("greeting"), on_update=on_update)
 
     def describe(self) -> dict:
         d: dict[str, Any] = {**self.info, "turn_policy": self.settings.turn_policy,
