@@ -270,9 +270,15 @@ class DialogueSession:
     def _transcript(self) -> str:
         return " ".join((self._words + self._partial)[self._turn_word0:])
 
+    def _floor_open(self) -> bool:
+        """The user's words may go to the LLM: no agent turn, or one whose reply is complete and
+        whose speech is held for the user's (so an overlap can be scored, and cut if it was a
+        backchannel)."""
+        return self.turn is None or (self.turn.reply_done and self.turn.paused and self.turn.reply_tokens > 0)
+
     def _sync_llm(self) -> None:
         """Make the LLM's open turn the transcript (while the user holds the floor)."""
-        if self.turn is not None or self._eof:
+        if not self._floor_open() or self._eof:
             return
         target = self._transcript()
         if target == self._llm_sent:
@@ -289,8 +295,8 @@ class DialogueSession:
 
     def _ask_score(self) -> None:
         text = self._llm_sent
-        if (self.policy.wants_end_of_turn_p and text and self._score_for is None and self.turn is None
-                and (self._scored is None or self._scored[0] != text)):
+        if (self.policy.wants_end_of_turn_p and text and self._score_for is None and self._floor_open()
+                and not self.speech.speaking and (self._scored is None or self._scored[0] != text)):
             self._score_for = text
             self.llm.receive(TextDelta("", score_end=True))
             self.host.wake(self.llm)
@@ -339,8 +345,12 @@ class DialogueSession:
         if self._agent_audible():
             playing = self.turn
             playing.advance(self.clock.now())
+        was_speaking = self.speech.speaking
         if self.speech.frame(p, playing) and playing is not None and self.settings.resume_after_ms is not None:
             playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
+            self._sync_llm()
+        if was_speaking and not self.speech.speaking:
+            self._ask_score()  # the user paused: is the turn complete?
         self._decide(self.speech.now_ms)
 
     def _view(self, now_ms: float) -> TurnView:
@@ -359,9 +369,10 @@ class DialogueSession:
             self._stop_turn(interrupted=True)
         elif self.turn is not None and self.turn.paused and not self.speech.speaking:
             if self.speech.silence_ms >= self.settings.resume_after_ms:
-                self.turn.paused = False  # a backchannel: go on, and forget its words
-                self._resumes += 1
+                self._resumes += 1  # a backchannel: forget its words (also in the LLM), go on
                 self._turn_word0 = len(self._words) + len(self._partial)
+                self._sync_llm()
+                self.turn.paused = False
 
     def _start_turn(self, text: str | None = None) -> None:
         """An agent turn: the LLM answers the user's open turn, or (``text``) the agent says ``text``."""

@@ -15,10 +15,10 @@ from typing import Any, Callable, Mapping
 
 from policies.turn_taking.registry import create as create_turn_policy
 from streamrt.clock import Clock
-from streamrt.dialogue.session import DialogueModels, DialogueSession
+from streamrt.dialogue.models import DialogueModels
+from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.engine import AudioModel, Describable
-from streamrt.errors import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = ("You are a friendly voice assistant. The user speaks to you and hears your answer. "
                          "Answer in one or two short spoken sentences, without lists or symbols.")
@@ -50,6 +50,7 @@ class VoiceAgent:
         self.clock = clock
         self.settings = settings
         self.output_sample_rate = models.tts.sample_rate
+        self.max_dialogues = settings.llm_slots  # each dialogue holds one LLM slot
         create_turn_policy(settings.turn_policy)  # an unknown default fails at start-up, naming the installed
 
     def models(self) -> Mapping[str, Any]:
@@ -57,15 +58,12 @@ class VoiceAgent:
 
     def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None,
                     on_update: Callable[[], None] | None = None) -> DialogueSession:
-        if "greeting" in options:
-            raise ConfigError("greeting: this agent speaks only when spoken to (DialogueSession has no greeting "
-                              "turn); leave the field out")
         policy = create_turn_policy(options.get("turn_policy", self.settings.turn_policy))
         models = self.parts
         if "system_prompt" in options:
             models = replace(models, llm_options={**models.llm_options, "system_prompt": options["system_prompt"]})
         return DialogueSession(models, scheduler, self.clock, policy, settings=self.settings.session,
-                               session_id=session_id, on_update=on_update)
+                               session_id=session_id, greeting=options.get("greeting"), on_update=on_update)
 
     def describe(self) -> dict:
         d: dict[str, Any] = {**self.info, "turn_policy": self.settings.turn_policy,

@@ -115,6 +115,7 @@ async def test_a_backchannel_does_not_interrupt_and_is_not_answered():
     assert end.text == run.agent_text(1) and run.audio_ms(1) == pytest.approx(300 * len(end.text.split()), abs=1)
     assert len(run.of(AgentTurnStartEvent)) == 1  # "okay" got no answer
     assert d.session.summary()["resumed_after_backchannel"] == 1
+    assert "okay" not in d.session.llm.stream.text.lower()  # nor is it left in the LLM's next turn
 
 
 @pytest.mark.slow
