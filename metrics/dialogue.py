@@ -155,8 +155,9 @@ def measure(log: DialogueLog) -> DialogueMeasures:
     """The per-item measures of one dialogue. Definitions (all ms on the log's clock):
 
     - A user ``turn``/``interruption`` u is *answered* by the first agent turn whose audio starts
-      in [u.last_resume_ms, onset of the next turn/interruption); response onset = that start -
-      u.offset_ms (negative when the agent starts before the user's voice ends).
+      in [u.last_resume_ms, onset of the next turn/interruption) and still plays after u's voice
+      ends (one that the user's own speech stopped is an overlap, not the answer); response onset
+      = that start - u.offset_ms (negative when the agent starts before the user's voice ends).
     - An ``interruption`` with onset o during agent speech (an agent turn with start <= o < stop)
       has barge-in reaction = that turn's stop - o, stop being when its audio stopped for good: the
       end of its last chunk's playback, or its ``interrupted`` event if that comes first (a session
@@ -175,7 +176,7 @@ def measure(log: DialogueLog) -> DialogueMeasures:
     answers = [u for u in log.user if u.kind != "backchannel"]
     for i, u in enumerate(answers):
         bound = answers[i + 1].onset_ms if i + 1 < len(answers) else math.inf
-        reply = next((t for t in turns if u.last_resume_ms <= t.start_ms < bound), None)
+        reply = next((t for t in turns if u.last_resume_ms <= t.start_ms < bound and t.stop_ms > u.offset_ms), None)
         if reply is None:
             m.unanswered += 1
         else:

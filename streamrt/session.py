@@ -165,6 +165,12 @@ class Session(StreamSession):
         elif self.video is not None:
             self.video.receive(frame)
 
+    def cancel(self) -> None:
+        """Cancel the audio stream (see ``StreamSession.cancel``) and the video session with it."""
+        super().cancel()
+        if self.video is not None:
+            self.video.cancel()
+
     def _before_eof(self) -> None:
         tail = self._resample(np.zeros(0, np.float32), last=True)
         self._to_stream_audio(tail)

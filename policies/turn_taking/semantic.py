@@ -8,9 +8,11 @@ silence, otherwise after ``long_wait_ms`` (a mid-turn pause: "I'd like to book .
 Until the score arrives it waits as for an incomplete turn.
 
 While the agent speaks the same duration-and-text rule as ``silence`` decides a barge-in, plus
-the score: words that do not stand alone as a turn (p < ``floor_p``: "wait, what about") are the
-start of a longer utterance and interrupt at once, while a complete short one ("okay", "right")
-is a backchannel.
+the score once the user pauses (the agent's audio is held meanwhile): words that do not stand alone
+as a turn (p < ``floor_p``: "wait, what") are the start of something the user wants to say and make
+the agent yield, while a complete short one ("okay", "right") is a backchannel and it goes on. The
+score needs the agent's reply to be generated in full (the LLM is free), else duration and words
+decide alone.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Semantic(TurnPolicy):
     """complete_p: end-of-turn probability from which a turn counts as complete. short_wait_ms /
     long_wait_ms: silence before answering a complete / an incomplete turn. min_interrupt_ms /
     interrupt_words: as in ``silence``. floor_p: while the agent speaks, user words scored below it
-    interrupt (None disables)."""
+    make it yield when the user pauses (None disables)."""
 
     name = "semantic"
     wants_end_of_turn_p = True
@@ -51,7 +53,7 @@ class Semantic(TurnPolicy):
             if barge_in(view, self.min_interrupt_ms, self.interrupt_words):
                 return Yield()
             claims_floor = self.floor_p is not None and p is not None and view.words and p < self.floor_p
-            return Yield() if view.user_speaking and claims_floor else Listen()
+            return Yield() if claims_floor and not view.user_speaking else Listen()
         if view.user_speaking or not view.words:
             return Listen()
         wait = self.short_wait_ms if p is not None and p >= self.complete_p else self.long_wait_ms

@@ -13,10 +13,21 @@ real-time order and every model step is timed (process CPU time as well as wall 
 scheduler runs its steps on one worker thread, so it holds ``1 / (wall seconds per second of video
 per stream)`` streams; a machine, ``cores / (CPU seconds per ...)`` (one scheduler per core, e.g. as
 replicas). Both leave nothing for the speech models: take them as the video share of the budget.
+
+Real time (``--realtime 4,8,12``): that many cameras at ``--realtime-fps`` through a real ``Scheduler`` for
+``seconds``, each frame handed over at its wall-clock time; per frame, the time from hand-over to
+its score (p50/p95), and the frames dropped because the model fell ``max_pending_frames`` behind.
+A count holds when p95 stays within ``frame_budget_ms`` and nothing is dropped.
+
+Sensitivity (``--sweep-window 250,400 --sweep-std 0.01,0.015``): the rule's two settings over a
+grid, on landmarks computed once per clip by the real FaceMesh and replayed (the rule alone
+changes), so the defaults can be judged against their neighbours. It tunes on the animation itself:
+read it as sensitivity, not as a held-out score.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -97,8 +108,7 @@ def capacity(model: LipActivityModel, face: TalkingFace, streams: int, fps: floa
     schedule = ((0.0, seconds * 1000.0, "talk"),)
     clip = face.render(schedule, fps)
     ss = [model.create_stream() for _ in range(streams)]
-    model.step([])  # nothing: the trackers open at each stream's first step, timed below apart
-    t0w, t0c = time.perf_counter(), time.process_time()
+    t0w = time.perf_counter()  # the first frame apart: each stream's tracker opens at its first step
     for s in ss:
         s.accept(VideoFrame(clip[0][1], clip[0][0]))
     model.step(ss)
@@ -121,8 +131,93 @@ def capacity(model: LipActivityModel, face: TalkingFace, streams: int, fps: floa
             "wall_s_per_video_s_per_stream": round(wall / video_s / streams, 4)}
 
 
+async def realtime(model: LipActivityModel, face: TalkingFace, streams: int, fps: float, seconds: float) -> dict:
+    """``streams`` cameras through a real scheduler in real time (see the module docstring)."""
+    from streamrt.clock import MonotonicClock
+    from streamrt.scheduler import Scheduler
+    from streamrt.stream_session import StepOutput, StreamSession
+
+    clock = MonotonicClock()
+    clip = face.render(((0.0, seconds * 1000.0, "talk"),), fps)
+    sched = Scheduler(model, clock=clock)
+    await sched.start()
+    sent: dict[tuple[str, float], float] = {}
+    waits: list[float] = []
+
+    def on_output(session) -> None:
+        now = clock.now()
+        for ev in session.events():
+            if isinstance(ev, StepOutput):
+                waits.extend(now - sent[(session.id, a.time_ms)] for a in ev.result.lips)
+
+    sessions = [StreamSession(model.create_stream(), clock) for _ in range(streams)]
+    for s in sessions:
+        sched.add(s, on_output=on_output)
+    t0 = clock.now()
+    for t, rgb, _ in clip:
+        delay = t0 + t / 1000.0 - clock.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for s in sessions:
+            sent[(s.id, t)] = clock.now()
+            s.receive(VideoFrame(rgb, t))
+            sched.wake(s)
+    for s in sessions:
+        s.receive_eof()
+        sched.wake(s)
+    await sched.stop()
+    stats = sched.stats()
+    w = np.sort(np.array(waits)) * 1000.0
+    return {"streams": streams, "fps": fps, "seconds": seconds, "frames_sent": streams * len(clip),
+            "frames_scored": len(waits), "dropped_behind": sum(s.stream.dropped["behind"] for s in sessions),
+            "p50_ms": round(float(np.percentile(w, 50)), 1) if len(w) else None,
+            "p95_ms": round(float(np.percentile(w, 95)), 1) if len(w) else None,
+            "busy_fraction": stats["busy_fraction"], "deadline_misses": stats["deadline_misses"]}
+
+
+class _ReplayTrack:
+    """A face tracker that returns landmarks computed earlier for the same frame buffers."""
+
+    def __init__(self, points: dict[int, np.ndarray | None]):
+        self.points = points
+
+    def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
+        return self.points[rgb.__array_interface__["data"][0]]
+
+    def close(self) -> None:
+        pass
+
+
+class _Replay:
+    name = "replay"
+
+    def __init__(self, points: dict[int, np.ndarray | None]):
+        self.points = points
+
+    def open(self) -> _ReplayTrack:
+        return _ReplayTrack(self.points)
+
+
+def sweep(mesh, clips: dict[float, list], windows, stds) -> list[dict]:
+    """Detection for every (window_ms, active_std) on each clip, FaceMesh run once per clip."""
+    rows = []
+    for fps, clip in clips.items():
+        track = mesh.open()
+        try:
+            points = {rgb.__array_interface__["data"][0]: track.landmarks(rgb) for _, rgb, _ in clip}
+        finally:
+            track.close()
+        for w in windows:
+            for sd in stds:
+                model = LipActivityModel(_Replay(points), LipActivitySettings(window_ms=w, active_std=sd))
+                d = detection(clip, score_clip(model, clip), fps).to_json()
+                rows.append({"window_ms": w, "active_std": sd, **d})
+    return rows
+
+
 def run_lips_bench(fps_list=(5.0, 15.0, 30.0), jitter_ms: float = 0.0, streams: int = 4, seconds: float = 10.0,
-                   settings: LipActivitySettings = LipActivitySettings()) -> dict:
+                   settings: LipActivitySettings = LipActivitySettings(), realtime_streams=(),
+                   realtime_fps: float = 30.0, sweep_grid=None) -> dict:
     import os
 
     from streamrt.bench.talking_face import astronaut_face
@@ -143,6 +238,11 @@ def run_lips_bench(fps_list=(5.0, 15.0, 30.0), jitter_ms: float = 0.0, streams: 
     cap["streams_per_scheduler_at_30fps"] = int(1 / wall) if wall else None
     cap["streams_per_machine_at_30fps"] = int((os.cpu_count() or 1) / cpu) if cpu else None
     out["capacity"] = cap
+    if sweep_grid is not None:
+        clips = {fps: face.render(DEFAULT_SCHEDULE, fps, jitter_ms=jitter_ms) for fps in fps_list}
+        out["sweep"] = sweep(mesh, clips, *sweep_grid)
+    if realtime_streams:
+        out["realtime"] = [asyncio.run(realtime(model, face, n, realtime_fps, seconds)) for n in realtime_streams]
     return out
 
 
@@ -159,11 +259,26 @@ def register(app) -> None:
         seconds: float = typer.Option(10.0, help="seconds of video per stream for the capacity figure"),
         window_ms: float = typer.Option(LipActivitySettings.window_ms, help="the rule's window (ms)"),
         active_std: float = typer.Option(LipActivitySettings.active_std, help="mouth-opening std that counts as moving"),
+        realtime_streams: str = typer.Option("", "--realtime", help="camera counts to run in real time at 30 fps "
+                                             "through a real scheduler, comma-separated (e.g. 4,8,12)"),
+        realtime_fps: float = typer.Option(30.0, help="frame rate of the --realtime cameras"),
+        sweep_window: str = typer.Option("", help="window_ms values for a sensitivity sweep, comma-separated"),
+        sweep_std: str = typer.Option("", help="active_std values for the sweep, comma-separated"),
     ) -> None:
         """Lip-activity precision/recall and onset delay on an animated real photo; cost per frame; streams held."""
         try:
             rates = tuple(float(f) for f in fps.split(","))
         except ValueError:
             raise typer.BadParameter(f"--fps must be numbers separated by commas, not {fps!r}")
+        try:
+            counts = tuple(int(n) for n in realtime_streams.split(",") if n.strip())
+        except ValueError:
+            raise typer.BadParameter(f"--realtime must be integers separated by commas, not {realtime_streams!r}")
+        try:
+            grid = (tuple(float(x) for x in (sweep_window or str(window_ms)).split(",")),
+                    tuple(float(x) for x in (sweep_std or str(active_std)).split(",")))
+        except ValueError:
+            raise typer.BadParameter("--sweep-window / --sweep-std must be numbers separated by commas")
         s = LipActivitySettings(window_ms=window_ms, active_std=active_std)
-        typer.echo(json.dumps(run_lips_bench(rates, jitter_ms, streams, seconds, s)))
+        typer.echo(json.dumps(run_lips_bench(rates, jitter_ms, streams, seconds, s, counts, realtime_fps,
+                                             grid if sweep_window or sweep_std else None)))

@@ -80,6 +80,12 @@ def _register_lips(app: typer.Typer) -> None:
     lips.register(app)
 
 
+def _register_tts(app: typer.Typer) -> None:
+    from streamrt.bench import tts
+
+    tts.register(app)
+
+
 def _register_quant_wer(app: typer.Typer) -> None:
     @app.command("quant-wer")
     def quant_wer_cmd(
@@ -113,6 +119,7 @@ _SWEEP = ["--threads", "2", "--max-wait-ms", "150", "--no-degrade", "--format", 
 # What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
+    ("tts.json", ["bench", "tts"]),  # the agent's voice: first chunk and x real time (docs/benchmarks.md "TTS")
     ("quant.md", ["bench", "quant", "--format", "table"]),
     # the server's memory under 30,000 short sessions (docs/operations.md "Memory over time")
     ("soak.jsonl", ["bench", "soak", "--sessions", "30000", "--report-every", "3000"]),
@@ -204,7 +211,7 @@ def _register_all(app: typer.Typer) -> None:
 
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [
     _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_llm,
-    _register_lips, _register_all,
+    _register_lips, _register_tts, _register_all,
 ]
 
 

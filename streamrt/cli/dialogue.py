@@ -61,16 +61,16 @@ def eval_cmd(
     script: Optional[list[str]] = typer.Option(None, "--script", help="only this script id (repeat)"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder for dialogues.jsonl and report.json"),
     fmt: str = typer.Option("table", "--format", help="table or json"),
-    turn_policy: str = typer.Option("semantic", "--turn-policy", help="turn-taking policy: silence, semantic, "
-                                    "or another registered one (streamrt.turn_policies)"),
-    turn_policy_opt: Optional[list[str]] = typer.Option(None, "--turn-policy-opt", help="policy option KEY=VALUE "
-                                                        "(repeat)"),
+    turn_policy: Optional[str] = typer.Option(None, "--turn-policy", help="turn-taking policy: silence, "
+                                              "semantic, or another registered one (the served agent's if unset)"),
     asr: str = typer.Option("tiny.en", "--asr", help="Whisper model for the user's speech"),
     preset: Optional[str] = typer.Option(None, "--preset", help="its streaming configuration (`streamrt "
                                          "presets`; the default preset if unset)"),
     llm: str = typer.Option("smollm2-135m", "--llm", help="the LLM: packaged name or Hugging Face folder"),
-    llm_precision: str = typer.Option("fp32", "--llm-precision", help="fp32, auto, bf16, int8-dynamic, ..."),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, help="reply length cap, tokens"),
+    llm_precision: str = typer.Option("auto", "--llm-precision", help="auto (by this CPU, as served), fp32, "
+                                      "int8-dynamic, ..."),
+    max_reply_tokens: Optional[int] = typer.Option(None, "--max-reply-tokens", min=1, help="reply length cap, "
+                                                   "tokens (the served agent's if unset)"),
     wer_model: str = typer.Option("tiny.en", "--wer-model", help="Whisper model that transcribes the agent's "
                                   "speech for its WER"),
     no_wer: bool = typer.Option(False, "--no-wer", help="skip the agent's intelligibility (WER)"),
@@ -100,12 +100,10 @@ def eval_cmd(
     try:
         chosen = read_scripts(scripts, only=script)
         vclock = VirtualClock(clock)
-        from streamrt.cli.eval_run import _typed, parse_pairs
-        from streamrt.evaluation.dialogue_agent import load_agent
+        from streamrt.evaluation.dialogue_agent import load_eval_agent
 
-        agent = load_agent(vclock, asr=asr, preset=preset, llm=llm, llm_precision=llm_precision,
-                           turn_policy=turn_policy, max_new_tokens=max_new_tokens,
-                           turn_policy_options=_typed(parse_pairs(turn_policy_opt, "--turn-policy-opt")))
+        agent = load_eval_agent(vclock, asr=asr, preset=preset, llm=llm, llm_precision=llm_precision,
+                                turn_policy=turn_policy, max_reply_tokens=max_reply_tokens)
 
         def progress(run) -> None:
             if not quiet:

@@ -43,7 +43,8 @@ class AgentTurn:
     audio: bytearray = field(default_factory=bytearray)
     first_audio_s: float | None = None  # client time of its first frame
     end_s: float | None = None
-    user_end_s: float | None = None  # client time the user's speech it answers ended
+    user_end_s: float | None = None  # client time the user's speech it answers ended (None: it began
+    # while the user was still speaking a turn)
 
     @property
     def latency_s(self) -> float | None:
@@ -116,11 +117,15 @@ async def converse(url: str, user_turns: Sequence[np.ndarray], *, chunk_ms: floa
                     kind = m["type"]
                     if kind == "ready":
                         result.ready = m
-                    elif kind == "agent_turn_start":
-                        state["current"] = AgentTurn(m["turn"], user_end_s=state["user_end_s"])
-                        result.turns.append(state["current"])
-                    elif kind == "agent_text" and state["current"] is not None:
-                        state["current"].text += m["text"]
+                    elif kind in ("agent_turn_start", "agent_text"):  # text may come before the audio
+                        turn = next((a for a in result.turns if a.turn == m["turn"]), None)
+                        if turn is None:
+                            turn = AgentTurn(m["turn"], user_end_s=state["user_end_s"])
+                            result.turns.append(turn)
+                        if kind == "agent_text":
+                            turn.text += m["text"]
+                        else:
+                            state["current"] = turn
                     elif kind in ("agent_turn_end", "interrupted") and state["current"] is not None:
                         state["current"].end_s = now
                         if kind == "interrupted":
@@ -144,6 +149,7 @@ async def converse(url: str, user_turns: Sequence[np.ndarray], *, chunk_ms: floa
         try:
             for samples in user_turns:
                 answered = state["answered"]
+                state["user_end_s"] = None  # an answer that starts before this turn ends has no latency
                 for i in range(0, len(samples), n):
                     await send(encode_pcm(samples[i:i + n]))
                 state["user_end_s"] = time.monotonic() - t0

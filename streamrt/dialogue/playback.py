@@ -15,6 +15,8 @@ import numpy as np
 
 from streamrt.engine import UnitDraft
 
+LEVEL_MS = 32.0  # blocks of the agent's audio whose level the echo guard compares with the input
+
 
 @dataclass
 class AgentTurn:
@@ -35,6 +37,8 @@ class AgentTurn:
     ended: bool = False  # AgentTurnEndEvent was sent
     paused: bool = False  # the user speaks: release nothing until resumed or stopped
     reply_tokens: int = 0  # reply units the LLM produced (0: no reply began)
+    levels: list[float] = field(default_factory=list)  # RMS of each LEVEL_MS block of the audio made
+    _level_tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     @property
     def released_ms(self) -> float:
@@ -46,8 +50,24 @@ class AgentTurn:
         return self.started and (self.played_ms < self.released_ms - 1e-6 or not self.ended)
 
     def add_audio(self, samples: np.ndarray) -> None:
-        self.audio.append(np.asarray(samples, np.float32))
-        self.made += len(samples)
+        x = np.asarray(samples, np.float32)
+        self.audio.append(x)
+        self.made += len(x)
+        block = int(self.sample_rate * LEVEL_MS / 1000)
+        x = np.concatenate([self._level_tail, x])
+        n = len(x) // block
+        if n:
+            self.levels += np.sqrt(np.mean(np.square(x[:n * block].reshape(n, block)), axis=1)).tolist()
+        self._level_tail = x[n * block:]
+
+    def playing_level(self, window_ms: float) -> float:
+        """The loudest block level of the audio played over the last ``window_ms`` (RMS); 0 when
+        nothing plays."""
+        if not self.started or self.played_ms >= self.released_ms - 1e-6:
+            return 0.0
+        hi = int(self.played_ms // LEVEL_MS) + 1
+        lo = max(0, int((self.played_ms - window_ms) // LEVEL_MS))
+        return max(self.levels[lo:hi], default=0.0)
 
     def advance(self, now: float) -> None:
         """Real-time playback up to ``now``, never past what was released."""

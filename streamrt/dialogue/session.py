@@ -38,8 +38,7 @@ core reads no other time. The feed path never raises: bad input becomes an ``Err
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Callable
 
 import numpy as np
 
@@ -49,9 +48,10 @@ from streamrt.clock import Clock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
                                       DialogueEndEvent, DialogueEvent, InterruptedEvent, UserCommitEvent,
                                       UserPartialEvent, UserTurnEndEvent)
+from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
-from streamrt.engine import AudioModel, StreamingModel
+from streamrt.dialogue.speech import UserSpeech
 from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtError
 from streamrt.session import Session, SessionLimits
 from streamrt.stream_session import StepOutput, StreamSession
@@ -61,46 +61,12 @@ SAMPLE_RATE = 16000  # the user's audio inside the session (ASR and VAD both tak
 _ids = itertools.count(1)
 
 
-class StepHost(Protocol):
-    """Where the session's sub-sessions are stepped: ``streamrt.scheduler.Scheduler``."""
-
-    def add(self, session: StreamSession, on_output: Callable[[StreamSession], Any] | None = None, *,
-            model: StreamingModel | None = None, background: bool = False) -> None: ...
-
-    def wake(self, session: StreamSession) -> None: ...
-
-    def cancel(self, session: StreamSession) -> None: ...
-
-
-@dataclass(frozen=True)
-class DialogueModels:
-    """The shared models (loaded once, used by every session). asr: a 16 kHz ``AudioModel``
-    (Whisper streaming); llm: an LLM conversation model (streams take ``TextDelta`` and
-    ``ReplyHeard``); tts: a text-to-speech model (streams take ``TextDelta``, give audio at its
-    ``sample_rate`` and one unit per spoken chunk); vad: a frame classifier at 16 kHz (streams give
-    ``frame_scores``, ``frame_ms`` each). asr_options / llm_options: each session's stream options."""
-
-    asr: AudioModel
-    llm: StreamingModel
-    tts: StreamingModel
-    vad: AudioModel
-    asr_options: Mapping[str, Any] = field(default_factory=dict)
-    llm_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def add_to(self, scheduler) -> None:
-        """Put the four models on ``scheduler`` (once, before any session is added)."""
-        for name in ("asr", "vad", "llm", "tts"):
-            model = getattr(self, name)
-            if model not in scheduler.models:
-                scheduler.add_model(model, name=name)
-
-
 class DialogueSession:
     """One spoken dialogue. See the module docstring for what it does and what the caller does."""
 
     def __init__(self, models: DialogueModels, host: StepHost, clock: Clock, turn_policy: TurnPolicy, *,
                  settings: DialogueSettings = DialogueSettings(), input_sample_rate: int = SAMPLE_RATE,
-                 input_channels: int = 1, session_id: str | None = None,
+                 input_channels: int = 1, session_id: str | None = None, greeting: str | None = None,
                  on_update: Callable[[], None] | None = None):
         check_format("pcm_f32le", input_sample_rate, input_channels)
         self.id = session_id or f"d{next(_ids)}"
@@ -131,10 +97,7 @@ class DialogueSession:
         self._score_for: str | None = None  # end-of-turn score asked for this transcript
         self._scored: tuple[str, float] | None = None
         # the user's speech (VAD), in media ms
-        self._frames = 0
-        self._run_ms = self._gap_ms = 0.0
-        self._speaking = False
-        self._speech_start = self._speech_end = 0.0
+        self.speech = UserSpeech(settings, models.vad.frame_ms, SAMPLE_RATE)
         # the agent
         self._turns = 0
         self.turn: AgentTurn | None = None
@@ -142,6 +105,8 @@ class DialogueSession:
         self._llm_turn_chars = 0
         self._interruptions = 0
         self._resumes = 0
+        if greeting:  # the agent speaks first: a turn straight to the TTS, not in the LLM's context
+            self._start_turn(greeting)
 
     # ---- input -------------------------------------------------------------------------------
     @property
@@ -191,6 +156,7 @@ class DialogueSession:
             return
         start = self.media_ms
         self._samples += len(x)
+        self.speech.add_audio(x)
         self.asr.receive_audio(x)
         self.vad.receive(AudioChunk(x, SAMPLE_RATE, start))
         self.host.wake(self.asr)
@@ -271,22 +237,26 @@ class DialogueSession:
                 self.receive_eof()
 
     def _asr_event(self, e) -> None:
+        # words that come while the user is not heard, from the agent's turn until the user's voice
+        # is heard again (the ASR lags the audio by up to a second), are the agent's echo
+        echo = not self.speech.speaking and (not self.speech.heard if self.turn is None else not self.turn.paused)
         if isinstance(e, CommitEvent):
             words = e.text.split()
             n_partial = len(self._partial)
             self._words += words
             self._partial = self._partial[len(words):] if len(words) <= n_partial else []
-            self._show_words(len(self._words))
         elif isinstance(e, PartialEvent):
             self._partial = e.text.split()
-            self._events.append(UserPartialEvent(e.text, self.media_ms))
         elif isinstance(e, EndEvent):
             self._partial = []
         else:
             return self._sub_event(e)
-        if self._agent_audible() and not self._speaking and not self.turn.paused:
-            self._turn_word0 = len(self._words) + len(self._partial)  # echo: words while only the agent spoke
-            self._shown = max(self._shown, self._turn_word0)
+        if echo:  # words while only the agent's voice played: its echo, not the user's
+            self._turn_word0 = self._shown = len(self._words) + len(self._partial)
+        elif isinstance(e, CommitEvent):
+            self._show_words(len(self._words))
+        elif isinstance(e, PartialEvent):
+            self._events.append(UserPartialEvent(e.text, self.media_ms))
         self._sync_llm()
 
     def _show_words(self, upto: int) -> None:
@@ -300,9 +270,15 @@ class DialogueSession:
     def _transcript(self) -> str:
         return " ".join((self._words + self._partial)[self._turn_word0:])
 
+    def _floor_open(self) -> bool:
+        """The user's words may go to the LLM: no agent turn, or one whose reply is complete and
+        whose speech is held for the user's (so an overlap can be scored, and cut if it was a
+        backchannel)."""
+        return self.turn is None or (self.turn.reply_done and self.turn.paused and self.turn.reply_tokens > 0)
+
     def _sync_llm(self) -> None:
         """Make the LLM's open turn the transcript (while the user holds the floor)."""
-        if self.turn is not None or self._eof:
+        if not self._floor_open() or self._eof:
             return
         target = self._transcript()
         if target == self._llm_sent:
@@ -319,8 +295,8 @@ class DialogueSession:
 
     def _ask_score(self) -> None:
         text = self._llm_sent
-        if (self.policy.wants_end_of_turn_p and text and self._score_for is None and self.turn is None
-                and (self._scored is None or self._scored[0] != text)):
+        if (self.policy.wants_end_of_turn_p and text and self._score_for is None and self._floor_open()
+                and not self.speech.speaking and (self._scored is None or self._scored[0] != text)):
             self._score_for = text
             self.llm.receive(TextDelta("", score_end=True))
             self.host.wake(self.llm)
@@ -365,36 +341,23 @@ class DialogueSession:
 
     def _frame(self, p: float) -> None:
         """One VAD frame: the user's speech state, then the turn policy."""
-        s = self.settings
-        frame_ms = self.models.vad.frame_ms
-        self._frames += 1
-        now_ms = self._frames * frame_ms
-        guarded = self._agent_audible()
-        threshold = s.echo_threshold if guarded and s.echo_threshold is not None else s.vad_threshold
-        min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
-        if p >= threshold:
-            self._run_ms += frame_ms
-            self._gap_ms = 0.0
-            if not self._speaking and self._run_ms >= min_run:
-                self._speaking = True
-                self._speech_start = now_ms - self._run_ms
-                if guarded and s.resume_after_ms is not None:
-                    self.turn.paused = True
-            if self._speaking:
-                self._speech_end = now_ms
-        else:
-            self._run_ms = 0.0
-            self._gap_ms += frame_ms
-            if self._speaking and self._gap_ms >= s.hangover_ms:
-                self._speaking = False
-        self._decide(now_ms)
+        playing = None
+        if self._agent_audible():
+            playing = self.turn
+            playing.advance(self.clock.now())
+        was_speaking = self.speech.speaking
+        if self.speech.frame(p, playing) and playing is not None and self.settings.resume_after_ms is not None:
+            playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
+            self._sync_llm()
+        if was_speaking and not self.speech.speaking:
+            self._ask_score()  # the user paused: is the turn complete?
+        self._decide(self.speech.now_ms)
 
     def _view(self, now_ms: float) -> TurnView:
         transcript = self._transcript()
         score = self._scored[1] if self._scored is not None and self._scored[0] == transcript else None
-        speech_ms = self._speech_end - self._speech_start
-        silence_ms = 0.0 if self._speaking else now_ms - self._speech_end
-        return TurnView(now_ms, self._speaking, speech_ms, silence_ms, transcript, self.turn is not None, score)
+        sp = self.speech
+        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score)
 
     def _decide(self, now_ms: float) -> None:
         if self._eof:
@@ -404,17 +367,30 @@ class DialogueSession:
             self._start_turn()
         elif isinstance(action, Yield) and self.turn is not None:
             self._stop_turn(interrupted=True)
-        elif self.turn is not None and self.turn.paused and not self._speaking:
-            if now_ms - self._speech_end >= self.settings.resume_after_ms:
-                self.turn.paused = False  # a backchannel: go on, and forget its words
-                self._resumes += 1
+        elif self.turn is not None and self.turn.paused and not self.speech.speaking:
+            if self.speech.silence_ms >= self.settings.resume_after_ms:
+                self._resumes += 1  # a backchannel: forget its words (also in the LLM), go on
                 self._turn_word0 = len(self._words) + len(self._partial)
+                self._sync_llm()
+                self.turn.paused = False
 
-    def _start_turn(self) -> None:
+    def _start_turn(self, text: str | None = None) -> None:
+        """An agent turn: the LLM answers the user's open turn, or (``text``) the agent says ``text``."""
         answered = self._transcript()
-        self._sync_llm()
+        if text is None:
+            self._sync_llm()  # the open turn as it stands now
         self._turns += 1
+        self.speech.agent_started()
         self.turn = AgentTurn(self._turns, self.models.tts.sample_rate)
+        self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
+        self.host.add(self.tts, self._on_output, model=self.models.tts)
+        if text is not None:
+            self.turn.text, self.turn.reply_done = text, True
+            self._events.append(AgentTextEvent(self.turn.turn, text, self.media_ms))
+            self.tts.receive(TextDelta(text, end_of_turn=True))
+            self.tts.receive_eof()
+            self.host.wake(self.tts)
+            return
         self._turn_words_from = self._turn_word0
         self._llm_turn_chars = self._llm_chars
         self.llm.receive(TextDelta("", end_of_turn=True))
@@ -425,8 +401,6 @@ class DialogueSession:
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
         self._events.append(UserTurnEndEvent(answered, self.media_ms))
         self._score_for, self._scored = None, None
-        self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
-        self.host.add(self.tts, self._on_output, model=self.models.tts)
 
     def _stop_turn(self, *, interrupted: bool) -> None:
         """Barge-in (or end of input): cancel the reply and its speech; keep what was heard."""

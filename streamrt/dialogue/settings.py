@@ -16,12 +16,15 @@ class DialogueSettings:
     min_speech_ms: speech frames in a row before the user counts as speaking.
     hangover_ms: non-speech frames in a row before the user counts as silent again (gaps inside
         words and between close words are shorter).
-    echo_threshold / echo_min_speech_ms: the echo guard. While the agent's voice plays, user speech
-        needs this higher probability and this longer run: what leaks back from the speaker is
-        quieter and more smeared than the user's own voice right at the microphone (browsers
-        also cancel echo with ``echoCancellation``), so it rarely passes both. ASR words that
-        arrive while the agent plays and the guarded VAD hears no user speech are dropped as echo.
-        None: the same as without the agent.
+    echo_threshold / echo_min_speech_ms / echo_level_ratio: the echo guard. While the agent's voice
+        plays, a frame counts as user speech only with this higher VAD probability, in a run this
+        long, and at an input level (RMS) of at least ``echo_level_ratio`` times the level of the
+        agent audio playing then (its loudest 32 ms over the last 160 ms of the modelled playback
+        position). What leaks back from the speaker reaches the microphone well below the level it
+        was played at (browsers also cancel it with ``echoCancellation``), the user's own voice
+        does not; a user much quieter than the agent's output must speak up to barge in. ASR words
+        that arrive while the agent plays and the guard hears no user speech are dropped as echo.
+        None: that part of the guard is off.
     resume_after_ms: user speech while the agent plays pauses its audio at once (the client plays
         out at most ``audio_lead_ms``); if the turn policy does not call it a barge-in, the agent
         resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
@@ -36,6 +39,7 @@ class DialogueSettings:
     hangover_ms: float = 160.0
     echo_threshold: float | None = 0.85
     echo_min_speech_ms: float | None = 160.0
+    echo_level_ratio: float | None = 0.7
     resume_after_ms: float | None = 400.0
     max_input_s: float | None = 4 * 3600.0
     max_buffered_audio_s: float | None = 30.0

@@ -11,7 +11,8 @@ the metrics replay it the same way, ``metrics.dialogue``); a backchannel or inte
 placed ``at_ms`` into the agent's answer, mixed into the user's input.
 
 The order of a script: turn i is spoken; the runner waits until the agent has answered (an agent
-turn starting after the user's last resume) and then been silent for the script's ``gap_ms``, or
+turn starting after the user's last resume and still playing after the user's voice ended, as
+``metrics.dialogue`` counts an answer) and then been silent for the script's ``gap_ms``, or
 until ``answer_timeout_s`` passed without an answer; then turn i + 1. After the last turn, end of
 input, and the session's ``end``.
 """
@@ -187,8 +188,9 @@ class _Conversation:
                 self.start_turn(max(fed_ms, now_ms))
             return
         speaking = [t for t in turns_heard if t.start_ms <= now_ms < t.stop_ms]
-        if self.answer_turn is None:
-            answer = next((t for t in turns_heard if t.start_ms >= self.expecting.last_resume_ms), None)
+        if self.answer_turn is None and fed_ms >= self.expecting.offset_ms:  # as metrics.dialogue answers
+            answer = next((t for t in turns_heard if t.start_ms >= self.expecting.last_resume_ms
+                           and t.stop_ms > self.expecting.offset_ms), None)
             if answer is not None:
                 self.answer_turn = answer.turn
                 for kind, o in self.pending:  # placed at_ms into the answer's playback (not in the past)

@@ -2,7 +2,8 @@
 
 The transport feeds client input to the protocol and calls ``after_input()``; a ticker calls
 ``proto.tick()`` every ``dialogue_tick_ms`` (the session paces the agent's audio by its clock, so
-audio comes out between client messages too); a sender task drains the bounded send queue (JSON
+audio comes out between client messages too), and at once when the session reports new output
+(``updated``, set by its ``on_update``); a sender task drains the bounded send queue (JSON
 objects as text, agent audio as binary) and finally closes the link. A link that buffers the agent's
 audio itself (the WebRTC track) gives ``drop_audio``, called as ``interrupted`` goes out. A client that stops reading
 fills the queue; past ``send_queue_high_water`` messages it is closed with 1008 ``slow_client``.
@@ -34,9 +35,11 @@ class DialogueBridge:
         send_bytes: Callable[[bytes], Awaitable[None]],
         close: Callable[[int, str], Awaitable[None]],
         drop_audio: Callable[[], None] | None = None,
+        updated: asyncio.Event | None = None,
     ):
         self.proto = proto
         self._drop_audio = drop_audio  # a link that buffers agent audio itself (a WebRTC track)
+        self._updated = updated or asyncio.Event()  # set by the session's on_update: tick before the period ends
         self.settings = settings
         self.stats = stats
         self._send_text = send_text
@@ -130,7 +133,11 @@ class DialogueBridge:
     async def _tick_loop(self) -> None:
         period = self.settings.dialogue_tick_ms / 1000.0
         while self.proto.close is None:
-            await asyncio.sleep(period)
+            try:
+                await asyncio.wait_for(self._updated.wait(), period)
+            except TimeoutError:
+                pass
+            self._updated.clear()
             try:
                 self.proto.tick()
             except Exception as e:  # a session bug ends this dialogue, never the server

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -74,7 +74,10 @@ class DialogueAgent(Protocol):
 
     def models(self) -> Mapping[str, Any]: ...
 
-    def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None) -> DialogueCore: ...
+    def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None,
+                    on_update: Callable[[], None] | None = None) -> DialogueCore:
+        """``on_update()``: the session has new output (called on the event loop after a model step
+        touched it), so the transport ticks it now rather than at its next tick."""
 
     def describe(self) -> dict: ...
 
@@ -134,8 +137,9 @@ class DialogueProtocol:
     ``stopping`` -> ``closed``. See the module docstring for what the transport must do."""
 
     def __init__(self, agent: DialogueAgent, scheduler: Any, settings: ServerSettings = ServerSettings(),
-                 *, session_id: str | None = None):
+                 *, session_id: str | None = None, on_update: Callable[[], None] | None = None):
         self.agent = agent
+        self.on_update = on_update  # handed to the session: it has new output, tick now
         self.scheduler = scheduler
         self.settings = settings
         self.session_id = session_id or f"d{next(_ids)}"
@@ -213,7 +217,8 @@ class DialogueProtocol:
             return
         try:
             req = parse_dialogue_start(msg, self.agent.output_sample_rate)
-            session = self.agent.new_session(req.options, scheduler=self.scheduler, session_id=self.session_id)
+            session = self.agent.new_session(req.options, scheduler=self.scheduler, session_id=self.session_id,
+                                             on_update=self.on_update)
         except StreamrtError as e:
             self._fail(e if e.fatal else type(e)(e.message, code=e.code, fatal=True))
             return

@@ -207,8 +207,9 @@ class SessionHub:
             await send_text(json.dumps(error_message("dialogue_unavailable", why, True)))
             await close(CloseCode.POLICY_VIOLATION, "dialogue_unavailable")
             return
-        proto = DialogueProtocol(self.agent, self._scheduler, self.settings)
-        bridge = DialogueBridge(proto, self.settings, self.stats, send_text, send_bytes, close)
+        updated = asyncio.Event()
+        proto = DialogueProtocol(self.agent, self._scheduler, self.settings, on_update=updated.set)
+        bridge = DialogueBridge(proto, self.settings, self.stats, send_text, send_bytes, close, updated=updated)
         self.register(bridge)
         bridge.start()
         try:

@@ -89,7 +89,8 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
     if hub.agent is None:
         await refuse(ws, "dialogue_unavailable", "this server runs no voice agent (see docs/protocol.md, Dialogue)")
         return
-    proto = DialogueProtocol(hub.agent, hub.scheduler, hub.settings)
+    updated = asyncio.Event()
+    proto = DialogueProtocol(hub.agent, hub.scheduler, hub.settings, on_update=updated.set)
     proto.start({**start, "type": "start", "sample_rate": TRACK_RATE_HZ, "encoding": "pcm_s16le", "channels": 1})
     if proto.close is not None:  # the start fields were refused: say so on the signalling socket
         for msg in proto.data_to_send():
@@ -103,7 +104,8 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
     async def send_bytes(pcm: bytes) -> None:
         voice.push(pcm)
 
-    bridge = DialogueBridge(proto, hub.settings, hub.stats, link.send, send_bytes, link.close, drop_audio=voice.clear)
+    bridge = DialogueBridge(proto, hub.settings, hub.stats, link.send, send_bytes, link.close, drop_audio=voice.clear,
+                            updated=updated)
     hub.register(bridge)
     release_admission()
     tasks: list[asyncio.Task] = []

@@ -234,7 +234,8 @@ class LlmConversationStream(StreamBase):
         return self.cancelled or (self._finished and not self._answer)
 
     def urgency(self) -> Urgency:
-        if self._answer and not self._reply_tokens:
+        if (self._answer and not self._reply_tokens) or (self._score and not self._answer):
+            # a reply's first token, or a turn-taking score the dialogue waits on: both interactive
             return Urgency(self.settings.first_token_budget_ms, FIRST_TOKEN_PRIORITY)
         if self._answer:
             return Urgency(self.settings.token_budget_ms, DECODE_PRIORITY)

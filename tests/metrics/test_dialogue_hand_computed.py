@@ -163,3 +163,15 @@ def test_a_session_that_pauses_its_audio_at_once_is_credited_with_the_pause():
     events = (_audio(1000, 1, 200), _audio(1100, 1, 200), TimedEvent(1900, "interrupted", 1))
     m = measure(DialogueLog("d", user, events))
     assert m.barge_in_ms == [100] and m.barge_in_missed == 0
+
+
+def test_an_agent_turn_stopped_by_the_users_own_speech_is_not_the_answer():
+    # the agent starts at 1500 in the user's second stretch (1400-3000) and is interrupted at 1800:
+    # a takeover of the pause, not the answer; the answer starts at 3500
+    user = (UserSpeech("turn", 0, 3000, ((400, 1400),)),)
+    events = (_audio(1500, 1, 1000), TimedEvent(1800, "interrupted", 1), _audio(3500, 2, 1000))
+    m = measure(DialogueLog("d", user, events))
+    assert m.response_onset_ms == [500] and (m.pauses, m.pause_takeovers) == (1, 1)
+    # one that talks over the end of the turn and goes on is the answer, early
+    m = measure(DialogueLog("d", user, (_audio(2800, 1, 1000),)))
+    assert m.response_onset_ms == [-200] and m.pause_takeovers == 1

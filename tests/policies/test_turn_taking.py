@@ -46,10 +46,11 @@ def test_backchannels_are_heard_out_and_interruptions_yield(name):
     assert policy.decide(view(200, agent=True, speech_ms=400, transcript="okay")) == Listen()  # it ended
 
 
-def test_semantic_yields_to_words_that_claim_the_floor():
+def test_semantic_yields_to_words_that_claim_the_floor_when_the_user_pauses():
     policy = create("semantic")
-    assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="but what", p=0.01)) == Yield()
-    assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="right", p=0.4)) == Listen()
+    assert policy.decide(view(100, agent=True, speech_ms=400, transcript="but what", p=0.01)) == Yield()
+    assert policy.decide(view(100, agent=True, speech_ms=400, transcript="right", p=0.4)) == Listen()
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="but what", p=0.01)) == Listen()
 
 
 def test_registry_lists_both_and_names_what_is_wrong():

@@ -87,19 +87,24 @@
     } else if (msg.type === 'user_commit') {
       state.user.push(msg.text);
       userText(msg.text, '');
-    } else if (msg.type === 'agent_turn_start') {
-      userLine = null;
-      const l = line('agent', 'Agent');
-      const latency = document.createElement('span');
-      latency.className = 'latency';
-      l.div.appendChild(latency);
-      const record = { turn: msg.turn, text: '', audioMs: 0, latencyMs: null, heard: null };
-      state.turns.push(record);
-      current = { turn: msg.turn, line: l, latency, record, sources: [], samples: 0, firstAudio: null };
-      setStatus('the agent is speaking');
-    } else if (msg.type === 'agent_text' && current) {
-      current.record.text += msg.text;
-      current.line.text.textContent = current.record.text;
+    } else if (msg.type === 'agent_turn_start' || msg.type === 'agent_text') {
+      // the answer's text may come before its first audio frame
+      if (!current || current.turn !== msg.turn) {
+        userLine = null;
+        const l = line('agent', 'Agent');
+        const latency = document.createElement('span');
+        latency.className = 'latency';
+        l.div.appendChild(latency);
+        const record = { turn: msg.turn, text: '', audioMs: 0, latencyMs: null, heard: null };
+        state.turns.push(record);
+        current = { turn: msg.turn, line: l, latency, record, sources: [], samples: 0, firstAudio: null };
+      }
+      if (msg.type === 'agent_text') {
+        current.record.text += msg.text;
+        current.line.text.textContent = current.record.text;
+      } else {
+        setStatus('the agent is speaking');
+      }
     } else if (msg.type === 'agent_turn_end' && current) {
       current.record.text = msg.text;
       current.line.text.textContent = msg.text;

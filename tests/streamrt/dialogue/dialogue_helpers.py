@@ -21,7 +21,8 @@ from streamrt.audio import load_audio
 from streamrt.clock import ManualClock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
                                       InterruptedEvent, UserCommitEvent)
-from streamrt.dialogue.session import DialogueModels, DialogueSession
+from streamrt.dialogue.models import DialogueModels
+from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from tests.streamrt.llm_model import smollm2, smollm2_lm
@@ -65,6 +66,19 @@ def asr_model():
     except Exception as exc:
         pytest.skip(str(exc))
     return load_model("tiny.en")
+
+
+@functools.cache
+def hibari_model():
+    """The real TTS (hibari, 24 kHz), seeded so its audio repeats."""
+    from streamrt.errors import ModelLoadError
+    from streamrt.models.tts.load import load_tts
+    from streamrt.tasks.tts import TtsModel, TtsSettings
+
+    try:
+        return TtsModel(load_tts("hibari"), TtsSettings(seed=0))
+    except ModelLoadError as exc:
+        pytest.skip(str(exc))
 
 
 @functools.cache
@@ -116,7 +130,8 @@ class Run:
 class Dialogue:
     """A session on the real parts with a scheduler in virtual time; ``play`` feeds a track."""
 
-    def __init__(self, policy, tts, settings: DialogueSettings = DialogueSettings(), max_new_tokens: int = 24):
+    def __init__(self, policy, tts, settings: DialogueSettings = DialogueSettings(), max_new_tokens: int = 24,
+                 echo_gain: float = 0.0):
         self.clock = ManualClock()
         self.models = DialogueModels(asr=asr_model(), llm=llm_model(max_new_tokens), tts=tts, vad=vad_model())
         self.sched = Scheduler(clock=self.clock, settings=NO_WAIT)
@@ -124,6 +139,9 @@ class Dialogue:
         self.session = DialogueSession(self.models, self.sched, self.clock, policy, settings=settings)
         self.run = Run()
         self._started = False
+        self.echo_gain = echo_gain  # the agent's voice leaking back into the microphone
+        self._echo = np.zeros(0, np.float32)
+        self._to_16k = None
 
     async def play(self, track: np.ndarray, *, until=None) -> Run:
         """Feed ``track`` in 32 ms frames in real time; stop early once ``until(run)`` holds."""
@@ -132,26 +150,42 @@ class Dialogue:
             self._started = True
         n = int(FRAME_S * SR)
         for i in range(0, len(track), n):
-            self.session.receive_audio(track[i:i + n])
+            frame = track[i:i + n].copy()
+            if self.echo_gain:  # what the speaker plays now reaches the microphone
+                echo, self._echo = self._echo[:len(frame)], self._echo[len(frame):]
+                frame[:len(echo)] += self.echo_gain * echo
+            self.session.receive_audio(frame)
             await self._settle()
             self.clock.advance(FRAME_S)
-            self.run.events += [(self.clock.now(), e) for e in self.session.events()]
+            self._collect()
             if until is not None and until(self.run):
                 break
         return self.run
+
+    def _collect(self) -> None:
+        for e in self.session.events():
+            self.run.events.append((self.clock.now(), e))
+            if self.echo_gain and isinstance(e, AgentAudioEvent):
+                if self._to_16k is None:
+                    from streamrt.audio import StreamResampler
+
+                    self._to_16k = StreamResampler(e.sample_rate, SR)
+                self._echo = np.concatenate([self._echo, self._to_16k(e.samples)])
+            if self.echo_gain and isinstance(e, InterruptedEvent):
+                self._echo = self._echo[:0]  # the client drops what it buffered
 
     async def _settle(self) -> None:
         for _ in range(1000):
             await asyncio.sleep(0)
             await self.sched.wait_idle()
-            self.run.events += [(self.clock.now(), e) for e in self.session.events()]
+            self._collect()
             if self.sched.idle:
                 return
 
     async def close(self) -> Run:
         self.session.receive_eof()
         await self._settle()
-        self.run.events += [(self.clock.now(), e) for e in self.session.events()]
+        self._collect()
         await self.sched.stop()
         return self.run
 

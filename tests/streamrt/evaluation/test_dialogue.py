@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from metrics.dialogue import dialogue_scores
+from streamrt.cli.dialogue import format_table
 from streamrt.clock import ManualClock
 from streamrt.dialogue.events import (
     AgentAudioEvent,
@@ -148,6 +149,11 @@ def test_agent_wer_pairs_completed_turns_with_their_text(tmp_path):
     rep = report([run], out, {"x": 1})
     assert [g["key"] for g in rep["goals"]][:2] == ["response_onset_p50_ms", "response_onset_p90_ms"]
     assert rep["scores"]["turns"] == 1 and rep["scores"]["pause_takeover_rate"] is None  # no pause: null
+    table = format_table(rep).splitlines()
+    assert table[0] == "| measure | goal | ours |"
+    assert "| Whisper WER of the agent's speech against its text | <= 10 % | 50.0 % (not met) |" in table
+    assert "| pause takeover on 1 s mid-turn pauses | <= 10 % | n/a |" in table
+    assert "| user turns answered | | 1 / 1 |" in table
 
 
 def test_user_track_mixes_overlapping_clips_and_is_silent_elsewhere():

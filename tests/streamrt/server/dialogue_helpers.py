@@ -103,7 +103,7 @@ class ToneAgent:
     def models(self) -> dict:
         return {}
 
-    def new_session(self, options, *, scheduler, session_id):
+    def new_session(self, options, *, scheduler, session_id, on_update=None):
         if options.get("turn_policy", "silence") != "silence":
             raise ConfigError(f"unknown turn policy {options['turn_policy']!r}; installed: silence")
         s = ToneSession(self.clock, self.pause_ms, self.answer_ms, options.get("greeting"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -61,4 +62,5 @@ async def test_agent_page_plays_the_answer_and_shows_both_sides(tmp_path):
     assert state["end"] is not None and state["closeCode"] == 1000, state
     (turn,) = state["turns"]
     assert turn["text"] == "Hello there." and turn["audioMs"] == 500 and 200 < turn["latencyMs"] < 2000
-    assert "You:spoke 1.0 s" in shown and "Agent:Hello there." in shown and "ms after you stopped" in shown
+    assert re.search(r"You:spoke \d\.\d s", shown) and "Agent:Hello there." in shown  # ~1 s of tone, as chunks fall
+    assert "ms after you stopped" in shown

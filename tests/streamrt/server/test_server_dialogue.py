@@ -78,3 +78,42 @@ async def test_webrtc_dialogue_the_agents_voice_comes_back_as_a_track(tmp_path):
     loud = sum(r > 0.1 for r in rms)
     assert 3 <= loud <= 7, rms  # ~5 windows of 100 ms
     assert result.close_code == 1000
+
+
+async def test_a_session_with_new_output_is_ticked_at_once_not_at_the_next_tick():
+    import asyncio
+    import time
+
+    from streamrt.server.dialogue_bridge import DialogueBridge
+    from streamrt.server.dialogue_protocol import DialogueProtocol
+    from streamrt.server.metrics import ServerStats
+
+    agent = ToneAgent(answer_ms=100)
+    settings = ServerSettings(dialogue_tick_ms=5000.0)  # ticks alone would take 5 s
+    updated = asyncio.Event()
+    proto = DialogueProtocol(agent, None, settings, on_update=updated.set)
+    sent: list = []
+
+    async def send(msg) -> None:
+        sent.append((time.monotonic(), msg))
+
+    async def close(code, reason) -> None:
+        pass
+
+    bridge = DialogueBridge(proto, settings, ServerStats(), send, send, close, updated=updated)
+    bridge.start()
+    proto.receive_text(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}))
+    bridge.after_input()
+    await asyncio.sleep(0.1)
+    session = agent.sessions[0]
+    t0 = time.monotonic()
+    session._start_answer("Now.")  # output made outside any client input (as a model step does)
+    asyncio.get_running_loop().call_soon(proto.on_update)
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if any(isinstance(m, bytes) for _, m in sent):
+            break
+    first_audio = min(t for t, m in sent if isinstance(m, bytes))
+    assert first_audio - t0 < 0.5  # not the 5 s tick
+    bridge.connection_lost()
+    await bridge.wait_closed()

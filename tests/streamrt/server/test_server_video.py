@@ -132,7 +132,9 @@ async def test_real_face_mesh_over_a_websocket_follows_the_animated_lips():
                 await ws.send(np.zeros(int(16 * 1000 / 15), np.int16).tobytes())
                 await ws.send(json.dumps({"type": "video", "time_ms": t, "jpeg": jpeg(rgb, 85)}))
                 await asyncio.sleep(0.005)
-            await asyncio.sleep(0.3)  # the last frames' scores
+            async with asyncio.timeout(20):  # the last frame's score (lips still waiting at stop are not sent)
+                while not any(m["type"] == "lips" and m["frames"][-1]["time_ms"] == round(clip[-1][0], 1) for m in got):
+                    got.append(json.loads(await ws.recv()))
             await ws.send(json.dumps({"type": "stop"}))
             async for raw in ws:
                 got.append(json.loads(raw))
@@ -140,7 +142,8 @@ async def test_real_face_mesh_over_a_websocket_follows_the_animated_lips():
         await server.stop()
     frames = {f["time_ms"]: f["state"] for m in got if m["type"] == "lips" for f in m["frames"]}
     truth = {round(t, 1): x for t, _, x in clip}
-    assert len(frames) >= 0.9 * len(clip)  # a frame may be dropped when the model falls behind
+    # frames are dropped when the model falls max_pending_frames behind (a busy machine)
+    assert len(frames) >= 0.6 * len(clip)
     still = [frames[t] for t in frames if truth[t] is False and t > 100]
     talk = [frames[t] for t in frames if truth[t] is True and t >= 2300]
     gone = [frames[t] for t in frames if truth[t] is None]
@@ -184,3 +187,12 @@ async def test_webrtc_camera_track_gives_lip_activity_on_the_data_channel(tmp_pa
     talk = [f["state"] for f in frames if 1800 < f["time_ms"] - first < 3400]
     assert still and still.count("still") >= 0.9 * len(still), still
     assert talk and talk.count("active") >= 0.8 * len(talk), talk
+
+
+def test_cancelling_the_session_cancels_its_video_and_frees_the_tracker():
+    h = Harness()
+    h.send(json.dumps({**START, "video": True}))
+    h.send(video_msg(scripted_frame(0.1), 0))
+    assert h.lips.landmarker.open_tracks == 1
+    h.proto.session.cancel()
+    assert h.proto.session.video.ended and h.lips.landmarker.open_tracks == 0
