@@ -50,6 +50,7 @@ class VoiceAgent:
         self.clock = clock
         self.settings = settings
         self.output_sample_rate = models.tts.sample_rate
+        self.max_dialogues = settings.llm_slots  # each dialogue holds one LLM slot
         create_turn_policy(settings.turn_policy)  # an unknown default fails at start-up, naming the installed
 
     def models(self) -> Mapping[str, Any]:

@@ -71,6 +71,7 @@ class DialogueAgent(Protocol):
     ``options`` (keys of ``AGENT_OPTIONS``)."""
 
     output_sample_rate: int  # Hz of the agent's audio (the TTS voice's rate)
+    max_dialogues: int | None  # dialogues it holds at once (e.g. its LLM's slots); None: no bound
 
     def models(self) -> Mapping[str, Any]: ...
 

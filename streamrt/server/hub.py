@@ -23,7 +23,7 @@ from streamrt.server.bridge import SessionBridge
 from streamrt.server.dialogue_bridge import DialogueBridge
 from streamrt.server.dialogue_protocol import DialogueAgent, DialogueProtocol
 from streamrt.server.metrics import ServerStats, render
-from streamrt.server.protocol import CloseCode, ServerProtocol, error_message
+from streamrt.server.protocol import ServerProtocol, close_code_for, error_message
 from streamrt.server.settings import ServerSettings
 from streamrt.types import PRECISION_KEYS
 
@@ -196,16 +196,31 @@ class SessionHub:
     def new_protocol(self) -> ServerProtocol:
         return ServerProtocol(self.model, self.clock, self.settings, video_model=self.video_model)
 
+    def dialogue_refusal(self) -> StreamrtError | None:
+        """None if a dialogue may start now, else why not: no agent (``dialogue_unavailable``), or as
+        many dialogues open as the agent holds at once (``server_busy``, its ``max_dialogues``)."""
+        if self.agent is None:
+            return StreamrtError("this server runs no voice agent (see docs/protocol.md, Dialogue)",
+                                 code="dialogue_unavailable")
+        limit = self.agent.max_dialogues
+        open_now = sum(isinstance(b, DialogueBridge) for b in self._bridges)
+        if limit is not None and open_now >= limit:
+            self.stats.refused("max_sessions")
+            return StreamrtError(f"server busy: {open_now} dialogues open, the agent holds {limit} at once "
+                                 "(its LLM's KV-cache slots, agent setting llm_slots); try again later",
+                                 code="server_busy")
+        return None
+
     async def serve_dialogue(
         self, send_text: Callable[[str], Awaitable[None]], send_bytes: Callable[[bytes], Awaitable[None]],
         close: Callable[[int, str], Awaitable[None]], recv: Receive,
     ) -> None:
         """Run one admitted ``/v1/dialogue`` session over a link (``send_bytes`` carries the agent's
         audio). Returns once the link is closed (or lost)."""
-        if self.agent is None:
-            why = "this server runs no voice agent (see docs/protocol.md, Dialogue)"
-            await send_text(json.dumps(error_message("dialogue_unavailable", why, True)))
-            await close(CloseCode.POLICY_VIOLATION, "dialogue_unavailable")
+        refusal = self.dialogue_refusal()
+        if refusal is not None:
+            await send_text(json.dumps(error_message(refusal.code, refusal.message, True)))
+            await close(close_code_for(refusal.code), refusal.code)
             return
         updated = asyncio.Event()
         proto = DialogueProtocol(self.agent, self._scheduler, self.settings, on_update=updated.set)

@@ -86,8 +86,9 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
 
     from streamrt.server.rtc_link import DataChannelLink, refuse
 
-    if hub.agent is None:
-        await refuse(ws, "dialogue_unavailable", "this server runs no voice agent (see docs/protocol.md, Dialogue)")
+    refusal = hub.dialogue_refusal()
+    if refusal is not None:
+        await refuse(ws, refusal.code, refusal.message)
         return
     updated = asyncio.Event()
     proto = DialogueProtocol(hub.agent, hub.scheduler, hub.settings, on_update=updated.set)

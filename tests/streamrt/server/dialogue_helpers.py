@@ -14,6 +14,7 @@ from streamrt.dialogue.events import (
     AgentTurnEndEvent,
     AgentTurnStartEvent,
     DialogueEndEvent,
+    InterruptedEvent,
     UserCommitEvent,
 )
 from streamrt.errors import ConfigError
@@ -63,6 +64,11 @@ class ToneSession:
         self._events.append(AgentTurnStartEvent(self.turn, self.received_ms))
         self._events.append(AgentTextEvent(self.turn, text, self.received_ms))
 
+    def interrupt(self, heard: str) -> None:
+        """The user barged in: the answer stops, ``InterruptedEvent`` says what was heard."""
+        self._answer = None
+        self._events.append(InterruptedEvent(self.turn, heard, self.received_ms))
+
     def receive_playback(self, turn: int, position_ms: float) -> None:
         self.playback.append((turn, position_ms))
 
@@ -94,7 +100,9 @@ class ToneSession:
 class ToneAgent:
     output_sample_rate = RATE
 
-    def __init__(self, clock: Clock | None = None, pause_ms: float = 300.0, answer_ms: float = 500.0):
+    def __init__(self, clock: Clock | None = None, pause_ms: float = 300.0, answer_ms: float = 500.0,
+                 max_dialogues: int | None = None):
+        self.max_dialogues = max_dialogues
         self.clock = clock or MonotonicClock()
         self.pause_ms = pause_ms
         self.answer_ms = answer_ms

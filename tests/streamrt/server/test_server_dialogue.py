@@ -4,6 +4,7 @@ agent_turn_end), stop ends with end and 1000; a server without an agent refuses 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -117,3 +118,68 @@ async def test_a_session_with_new_output_is_ticked_at_once_not_at_the_next_tick(
     assert first_audio - t0 < 0.5  # not the 5 s tick
     bridge.connection_lost()
     await bridge.wait_closed()
+
+
+async def test_interrupted_goes_out_after_the_audio_before_it_and_drops_what_the_link_holds():
+    import asyncio
+
+    from streamrt.server.dialogue_bridge import DialogueBridge
+    from streamrt.server.dialogue_protocol import DialogueProtocol
+    from streamrt.server.metrics import ServerStats
+
+    agent = ToneAgent(answer_ms=2000)
+    settings = ServerSettings(dialogue_tick_ms=10.0)
+    proto = DialogueProtocol(agent, None, settings)
+    log: list = []  # what the link saw, in order: ("audio", n), ("json", type), ("drop",)
+
+    async def send_text(text: str) -> None:
+        log.append(("json", json.loads(text)))
+
+    async def send_bytes(data: bytes) -> None:
+        log.append(("audio", len(data)))
+
+    async def close(code, reason) -> None:
+        log.append(("close", code))
+
+    bridge = DialogueBridge(proto, settings, ServerStats(), send_text, send_bytes, close,
+                            drop_audio=lambda: log.append(("drop", None)))
+    bridge.start()
+    proto.receive_text(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "greeting": "Hi."}))
+    bridge.after_input()
+    await asyncio.sleep(0.25)  # the greeting's first frames go out, paced
+    agent.sessions[0].interrupt("Hi")
+    await asyncio.sleep(0.2)
+    proto.receive_text('{"type": "stop"}')
+    bridge.after_input()
+    await asyncio.wait_for(bridge.wait_closed(), 5)
+    kinds = [k if k != "json" else v["type"] for k, v in log]
+    cut = kinds.index("interrupted")
+    assert "audio" in kinds[:cut] and kinds[cut + 1] == "drop"  # dropped right after it went out
+    assert "audio" not in kinds[cut:]  # nothing of the interrupted turn after it
+    heard = [v for k, v in log if k == "json" and v["type"] == "interrupted"][0]
+    assert heard["heard_text"] == "Hi" and heard["turn"] == 1
+    assert kinds[-2:] == ["end", "close"]
+
+
+async def test_past_the_dialogues_the_agent_holds_a_new_one_is_refused_naming_the_limit():
+    server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"), port=0,
+                                  agent=ToneAgent(max_dialogues=1))
+    await server.start()
+    try:
+        async with connect(f"{server.url}/v1/dialogue") as first:
+            await first.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}))
+            assert json.loads(await first.recv())["type"] == "ready"
+            async with connect(f"{server.url}/v1/dialogue") as second:
+                err = json.loads(await second.recv())
+                await second.wait_closed()
+            assert err["code"] == "server_busy" and "1 dialogues open, the agent holds 1" in err["message"]
+            assert "llm_slots" in err["message"] and second.close_code == 1013
+        for _ in range(100):  # the first one leaves the server once its close is through
+            if server.health()[1]["sessions"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        async with connect(f"{server.url}/v1/dialogue") as third:  # room again
+            await third.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}))
+            assert json.loads(await third.recv())["type"] == "ready"
+    finally:
+        await server.stop()
