@@ -30,9 +30,9 @@ from typing import ClassVar, Mapping, Protocol, Sequence, Union, runtime_checkab
 import numpy as np
 
 from streamrt.errors import InputError
-from streamrt.types import AudioChunk, TextDelta, VideoFrame
+from streamrt.types import AudioChunk, LipActivity, ReplyHeard, TextDelta, VideoFrame
 
-StreamInput = Union[AudioChunk, TextDelta, VideoFrame]
+StreamInput = Union[AudioChunk, TextDelta, VideoFrame, ReplyHeard]
 """What a stream accepts (``ModelStream.accept``)."""
 
 
@@ -56,13 +56,26 @@ class StepResult:
 
     committed: units committed (never retracted); partial: the current uncommitted text, None when
     unchanged since the last pop; tokens: token ids generated (a text decoder); audio: samples
-    generated, mono float32 at the model's output rate (a TTS), None when none.
+    generated, mono float32 at the model's output rate (a TTS), None when none; lips: one
+    ``LipActivity`` per video frame scored (a visual encoder), in frame order. frame_scores: one
+    score per input frame of a frame classifier, in order (a VAD's speech probability per frame).
+    end_of_turn: a text model's reply is complete (its turn ended). end_of_turn_p: a text model's
+    probability that the input so far ends the user's turn, when asked (``TextDelta.score_end``).
     """
 
     committed: list[UnitDraft] = field(default_factory=list)
     partial: str | None = None
     tokens: list[int] = field(default_factory=list)
     audio: np.ndarray | None = None
+    lips: list[LipActivity] = field(default_factory=list)
+    frame_scores: list[float] = field(default_factory=list)
+    end_of_turn: bool = False
+    end_of_turn_p: float | None = None
+
+    def __bool__(self) -> bool:
+        """Whether anything was produced."""
+        return bool(self.committed or self.partial is not None or self.tokens or self.audio is not None
+                    or self.lips or self.frame_scores or self.end_of_turn or self.end_of_turn_p is not None)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ class Session(StreamSession):
         input_channels: int = 1,
         limits: SessionLimits = SessionLimits(),
         session_id: str | None = None,
+        video: StreamSession | None = None,
     ):
         check_format("pcm_f32le", input_sample_rate, input_channels)
         super().__init__(stream, clock, session_id=session_id)
@@ -67,6 +68,7 @@ class Session(StreamSession):
         self._sent_samples = 0  # at the model's rate: where the next AudioChunk starts
         self._staged_samples = 0  # of them, staged while a step runs
         self.video_frames = 0
+        self.video = video  # a session of a video model (lip activity) beside the audio one
 
     # ---- input -------------------------------------------------------------------------------
     @property
@@ -74,6 +76,11 @@ class Session(StreamSession):
         """Seconds of audio received but not yet consumed by the model (``max_buffered_audio_s``
         bounds it): a sender that may go faster than real time keeps it under the limit."""
         return (self.stream.received_ms - self.stream.consumed_ms) / 1000 + self._staged_samples / self.model_sample_rate
+
+    @property
+    def received_ms(self) -> float:
+        """Audio received so far, ms: where the media clock is now (video frames are stamped on it)."""
+        return 1000.0 * self._received_input_samples / self.input_sample_rate
 
     def receive_pcm(self, data: bytes, encoding: str) -> None:
         """Raw PCM bytes in the session's input rate/channels; errors become events."""
@@ -146,15 +153,29 @@ class Session(StreamSession):
         self._staged_samples = 0
 
     def receive_video(self, frame: VideoFrame) -> None:
-        """Video frames flow to streams that take them (``VideoFrame`` in ``input_kinds``); others
-        count and drop them."""
+        """A frame whose ``time_ms`` is on this session's media clock (ms from the first audio
+        sample). It goes to the stream if that takes video (``VideoFrame`` in ``input_kinds``),
+        else to the ``video`` session (a video model's stream, e.g. lip activity, which the
+        scheduler steps as a session of its own); with neither it is counted and dropped."""
         self.video_frames += 1
-        if VideoFrame in self.stream.input_kinds and not self._eof:
+        if self._eof:
+            return
+        if VideoFrame in self.stream.input_kinds:
             self.receive(frame)
+        elif self.video is not None:
+            self.video.receive(frame)
+
+    def cancel(self) -> None:
+        """Cancel the audio stream (see ``StreamSession.cancel``) and the video session with it."""
+        super().cancel()
+        if self.video is not None:
+            self.video.cancel()
 
     def _before_eof(self) -> None:
         tail = self._resample(np.zeros(0, np.float32), last=True)
         self._to_stream_audio(tail)
+        if self.video is not None:
+            self.video.receive_eof()
 
     # ---- output ------------------------------------------------------------------------------
     def _collect(self, result: StepResult) -> None:

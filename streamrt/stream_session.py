@@ -178,7 +178,7 @@ class StreamSession:
         self._maybe_end()
 
     def _collect(self, result: StepResult) -> None:
-        if result.committed or result.partial is not None or result.tokens or result.audio is not None:
+        if result:
             self._events.append(StepOutput(result, self.compute_ms))
 
     def finish_if_done(self) -> bool:

@@ -7,13 +7,15 @@ uncommitted word is the partial. It implements the ``streamrt.engine`` protocols
 model does, so code tested with it runs unchanged with Whisper.
 
 ``EchoTextModel`` is the text counterpart (an LLM stand-in): a stream takes ``TextDelta``s, and once
-a turn ends it "answers" with the turn's words, one token per step; the reply's first token is more
+a turn ends it "answers" with the turn's words, one token per step (unit texts to append, as an
+LLM's: " w1" after the first word; the answer's last step reports ``end_of_turn``); the reply's first token is more
 urgent than the rest (``Urgency``). A stream holds one of the model's ``slots`` (as a KV-cache slot)
 from its first token until its reply is out or it is cancelled.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -115,6 +117,7 @@ class EchoTextStream(StreamBase):
         self.slot: int | None = None
         self._out: list[UnitDraft] = []
         self._tokens: list[int] = []
+        self._ended = False  # an answer was completed since the last pop
 
     def accept(self, item: StreamInput) -> None:
         if not isinstance(item, TextDelta):
@@ -145,8 +148,8 @@ class EchoTextStream(StreamBase):
         self.model.release(self)
 
     def pop_result(self) -> StepResult:
-        out = StepResult(self._out, None, self._tokens)
-        self._out, self._tokens = [], []
+        out = StepResult(self._out, None, self._tokens, end_of_turn=self._ended)
+        self._out, self._tokens, self._ended = [], [], False
         return out
 
 
@@ -184,8 +187,96 @@ class EchoTextModel:
             if s.slot is None:
                 s.slot = self.free_slots.pop()
             word = s._reply[s.made]
-            s._out.append(UnitDraft(word, float(s.made), float(s.made + 1), float(s.made)))
+            text = word if s.made == s._answer_start else " " + word  # text to append, as an LLM's
+            s._out.append(UnitDraft(text, float(s.made), float(s.made + 1), float(s.made)))
             s._tokens.append(self.vocab.setdefault(word, len(self.vocab)))
             s.made += 1
             if s.made == len(s._reply):
+                s._ended = True
                 self.release(s)
+
+
+CLAUSE_END = re.compile(r"[,.;:!?](\s|$)")
+
+
+class ToneTtsStream(StreamBase):
+    input_kinds = frozenset({TextDelta})
+
+    def __init__(self, model: "ToneTtsModel"):
+        self.model = model
+        self.text = ""  # all text received
+        self.spoken = 0  # characters of it spoken
+        self.out_samples = 0
+        self._finished = False  # end_of_turn: speak the rest
+        self._out: list[UnitDraft] = []
+        self._audio: list[np.ndarray] = []
+
+    def accept(self, item: StreamInput) -> None:
+        if not isinstance(item, TextDelta):
+            return super().accept(item)
+        self.text = item.apply(self.text, answered_to=self.spoken)
+        self._finished = self._finished or item.end_of_turn
+
+    def input_finished(self) -> None:
+        self._finished = True
+
+    def _next_clause(self) -> int | None:
+        """End (characters) of the next clause ready to speak, or None."""
+        rest = self.text[self.spoken:]
+        m = CLAUSE_END.search(rest)
+        if m is not None:
+            return self.spoken + m.end()
+        if len(rest.split()) > self.model.max_clause_words:
+            return self.spoken + len(rest)
+        if self._finished and rest.strip():
+            return len(self.text)
+        return None
+
+    def is_ready(self) -> bool:
+        return not self.cancelled and self._next_clause() is not None
+
+    def is_done(self) -> bool:
+        return self.cancelled or (self._finished and not self.text[self.spoken:].strip())
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.spoken = len(self.text)
+
+    def pop_result(self) -> StepResult:
+        audio = np.concatenate(self._audio) if self._audio else None
+        out = StepResult(self._out, audio=audio)
+        self._out, self._audio = [], []
+        return out
+
+    def _speak(self) -> None:
+        end = self._next_clause()
+        clause = self.text[self.spoken:end]
+        self.spoken = end
+        n = max(1, len(clause.split())) * self.model.word_ms * self.model.sample_rate // 1000
+        t = (self.out_samples + np.arange(n)) / self.model.sample_rate
+        self._audio.append((0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32))
+        start_ms = 1000.0 * self.out_samples / self.model.sample_rate
+        self.out_samples += n
+        self._out.append(UnitDraft(clause.strip(), start_ms, 1000.0 * self.out_samples / self.model.sample_rate,
+                                   float(self.spoken)))
+
+
+class ToneTtsModel:
+    """A TTS stand-in: ``word_ms`` of a 220 Hz tone per word at ``sample_rate``; a step speaks one
+    clause (text up to , . ; : ! ? followed by a space, more than ``max_clause_words`` words, or
+    the rest after end of turn) of each ready stream. Units: the clause's text, ``start_ms``/``end_ms``
+    its place in the stream's output audio."""
+
+    def __init__(self, word_ms: int = 300, sample_rate: int = 24000, max_clause_words: int = 12):
+        self.word_ms = word_ms
+        self.sample_rate = sample_rate
+        self.max_clause_words = max_clause_words
+        self.steps = 0
+
+    def create_stream(self, options: Mapping[str, object] | None = None) -> ToneTtsStream:
+        return ToneTtsStream(self)
+
+    def step(self, streams: Sequence[ToneTtsStream]) -> None:
+        self.steps += 1
+        for s in streams:
+            s._speak()

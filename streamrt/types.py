@@ -41,16 +41,42 @@ class VideoFrame:
 
 
 @dataclass(frozen=True)
+class LipActivity:
+    """Lip activity at one video frame (``streamrt.tasks.lips``), at ``time_ms`` of media.
+
+    score: 0 (still lips) .. 1 (lips moving as in speech), None when unknown; active: the score
+    is at or past the model's threshold, None when unknown. Unknown means no face in this frame,
+    or too few frames with a face in the model's window: it is not "still"."""
+
+    time_ms: float
+    score: float | None
+    active: bool | None
+    opening: float | None = None  # this frame's mouth opening (inner-lip gap / mouth width)
+
+    @property
+    def state(self) -> Literal["active", "still", "unknown"]:
+        return "unknown" if self.active is None else ("active" if self.active else "still")
+
+    def to_json(self) -> dict:
+        return {"time_ms": round(self.time_ms, 1), "state": self.state,
+                "score": None if self.score is None else round(self.score, 3),
+                "opening": None if self.opening is None else round(self.opening, 4)}
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """Text for a text-input stream (an LLM conversation): the stream's current text becomes
     ``text[:replace_from] + self.text``. ``replace_from`` None appends at the end; a position
     rewrites the suffix from that character on (an ASR partial revised, a turn cut back to what was
     heard), so ``TextDelta("", 0)`` clears it. ``end_of_turn``: the text up to here is a complete
-    turn and the model may answer it. Positions count characters of the stream's input text."""
+    turn and the model may answer it. Positions count characters of the stream's input text.
+    ``score_end``: report the probability that the turn ends after the text so far
+    (``StepResult.end_of_turn_p``; a turn-taking policy's score); a model that cannot ignores it."""
 
     text: str
     replace_from: int | None = None
     end_of_turn: bool = False
+    score_end: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -73,6 +99,19 @@ class TextDelta:
                 f"TextDelta.replace_from is {self.replace_from}, past the end of the {len(current)} "
                 "characters received so far", code="bad_text")
         return current[: self.replace_from] + self.text
+
+
+@dataclass(frozen=True)
+class ReplyHeard:
+    """The listener heard only ``text`` of a text model's latest reply (a barge-in cut the speech):
+    a reply still running stops, and the conversation keeps that prefix as the model's turn, so
+    the model never refers to what was not said."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InputError(f"ReplyHeard.text must be a str, got {type(self.text).__name__}", code="bad_text")
 
 
 @dataclass(frozen=True)

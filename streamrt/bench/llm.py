@@ -15,6 +15,9 @@ shared machine's load touches both alike:
 - ``reference_batched_tok_s``: llama.cpp with ``batch`` parallel sequences, measured like ours;
 - ``greedy_matches_reference``: our float32 greedy tokens equal transformers' ``generate`` on
   ``GREEDY_PROMPTS`` (whatever precision the speed figures use).
+
+``precision`` defaults to ``auto`` (``streamrt.models.llm.runtime.choose_llm_auto``); when a second
+scheme runs calls of many rows, ``prefill_precision`` and ``prefill_from_rows`` say so.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ GREEDY_TOKENS = 24
 @dataclass(frozen=True)
 class LlmBenchSettings:
     model: str = "smollm2-135m"
-    precision: str = "int4-weight-only"
+    precision: str = "auto"
     threads: int = 1
     prompt_tokens: int = 200
     new_tokens: int = 128
@@ -44,6 +47,8 @@ class LlmBenchSettings:
     reference: bool = True
     group_size: int | None = 32  # int4 / flexiq group size: 32 = the GGUF's Q4_1 blocks
     draft_tokens: int | None = None  # prompt-lookup speculative decoding (None: off)
+    prefill_precision: str | None = None  # a second scheme for calls of >= prefill_from_rows rows
+    prefill_from_rows: int = 4
 
 
 def _request(variant: int) -> str:
@@ -217,8 +222,9 @@ def run_llm_bench(s: LlmBenchSettings) -> dict[str, Any]:
     torch.set_num_threads(s.threads)
     bundle = load_llm(s.model)
     grouped = s.precision in ("int4-weight-only", "flexiq") and s.group_size
-    lm, precision = build_lm(bundle, s.precision, **({"group_size": s.group_size} if grouped else {}))
-    result: dict[str, Any] = {"model": s.model, **precision.describe(), "threads": s.threads,
+    lm, precision = build_lm(bundle, s.precision, prefill_precision=s.prefill_precision,
+                             prefill_from_rows=s.prefill_from_rows, **({"group_size": s.group_size} if grouped else {}))
+    result: dict[str, Any] = {"model": s.model, **lm.lm_precision.describe(), "threads": s.threads,
                               "prompt_tokens": s.prompt_tokens, "new_tokens": s.new_tokens, "batch": s.batch}
     result["greedy_matches_reference"] = greedy_matches_transformers(bundle, CausalLM.from_hf(bundle.model))
     result.update(time_ours(bundle, lm, s, cache_bf16=precision.attention_dtype == torch.bfloat16))
@@ -242,8 +248,8 @@ def register(app) -> None:
     @app.command("llm")
     def llm(
         model: str = typer.Option("smollm2-135m", help="packaged LLM name or a Hugging Face causal-LM folder"),
-        precision: str = typer.Option("int4-weight-only", help="auto, fp32, bf16, int8-weight-only, int8-dynamic, "
-                                      "int4-weight-only (default: llama.cpp runs the GGUF's 4-bit weights), flexiq"),
+        precision: str = typer.Option("auto", help="auto (by this CPU; docs/llm.md), fp32, bf16, fp16-weights, "
+                                      "int8-weight-only, int8-dynamic, int4-weight-only, flexiq"),
         threads: int = typer.Option(1, help="torch threads and llama.cpp threads"),
         prompt_tokens: int = typer.Option(200, help="prompt length (tokens)"),
         new_tokens: int = typer.Option(128, help="tokens generated per conversation"),
@@ -252,6 +258,9 @@ def register(app) -> None:
         reference: bool = typer.Option(True, help="also run llama.cpp (xllamacpp) on the same GGUF"),
         group_size: int = typer.Option(32, help="int4/flexiq group size (32 = the GGUF's Q4_1 blocks)"),
         draft_tokens: int = typer.Option(None, help="prompt-lookup speculative decoding: max drafted tokens per step"),
+        prefill_precision: str = typer.Option(None, help="a second scheme (e.g. int8-dynamic) for calls of at least "
+                                              "--prefill-from-rows rows: prefill chunks, big decode batches"),
+        prefill_from_rows: int = typer.Option(4, help="rows from which --prefill-precision runs"),
         format: str = typer.Option("json", "--format", help="json (one object)"),
     ) -> None:
         """Tokens/s and time to first token of the LLM decoder, beside llama.cpp on the same GGUF."""
@@ -259,5 +268,6 @@ def register(app) -> None:
             raise typer.BadParameter(f"--format must be json, not {format!r}")
         s = LlmBenchSettings(model=model, precision=precision, threads=threads, prompt_tokens=prompt_tokens,
                              new_tokens=new_tokens, batch=batch, repeats=repeats, reference=reference,
-                             group_size=group_size, draft_tokens=draft_tokens)
+                             group_size=group_size, draft_tokens=draft_tokens,
+                             prefill_precision=prefill_precision, prefill_from_rows=prefill_from_rows)
         typer.echo(json.dumps(run_llm_bench(s)))

@@ -25,12 +25,16 @@ TEXT = Path(__file__).resolve().parents[2] / "data" / "llm_text.txt"
 
 
 def parse_precision(name: str) -> tuple[str, dict[str, Any]]:
-    """"flexiq:0.5" -> ("flexiq", {"fraction": 0.5}); "int4-weight-only@32" -> group_size 32."""
+    """"flexiq:0.5" -> ("flexiq", {"fraction": 0.5}); "int4-weight-only@32" -> group_size 32;
+    "fp16-weights+int8-dynamic" -> prefill_precision int8-dynamic (calls of 4 rows or more)."""
+    name, _, prefill = name.partition("+")
     name, _, group = name.partition("@")
     scheme, _, fraction = name.partition(":")
     settings: dict[str, Any] = {"fraction": float(fraction)} if fraction else {}
     if group:
         settings["group_size"] = int(group)
+    if prefill:
+        settings["prefill_precision"] = prefill
     return scheme, settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streamrt.cli import bench, chat, eval_run, eval_score, policies_cmd, serve
+from streamrt.cli import bench, chat, dialogue, eval_run, eval_score, policies_cmd, serve
 
 app = typer.Typer(
     name="streamrt",
@@ -24,6 +24,7 @@ bench.register(bench_app)
 serve.register(app)
 policies_cmd.register(app)
 chat.register(app)
+dialogue.register(app)
 
 
 def main() -> None:

@@ -67,10 +67,23 @@ def _register_quant(app: typer.Typer) -> None:
 
 
 def _register_llm(app: typer.Typer) -> None:
-    from streamrt.bench import llm, llm_quality
+    from streamrt.bench import llm, llm_beside_asr, llm_quality
 
     llm.register(app)
     llm_quality.register(app)
+    llm_beside_asr.register(app)
+
+
+def _register_lips(app: typer.Typer) -> None:
+    from streamrt.bench import lips
+
+    lips.register(app)
+
+
+def _register_tts(app: typer.Typer) -> None:
+    from streamrt.bench import tts
+
+    tts.register(app)
 
 
 def _register_quant_wer(app: typer.Typer) -> None:
@@ -106,6 +119,7 @@ _SWEEP = ["--threads", "2", "--max-wait-ms", "150", "--no-degrade", "--format", 
 # What `streamrt bench all` (and `make bench`) runs: (output file, arguments after `streamrt`).
 ALL_RUNS: list[tuple[str, list[str]]] = [
     ("encoder.json", ["bench", "encoder", "--format", "json"]),
+    ("tts.json", ["bench", "tts"]),  # the agent's voice: first chunk and x real time (docs/benchmarks.md "TTS")
     ("quant.md", ["bench", "quant", "--format", "table"]),
     # the server's memory under 30,000 short sessions (docs/operations.md "Memory over time")
     ("soak.jsonl", ["bench", "soak", "--sessions", "30000", "--report-every", "3000"]),
@@ -140,6 +154,16 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
     # the LLM beside llama.cpp on the same GGUF (docs/benchmarks.md "LLM"), and its quality per scheme
     ("llm.json", ["bench", "llm", "--format", "json"]),
     ("llm-quality.jsonl", ["bench", "llm-quality"]),
+    # the LLM beside live Whisper streams on one scheduler (docs/benchmarks.md "LLM beside Whisper")
+    ("llm-beside-asr.json", ["bench", "llm-beside-asr", "--streams", "8", "--chats", "4", "--preset", "balanced",
+                             "--duration", "60"]),
+    # lip activity on the animated astronaut (docs/benchmarks.md "Lip activity"), even and uneven frame times
+    ("lips.json", ["bench", "lips"]),
+    ("lips-jitter.json", ["bench", "lips", "--jitter-ms", "20"]),
+    # the voice agent's turn-taking and latency on the scripted dialogues (docs/benchmarks.md "Voice
+    # agent"), with each turn-taking policy
+    *[(f"dialogue-{policy}", ["dialogue", "eval", "--turn-policy", policy, "--threads", "1", "--quiet"])
+      for policy in ("silence", "semantic")],
     ("sweep", ["eval", "sweep", "--data", "data/testset.tsv", "--model", "tiny.en", "--threads", "1",
                "--grid", "docs/bench/sweep_tiny_en.yaml", "--clock", "process", "--resume", "--quiet"]),
     # every preset's WER and latency, as served (docs/benchmarks.md "Presets"), on both data sets
@@ -169,7 +193,7 @@ def _register_all(app: typer.Typer) -> None:
             if wanted and name not in wanted:
                 continue
             target = root / name
-            writes_folder = args[0] == "eval"  # eval run / sweep write their own folder
+            writes_folder = args[0] in ("eval", "dialogue")  # eval run / sweep / dialogue eval write a folder
             if writes_folder:
                 args = [*args, "--out", str(target)]
             cmd = [sys.executable, "-m", "streamrt", *args]
@@ -187,7 +211,7 @@ def _register_all(app: typer.Typer) -> None:
 
 BENCHMARKS: list[Callable[[typer.Typer], None]] = [
     _register_encoder, _register_streams, _register_soak, _register_quant, _register_quant_wer, _register_llm,
-    _register_all,
+    _register_lips, _register_tts, _register_all,
 ]
 
 

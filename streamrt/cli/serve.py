@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", help="log level of the streamrt loggers (one line per session end at info)"),
         max_upload_bytes: int = typer.Option(25_000_000, help="largest upload to /v1/audio/transcriptions, bytes"),
         max_upload_s: float = typer.Option(7200.0, help="longest audio in an upload, seconds"),
+        video: bool = typer.Option(False, "--video", help="score lip activity on camera frames of sessions started "
+                                   "with \"video\": true (MediaPipe FaceMesh: the video extra; docs/video.md)"),
+        max_video_frame_pixels: int = typer.Option(1280 * 720, help="largest video frame, width x height pixels"),
         transport: str = typer.Option(
             "asgi", help="asgi: one port for the WebSocket protocol, the OpenAI-compatible HTTP API, /healthz, "
             "/metrics and the page (uvicorn); websockets: the WebSocket protocol, /healthz, /metrics and the page",
@@ -91,6 +94,11 @@ def register(app: typer.Typer) -> None:
         target_busy_fraction: float = typer.Option(0.7, help="--ray: autoscaling target busy fraction per replica"),
         ray_address: Optional[str] = typer.Option(None, help="--ray: cluster to join (default: env RAY_ADDRESS, else "
                                                   "a local one)"),
+        agent: bool = typer.Option(True, "--agent/--no-agent", help="serve the voice agent on /v1/dialogue and "
+                                   "/agent.html (the packaged SmolLM2, hibari TTS and silero VAD, loaded once at "
+                                   "start: tens of seconds on 2 cores); never with --fake-model or --ray"),
+        turn_policy: str = typer.Option("semantic", help="the agent's default turn-taking policy (silence, "
+                                        "semantic, or one registered in streamrt.turn_policies)"),
     ) -> None:
         """Serve live captions over WebSocket (ws://HOST:PORT/v1/stream), file transcription over
         HTTP (POST /v1/audio/transcriptions, OpenAI-compatible), the browser page (/), /healthz and
@@ -131,12 +139,25 @@ def register(app: typer.Typer) -> None:
             model_name="counting" if fake_model else model,
             max_upload_bytes=max_upload_bytes,
             max_upload_s=max_upload_s,
+            max_video_frame_pixels=max_video_frame_pixels,
         )
+        video_model = None
+        if video:
+            from streamrt.errors import ModelLoadError
+            from streamrt.models.faces import load_face_mesh
+            from streamrt.tasks.lips import LipActivityModel
+
+            try:
+                video_model = LipActivityModel(load_face_mesh())
+            except ModelLoadError as e:
+                raise typer.BadParameter(e.message, param_hint="--video") from None
         if ray:
             from streamrt.cli.serve_ray import serve_on_ray
 
             if transport != "asgi":
                 raise typer.BadParameter("Ray Serve runs the ASGI transport only", param_hint="--transport")
+            if video:
+                raise typer.BadParameter("--video is not served on Ray yet (one process only)", param_hint="--video")
 
             serve_on_ray((model, fake_model, preset, encoder_mode, chunk_ms, quantize), settings, replicas=replicas,
                          min_replicas=min_replicas, max_replicas=max_replicas, replica_cpus=replica_cpus,
@@ -144,7 +165,16 @@ def register(app: typer.Typer) -> None:
                          port=port or 8000, address=ray_address)
             return
         shared = load_model(model, fake_model, preset, encoder_mode, chunk_ms, quantize)
-        server = server_class(shared, settings=settings, host=host, port=port)
+        from streamrt.clock import MonotonicClock
+
+        clock = MonotonicClock()
+        voice_agent = None
+        if agent and not fake_model:
+            from streamrt.cli.agent_cmd import load_voice_agent
+
+            voice_agent = load_voice_agent(shared, clock, turn_policy)
+        server = server_class(shared, settings=settings, host=host, port=port, video_model=video_model,
+                              agent=voice_agent, clock=clock)
 
         async def main() -> None:
             import signal
@@ -160,6 +190,9 @@ def register(app: typer.Typer) -> None:
             if isinstance(shared, Describable):  # the counting model has no configuration
                 d = shared.describe()
                 typer.echo(f"streamrt: preset {d['preset']}; precision {d['precision_reason']}")
+            if voice_agent is not None:
+                typer.echo(f"streamrt: voice agent on {server.url}/v1/dialogue; talk to it at "
+                           f"http://{host}:{server.port}/agent.html")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -254,9 +287,16 @@ def register(app: typer.Typer) -> None:
         file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="recording (default: bundled)"),
         speed: float = typer.Option(1.0, help="1.0 real time, 0 as fast as possible"),
         policy: Optional[str] = typer.Option(None, help="read/write policy"),
+        agent: bool = typer.Option(False, "--agent", help="instead: a scripted spoken conversation with the voice "
+                                   "agent over /v1/dialogue, both sides printed with their times"),
+        turn_policy: str = typer.Option("semantic", help="--agent: the turn-taking policy"),
     ) -> None:
         """Start a server in-process, stream a real recording through it in real time, print the
-        live captions and the latency summary, stop the server."""
+        live captions and the latency summary, stop the server. ``--agent``: talk to the voice agent."""
+        if agent:
+            from streamrt.cli.agent_cmd import run_agent_demo
+
+            raise typer.Exit(run_agent_demo(model, preset, turn_policy))
         from rich.console import Console
 
         from streamrt.audio import load_audio

@@ -90,6 +90,10 @@ class Conversation:
     tokens: list[int] = field(default_factory=list)
     cached: int = 0
     reply: Reply | None = None
+    score_end: bool = False
+    """Set by the caller: the next step reads the context to its end (no token kept back for a reply)
+    and reports ``StepOutput.end_probability``, the probability that the next token is one of the
+    decoder's end tokens (a turn-taking policy's end-of-turn score); then it clears the flag."""
 
     @property
     def pending(self) -> int:
@@ -152,6 +156,7 @@ class StepOutput:
     text: str = ""
     finished: str | None = None
     rows: int = 0
+    end_probability: float | None = None
 
 
 class LlmDecoder:
@@ -191,11 +196,12 @@ class LlmDecoder:
         to do or waited for prefill budget)."""
         decode, prefill = [], []
         for conv in convs:
-            if conv.reply is not None and conv.pending == 0:
+            reads_all = conv.reply is not None or conv.score_end  # to the context's last token
+            if reads_all and conv.pending == 0 and conv.tokens:
                 conv.cached -= 1  # truncated to a cached length: rerun the last token for its logits
             if conv.reply is not None and conv.pending == 1:
                 decode.append(conv)
-            elif conv.pending > (0 if conv.reply is not None else 1):
+            elif conv.pending > (0 if reads_all else 1):
                 prefill.append(conv)
         segments, feed, lengths, samplers, row = [], [], {}, [], 0
         for conv in decode:
@@ -206,10 +212,12 @@ class LlmDecoder:
             samplers.append((conv, row, draft))
             row += 1 + len(draft)
         budget = self.settings.prefill_tokens_per_step - row
+        scored = []  # (conv, row of its last context token)
         for conv in prefill:
             if budget <= 0:
                 break
-            want = conv.pending if conv.reply is not None else conv.pending - 1  # keep one for the reply
+            reads_all = conv.reply is not None or conv.score_end
+            want = conv.pending if reads_all else conv.pending - 1  # keep one for the reply
             n = min(want, budget)
             budget -= n
             segments.append((conv.slot, conv.cached, n))
@@ -218,9 +226,11 @@ class LlmDecoder:
             row += n
             if conv.reply is not None and n == conv.pending:
                 samplers.append((conv, row - 1, []))
+            elif conv.reply is None and conv.score_end and n == conv.pending:
+                scored.append((conv, row - 1))
         if not segments:
             return [StepOutput(c) for c in convs]
-        out_rows = [r + i for _, r, draft in samplers for i in range(1 + len(draft))]
+        out_rows = [r + i for _, r, draft in samplers for i in range(1 + len(draft))] + [r for _, r in scored]
         plan = self.lm.plan(segments, self.cache)
         with torch.inference_mode():
             logits = self.lm(torch.tensor(feed), plan, self.cache, torch.tensor(out_rows, dtype=torch.long))
@@ -232,6 +242,12 @@ class LlmDecoder:
         for conv, _, draft in samplers:
             chosen[id(conv)] = self._verify(conv, logits[at: at + 1 + len(draft)], draft)
             at += 1 + len(draft)
+        ends = list(self.end_tokens)
+        for conv, _ in scored:
+            probs = torch.softmax(logits[at].float(), dim=-1)
+            chosen[id(conv)] = StepOutput(conv, end_probability=float(probs[ends].sum()))
+            conv.score_end = False
+            at += 1
         outputs = []
         for conv in convs:
             rows = lengths.get(id(conv), 0)

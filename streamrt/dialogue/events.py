@@ -41,6 +41,18 @@ class UserCommitEvent:
 
 
 @dataclass(frozen=True)
+class UserTurnEndEvent:
+    """The turn policy decided the user's turn is over: the agent answers ``text`` (the whole
+    user turn as committed). Sent once per answered user turn, when the decision is taken, so a
+    client (and ``streamrt dialogue eval``) can split response onset into ASR finalisation,
+    end-of-turn decision, LLM time to first token and TTS first chunk."""
+
+    text: str
+    media_ms: float
+    type: Literal["user_turn_end"] = "user_turn_end"
+
+
+@dataclass(frozen=True)
 class AgentTurnStartEvent:
     """Sent just before the turn's first audio frame. ``turn`` counts agent turns from 1."""
 
@@ -103,6 +115,7 @@ class DialogueEndEvent:
 DialogueEvent = Union[
     UserPartialEvent,
     UserCommitEvent,
+    UserTurnEndEvent,
     AgentTurnStartEvent,
     AgentTextEvent,
     AgentAudioEvent,

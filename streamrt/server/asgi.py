@@ -7,6 +7,8 @@ Endpoints:
 - ``/v1/stream`` (WebSocket): protocol v1 (docs/protocol.md), through ``SessionHub.serve_session``:
   the same sans-I/O ``ServerProtocol`` and ``SessionBridge`` as the websockets transport.
 - ``/v1/webrtc`` (WebSocket): WebRTC signalling (``streamrt.server.webrtc``).
+- ``/v1/dialogue`` (WebSocket): the voice agent (``SessionHub.serve_dialogue``,
+  ``streamrt.server.dialogue_protocol``), when the hub has one.
 - ``POST /v1/audio/transcriptions``: OpenAI-compatible file transcription (``openai_api``).
 - ``GET /healthz``, ``GET /metrics`` (Prometheus text), ``GET /`` and its files (the browser page).
 
@@ -76,6 +78,9 @@ def build_app(hub: SessionHub) -> Starlette:
                 release()
             return
         link = AsgiLink(ws)
+        if ws.url.path == "/v1/dialogue":
+            await hub.serve_dialogue(link.send, link.send_bytes, link.close, link.recv)
+            return
         await hub.serve_session(link.send, link.close, link.recv)
 
     async def healthz(request: Request) -> Response:
@@ -144,6 +149,9 @@ class AsgiLink:
 
     async def send(self, text: str) -> None:
         await self.ws.send({"type": "websocket.send", "text": text})  # raises once the client is gone
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.ws.send({"type": "websocket.send", "bytes": data})
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state == WebSocketState.DISCONNECTED:

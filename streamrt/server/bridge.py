@@ -45,6 +45,7 @@ class SessionBridge:
         self.queue: deque[dict] = deque()
         self._wakeup = asyncio.Event()
         self._session = None  # the session while it is in the scheduler
+        self._video = None  # its video session (lip activity) while it is in the scheduler
         self._sender: asyncio.Task | None = None
         self._retry: asyncio.TimerHandle | None = None
         self.closed = asyncio.Event()  # set once the link is closed (or lost)
@@ -76,6 +77,11 @@ class SessionBridge:
             self._session = s
             self._started_s = self._last_input_s
             self.stats.session_started()
+            if s.video is not None:
+                self.scheduler.add(s.video, on_output=self.on_video_output, model=self.proto.video_model)
+                self._video = s.video
+        if self._video is not None:
+            self.scheduler.wake(self._video)
         if self._session is not None:
             no_step_in_flight = self.scheduler.idle
             self.scheduler.wake(self._session)
@@ -113,6 +119,11 @@ class SessionBridge:
         self.proto.collect()
         self._flush()
 
+    def on_video_output(self, session) -> None:
+        if session is self._video:
+            self.proto.collect()
+            self._flush()
+
     def _finish_if_done(self) -> None:
         """A stopped session whose stream has nothing left to step gets no more steps, so nothing
         would emit its ``end``: emit it here. Only call when no step of this session is in flight
@@ -142,6 +153,10 @@ class SessionBridge:
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
+        if self._video is not None:  # its face tracker is freed at the next step boundary
+            video, self._video = self._video, None
+            self.scheduler.cancel(video)
+            self.scheduler.remove(video)
         if self._session is not None:
             s, self._session = self._session, None
             reason = self._end_reason or ("end" if s.ended else "connection_lost")

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-WS_PATHS = ("/v1/stream", "/v1/webrtc")
+WS_PATHS = ("/v1/stream", "/v1/webrtc", "/v1/dialogue")
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",

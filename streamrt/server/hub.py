@@ -11,6 +11,7 @@ so that ``/healthz`` answers 503 and new clients get ``shutting_down`` (docs/pro
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -19,8 +20,10 @@ from streamrt.engine import Describable, StreamingModel
 from streamrt.errors import StreamrtError
 from streamrt.scheduler import Scheduler
 from streamrt.server.bridge import SessionBridge
+from streamrt.server.dialogue_bridge import DialogueBridge
+from streamrt.server.dialogue_protocol import DialogueAgent, DialogueProtocol
 from streamrt.server.metrics import ServerStats, render
-from streamrt.server.protocol import ServerProtocol
+from streamrt.server.protocol import ServerProtocol, close_code_for, error_message
 from streamrt.server.settings import ServerSettings
 from streamrt.types import PRECISION_KEYS
 
@@ -83,6 +86,10 @@ class SessionHub:
 
     ``scheduler``: a ``streamrt.scheduler.Scheduler`` serving ``model`` (possibly beside other
     models); by default one is created for ``model`` and owned (started and stopped) by the hub.
+    ``agent``: the voice agent served on ``/v1/dialogue`` (its models join the hub's scheduler,
+    beside ``model``, which its sessions use as their ASR); None: that endpoint refuses.
+    ``video_model``: scores the camera frames of sessions started with ``"video": true`` (a
+    ``streamrt.tasks.lips.LipActivityModel``), on the same scheduler (added to it at start).
     """
 
     def __init__(
@@ -92,14 +99,18 @@ class SessionHub:
         settings: ServerSettings = ServerSettings(),
         scheduler: Scheduler | None = None,
         clock: Clock | None = None,
+        agent: DialogueAgent | None = None,
+        video_model: StreamingModel | None = None,
     ):
         self.model = model
+        self.agent = agent
+        self.video_model = video_model
         self.settings = settings
         self.clock = clock or MonotonicClock()
         self._scheduler = scheduler
         self._owns_scheduler = scheduler is None
         self.stats = ServerStats()
-        self._bridges: set[SessionBridge] = set()
+        self._bridges: set[SessionBridge | DialogueBridge] = set()
         self._signalling = 0  # admitted WebRTC connections still negotiating (count toward max_sessions)
         self._ready = False
         self._draining = False
@@ -118,6 +129,10 @@ class SessionHub:
         """Start the scheduler (when owned) and admit sessions."""
         if self._scheduler is None:
             self._scheduler = Scheduler(self.model, clock=self.clock)
+            for name, model in (self.agent.models() if self.agent is not None else {}).items():
+                self._scheduler.add_model(model, name=name)
+        if self.video_model is not None and self.video_model not in self._scheduler.models:
+            self._scheduler.add_model(self.video_model, name="lips")
         if self._owns_scheduler:
             await self._scheduler.start()
         if not self._listening:
@@ -179,13 +194,55 @@ class SessionHub:
         return None
 
     def new_protocol(self) -> ServerProtocol:
-        return ServerProtocol(self.model, self.clock, self.settings)
+        return ServerProtocol(self.model, self.clock, self.settings, video_model=self.video_model)
 
-    def register(self, bridge: SessionBridge) -> None:
+    def dialogue_refusal(self) -> StreamrtError | None:
+        """None if a dialogue may start now, else why not: no agent (``dialogue_unavailable``), or as
+        many dialogues open as the agent holds at once (``server_busy``, its ``max_dialogues``)."""
+        if self.agent is None:
+            return StreamrtError("this server runs no voice agent (see docs/protocol.md, Dialogue)",
+                                 code="dialogue_unavailable")
+        limit = self.agent.max_dialogues
+        open_now = sum(isinstance(b, DialogueBridge) for b in self._bridges)
+        if limit is not None and open_now >= limit:
+            self.stats.refused("max_sessions")
+            return StreamrtError(f"server busy: {open_now} dialogues open, the agent holds {limit} at once "
+                                 "(its LLM's KV-cache slots, agent setting llm_slots); try again later",
+                                 code="server_busy")
+        return None
+
+    async def serve_dialogue(
+        self, send_text: Callable[[str], Awaitable[None]], send_bytes: Callable[[bytes], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]], recv: Receive,
+    ) -> None:
+        """Run one admitted ``/v1/dialogue`` session over a link (``send_bytes`` carries the agent's
+        audio). Returns once the link is closed (or lost)."""
+        refusal = self.dialogue_refusal()
+        if refusal is not None:
+            await send_text(json.dumps(error_message(refusal.code, refusal.message, True)))
+            await close(close_code_for(refusal.code), refusal.code)
+            return
+        updated = asyncio.Event()
+        proto = DialogueProtocol(self.agent, self._scheduler, self.settings, on_update=updated.set)
+        bridge = DialogueBridge(proto, self.settings, self.stats, send_text, send_bytes, close, updated=updated)
+        self.register(bridge)
+        bridge.start()
+        try:
+            await receive_loop(recv, proto, bridge, self.settings)
+        finally:
+            if proto.state != "closed":
+                bridge.connection_lost()
+            try:
+                await asyncio.wait_for(bridge.wait_closed(), self.settings.close_timeout_s or 1.0)
+            except TimeoutError:
+                bridge.connection_lost()
+            self.unregister(bridge)
+
+    def register(self, bridge: SessionBridge | DialogueBridge) -> None:
         self._bridges.add(bridge)
         self.stats.connections_active = len(self._bridges)
 
-    def unregister(self, bridge: SessionBridge) -> None:
+    def unregister(self, bridge: SessionBridge | DialogueBridge) -> None:
         self._bridges.discard(bridge)
         self.stats.connections_active = len(self._bridges)
 
@@ -260,7 +317,8 @@ class SessionHub:
         return self._ready, details
 
 
-async def receive_loop(recv: Receive, proto: ServerProtocol, bridge: SessionBridge, settings: ServerSettings) -> None:
+async def receive_loop(recv: Receive, proto: ServerProtocol | DialogueProtocol, bridge: SessionBridge | DialogueBridge,
+                       settings: ServerSettings) -> None:
     """Feed client messages to the protocol until the link closes, enforcing ``start_timeout_s``
     (not moved by other messages) and ``idle_timeout_s``."""
     idle = settings.idle_timeout_s
@@ -280,7 +338,7 @@ async def receive_loop(recv: Receive, proto: ServerProtocol, bridge: SessionBrid
                 msg = f"no start message within {start_s:g} s of connecting (setting start_timeout_s)"
                 proto.fail(StreamrtError(msg, code="start_timeout"))
                 bridge.after_input()
-            elif proto.state in ("await_start", "streaming"):
+            elif proto.state in ("await_start", "streaming", "talking"):
                 msg = f"no message from the client for {idle:g} s (setting idle_timeout_s)"
                 proto.fail(StreamrtError(msg, code="idle_timeout"))
                 bridge.after_input()
@@ -314,8 +372,11 @@ class ListeningHub(SessionHub):
         clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 8765,
+        agent: DialogueAgent | None = None,
+        video_model: StreamingModel | None = None,
     ):
-        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock)
+        super().__init__(model, settings=settings, scheduler=scheduler, clock=clock, agent=agent,
+                         video_model=video_model)
         self.host = host
         self.port = port
         self.handshakes = HandshakeGate(settings.max_handshakes, self.stats)

@@ -16,10 +16,7 @@ after ``start`` stop the session first, so every committed word still reaches th
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any, Mapping
 
 from streamrt.audio import check_format
@@ -27,90 +24,20 @@ from streamrt.clock import Clock
 from streamrt.engine import Describable, StreamingModel
 from streamrt.errors import AudioFormatError, ConfigError, LimitExceeded, ProtocolError, StreamrtError
 from streamrt.server.settings import ServerSettings
+from streamrt.server.video import parse_video_message
+# the wire helpers, re-exported: transports and the dialogue protocol import them from here
+from streamrt.server.wire import CloseCode, close_code_for, error_message, parse_json, show  # noqa: F401
 from streamrt.session import Session
-from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEvent
+from streamrt.stream_session import StepOutput, StreamSession
+from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEvent, VideoFrame
 
 PROTOCOL_VERSION = 1
-CLIENT_TYPES = ("start", "stop")
+CLIENT_TYPES = ("start", "stop", "video")
 START_FIELDS = ("type", "sample_rate", "encoding", "channels", "task", "model", "policy", "policy_options", "language",
-                "background")
+                "background", "video")
 MODEL_OPTIONS = ("task", "policy", "policy_options", "language")
 # fatal session errors after which the model stream cannot flush: end with what is committed
 UNRECOVERABLE = ("model_error", "internal_error")
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes used by the server (RFC 6455 section 7.4.1)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001  # server shutdown
-    INVALID_DATA = 1007  # a text message that is not UTF-8 or not JSON
-    POLICY_VIOLATION = 1008  # protocol misuse, refused start, idle, slow client
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013  # server busy
-
-
-_CLOSE_FOR_CODE = {
-    "not_json": CloseCode.INVALID_DATA,
-    "not_utf8": CloseCode.INVALID_DATA,
-    "message_too_big": CloseCode.MESSAGE_TOO_BIG,
-    "server_busy": CloseCode.TRY_AGAIN_LATER,
-    "internal_error": CloseCode.INTERNAL_ERROR,
-    "model_error": CloseCode.INTERNAL_ERROR,
-    "shutting_down": CloseCode.GOING_AWAY,
-}
-
-
-def close_code_for(error_code: str) -> CloseCode:
-    """The close code that follows a fatal error with this wire code."""
-    return _CLOSE_FOR_CODE.get(error_code, CloseCode.POLICY_VIOLATION)
-
-
-def error_message(code: str, message: str, fatal: bool) -> dict:
-    return {"type": "error", "code": code, "message": message, "fatal": fatal}
-
-
-def show(value: Any, limit: int = 60) -> str:
-    """A client's value for an error message: ``repr`` (lone surrogates come out escaped), cut to
-    ``limit`` characters so that a megabyte of input is never echoed back."""
-    try:
-        text = repr(value)
-    except RecursionError:  # pragma: no cover - parse_json bounds nesting first
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def parse_json(data: str | bytes) -> Any:
-    """Parse one client text message; every way it can fail becomes a fatal ``ProtocolError``.
-
-    ``bytes`` must be UTF-8 (``not_utf8``, RFC 6455 section 8.1). Python's own limits are client
-    errors too: an integer over ``sys.get_int_max_str_digits()`` digits (``json_number_too_long``;
-    json raises a bare ValueError) and nesting past the recursion limit (``json_too_deep``)."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ProtocolError(
-                f"text message is not UTF-8 ({e.reason} at byte {e.start})", code="not_utf8", fatal=True
-            ) from None
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as e:
-        raise ProtocolError(f"text message is not JSON ({e.msg} at char {e.pos})", code="not_json", fatal=True) from None
-    except RecursionError:
-        raise ProtocolError(
-            "text message nests arrays/objects too deeply to parse (limit about "
-            f"{sys.getrecursionlimit()} levels; protocol messages nest at most 3)",
-            code="json_too_deep",
-            fatal=True,
-        ) from None
-    except ValueError as e:  # int() past sys.get_int_max_str_digits()
-        raise ProtocolError(
-            f"text message has an integer over {sys.get_int_max_str_digits()} digits, Python's limit ({e})"[:200],
-            code="json_number_too_long",
-            fatal=True,
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -123,6 +50,7 @@ class StartRequest:
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # task / policy / policy_options / language
     background: bool = False  # batch work: stepped in real-time sessions' slack (Scheduler.add)
+    video: bool = False  # the client sends camera frames: lip activity is scored and sent back
 
 
 def parse_start(msg: Mapping[str, Any], *, model_name: str | None = None) -> StartRequest:
@@ -158,8 +86,11 @@ def parse_start(msg: Mapping[str, Any], *, model_name: str | None = None) -> Sta
     if not isinstance(background, bool):
         raise ProtocolError(f"start: 'background' must be true or false, got {show(background)}", code="bad_start",
                             fatal=True)
+    video = msg.get("video", False)
+    if not isinstance(video, bool):
+        raise ProtocolError(f"start: 'video' must be true or false, got {show(video)}", code="bad_start", fatal=True)
     options = {k: msg[k] for k in MODEL_OPTIONS if msg.get(k) is not None}
-    return StartRequest(sample_rate, encoding, channels, model, options, background)
+    return StartRequest(sample_rate, encoding, channels, model, options, background, video)
 
 
 class ServerProtocol:
@@ -173,8 +104,10 @@ class ServerProtocol:
         settings: ServerSettings = ServerSettings(),
         *,
         session_id: str | None = None,
+        video_model: StreamingModel | None = None,
     ):
         self.model = model
+        self.video_model = video_model  # scores the frames of sessions started with "video": true
         self.clock = clock
         self.settings = settings
         self.session_id = session_id
@@ -206,6 +139,8 @@ class ServerProtocol:
             self.start(msg)
         elif kind == "stop":
             self.stop()
+        elif kind == "video":
+            self._video_message(msg)
         else:
             self._send(error_message("unknown_type", f"unknown message type {show(kind)}; known: {', '.join(CLIENT_TYPES)} (ignored)", False))
 
@@ -217,6 +152,37 @@ class ServerProtocol:
             return
         self.session.receive_pcm(bytes(data), self.start_request.encoding)
         self.collect()
+
+    def receive_video(self, frame: VideoFrame) -> None:
+        """A decoded camera frame, ``time_ms`` on the audio's media clock (the WebRTC transport
+        calls this; ``video`` messages come here decoded). Dropped with a non-fatal ``video_off``
+        when the session was not started with ``"video": true``."""
+        if not self._video_refused():
+            self.session.receive_video(frame)
+            self.collect()
+
+    def _video_message(self, msg: Mapping[str, Any]) -> None:
+        if self._video_refused():  # before decoding anything
+            return
+        try:
+            frame = parse_video_message(msg, self.settings.max_video_frame_pixels)
+        except StreamrtError as e:
+            self._send(error_message(e.code, e.message, False))
+            return
+        self.session.receive_video(frame)
+        self.collect()
+
+    def _video_refused(self) -> bool:
+        if self.state == "closed":
+            return True
+        if self.session is None:
+            self._fail(ProtocolError("video before start: send a start message first", code="not_started", fatal=True))
+            return True
+        if self.session.video is None:
+            self._send(error_message("video_off", 'a video frame, but the session was not started with "video": true '
+                                     "(frame dropped)", False))
+            return True
+        return False
 
     def receive_too_big(self, size: int) -> None:
         """A message of at least ``size`` bytes, over ``max_message_bytes``, that the transport dropped
@@ -231,7 +197,11 @@ class ServerProtocol:
             return
         try:
             req = parse_start(msg, model_name=self.settings.model_name)
+            if req.video and self.video_model is None:
+                raise ConfigError('start: "video": true, but this server scores no video (serve with --video, which '
+                                  "needs the `video` extra)", code="video_unavailable")
             stream = self.model.create_stream(req.options)
+            video_stream = self.video_model.create_stream() if req.video else None
         except StreamrtError as e:
             self._fail(e if e.fatal else type(e)(e.message, code=e.code, fatal=True))
             return
@@ -249,6 +219,8 @@ class ServerProtocol:
             session_id=self.session_id,
         )
         self.session_id = self.session.id
+        if video_stream is not None:
+            self.session.video = StreamSession(video_stream, self.clock, session_id=f"{self.session.id}-video")
         self.state = "streaming"
         self._send(
             {
@@ -262,12 +234,14 @@ class ServerProtocol:
                 "model_sample_rate": self.model.sample_rate,
                 "options": req.options,
                 "background": req.background,
+                "video": req.video,
                 "settings": self.model.describe() if isinstance(self.model, Describable) else {},
                 "limits": {
                     "max_message_bytes": self.settings.max_message_bytes,
                     "max_buffered_audio_s": self.settings.max_buffered_audio_s,
                     "max_stream_s": self.settings.max_stream_s,
                     "idle_timeout_s": self.settings.idle_timeout_s,
+                    "max_video_frame_pixels": self.settings.max_video_frame_pixels,
                 },
                 **({} if self.settings.replica_id is None else {"replica": self.settings.replica_id}),
             }
@@ -314,6 +288,9 @@ class ServerProtocol:
         """Turn the session's new events into messages (call after every step that touched it)."""
         if self.session is None or self.state == "closed":
             return
+        if self.session.video is not None:
+            for ev in self.session.video.events():
+                self._video_event(ev)
         for ev in self.session.events():
             self._event(ev)
 
@@ -336,6 +313,14 @@ class ServerProtocol:
                     self._end(self.session.committed, self.session.stream.received_ms, self.session.summary())
         elif isinstance(ev, EndEvent):
             self._end(ev.units, ev.source_ms, ev.summary)
+
+    def _video_event(self, ev) -> None:
+        """Lip activity goes out as ``lips``; the video session's errors are never fatal to the
+        captioning session (it goes on without video scores)."""
+        if isinstance(ev, StepOutput) and ev.result.lips:
+            self._send({"type": "lips", "frames": [a.to_json() for a in ev.result.lips]})
+        elif isinstance(ev, ErrorEvent):
+            self._send(error_message(ev.code, f"video: {ev.message}", False))
 
     def _end(self, units, source_ms: float, summary: dict) -> None:
         self._send(

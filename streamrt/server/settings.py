@@ -58,8 +58,13 @@ class ServerSettings:
     max_upload_bytes: largest request body of ``POST /v1/audio/transcriptions`` (the file with the
         multipart framing); past it: HTTP 413 ``file_too_large``. OpenAI's own limit is 25 MB.
     max_upload_s: longest audio an upload may hold, seconds; past it: HTTP 400 ``audio_too_long``.
+    dialogue_tick_ms: how often a ``/v1/dialogue`` session is advanced between client messages (its
+        paced agent audio comes out on these ticks), milliseconds.
     upload_ahead_s: seconds of an upload's audio fed ahead of the model (faster than real time, never
         past max_buffered_audio_s), so an upload shares the scheduler with live sessions.
+    max_video_frame_pixels: largest video frame (width x height, pixels) a ``video`` message may
+        carry, checked from the JPEG's header before decoding; past it the frame is dropped with
+        ``error`` ``frame_too_big`` (not fatal). The bytes are bounded by max_message_bytes.
     """
 
     max_message_bytes: int | None = 1 << 20
@@ -87,12 +92,17 @@ class ServerSettings:
     max_upload_bytes: int | None = 25 * 1000 * 1000
     max_upload_s: float | None = 2 * 3600.0
     upload_ahead_s: float = 10.0
+    dialogue_tick_ms: float = 20.0
+    max_video_frame_pixels: int | None = 1280 * 720
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes", "max_upload_bytes"):
+        for name in ("max_message_bytes", "max_sessions", "send_queue_high_water", "max_handshakes", "max_upload_bytes",
+                     "max_video_frame_pixels"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        if not self.dialogue_tick_ms > 0:
+            raise ValueError(f"dialogue_tick_ms must be > 0 ms, got {self.dialogue_tick_ms}")
         if self.upload_ahead_s <= 0:
             raise ValueError(f"upload_ahead_s must be > 0, got {self.upload_ahead_s}")
         if self.write_buffer_low_bytes > self.write_buffer_high_bytes:

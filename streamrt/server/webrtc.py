@@ -7,9 +7,14 @@ Signalling runs over the WebSocket ``/v1/webrtc`` (websockets serves only GET, s
 
 The offer must contain one audio track and a data channel. The server decodes the track (Opus,
 48 kHz), resamples it to 16 kHz mono s16 with PyAV and feeds it to the protocol exactly like binary
-WebSocket messages; ``ready``/``partial``/``commit``/``error``/``end`` go out as JSON text on the
-data channel. ``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of
-the track stops the session. No ICE servers are used: host candidates only (LAN / localhost).
+WebSocket messages; ``ready``/``partial``/``commit``/``error``/``end`` (and ``lips``) go out as
+JSON text on the data channel. A camera track too, with ``"video": true`` in the start fields: its
+frames go to the session's lip-activity stream (``ServerProtocol.receive_video``), each stamped on
+the audio's media clock: the first frame at the audio received when it arrives, later ones by their
+own capture times (RTP) after it; frames over ``max_video_frame_pixels`` are scaled down to fit.
+``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of the track
+stops the session. No ICE servers are used: host candidates only (LAN / localhost).
+An offer with ``"agent": true`` is a voice-agent dialogue instead (``streamrt.server.webrtc_dialogue``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from websockets.exceptions import ConnectionClosed
 
 from streamrt.errors import ProtocolError, StreamrtError
 from streamrt.server.bridge import SessionBridge
-from streamrt.server.protocol import ServerProtocol, close_code_for, error_message
+from streamrt.server.protocol import ServerProtocol
+from streamrt.server.rtc_link import DataChannelLink, refuse
+from streamrt.types import VideoFrame
 
 log = logging.getLogger("streamrt.server.webrtc")
 
@@ -31,15 +38,7 @@ TRACK_RATE_HZ = 16000  # what the decoded track is resampled to before the sessi
 OFFER_TIMEOUT_S = 10.0
 
 
-async def _refuse(ws: ServerConnection, code: str, message: str) -> None:
-    try:
-        await ws.send(json.dumps(error_message(code, message, True)))
-        await ws.close(close_code_for(code), code)
-    except ConnectionClosed:
-        pass
-
-
-def _parse_offer(raw) -> tuple[str, dict]:
+def _parse_offer(raw) -> tuple[str, dict, bool]:
     if not isinstance(raw, str):
         raise ProtocolError("the first /v1/webrtc message must be JSON text (an offer)", code="bad_message", fatal=True)
     try:
@@ -51,7 +50,9 @@ def _parse_offer(raw) -> tuple[str, dict]:
     start = msg.get("start") or {}
     if not isinstance(start, dict):
         raise ProtocolError("'start' must be an object of start fields", code="bad_start", fatal=True)
-    return msg["sdp"], start
+    if not isinstance(msg.get("agent", False), bool):
+        raise ProtocolError(f"'agent' must be true or false, got {msg['agent']!r}"[:120], code="bad_message", fatal=True)
+    return msg["sdp"], start, msg.get("agent", False)
 
 
 async def handle_webrtc_signalling(server, ws: ServerConnection, release_admission=lambda: None) -> None:
@@ -60,14 +61,19 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
     try:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     except ImportError:
-        await _refuse(ws, "bad_config", "this server has no WebRTC support (pip install 'streamrt[webrtc]')")
+        await refuse(ws, "bad_config", "this server has no WebRTC support (pip install 'streamrt[webrtc]')")
         return
     try:
-        sdp, start = _parse_offer(await asyncio.wait_for(ws.recv(), OFFER_TIMEOUT_S))
+        sdp, start, agent = _parse_offer(await asyncio.wait_for(ws.recv(), OFFER_TIMEOUT_S))
     except (TimeoutError, ConnectionClosed):
         return
     except ProtocolError as e:
-        await _refuse(ws, e.code, e.message)
+        await refuse(ws, e.code, e.message)
+        return
+    if agent:  # the voice agent: its own protocol, the agent's voice as an outgoing track
+        from streamrt.server.webrtc_dialogue import handle_dialogue_webrtc
+
+        await handle_dialogue_webrtc(server, ws, sdp, start, release_admission)
         return
 
     proto: ServerProtocol = server.new_protocol()
@@ -79,7 +85,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
         return
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    link = _DataChannelLink(pc, ws, server.settings.write_buffer_high_bytes)
+    link = DataChannelLink(pc, ws, server.settings.write_buffer_high_bytes)
     bridge = SessionBridge(proto, server.scheduler, server.settings, server.stats, link.send, link.close)
     server.register(bridge)
     release_admission()
@@ -104,6 +110,9 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
     def on_track(track) -> None:
         if track.kind == "audio":
             tasks.append(asyncio.create_task(_feed_track(track, proto, bridge)))
+        elif track.kind == "video":
+            max_pixels = server.settings.max_video_frame_pixels
+            tasks.append(asyncio.create_task(_feed_video_track(track, proto, bridge, max_pixels)))
 
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -115,7 +124,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
         pass
     except Exception as e:  # a bad SDP, ICE failure...: this session only
         log.warning("webrtc session failed: %r", e)
-        await _refuse(ws, "bad_message", f"cannot use this offer: {type(e).__name__}: {e}")
+        await refuse(ws, "bad_message", f"cannot use this offer: {type(e).__name__}: {e}")
     finally:
         if proto.state != "closed":
             bridge.connection_lost()
@@ -165,31 +174,25 @@ async def _feed_track(track, proto: ServerProtocol, bridge: SessionBridge) -> No
         bridge.after_input()
 
 
-class _DataChannelLink:
-    """send/close for the bridge over the data channel, with the channel's buffer as backpressure."""
+async def _feed_video_track(track, proto: ServerProtocol, bridge: SessionBridge, max_pixels: int | None) -> None:
+    """Decoded camera frames -> RGB on the audio's media clock -> the protocol, while streaming.
+    Frames of a session started without ``"video": true`` are read and dropped."""
+    from aiortc.mediastreams import MediaStreamError
 
-    def __init__(self, pc, ws: ServerConnection, high_water_bytes: int):
-        self.pc = pc
-        self.ws = ws
-        self.channel = None
-        self.high_water_bytes = high_water_bytes
-
-    async def send(self, text: str) -> None:
-        if self.channel is None or self.channel.readyState != "open":
-            raise ConnectionError("the data channel is not open")
-        self.channel.send(text)
-        while self.channel.bufferedAmount > self.high_water_bytes and self.channel.readyState == "open":
-            await asyncio.sleep(0.01)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.channel is not None and self.channel.readyState == "open":
-            for _ in range(100):  # let SCTP take the last messages (end) before the channel goes
-                if self.channel.bufferedAmount == 0:
-                    break
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)
-            self.channel.close()
+    first: tuple[float, float] | None = None  # (the first frame's capture time s, media ms then)
+    while proto.state == "streaming":
         try:
-            await self.ws.close(code, reason)
-        except ConnectionClosed:
-            pass
+            frame = await track.recv()
+        except MediaStreamError:
+            break
+        session = proto.session
+        if session is None or session.video is None or proto.state != "streaming" or frame.time is None:
+            continue
+        if first is None:
+            first = (frame.time, session.received_ms)
+        time_ms = first[1] + 1000.0 * (frame.time - first[0])
+        if max_pixels is not None and frame.width * frame.height > max_pixels:
+            k = (max_pixels / (frame.width * frame.height)) ** 0.5
+            frame = frame.reformat(width=max(2, int(frame.width * k) // 2 * 2), height=max(2, int(frame.height * k) // 2 * 2))
+        proto.receive_video(VideoFrame(frame.to_ndarray(format="rgb24"), time_ms))
+        bridge.after_input()

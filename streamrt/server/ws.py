@@ -6,7 +6,7 @@
     await server.stop()             # graceful: every live session commits, sends end, closes 1001
 
 Endpoints: ``/v1/stream`` (protocol v1, docs/protocol.md), ``/v1/webrtc`` (WebRTC signalling, needs
-aiortc), ``GET /healthz``, ``GET /metrics``, ``GET /`` (browser page). One shared model; one ``Session`` per connection;
+aiortc), ``/v1/dialogue`` (the voice agent, when the server has one), ``GET /healthz``, ``GET /metrics``, ``GET /`` (browser page). One shared model; one ``Session`` per connection;
 model steps run through the scheduler, which batches the steps of all sessions.
 """
 
@@ -162,4 +162,7 @@ class StreamServer(ListeningHub):
             except ConnectionClosed:
                 return None
 
+        if urlsplit(ws.request.path).path == "/v1/dialogue":
+            await self.serve_dialogue(ws.send, ws.send, ws.close, recv)  # str: text, bytes: binary
+            return
         await self.serve_session(ws.send, ws.close, recv)

@@ -16,7 +16,18 @@ tail, a new turn only itself). ``end_of_turn`` starts the reply. ``step`` runs o
 ``LlmDecoder.step`` over all given streams (one batched forward); each step's final reply text is
 committed as a unit positioned in reply tokens, with the token ids. Text arriving during a reply
 interrupts it (barge-in): the reply is cut to what was produced, as ``cancel`` and ``max_new_tokens``
-cut it, and the history keeps that.
+cut it, and the history keeps that; ``ReplyHeard(text)`` then cuts the reply in the history to what
+the listener heard. A reply that ends by itself reports ``StepResult.end_of_turn``.
+
+While a user turn is still open (no ``end_of_turn`` yet) its context stops after the user's words
+(the template's closing tokens come with the end of the turn), so ``TextDelta(score_end=True)``
+can report the model's own probability that the turn ends there (``StepResult.end_of_turn_p``;
+the semantic turn-taking policy), reading only the tokens not yet prefilled.
+
+Degradation: when the decoder's model was quantized with FlexiQ (``build_lm(bundle, "flexiq")``), the
+model offers the scheduler's ``PrecisionKnob`` protocol (``low_precision_fraction`` /
+``set_low_precision_fraction``), so the LLM lane's ladder raises the share of int4 channels under load
+and lowers it when load falls, as it does for Whisper. Other precisions offer no knob (empty ladder).
 
 Threads: the scheduler steps in a worker thread while ``accept``/``cancel`` of other streams run on
 the event loop, so only ``step`` touches the decoder; a slot given up outside a step (``cancel``,
@@ -32,7 +43,8 @@ from streamrt.decoding.llm_batch import Conversation, LlmDecoder
 from streamrt.decoding.llm_sampling import SamplingSettings
 from streamrt.engine import StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ConfigError, ModelStepError, StreamrtError
-from streamrt.types import TextDelta
+from streamrt.quant.flexiq import PrecisionKnob
+from streamrt.types import ReplyHeard, TextDelta
 
 if TYPE_CHECKING:
     from streamrt.models.llm.load import LlmBundle
@@ -68,7 +80,11 @@ OPTIONS = ("max_new_tokens", "system_prompt")
 
 class LlmConversationModel:
     """Shared: the decoder (weights, KV cache, slots) and the chat template. ``create_stream``
-    options: ``max_new_tokens`` (tokens per reply), ``system_prompt``."""
+    options: ``max_new_tokens`` (tokens per reply), ``system_prompt``.
+
+    ``precision_knob``: the FlexiQ layers of ``decoder.lm`` as one knob, or None when it has none.
+    With one, the model offers ``set_low_precision_fraction(f)`` (the scheduler's ``PrecisionKnob``
+    protocol; call it between steps only)."""
 
     def __init__(self, bundle: LlmBundle, decoder: LlmDecoder, settings: ConversationSettings = ConversationSettings()):
         self.bundle = bundle
@@ -76,6 +92,18 @@ class LlmConversationModel:
         self.settings = settings
         self._to_close: list[Conversation] = []  # given up outside a step; closed by the next one
         self.steps = 0
+        self.precision_knob = PrecisionKnob.find(decoder.lm)
+        if self.precision_knob is not None:
+            # only a FlexiQ model offers the knob, so the scheduler's ladder only has it then
+            self.set_low_precision_fraction = self._set_low_precision_fraction
+
+    @property
+    def low_precision_fraction(self) -> float:
+        """The share of the LLM's FlexiQ channels in int4 now (0 without a knob)."""
+        return 0.0 if self.precision_knob is None else float(self.precision_knob.fraction)
+
+    def _set_low_precision_fraction(self, fraction: float) -> None:
+        self.precision_knob.set(fraction)
 
     def create_stream(self, options: Mapping[str, object] | None = None) -> LlmConversationStream:
         options = dict(options or {})
@@ -113,7 +141,7 @@ class LlmConversationModel:
 class LlmConversationStream(StreamBase):
     """One chat: its history, the pending user turn, its ``Conversation`` once it has a slot."""
 
-    input_kinds: ClassVar[frozenset[type]] = frozenset({TextDelta})
+    input_kinds: ClassVar[frozenset[type]] = frozenset({TextDelta, ReplyHeard})
 
     def __init__(self, model: LlmConversationModel, settings: ConversationSettings):
         self.model = model
@@ -131,18 +159,37 @@ class LlmConversationStream(StreamBase):
         self._finished = False
         self._out: list[UnitDraft] = []
         self._tokens: list[int] = []
+        self._score = False  # a score of the open turn's end was asked for
+        self._end_p: float | None = None
+        self._reply_ended = False
 
     # ---- input (between this stream's steps) ---------------------------------------------------
     def accept(self, item: StreamInput) -> None:
+        if isinstance(item, ReplyHeard):
+            return self._heard(item.text)
         if not isinstance(item, TextDelta):
             return super().accept(item)
         text = item.apply(self.text, answered_to=self._turn_start)
-        if self._answer:  # the user speaks over the reply (or before it began)
+        if self._answer and text != self.text:  # the user speaks over the reply (or before it began)
             self._interrupt(keep=item.replace_from is None or item.replace_from >= len(self.text))
         self.text = text
         self._dirty = True
         if item.end_of_turn:
             self._answer = True
+        elif item.score_end and not self._answer:
+            self._score = True
+
+    def _heard(self, heard: str) -> None:
+        """The listener heard ``heard`` of the latest reply: stop it and keep only that. A turn that
+        waits for its reply is closed too, its reply empty (the same however far the reply got)."""
+        if self._replying:
+            self.conv.stop_reply()
+            self._end_reply()
+        elif self._answer:
+            self._end_reply()
+        if self.history and self.history[-1]["role"] == "assistant":
+            self.history[-1] = {"role": "assistant", "content": heard}
+            self._dirty = True
 
     def _interrupt(self, keep: bool) -> None:
         """New words after the turn (``keep``): the reply ends where it got to and stays in the
@@ -177,7 +224,7 @@ class LlmConversationStream(StreamBase):
     def is_ready(self) -> bool:
         if self.cancelled or (self._finished and not self._answer):
             return False
-        if self._answer:
+        if self._answer or self._score:
             return True
         # a partial turn to prefill ahead of its end (one token is kept back for the reply)
         return (self._dirty and len(self.text) > self._turn_start) or (self.conv is not None and self.conv.pending > 1)
@@ -186,22 +233,29 @@ class LlmConversationStream(StreamBase):
         return self.cancelled or (self._finished and not self._answer)
 
     def urgency(self) -> Urgency:
-        if self._answer and not self._reply_tokens:
+        if (self._answer and not self._reply_tokens) or (self._score and not self._answer):
+            # a reply's first token, or a turn-taking score the dialogue waits on: both interactive
             return Urgency(self.settings.first_token_budget_ms, FIRST_TOKEN_PRIORITY)
         if self._answer:
             return Urgency(self.settings.token_budget_ms, DECODE_PRIORITY)
         return Urgency(self.settings.prefill_ahead_budget_ms, PREFILL_AHEAD_PRIORITY)
 
     def pop_result(self) -> StepResult:
-        out = StepResult(self._out, None, self._tokens)
-        self._out, self._tokens = [], []
+        out = StepResult(self._out, None, self._tokens, end_of_turn=self._reply_ended, end_of_turn_p=self._end_p)
+        self._out, self._tokens, self._reply_ended, self._end_p = [], [], False, None
         return out
 
     # ---- inside model.step ---------------------------------------------------------------------
     def _context(self) -> list[int]:
         turn = self.text[self._turn_start:]
-        return self.model.bundle.chat_ids(self.history + [{"role": "user", "content": turn}],
-                                          add_generation_prompt=self._answer)
+        ids = self.model.bundle.chat_ids(self.history + [{"role": "user", "content": turn}],
+                                         add_generation_prompt=self._answer)
+        if not self._answer:  # an open turn: stop after the user's words, before the closing tokens
+            ends = set(self.model.decoder.end_tokens)
+            last = max((i for i, t in enumerate(ids) if t in ends), default=None)
+            if last is not None:
+                ids = ids[:last]
+        return ids
 
     def _prepare(self) -> None:
         """Take a slot, set the context, start the reply: what may fail for this stream alone."""
@@ -214,6 +268,9 @@ class LlmConversationStream(StreamBase):
         if self._answer and not self._replying:
             self.conv.start_reply(self.settings.sampling, self.model.decoder.end_tokens)
             self._replying = True
+            self._score = False
+        elif self._score and not self._answer:
+            self.conv.score_end = True
 
     def _drop(self) -> None:
         """Inside a step, after this stream's preparation failed: close its slot, do no more."""
@@ -225,6 +282,8 @@ class LlmConversationStream(StreamBase):
             self.conv = None
 
     def _collect(self, out) -> None:
+        if out.end_probability is not None:
+            self._end_p, self._score = out.end_probability, False
         if out.tokens:
             at = len(self._reply_tokens)
             self._reply_tokens += out.tokens
@@ -234,6 +293,7 @@ class LlmConversationStream(StreamBase):
             self._reply_text += out.text
         if out.finished is not None:
             self._end_reply()
+            self._reply_ended = True
             if self._finished:
                 self.model.decoder.close(self.conv)  # inside the step: free it now
                 self.conv = None

@@ -14,7 +14,7 @@ def test_bench_all_runs_only_what_exists_in_the_repo():
 
 def test_bench_all_names_every_benchmark_command():
     commands = {args[1] for _n, args in bench.ALL_RUNS if args[0] == "bench"}
-    assert commands == {"encoder", "quant", "streams", "quant-wer", "llm", "llm-quality", "soak"}
+    assert commands == {"encoder", "quant", "streams", "quant-wer", "llm", "llm-quality", "llm-beside-asr", "soak", "lips", "tts"}
 
 
 def test_capacity_sweeps_measure_each_configuration_as_set():

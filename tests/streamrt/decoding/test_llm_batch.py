@@ -190,3 +190,37 @@ def test_prompt_lookup_drafts_keep_greedy_tokens_in_fewer_steps():
         steps += 1
     assert got == _alone(ids)  # verification keeps exactly the greedy tokens
     assert reply.accepted > 0 and steps < 1 + NEW  # prompt step + fewer than one step per token
+
+
+def _hf_end_probability(ids: list[int]) -> float:
+    with torch.inference_mode():
+        logits = smollm2().model(torch.tensor([ids])).logits[0, -1]
+    return float(torch.softmax(logits.float(), -1)[list(smollm2().end_token_ids)].sum())
+
+
+def test_end_probability_of_an_open_turn_equals_transformers_and_reuses_the_prefill():
+    """score_end reads the partial turn to its last token and reports P(end token) there (the
+    semantic turn policy's score); the prefill it did is reused, a later reply is unchanged."""
+    bundle = smollm2()
+    decoder = _decoder(prefill_tokens_per_step=24)  # the prompt takes two steps: scored on the last
+    conv = decoder.open()
+    done = bundle.chat_ids([{"role": "user", "content": QUESTIONS[0]}], add_generation_prompt=False)
+    open_turn = done[:len(done) - 2]  # "...What is the capital of France?" without <|im_end|>\n
+    half = bundle.chat_ids([{"role": "user", "content": "What is the"}], add_generation_prompt=False)[:-2]
+    conv.set_context(open_turn)
+    conv.score_end = True
+    first = decoder.step([conv])[0]
+    assert first.end_probability is None and conv.score_end  # still reading
+    outs = [first, decoder.step([conv])[0]]
+    assert outs[1].end_probability == pytest.approx(_hf_end_probability(open_turn), abs=1e-4)
+    assert conv.pending == 0 and not conv.score_end
+    complete = outs[1].end_probability
+    conv.set_context(half)  # a revision: cached prefix kept, the last token rerun for its logits
+    conv.score_end = True
+    p_half = decoder.step([conv])[0].end_probability
+    assert p_half == pytest.approx(_hf_end_probability(half), abs=1e-4)
+    assert complete > 0.5 > p_half  # a finished question ends the turn; "What is the" does not
+    ids = _prompt(0)
+    conv.set_context(ids)
+    conv.start_reply(GREEDY)
+    assert _run(decoder, [conv])[conv.slot] == _alone(ids)

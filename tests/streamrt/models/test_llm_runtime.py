@@ -52,3 +52,33 @@ def test_flexiq_knob_turns_the_llm_precision():
         knob.set(fraction)
         errors.append(float((_logits(lm, ids) - ref).norm() / ref.norm()))
     assert errors[0] < errors[1]  # all channels in int4 costs more than all in int8
+
+
+def test_prefill_precision_runs_many_rows_on_the_second_scheme_and_few_on_the_first():
+    from streamrt.quant.by_rows import RowSplitLinear
+
+    bundle = _bundle()
+    ids = torch.randint(0, 96, (12,), generator=torch.Generator().manual_seed(1))
+    lm, precision = build_lm(bundle, "fp16-weights", prefill_precision="int8-dynamic", prefill_from_rows=4)
+    assert precision.scheme == "fp16-weights"
+    assert lm.lm_precision.describe()["prefill_precision"] == "int8-dynamic"
+    assert sum(isinstance(m, RowSplitLinear) for m in lm.modules()) == 2 * 4 + 1
+    wide, _ = build_lm(bundle, "int8-dynamic")
+    narrow, _ = build_lm(bundle, "fp16-weights")
+    assert torch.equal(_logits(lm, ids), _logits(wide, ids))  # 12 rows: the prefill scheme
+    assert torch.equal(_logits(lm, ids[:3]), _logits(narrow, ids[:3]))  # 3 rows: the decode scheme
+
+
+def test_auto_for_the_llm_never_picks_bfloat16_and_splits_prefill_only_where_int8_is_fast():
+    from streamrt.models.llm.runtime import choose_llm_auto
+    from streamrt.quant.precision import CpuFeatures
+
+    native = CpuFeatures("avx512", bf16_native=True, amx=False, onednn_bf16=True, fbgemm=True)
+    avx2 = CpuFeatures("avx2", bf16_native=False, amx=False, onednn_bf16=False, fbgemm=True)
+    bare = CpuFeatures("default", bf16_native=False, amx=False, onednn_bf16=False, fbgemm=False)
+    decode, prefill = choose_llm_auto(native)
+    assert (decode.scheme, prefill.scheme) == ("fp16-weights", "int8-dynamic")
+    decode, prefill = choose_llm_auto(avx2)
+    assert (decode.scheme, prefill) == ("fp16-weights", None)
+    decode, prefill = choose_llm_auto(bare)
+    assert (decode.scheme, prefill) == (None, None)

@@ -14,7 +14,7 @@ from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session
 from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.tasks.llm_conversation import ConversationSettings, LlmConversationModel
-from streamrt.types import TextDelta
+from streamrt.types import ReplyHeard, TextDelta
 from tests.streamrt.llm_model import smollm2, smollm2_lm
 from tests.streamrt.scheduler.sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
 
@@ -196,3 +196,70 @@ async def test_a_turn_past_max_context_tokens_fails_that_chat_and_gives_its_slot
     await sched.wait_idle()
     await sched.stop()
     assert _reply(rec, "short")[0] == _alone(QUESTION) and rec.ended("short")
+
+
+async def test_an_open_turn_is_scored_and_a_cut_reply_keeps_only_what_was_heard():
+    """TextDelta(score_end=True) reports the end-of-turn probability of the open turn (what the
+    semantic turn policy reads); the reply ends by itself with end_of_turn; ReplyHeard(prefix)
+    leaves only that prefix as the assistant's turn, and the next turn is answered as a chat whose
+    history holds it, prefilled fresh."""
+    sampling = SamplingSettings(max_new_tokens=NEW)
+    clock, sched, _, llm = _setup(sampling=sampling)
+    rec = Recorder()
+    chat = _chat(llm, clock, "chat")
+    await sched.start()
+    sched.add(chat, rec, model=llm)
+    scores = []
+    for text in ("What is the", " capital of France?"):
+        chat.receive(TextDelta(text, score_end=True))
+        sched.wake(chat)
+        await sched.wait_idle()
+        scores += [e.result.end_of_turn_p for e in rec.events["chat"] if isinstance(e, StepOutput)
+                   and e.result.end_of_turn_p is not None][len(scores):]
+    assert len(scores) == 2 and scores[0] < 0.5 < scores[1]  # "What is the" is unfinished
+    chat.receive(TextDelta("", end_of_turn=True))
+    sched.wake(chat)
+    await sched.wait_idle()
+    outs = [e.result for e in rec.events["chat"] if isinstance(e, StepOutput)]
+    assert outs[-1].end_of_turn and not any(r.end_of_turn for r in outs[:-1])
+    said = "".join(u.text for r in outs for u in r.committed)
+    heard = " ".join(said.split()[:3])
+    chat.receive(ReplyHeard(heard))
+    chat.receive(TextDelta("And of Spain?", end_of_turn=True))
+    sched.wake(chat)
+    await sched.wait_idle()
+    await sched.stop()
+    history = chat.stream.history
+    assert history[:2] == [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": heard}]
+    second = [t for e in rec.events["chat"][len(outs):] if isinstance(e, StepOutput) for t in e.result.tokens]
+    fresh = history[:2] + [{"role": "user", "content": "And of Spain?"}]
+    assert second == _alone_ids(smollm2().chat_ids(fresh), sampling)
+
+
+def _alone_ids(ids: list[int], sampling: SamplingSettings) -> list[int]:
+    decoder = _decoder(1)
+    conv = decoder.open()
+    conv.append(ids)
+    conv.start_reply(sampling, decoder.end_tokens)
+    tokens = []
+    while conv.reply is not None:
+        tokens += decoder.step([conv])[0].tokens
+    return tokens
+
+
+async def test_reply_heard_before_the_reply_began_closes_the_turn_with_an_empty_reply():
+    """A barge-in before the first reply token: the turn is closed the same way (no race with the
+    step that would have started the reply), the agent's turn empty."""
+    clock, sched, _, llm = _setup()
+    rec = Recorder()
+    chat = _chat(llm, clock, "chat")
+    chat.receive(TextDelta(QUESTION, end_of_turn=True))
+    chat.receive(ReplyHeard(""))
+    chat.receive(TextDelta("Never mind.", end_of_turn=True))
+    await sched.start()
+    sched.add(chat, rec, model=llm)
+    await sched.wait_idle()
+    await sched.stop()
+    assert chat.stream.history[:3] == [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ""},
+                                       {"role": "user", "content": "Never mind."}]
+    assert _reply(rec, "chat")[0] == _alone_ids(smollm2().chat_ids(chat.stream.history[:3]), GREEDY)

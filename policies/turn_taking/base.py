@@ -1,0 +1,99 @@
+"""What a turn-taking policy sees and what it answers.
+
+The dialogue session builds a ``TurnView`` after every VAD frame (32 ms of user audio) and asks the
+policy. While the agent is silent, ``Speak()`` ends the user's turn and starts the answer; while
+the agent speaks, ``Yield()`` is a barge-in (the agent stops, keeping only what was heard) and
+``Listen()`` lets it go on (a backchannel such as "mm-hm" while it speaks). Times are milliseconds
+of the user's media (``media_ms``), so a policy is deterministic in virtual time. Policies never
+touch a model; they may keep state and are created once per session.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Union
+
+from streamrt.errors import PolicyOptionError
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Nothing to do: keep listening (the agent, if speaking, goes on)."""
+
+
+@dataclass(frozen=True)
+class Speak:
+    """The user's turn is over: answer it now."""
+
+
+@dataclass(frozen=True)
+class Yield:
+    """The user barges in: the agent stops speaking now."""
+
+
+TurnAction = Union[Listen, Speak, Yield]
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """The state of the dialogue at one VAD frame.
+
+    media_ms: user audio received so far. user_speaking: the VAD (behind the echo guard) hears the
+    user now. speech_ms: length of the user's current speech run (of the last one while silent).
+    silence_ms: since the user's last speech frame (0 while speaking; since the start of the
+    session when the user never spoke). transcript: the words of the user's turn not yet answered
+    (ASR commits and partial), "" if none. agent_speaking: the agent's voice is playing (or
+    paused for the user's speech). end_of_turn_p: the LLM's probability that ``transcript`` is a
+    whole turn (its end-of-turn token next), None until scored (policies that set
+    ``wants_end_of_turn_p`` get it asked for whenever the transcript changes)."""
+
+    media_ms: float
+    user_speaking: bool
+    speech_ms: float
+    silence_ms: float
+    transcript: str
+    agent_speaking: bool
+    end_of_turn_p: float | None = None
+
+    @property
+    def words(self) -> int:
+        return len(self.transcript.split())
+
+
+class TurnPolicy(ABC):
+    """Subclasses set ``name``, take their options as keyword arguments (checked with
+    ``check_option``), and may set ``wants_end_of_turn_p``."""
+
+    name: ClassVar[str] = "?"
+    wants_end_of_turn_p: ClassVar[bool] = False
+
+    @abstractmethod
+    def decide(self, view: TurnView) -> TurnAction:
+        """The action for this frame."""
+
+    def describe(self) -> dict[str, Any]:
+        """The policy's name and options (the ``ready`` message and logs repeat them)."""
+        return {"name": self.name, **self.options()}
+
+    def options(self) -> Mapping[str, Any]:
+        return {}
+
+    def check_option(self, option: str, value: float | None, *, minimum: float = 0.0, maximum: float | None = None,
+                     unit: str = "ms") -> None:
+        if value is None:
+            return
+        if not isinstance(value, (int, float)) or value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+            raise PolicyOptionError(f"turn policy {self.name!r}: {option} must be {bound} {unit}, got {value!r}")
+
+
+def barge_in(view: TurnView, min_interrupt_ms: float | None, interrupt_words: int | None) -> bool:
+    """The duration-and-text rule both built-in policies use while the agent speaks: the user's
+    speech has lasted ``min_interrupt_ms`` or its words reached ``interrupt_words`` (a backchannel
+    such as "mm-hm" or "right, okay" is short and one or two words). None disables a criterion."""
+    if not view.user_speaking:
+        return False
+    if min_interrupt_ms is not None and view.speech_ms >= min_interrupt_ms:
+        return True
+    return interrupt_words is not None and view.words >= interrupt_words

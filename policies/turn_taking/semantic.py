@@ -1,0 +1,65 @@
+"""The LLM decides whether the user has finished: its own probability of the end-of-turn token
+(SmolLM2's ``<|im_end|>``) after the transcript so far, as LiveKit's turn detector scores the
+end-of-utterance token with a small LM. It costs one prefill row: the open turn is already
+prefilled while the user speaks (LiveMind), so scoring reads only the last token again.
+
+When the words make a whole turn (p >= ``complete_p``) the agent answers after ``short_wait_ms`` of
+silence, otherwise after ``long_wait_ms`` (a mid-turn pause: "I'd like to book ... a table").
+Until the score arrives it waits as for an incomplete turn.
+
+While the agent speaks the same duration-and-text rule as ``silence`` decides a barge-in, plus
+the score once the user pauses (the agent's audio is held meanwhile): words that do not stand alone
+as a turn (p < ``floor_p``: "wait, what") are the start of something the user wants to say and make
+the agent yield, while a complete short one ("okay", "right") is a backchannel and it goes on. The
+score needs the agent's reply to be generated in full (the LLM is free), else duration and words
+decide alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, TurnView, Yield, barge_in
+
+
+class Semantic(TurnPolicy):
+    """complete_p: end-of-turn probability from which a turn counts as complete. short_wait_ms /
+    long_wait_ms: silence before answering a complete / an incomplete turn. min_interrupt_ms /
+    interrupt_words: as in ``silence``. floor_p: while the agent speaks, user words scored below it
+    make it yield when the user pauses (None disables)."""
+
+    name = "semantic"
+    wants_end_of_turn_p = True
+
+    def __init__(self, complete_p: float = 0.3, short_wait_ms: float = 250.0, long_wait_ms: float = 1600.0,
+                 min_interrupt_ms: float | None = 600.0, interrupt_words: int | None = 3,
+                 floor_p: float | None = 0.05):
+        self.check_option("complete_p", complete_p, maximum=1.0, unit="(probability)")
+        self.check_option("short_wait_ms", short_wait_ms, minimum=1.0)
+        self.check_option("long_wait_ms", long_wait_ms, minimum=short_wait_ms)
+        self.check_option("min_interrupt_ms", min_interrupt_ms)
+        self.check_option("interrupt_words", interrupt_words, minimum=1, unit="words")
+        self.check_option("floor_p", floor_p, maximum=1.0, unit="(probability)")
+        self.complete_p = complete_p
+        self.short_wait_ms = short_wait_ms
+        self.long_wait_ms = long_wait_ms
+        self.min_interrupt_ms = min_interrupt_ms
+        self.interrupt_words = interrupt_words
+        self.floor_p = floor_p
+
+    def decide(self, view: TurnView) -> TurnAction:
+        p = view.end_of_turn_p
+        if view.agent_speaking:
+            if barge_in(view, self.min_interrupt_ms, self.interrupt_words):
+                return Yield()
+            claims_floor = self.floor_p is not None and p is not None and view.words and p < self.floor_p
+            return Yield() if claims_floor and not view.user_speaking else Listen()
+        if view.user_speaking or not view.words:
+            return Listen()
+        wait = self.short_wait_ms if p is not None and p >= self.complete_p else self.long_wait_ms
+        return Speak() if view.silence_ms >= wait else Listen()
+
+    def options(self) -> Mapping[str, Any]:
+        return {"complete_p": self.complete_p, "short_wait_ms": self.short_wait_ms, "long_wait_ms": self.long_wait_ms,
+                "min_interrupt_ms": self.min_interrupt_ms, "interrupt_words": self.interrupt_words,
+                "floor_p": self.floor_p}

@@ -1,0 +1,39 @@
+"""The baseline: the user's turn ends after ``silence_ms`` of silence.
+
+A threshold long enough not to take over a 1 s mid-turn pause makes every answer wait that long;
+the semantic policy (``semantic.py``) waits less when the words already make a whole turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, TurnView, Yield, barge_in
+
+
+class Silence(TurnPolicy):
+    """silence_ms: silence after the user's words before the agent answers. min_interrupt_ms /
+    interrupt_words: while the agent speaks, user speech this long, or with this many words,
+    interrupts it (shorter speech with fewer words is a backchannel); None disables one."""
+
+    name = "silence"
+
+    def __init__(self, silence_ms: float = 1200.0, min_interrupt_ms: float | None = 600.0,
+                 interrupt_words: int | None = 3):
+        self.check_option("silence_ms", silence_ms, minimum=1.0)
+        self.check_option("min_interrupt_ms", min_interrupt_ms)
+        self.check_option("interrupt_words", interrupt_words, minimum=1, unit="words")
+        self.silence_ms = silence_ms
+        self.min_interrupt_ms = min_interrupt_ms
+        self.interrupt_words = interrupt_words
+
+    def decide(self, view: TurnView) -> TurnAction:
+        if view.agent_speaking:
+            return Yield() if barge_in(view, self.min_interrupt_ms, self.interrupt_words) else Listen()
+        if not view.user_speaking and view.words and view.silence_ms >= self.silence_ms:
+            return Speak()
+        return Listen()
+
+    def options(self) -> Mapping[str, Any]:
+        return {"silence_ms": self.silence_ms, "min_interrupt_ms": self.min_interrupt_ms,
+                "interrupt_words": self.interrupt_words}

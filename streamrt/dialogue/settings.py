@@ -1,0 +1,57 @@
+"""The dialogue session's settings: every limit named with its unit; ``None`` disables one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from streamrt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DialogueSettings:
+    """audio_lead_ms: agent audio released ahead of its playback position (the most a client ever
+        holds, so an interruption never leaves seconds of stale speech; None: release it all as it
+        is made, for offline use).
+    vad_threshold: speech probability (0-1) from which a VAD frame counts as speech.
+    min_speech_ms: speech frames in a row before the user counts as speaking.
+    hangover_ms: non-speech frames in a row before the user counts as silent again (gaps inside
+        words and between close words are shorter).
+    echo_threshold / echo_min_speech_ms / echo_level_ratio: the echo guard. While the agent's voice
+        plays, a frame counts as user speech only with this higher VAD probability, in a run this
+        long, and at an input level (RMS) of at least ``echo_level_ratio`` times the level of the
+        agent audio playing then (its loudest 32 ms over the last 160 ms of the modelled playback
+        position). What leaks back from the speaker reaches the microphone well below the level it
+        was played at (browsers also cancel it with ``echoCancellation``), the user's own voice
+        does not; a user much quieter than the agent's output must speak up to barge in. ASR words
+        that arrive while the agent plays and the guard hears no user speech are dropped as echo.
+        None: that part of the guard is off.
+    resume_after_ms: user speech while the agent plays pauses its audio at once (the client plays
+        out at most ``audio_lead_ms``); if the turn policy does not call it a barge-in, the agent
+        resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
+        the agent never pauses, only stops when the policy yields.
+    max_input_s: user audio one session may send (seconds; the session is closed past it).
+    max_buffered_audio_s: user audio received but not yet read by the ASR (seconds).
+    """
+
+    audio_lead_ms: float | None = 200.0
+    vad_threshold: float = 0.5
+    min_speech_ms: float = 64.0
+    hangover_ms: float = 160.0
+    echo_threshold: float | None = 0.85
+    echo_min_speech_ms: float | None = 160.0
+    echo_level_ratio: float | None = 0.7
+    resume_after_ms: float | None = 400.0
+    max_input_s: float | None = 4 * 3600.0
+    max_buffered_audio_s: float | None = 30.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"DialogueSettings.{f.name} must be a number >= 0 or None, got {v!r}")
+        for name in ("vad_threshold", "echo_threshold"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v < 1:
+                raise ConfigError(f"DialogueSettings.{name} must be a probability in (0, 1), got {v!r}")

@@ -1,0 +1,85 @@
+"""The user's speech, frame by frame (32 ms VAD frames, in media ms), behind the echo guard.
+
+``UserSpeech.frame(p, agent)`` takes one frame's VAD probability and, while the agent's voice
+plays, applies the guard (``DialogueSettings``: a higher probability, a longer run, and an input
+level of at least ``echo_level_ratio`` times the level of the agent audio playing). A speech run
+starts after ``min_speech_ms`` of speech frames and ends after ``hangover_ms`` of others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamrt.dialogue.playback import AgentTurn
+from streamrt.dialogue.settings import DialogueSettings
+
+ECHO_WINDOW_MS = 160.0  # the guard compares the input with the agent's audio played this recently
+
+
+class UserSpeech:
+    """speaking: a speech run is on. heard: the user's voice was heard since ``agent_started``.
+    start_ms / end_ms: the current (or last) run's bounds; now_ms: the end of the last frame."""
+
+    def __init__(self, settings: DialogueSettings, frame_ms: float, sample_rate: int):
+        self.settings = settings
+        self.frame_ms = frame_ms
+        self._frame_samples = int(round(frame_ms * sample_rate / 1000))
+        self._levels: list[float] = []  # input RMS of the frames not yet scored, in order
+        self._tail = np.zeros(0, np.float32)
+        self.frames = 0
+        self._run_ms = self._gap_ms = 0.0
+        self.speaking = False
+        self.heard = False  # ASR words before the user's voice is first heard are not theirs
+        self.start_ms = self.end_ms = 0.0
+
+    @property
+    def now_ms(self) -> float:
+        return self.frames * self.frame_ms
+
+    @property
+    def speech_ms(self) -> float:
+        return self.end_ms - self.start_ms
+
+    @property
+    def silence_ms(self) -> float:
+        return 0.0 if self.speaking else self.now_ms - self.end_ms
+
+    def add_audio(self, x: np.ndarray) -> None:
+        """The input samples as they go to the VAD: their level per frame (for the guard)."""
+        y = np.concatenate([self._tail, x])
+        n = len(y) // self._frame_samples
+        if n:
+            blocks = y[:n * self._frame_samples].reshape(n, self._frame_samples)
+            self._levels += np.sqrt(np.mean(np.square(blocks), axis=1)).tolist()
+        self._tail = y[n * self._frame_samples:]
+
+    def agent_started(self) -> None:
+        """An agent turn begins: the user is not heard again until a speech run starts."""
+        self.heard = False
+
+    def frame(self, p: float, agent: AgentTurn | None) -> bool:
+        """One frame's speech probability; ``agent``: the agent turn playing (guarded), or None.
+        Returns True when a speech run starts at this frame."""
+        s = self.settings
+        self.frames += 1
+        level = self._levels.pop(0) if self._levels else 0.0
+        guarded = agent is not None
+        threshold = s.echo_threshold if guarded and s.echo_threshold is not None else s.vad_threshold
+        min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
+        if guarded and s.echo_level_ratio is not None and level < s.echo_level_ratio * agent.playing_level(ECHO_WINDOW_MS):
+            p = 0.0  # no louder than the agent's own voice playing: echo
+        started = False
+        if p >= threshold:
+            self._run_ms += self.frame_ms
+            self._gap_ms = 0.0
+            if not self.speaking and self._run_ms >= min_run:
+                self.speaking = self.heard = started = True
+                self.start_ms = self.now_ms - self._run_ms
+            if self.speaking:
+                self.end_ms = self.now_ms
+        else:
+            self._run_ms = 0.0
+            self._gap_ms += self.frame_ms
+            if self.speaking and self._gap_ms >= s.hangover_ms:
+                self.speaking = False
+        return started

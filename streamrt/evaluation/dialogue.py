@@ -1,0 +1,400 @@
+"""Run scripted dialogues through a voice-agent session in virtual time (``streamrt dialogue eval``).
+
+The user is simulated as a microphone that streams in real time, silence included: a
+:class:`UserTrack` holds the script's clips at their places on the dialogue's clock and the
+runner feeds the session every sample up to the clock's now. The clock is a
+:class:`VirtualClock`: it moves by the audio's real time while the models are idle (no waiting
+for real) and by the measured compute while they work, so a step that takes 80 ms lets 80 ms of
+user audio pile up, as it would live, and every event is stamped with the time it would leave a
+live session. The agent's audio is "played" in real time from its release (the session paces it;
+the metrics replay it the same way, ``metrics.dialogue``); a backchannel or interruption is
+placed ``at_ms`` into the agent's answer, mixed into the user's input.
+
+The order of a script: turn i is spoken; the runner waits until the agent has answered (an agent
+turn starting after the user's last resume and still playing after the user's voice ended, as
+``metrics.dialogue`` counts an answer) and then been silent for the script's ``gap_ms``, or
+until ``answer_timeout_s`` passed without an answer; then turn i + 1. After the last turn, end of
+input, and the session's ``end``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from metrics.dialogue import DialogueLog, TimedEvent, UserSpeech, agent_turns, dialogue_scores
+from streamrt.errors import StreamrtError
+from streamrt.evaluation.dialogue_script import ClipSynth, Overlay, Script
+
+SAMPLE_RATE = 16000
+
+
+class VirtualClock:
+    """Seconds = the time skipped by :meth:`advance` (idle waits) + the compute measured since the
+    clock was made: CPU seconds of this process (``compute="process"``: steady on a shared machine,
+    but N busy threads count N times), wall seconds (``"wall"``: contention counts too), or none
+    (``"none"``: the latency an infinitely fast machine would get, the policies' own delays)."""
+
+    def __init__(self, compute: str = "process"):
+        if compute not in COMPUTE_CLOCKS:
+            raise ValueError(f"compute clock must be one of {', '.join(COMPUTE_CLOCKS)}, got {compute!r}")
+        self._measure = COMPUTE_CLOCKS[compute]
+        self._start = self._measure()
+        self._skipped = 0.0
+
+    def now(self) -> float:
+        return self._skipped + (self._measure() - self._start)
+
+    def compute_s(self) -> float:
+        return self._measure() - self._start
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"a clock cannot go back ({seconds} s)")
+        self._skipped += seconds
+
+
+COMPUTE_CLOCKS: dict[str, Callable[[], float]] = {
+    "process": time.process_time, "wall": time.perf_counter, "none": lambda: 0.0}
+
+
+class AgentSession(Protocol):
+    """What the runner needs of a dialogue session (``streamrt.dialogue.session.DialogueSession``)."""
+
+    def receive_audio(self, samples: np.ndarray) -> None: ...
+
+    def receive_eof(self) -> None: ...
+
+    def events(self) -> list: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Stepper(Protocol):
+    """The scheduler the session's models run on, as the runner waits on it."""
+
+    @property
+    def idle(self) -> bool: ...
+
+    async def wait_progress(self) -> None: ...
+
+
+class UserTrack:
+    """The user's microphone signal: clips placed at sample positions, summed where they overlap,
+    silence elsewhere."""
+
+    def __init__(self) -> None:
+        self._clips: list[tuple[int, np.ndarray]] = []
+        self.end = 0
+
+    def place(self, start: int, clip: np.ndarray) -> int:
+        """Put ``clip`` at sample ``start``; returns the sample after its end."""
+        self._clips.append((start, clip))
+        self.end = max(self.end, start + len(clip))
+        return start + len(clip)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.zeros(max(0, stop - start), dtype=np.float32)
+        for at, clip in self._clips:
+            lo, hi = max(start, at), min(stop, at + len(clip))
+            if lo < hi:
+                out[lo - start:hi - start] += clip[lo - at:hi - at]
+        return out
+
+
+@dataclass
+class RunnerSettings:
+    feed_ms: float = 20.0
+    """User audio per feed when the models are idle, ms (a microphone frame)."""
+    answer_timeout_s: float | None = 20.0
+    """Go on to the next turn after this long without an answer, s (None: wait for ever)."""
+    end_timeout_s: float = 30.0
+    """After end of input, the session must end within this, s of virtual time."""
+    max_dialogue_s: float | None = 600.0
+    """A script running longer than this on the virtual clock fails, s (None disables)."""
+
+
+@dataclass
+class ScriptRun:
+    log: DialogueLog
+    agent_audio: dict[int, list[tuple[float, np.ndarray, int]]]  # turn -> (offset_ms, samples, rate)
+    agent_text: dict[int, str]  # turn -> all it said (agent_turn_end)
+    interrupted: set[int]
+    virtual_s: float
+    compute_s: float
+    errors: list[str] = field(default_factory=list)
+
+
+def _timed(t_ms: float, e: Any) -> TimedEvent:
+    kind = e.type
+    if kind == "agent_audio":
+        return TimedEvent(t_ms, kind, e.turn, 1000.0 * len(e.samples) / e.sample_rate)
+    text = getattr(e, "heard_text", None) if kind == "interrupted" else getattr(e, "text", None)
+    if kind == "error":
+        text = f"{e.code}: {e.message}"
+    return TimedEvent(t_ms, kind, getattr(e, "turn", None), 0.0, text or "")
+
+
+class _Conversation:
+    """The script's side of one dialogue: what the user says when (the module docstring's order)."""
+
+    def __init__(self, script: Script, synth: ClipSynth, settings: RunnerSettings):
+        self.script, self.synth, self.settings = script, synth, settings
+        self.track = UserTrack()
+        self.user: list[UserSpeech] = []
+        self.next_turn = 0
+        self.expecting: UserSpeech | None = None  # the last turn/interruption awaiting an answer
+        self.pending: list[tuple[str, Overlay]] = []  # overlays of the turn being answered
+        self.answer_turn: int | None = None
+        self.silent_since_ms: float | None = None
+        self.done = False
+
+    def _say(self, kind: str, at_ms: float, parts: Sequence[str], pause_s: float) -> UserSpeech:
+        pos = round(at_ms * SAMPLE_RATE / 1000)
+        onset, pauses = pos, []
+        for k, text in enumerate(parts):
+            if k:
+                pauses.append((1000.0 * pos / SAMPLE_RATE, 1000.0 * pos / SAMPLE_RATE + 1000.0 * pause_s))
+                pos += round(pause_s * SAMPLE_RATE)
+            pos = self.track.place(pos, self.synth(text, self.script.voice))
+        speech = UserSpeech(kind, 1000.0 * onset / SAMPLE_RATE, 1000.0 * pos / SAMPLE_RATE, tuple(pauses),
+                            " ".join(parts))
+        self.user.append(speech)
+        return speech
+
+    def start_turn(self, at_ms: float) -> None:
+        turn = self.script.turns[self.next_turn]
+        self.next_turn += 1
+        self.expecting = self._say("turn", at_ms, turn.parts, turn.pause_s)
+        self.pending = [(k, o) for k, o in (("backchannel", turn.backchannel), ("interruption", turn.interrupt))
+                        if o is not None]
+        self.answer_turn = None
+        self.silent_since_ms = None
+
+    def update(self, now_ms: float, fed_ms: float, events: Sequence[TimedEvent], turns_heard) -> None:
+        """React to the session's events up to ``now_ms``; user audio up to ``fed_ms`` is sent."""
+        if self.done:
+            return
+        if self.expecting is None:  # the dialogue opens with gap_ms of silence
+            if now_ms >= self.script.gap_ms:
+                self.start_turn(max(fed_ms, now_ms))
+            return
+        speaking = [t for t in turns_heard if t.start_ms <= now_ms < t.stop_ms]
+        if self.answer_turn is None and fed_ms >= self.expecting.offset_ms:  # as metrics.dialogue answers
+            answer = next((t for t in turns_heard if t.start_ms >= self.expecting.last_resume_ms
+                           and t.stop_ms > self.expecting.offset_ms), None)
+            if answer is not None:
+                self.answer_turn = answer.turn
+                for kind, o in self.pending:  # placed at_ms into the answer's playback (not in the past)
+                    at = max(answer.start_ms + o.at_ms, fed_ms)
+                    speech = self._say(kind, at, [o.text], 1.0)
+                    if kind == "interruption":
+                        self.expecting = speech
+                        self.answer_turn = None
+                self.pending = []
+        user_busy = fed_ms < 1000.0 * self.track.end / SAMPLE_RATE
+        if speaking or user_busy:
+            self.silent_since_ms = None
+            return
+        if self.silent_since_ms is None:
+            self.silent_since_ms = now_ms
+        waited = now_ms - self.expecting.offset_ms
+        timed_out = self.settings.answer_timeout_s is not None and waited >= 1000.0 * self.settings.answer_timeout_s
+        if (self.answer_turn is not None and now_ms - self.silent_since_ms >= self.script.gap_ms) or timed_out:
+            if self.next_turn < len(self.script.turns):
+                self.start_turn(max(fed_ms, now_ms))
+            else:
+                self.done = True
+
+
+async def run_script(script: Script, session: AgentSession, stepper: Stepper, clock: VirtualClock,
+                     synth: ClipSynth, settings: RunnerSettings | None = None) -> ScriptRun:
+    """Play ``script`` to ``session`` (new, on ``clock``, its models on ``stepper``) and log it."""
+    settings = settings or RunnerSettings()
+    conv = _Conversation(script, synth, settings)
+    t0 = clock.now()
+    compute0 = clock.compute_s()
+    fed = 0  # samples of user audio sent
+    log: list[TimedEvent] = []
+    audio: dict[int, list[tuple[float, np.ndarray, int]]] = {}
+    said: dict[int, str] = {}
+    interrupted: set[int] = set()
+    errors: list[str] = []
+    eof_at: float | None = None
+    piece = max(1, round(settings.feed_ms * SAMPLE_RATE / 1000))
+
+    def now_ms() -> float:
+        return 1000.0 * (clock.now() - t0)
+
+    while True:
+        due = int(now_ms() * SAMPLE_RATE / 1000)
+        if eof_at is None and due - fed >= piece:
+            session.receive_audio(conv.track.read(fed, due))
+            fed = due
+        drained = session.events()
+        t = now_ms()  # when they leave the session: one time for all of one drain
+        for e in drained:
+            log.append(_timed(t, e))
+            if e.type == "agent_audio":
+                audio.setdefault(e.turn, []).append((e.offset_ms, e.samples, e.sample_rate))
+            elif e.type == "agent_turn_end":
+                said[e.turn] = e.text
+            elif e.type == "interrupted":
+                interrupted.add(e.turn)
+            elif e.type == "error":
+                errors.append(f"{script.id}: {e.code}: {e.message}")
+        if session.ended:
+            break
+        t = now_ms()
+        fed_ms = 1000.0 * fed / SAMPLE_RATE
+        if eof_at is None:
+            conv.update(t, fed_ms, log, agent_turns(log))
+            if conv.done:
+                session.receive_eof()
+                eof_at = t
+        elif t - eof_at > 1000.0 * settings.end_timeout_s:
+            raise StreamrtError(f"script {script.id}: the session did not end {settings.end_timeout_s} s after "
+                                "end of input (end_timeout_s)")
+        if settings.max_dialogue_s is not None and t > 1000.0 * settings.max_dialogue_s:
+            raise StreamrtError(f"script {script.id}: dialogue ran past max_dialogue_s = {settings.max_dialogue_s} s "
+                                f"at turn {conv.next_turn} of {len(script.turns)}")
+        await asyncio.sleep(0)  # let the scheduler's loop see new input
+        if stepper.idle:
+            wait = (fed + piece) * 1000.0 / SAMPLE_RATE - now_ms()
+            clock.advance(max(wait, 0.0) / 1000.0)
+        else:
+            await stepper.wait_progress()
+    return ScriptRun(DialogueLog(script.id, tuple(conv.user), tuple(log)), audio, said, interrupted,
+                     clock.now() - t0, clock.compute_s() - compute0, errors)
+
+
+def agent_speech(runs: Sequence[ScriptRun]) -> list[tuple[np.ndarray, int, str]]:
+    """(audio, rate, text) of every agent turn that was spoken to its end (an interrupted turn's
+    audio and text do not match), audio in offset order."""
+    out = []
+    for run in runs:
+        for turn, text in run.agent_text.items():
+            chunks = sorted(run.agent_audio.get(turn, []), key=lambda c: c[0])
+            if turn in run.interrupted or not chunks or not text.strip():
+                continue
+            out.append((np.concatenate([c[1] for c in chunks]).astype(np.float32), chunks[0][2], text))
+    return out
+
+
+def agent_wer(speech: Sequence[tuple[np.ndarray, int, str]], transcribe: Callable[[np.ndarray], str]) -> dict:
+    """Intelligibility: corpus WER (%, Whisper English normaliser) of ``transcribe`` (16 kHz audio
+    -> text) on the agent's speech against the text it was given; audio resampled with soxr."""
+    import soxr
+
+    from metrics.quality import wer
+
+    hyps, refs = [], []
+    for samples, rate, text in speech:
+        x = samples if rate == SAMPLE_RATE else soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
+        hyps.append(transcribe(np.asarray(x, dtype=np.float32)))
+        refs.append(text)
+    if not refs:
+        return {"agent_wer": math.nan, "agent_turns_transcribed": 0, "agent_transcripts": []}
+    return {"agent_wer": wer(hyps, refs, normalize=True), "agent_turns_transcribed": len(refs),
+            "agent_transcripts": [{"text": r, "heard": h} for r, h in zip(refs, hyps)]}
+
+
+GOALS = (
+    ("response onset, p50", "response_onset_p50_ms", "<= 500 ms", 500.0),
+    ("response onset, p90", "response_onset_p90_ms", "<= 800 ms", 800.0),
+    ("barge-in reaction, p90", "barge_in_p90_ms", "<= 300 ms", 300.0),
+    ("pause takeover on 1 s mid-turn pauses", "pause_takeover_rate", "<= 10 %", 0.10),
+    ("false barge-ins on backchannels", "false_barge_in_rate", "<= 20 %", 0.20),
+    ("Whisper WER of the agent's speech against its text", "agent_wer", "<= 10 %", 10.0),
+)
+"""The issue's Goals table: (measure, report key, goal as written, bound: ours must be <= it)."""
+
+
+def report(runs: Sequence[ScriptRun], wer_part: dict, settings: dict) -> dict:
+    """Scores of all runs (``metrics.dialogue.dialogue_scores``), the agent's WER, compute, the
+    goals with pass/fail, and the settings."""
+    rep = report_logs([r.log for r in runs], wer_part, settings)
+    virtual = sum(r.virtual_s for r in runs)
+    compute = sum(r.compute_s for r in runs)
+    rep["scores"].update(virtual_s=round(virtual, 2), compute_s=round(compute, 2),
+                         compute_rtf=round(compute / virtual, 4) if virtual else None)
+    rep["errors"] = [e for r in runs for e in r.errors]
+    return rep
+
+
+def report_logs(logs: Sequence[DialogueLog], wer_part: dict, settings: dict) -> dict:
+    """:func:`report` from the logs alone (``streamrt dialogue score``): no compute figures."""
+    scores: dict[str, Any] = dict(dialogue_scores(logs))
+    scores.update({k: v for k, v in wer_part.items() if k != "agent_transcripts"})
+    scores.update(dialogues=len(logs), virtual_s=None, compute_s=None, compute_rtf=None)
+    goals = []
+    for name, key, goal, bound in GOALS:
+        v = scores.get(key, math.nan)
+        goals.append({"measure": name, "key": key, "goal": goal, "ours": v,
+                      "met": bool(v <= bound) if isinstance(v, (int, float)) and not math.isnan(v) else None})
+    return {"scores": _clean(scores), "goals": _clean(goals), "settings": settings, "errors": [],
+            "agent_transcripts": wer_part.get("agent_transcripts", [])}
+
+
+def format_value(key: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if key.endswith("_rate"):
+        return f"{100 * v:.0f} %"
+    if key == "agent_wer":
+        return f"{v:.1f} %"
+    if key.endswith("_ms"):
+        return f"{v:.0f} ms"
+    return str(v)
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None (JSON null); floats rounded to 4 places."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    if isinstance(x, float):
+        return round(x, 4) if math.isfinite(x) else None
+    return x
+
+
+class ManagedStepper(Stepper, Protocol):
+    """A stepper that runs on the event loop (the real ``Scheduler``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_dialogues(scripts: Sequence[Script], make_session: Callable[[], AgentSession],
+                        stepper: ManagedStepper, clock: VirtualClock, synth: ClipSynth,
+                        settings: RunnerSettings | None = None,
+                        progress: Callable[[ScriptRun], None] | None = None) -> list[ScriptRun]:
+    """Each script through its own new session, one after another, on one started ``stepper``."""
+    for s in scripts:  # every clip made before any model runs: a missing synthesizer fails first
+        for t in s.turns:
+            for text in [*t.parts, *(o.text for o in (t.backchannel, t.interrupt) if o is not None)]:
+                synth(text, s.voice)
+    await stepper.start()
+    runs = []
+    try:
+        for s in scripts:
+            session = make_session()
+            try:
+                runs.append(await run_script(s, session, stepper, clock, synth, settings))
+            finally:
+                session.close()
+            if progress is not None:
+                progress(runs[-1])
+    finally:
+        await stepper.stop()
+    return runs

@@ -1,0 +1,172 @@
+"""Joins one ``DialogueProtocol`` to the clock and to an outgoing message channel.
+
+The transport feeds client input to the protocol and calls ``after_input()``; a ticker calls
+``proto.tick()`` every ``dialogue_tick_ms`` (the session paces the agent's audio by its clock, so
+audio comes out between client messages too), and at once when the session reports new output
+(``updated``, set by its ``on_update``); a sender task drains the bounded send queue (JSON
+objects as text, agent audio as binary) and finally closes the link. A link that buffers the agent's
+audio itself (the WebRTC track) gives ``drop_audio``, called as ``interrupted`` goes out. A client that stops reading
+fills the queue; past ``send_queue_high_water`` messages it is closed with 1008 ``slow_client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from typing import Awaitable, Callable
+
+from streamrt.errors import StreamrtError
+from streamrt.server.dialogue_protocol import DialogueProtocol
+from streamrt.server.metrics import ServerStats
+from streamrt.server.settings import ServerSettings
+
+log = logging.getLogger("streamrt.server")
+
+
+class DialogueBridge:
+    def __init__(
+        self,
+        proto: DialogueProtocol,
+        settings: ServerSettings,
+        stats: ServerStats,
+        send_text: Callable[[str], Awaitable[None]],
+        send_bytes: Callable[[bytes], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+        drop_audio: Callable[[], None] | None = None,
+        updated: asyncio.Event | None = None,
+    ):
+        self.proto = proto
+        self._drop_audio = drop_audio  # a link that buffers agent audio itself (a WebRTC track)
+        self._updated = updated or asyncio.Event()  # set by the session's on_update: tick before the period ends
+        self.settings = settings
+        self.stats = stats
+        self._send_text = send_text
+        self._send_bytes = send_bytes
+        self._close = close
+        self.queue: deque[dict | bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._started = False  # counted in stats.session_started
+        self._left = False  # counted in stats.session_ended
+        self._ended = False  # ``end`` was queued
+        self._end_reason: str | None = None
+        self.closed = asyncio.Event()
+
+    # ---- called by the transport ---------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._tick_loop())]
+
+    def after_input(self) -> None:
+        """Call after every protocol call the transport made (receive_*, stop, fail, shutdown)."""
+        if self.proto.session is not None and not self._started:
+            self._started = True
+            self.stats.session_started()
+        self._flush()
+
+    def shutdown(self) -> None:
+        self.proto.shutdown()
+        self.after_input()
+
+    def connection_lost(self) -> None:
+        if self.proto.state != "closed":
+            self.stats.disconnected_early += 1
+        self.proto.connection_lost()
+        self._leave()
+        self.queue.clear()
+        for t in self._tasks:
+            t.cancel()
+        self.closed.set()
+
+    async def wait_closed(self) -> None:
+        await self.closed.wait()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _leave(self) -> None:
+        if self._started and not self._left:
+            self._left = True
+            reason = self._end_reason or ("end" if self._ended else "connection_lost")
+            self.stats.session_ended(reason, self._ended, self.proto.received_s)
+            log.info("dialogue_end session_id=%s reason=%s audio_s=%.3f agent_audio_s=%.3f", self.proto.session_id,
+                     reason, self.proto.received_s, self.proto.sent_audio_s)
+
+    def _flush(self) -> None:
+        for msg in self.proto.data_to_send():
+            if isinstance(msg, dict):
+                if msg["type"] == "error":
+                    self.stats.error(msg["code"])
+                    if msg["fatal"] and self._end_reason is None:
+                        self._end_reason = msg["code"]
+                elif msg["type"] == "end":
+                    self._ended = True
+            self.queue.append(msg)
+        if self.proto.close is not None:
+            self._leave()
+        limit = self.settings.send_queue_high_water
+        self.stats.max_send_queue = max(self.stats.max_send_queue, len(self.queue))
+        if limit is not None and len(self.queue) > limit and not self.closed.is_set():
+            self._slow_client(limit)
+            return
+        self._wakeup.set()
+
+    def _slow_client(self, limit: int) -> None:
+        self.stats.closed_slow_client += 1
+        self.stats.error("slow_client")
+        self._end_reason = self._end_reason or "slow_client"
+        n = len(self.queue)
+        self.proto.abort(StreamrtError(f"client is not reading: {n} messages queued, over the limit of {limit} "
+                                       "(setting send_queue_high_water)", code="slow_client"))
+        self._leave()
+        self.queue.clear()
+        for t in self._tasks:
+            t.cancel()
+        self._tasks.append(asyncio.create_task(self._close_now(*self.proto.close)))
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        try:
+            await self._close(code, reason)
+        finally:
+            self.closed.set()
+
+    async def _tick_loop(self) -> None:
+        period = self.settings.dialogue_tick_ms / 1000.0
+        while self.proto.close is None:
+            try:
+                await asyncio.wait_for(self._updated.wait(), period)
+            except TimeoutError:
+                pass
+            self._updated.clear()
+            try:
+                self.proto.tick()
+            except Exception as e:  # a session bug ends this dialogue, never the server
+                log.exception("dialogue session %s failed", self.proto.session_id)
+                self.proto.abort(StreamrtError(f"the dialogue failed: {type(e).__name__}: {e}", code="internal_error"))
+            self._flush()
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                while self.queue:
+                    msg = self.queue.popleft()
+                    if isinstance(msg, bytes):
+                        await self._send_bytes(msg)
+                    else:
+                        await self._send_text(json.dumps(msg, separators=(",", ":")))
+                        if msg["type"] == "interrupted" and self._drop_audio is not None:
+                            self._drop_audio()  # the audio before it is stale: drop what the link holds
+                if self.proto.close is not None:
+                    await self._close(*self.proto.close)
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the link broke while sending: the receiver sees it too
+            log.debug("send failed: %r", e)
+            self.queue.clear()
+            self._leave()
+        finally:
+            if self.proto.close is not None:
+                self.closed.set()

@@ -1,0 +1,177 @@
+"""The voice agent over WebRTC (aiortc): the microphone as an incoming track, the agent's voice as an
+outgoing track, the dialogue's JSON messages on a data channel.
+
+Signalling is that of ``/v1/webrtc`` (``streamrt.server.webrtc``) with ``"agent": true`` in the offer:
+
+    client -> {"type": "offer", "agent": true, "sdp": "...", "start": {"greeting": ..., ...}}
+    server -> {"type": "answer", "sdp": "..."}            (or an ``error`` and a close)
+
+The offer must carry one audio track sent *and received* (sendrecv) and a data channel. The
+server decodes the microphone (Opus, 48 kHz) to 16 kHz s16 and feeds it to a ``DialogueProtocol``
+as binary messages; the agent's audio frames go into ``AgentVoiceTrack``, which plays them in real
+time (silence between turns) and drops what it holds when ``interrupted`` goes out; everything else
+(``ready``, ``user_commit``, ``agent_text``, ``interrupted``, ``end``, ...) is JSON on the data
+channel. ``stop`` (data channel or signalling socket) or the end of the track ends the dialogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import logging
+import time
+
+from websockets.exceptions import ConnectionClosed
+
+from streamrt.server.dialogue_bridge import DialogueBridge
+from streamrt.server.dialogue_protocol import DialogueProtocol
+
+log = logging.getLogger("streamrt.server.webrtc")
+
+TRACK_RATE_HZ = 16000  # the microphone track, decoded and resampled, as the protocol sees it
+FRAME_MS = 20
+
+
+def voice_track_class():
+    """``AgentVoiceTrack`` (aiortc is imported only when WebRTC is used)."""
+    from aiortc import MediaStreamTrack
+
+    class AgentVoiceTrack(MediaStreamTrack):
+        """Plays pcm_s16le mono at ``rate`` pushed by the bridge, 20 ms a frame in real time; silence
+        when it holds nothing. ``clear()`` drops what it holds (a barge-in)."""
+
+        kind = "audio"
+
+        def __init__(self, rate: int):
+            super().__init__()
+            self.rate = rate
+            self.buffer = bytearray()
+            self._start: float | None = None
+            self._sent = 0  # samples
+
+        def push(self, pcm: bytes) -> None:
+            self.buffer += pcm
+
+        def clear(self) -> None:
+            self.buffer.clear()
+
+        async def recv(self):
+            import av
+            from aiortc.mediastreams import MediaStreamError
+
+            if self.readyState != "live":
+                raise MediaStreamError
+            n = self.rate * FRAME_MS // 1000
+            if self._start is None:
+                self._start = time.monotonic()
+            else:
+                await asyncio.sleep(max(0.0, self._start + self._sent / self.rate - time.monotonic()))
+            chunk = bytes(self.buffer[: 2 * n])
+            del self.buffer[: 2 * n]
+            frame = av.AudioFrame(format="s16", layout="mono", samples=n)
+            frame.planes[0].update(chunk + bytes(2 * n - len(chunk)))
+            frame.pts = self._sent
+            frame.sample_rate = self.rate
+            frame.time_base = fractions.Fraction(1, self.rate)
+            self._sent += n
+            return frame
+
+    return AgentVoiceTrack
+
+
+async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admission) -> None:
+    """One WebRTC dialogue signalled over ``ws`` (the offer already read). See the module docstring."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from streamrt.server.rtc_link import DataChannelLink, refuse
+
+    refusal = hub.dialogue_refusal()
+    if refusal is not None:
+        await refuse(ws, refusal.code, refusal.message)
+        return
+    updated = asyncio.Event()
+    proto = DialogueProtocol(hub.agent, hub.scheduler, hub.settings, on_update=updated.set)
+    proto.start({**start, "type": "start", "sample_rate": TRACK_RATE_HZ, "encoding": "pcm_s16le", "channels": 1})
+    if proto.close is not None:  # the start fields were refused: say so on the signalling socket
+        for msg in proto.data_to_send():
+            await ws.send(json.dumps(msg))
+        await ws.close(*proto.close)
+        return
+    voice = voice_track_class()(proto.start_request.output_sample_rate)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    link = DataChannelLink(pc, ws, hub.settings.write_buffer_high_bytes)
+
+    async def send_bytes(pcm: bytes) -> None:
+        voice.push(pcm)
+
+    bridge = DialogueBridge(proto, hub.settings, hub.stats, link.send, send_bytes, link.close, drop_audio=voice.clear,
+                            updated=updated)
+    hub.register(bridge)
+    release_admission()
+    tasks: list[asyncio.Task] = []
+
+    @pc.on("datachannel")
+    def on_datachannel(channel) -> None:
+        link.channel = channel
+
+        @channel.on("message")
+        def on_message(message) -> None:
+            if isinstance(message, str):
+                proto.receive_text(message)
+                bridge.after_input()
+
+        if channel.readyState == "open":
+            bridge.start()
+        else:
+            channel.on("open", bridge.start)
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        if track.kind == "audio":
+            pc.addTrack(voice)  # the agent's voice on the same (sendrecv) transceiver
+            tasks.append(asyncio.create_task(_feed_mic(track, proto, bridge)))
+
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await ws.send(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
+        bridge.after_input()
+        while proto.state != "closed":  # the signalling socket may carry stop; it closes after end
+            raw = await ws.recv()
+            if isinstance(raw, str):
+                proto.receive_text(raw)
+                bridge.after_input()
+    except ConnectionClosed:
+        pass
+    except Exception as e:  # a bad SDP, ICE failure...: this session only
+        log.warning("webrtc dialogue failed: %r", e)
+        await refuse(ws, "bad_message", f"cannot use this offer: {type(e).__name__}: {e}")
+    finally:
+        if proto.state != "closed":
+            bridge.connection_lost()
+        for t in tasks:
+            t.cancel()
+        voice.stop()
+        await pc.close()
+        hub.unregister(bridge)
+
+
+async def _feed_mic(track, proto: DialogueProtocol, bridge: DialogueBridge) -> None:
+    import av
+    from aiortc.mediastreams import MediaStreamError
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=TRACK_RATE_HZ)
+    while proto.state == "talking":
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            break
+        for out in resampler.resample(frame):
+            if proto.state != "talking":
+                break
+            proto.receive_binary(out.to_ndarray().tobytes())
+            bridge.after_input()
+    if proto.state == "talking":  # the microphone track ended: the end of the user's audio
+        proto.stop()
+        bridge.after_input()

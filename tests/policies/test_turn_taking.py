@@ -1,0 +1,65 @@
+"""Turn-taking policies on hand-made views: the silence baseline answers after its threshold, the
+semantic one after a short wait on a complete turn and a long one otherwise (so a 1 s mid-turn
+pause is not taken over); while the agent speaks a backchannel is heard out and a long or wordy
+interruption, or words that do not stand alone as a turn, make it yield; the registry finds both
+and names bad options."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.turn_taking import Listen, Speak, TurnView, Yield
+from policies.turn_taking.registry import ENTRY_POINT_GROUP, available, create
+from streamrt.errors import PolicyOptionError, UnknownPolicyError
+
+
+def view(silence_ms=0.0, transcript="what is the capital of france", *, speaking=False, speech_ms=1500.0,
+         agent=False, p=None) -> TurnView:
+    return TurnView(10_000.0, speaking, speech_ms, 0.0 if speaking else silence_ms, transcript, agent, p)
+
+
+def test_silence_answers_after_its_threshold_only_when_there_are_words():
+    policy = create("silence", {"silence_ms": 800})
+    assert policy.decide(view(799)) == Listen()
+    assert policy.decide(view(800)) == Speak()
+    assert policy.decide(view(5000, transcript="")) == Listen()
+    assert policy.decide(view(speaking=True)) == Listen()
+
+
+def test_semantic_waits_short_on_a_complete_turn_and_long_on_an_incomplete_one():
+    policy = create("semantic")
+    assert policy.decide(view(250, p=0.9)) == Speak()
+    assert policy.decide(view(250, transcript="i would like to know", p=0.01)) == Listen()
+    assert policy.decide(view(1000, transcript="i would like to know", p=0.01)) == Listen()  # a 1 s pause
+    assert policy.decide(view(1600, transcript="i would like to know", p=0.01)) == Speak()
+    assert policy.decide(view(1000, p=None)) == Listen()  # not scored yet: as incomplete
+    assert type(policy).wants_end_of_turn_p and not type(create("silence")).wants_end_of_turn_p
+
+
+@pytest.mark.parametrize("name", ["silence", "semantic"])
+def test_backchannels_are_heard_out_and_interruptions_yield(name):
+    policy = create(name)
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="okay", p=0.6)) == Listen()
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=300, transcript="mm-hm", p=None)) == Listen()
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=600, transcript="")) == Yield()
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="no wait stop")) == Yield()
+    assert policy.decide(view(200, agent=True, speech_ms=400, transcript="okay")) == Listen()  # it ended
+
+
+def test_semantic_yields_to_words_that_claim_the_floor_when_the_user_pauses():
+    policy = create("semantic")
+    assert policy.decide(view(100, agent=True, speech_ms=400, transcript="but what", p=0.01)) == Yield()
+    assert policy.decide(view(100, agent=True, speech_ms=400, transcript="right", p=0.4)) == Listen()
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="but what", p=0.01)) == Listen()
+
+
+def test_registry_lists_both_and_names_what_is_wrong():
+    assert {"silence", "semantic"} <= set(available()) and ENTRY_POINT_GROUP == "streamrt.turn_policies"
+    with pytest.raises(UnknownPolicyError, match="silence"):
+        create("nope")
+    with pytest.raises(PolicyOptionError, match="silence_ms"):
+        create("silence", {"silence_ms": -1})
+    with pytest.raises(PolicyOptionError, match="semantic"):
+        create("semantic", {"bogus": 1})
+    assert create("silence").describe() == {"name": "silence", "silence_ms": 1200.0, "min_interrupt_ms": 600.0,
+                                            "interrupt_words": 3}

@@ -1,0 +1,66 @@
+"""The voice-agent page end to end: headless Chromium with a fake microphone (a WAV file: speech,
+then silence) opens /agent.html, streams the echo-cancelled microphone over /v1/dialogue, plays the
+agent's answer and shows both sides with the answer's latency. Driven over the DevTools protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from websockets.asyncio.client import connect
+
+from streamrt.server.settings import ServerSettings
+from tests.streamrt.server.dialogue_helpers import ToneAgent
+from tests.streamrt.server.server_helpers import PolicyCheckingModel, server_class
+from tests.streamrt.server.test_server_browser import CHROMIUM, chromium_command, devtools_page_socket, evaluate
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")]
+
+
+async def run_page(server, wav: Path, profile: Path, timeout_s: float = 60.0) -> tuple[dict, str]:
+    """Open the agent page on ``server`` with ``wav`` as the microphone until it stops after the
+    agent's first answer; return the page's state and its transcript text."""
+    url = f"http://127.0.0.1:{server.port}/agent.html?autostart=1&turns=1"
+    proc = subprocess.Popen(chromium_command(url, profile, wav), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with connect(await devtools_page_socket(profile), max_size=None) as cdp:
+            state = None
+            for i in range(int(timeout_s * 10)):
+                state = json.loads(await evaluate(cdp, "JSON.stringify(window.streamrtAgent || null)", i + 1) or "null")
+                if state and state["closeCode"] is not None:
+                    break
+                await asyncio.sleep(0.1)
+            shown = await evaluate(cdp, "document.getElementById('transcript').innerText", 100_000)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return state, shown
+
+
+async def test_agent_page_plays_the_answer_and_shows_both_sides(tmp_path):
+    wav = tmp_path / "speech.wav"
+    t = np.arange(48000) / 48000
+    sf.write(wav, np.concatenate([0.3 * np.sin(2 * np.pi * 220 * t), np.zeros(48000 * 6)]).astype(np.float32),
+             48000, subtype="PCM_16")
+    server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"), port=0,
+                                  agent=ToneAgent(pause_ms=300, answer_ms=500))
+    await server.start()
+    try:
+        state, shown = await run_page(server, wav, tmp_path / "profile")
+    finally:
+        await server.stop()
+    assert state is not None and state["ready"]["output_encoding"] == "pcm_s16le" and not state["errors"], state
+    assert state["end"] is not None and state["closeCode"] == 1000, state
+    (turn,) = state["turns"]
+    assert turn["text"] == "Hello there." and turn["audioMs"] == 500 and 200 < turn["latencyMs"] < 2000
+    assert re.search(r"You:spoke \d\.\d s", shown) and "Agent:Hello there." in shown  # ~1 s of tone, as chunks fall
+    assert "ms after you stopped" in shown
