@@ -50,8 +50,8 @@ def format_table(rep: dict) -> str:
                     f"{format_value(key + '_p90_ms', s.get(key + '_p90_ms'))}"
         lines.append(f"| {name} | | {value} |")
     lines.append(f"\n{s['dialogues']} dialogues, {s['turns']} user turns, {s['pauses']} pauses, "
-                 f"{s['backchannels']} backchannels and {s['interruptions']} interruptions over agent speech; "
-                 f"{s['virtual_s']} s of dialogue, {s['compute_s']} s of compute")
+                 f"{s['backchannels']} backchannels and {s['interruptions']} interruptions over agent speech"
+                 + (f"; {s['virtual_s']} s of dialogue, {s['compute_s']} s of compute" if s["compute_s"] else ""))
     return "\n".join(lines)
 
 
@@ -140,8 +140,29 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
+def score_cmd(
+    log: Path = typer.Argument(..., help="dialogues.jsonl written by `dialogue eval --out`"),
+    fmt: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """Score saved dialogue logs again (no model runs; the agent's WER needs `dialogue eval`)."""
+    from metrics.dialogue import read_dialogue_logs
+    from streamrt.errors import StreamrtError
+    from streamrt.evaluation.dialogue import report_logs
+
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter(f"--format must be table or json, got {fmt!r}")
+    try:
+        logs = read_dialogue_logs(log)
+    except (OSError, StreamrtError) as e:
+        typer.echo(f"error: {e.message if isinstance(e, StreamrtError) else e}", err=True)
+        raise typer.Exit(2) from None
+    rep = report_logs(logs, {}, {"log": str(log)})
+    typer.echo(json.dumps(rep, indent=2) if fmt == "json" else format_table(rep))
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``dialogue`` group with ``eval``."""
+    """Add the ``dialogue`` group with ``eval`` and ``score``."""
     dialogue_app = typer.Typer(help="The voice agent: scripted dialogues.", no_args_is_help=True)
     dialogue_app.command("eval")(eval_cmd)
+    dialogue_app.command("score")(score_cmd)
     app.add_typer(dialogue_app, name="dialogue")

@@ -321,19 +321,27 @@ GOALS = (
 def report(runs: Sequence[ScriptRun], wer_part: dict, settings: dict) -> dict:
     """Scores of all runs (``metrics.dialogue.dialogue_scores``), the agent's WER, compute, the
     goals with pass/fail, and the settings."""
-    scores: dict[str, Any] = dict(dialogue_scores([r.log for r in runs]))
-    scores.update({k: v for k, v in wer_part.items() if k != "agent_transcripts"})
+    rep = report_logs([r.log for r in runs], wer_part, settings)
     virtual = sum(r.virtual_s for r in runs)
     compute = sum(r.compute_s for r in runs)
-    scores.update(dialogues=len(runs), virtual_s=round(virtual, 2), compute_s=round(compute, 2),
-                  compute_per_dialogue_s=round(compute / virtual, 4) if virtual else math.nan)
+    rep["scores"].update(virtual_s=round(virtual, 2), compute_s=round(compute, 2),
+                         compute_rtf=round(compute / virtual, 4) if virtual else None)
+    rep["errors"] = [e for r in runs for e in r.errors]
+    return rep
+
+
+def report_logs(logs: Sequence[DialogueLog], wer_part: dict, settings: dict) -> dict:
+    """:func:`report` from the logs alone (``streamrt dialogue score``): no compute figures."""
+    scores: dict[str, Any] = dict(dialogue_scores(logs))
+    scores.update({k: v for k, v in wer_part.items() if k != "agent_transcripts"})
+    scores.update(dialogues=len(logs), virtual_s=None, compute_s=None, compute_rtf=None)
     goals = []
     for name, key, goal, bound in GOALS:
         v = scores.get(key, math.nan)
         goals.append({"measure": name, "key": key, "goal": goal, "ours": v,
                       "met": bool(v <= bound) if isinstance(v, (int, float)) and not math.isnan(v) else None})
-    return {"scores": _clean(scores), "goals": _clean(goals), "settings": settings,
-            "errors": [e for r in runs for e in r.errors], "agent_transcripts": wer_part.get("agent_transcripts", [])}
+    return {"scores": _clean(scores), "goals": _clean(goals), "settings": settings, "errors": [],
+            "agent_transcripts": wer_part.get("agent_transcripts", [])}
 
 
 def format_value(key: str, v: Any) -> str:

@@ -46,3 +46,19 @@ def test_dialogue_eval_answers_every_turn_of_the_quick_script(tmp_path):
     logs = (tmp_path / "o" / "dialogues.jsonl").read_text().splitlines()
     assert len(logs) == 1 and json.loads(logs[0])["id"] == "quick"
     assert math.isfinite(s["virtual_s"]) and s["compute_s"] > 0
+
+
+def test_dialogue_score_rescores_a_saved_log_without_models(tmp_path):
+    from metrics.dialogue import DialogueLog, TimedEvent, UserSpeech, write_dialogue_logs
+
+    log = DialogueLog("d", (UserSpeech("turn", 0, 1000),), (TimedEvent(1600, "agent_audio", 1, 500),))
+    write_dialogue_logs(tmp_path / "d.jsonl", [log])
+    out = CliRunner().invoke(app, ["dialogue", "score", str(tmp_path / "d.jsonl"), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.output)
+    assert rep["scores"]["response_onset_p50_ms"] == 600 and rep["goals"][-1]["ours"] is None  # WER: no model here
+    out = CliRunner().invoke(app, ["dialogue", "score", str(tmp_path / "d.jsonl")])
+    assert "| response onset, p50 | <= 500 ms | 600 ms (not met) |" in out.output
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    out = CliRunner().invoke(app, ["dialogue", "score", str(tmp_path / "bad.jsonl")])
+    assert out.exit_code == 2 and "bad.jsonl:1: missing key 'user'" in out.output
