@@ -7,7 +7,8 @@ uncommitted word is the partial. It implements the ``streamrt.engine`` protocols
 model does, so code tested with it runs unchanged with Whisper.
 
 ``EchoTextModel`` is the text counterpart (an LLM stand-in): a stream takes ``TextDelta``s, and once
-a turn ends it "answers" with the turn's words, one token per step; the reply's first token is more
+a turn ends it "answers" with the turn's words, one token per step (unit texts to append, as an
+LLM's: " w1" after the first word; the answer's last step reports ``end_of_turn``); the reply's first token is more
 urgent than the rest (``Urgency``). A stream holds one of the model's ``slots`` (as a KV-cache slot)
 from its first token until its reply is out or it is cancelled.
 """
@@ -116,6 +117,7 @@ class EchoTextStream(StreamBase):
         self.slot: int | None = None
         self._out: list[UnitDraft] = []
         self._tokens: list[int] = []
+        self._ended = False  # an answer was completed since the last pop
 
     def accept(self, item: StreamInput) -> None:
         if not isinstance(item, TextDelta):
@@ -146,8 +148,8 @@ class EchoTextStream(StreamBase):
         self.model.release(self)
 
     def pop_result(self) -> StepResult:
-        out = StepResult(self._out, None, self._tokens)
-        self._out, self._tokens = [], []
+        out = StepResult(self._out, None, self._tokens, end_of_turn=self._ended)
+        self._out, self._tokens, self._ended = [], [], False
         return out
 
 
@@ -185,10 +187,12 @@ class EchoTextModel:
             if s.slot is None:
                 s.slot = self.free_slots.pop()
             word = s._reply[s.made]
-            s._out.append(UnitDraft(word, float(s.made), float(s.made + 1), float(s.made)))
+            text = word if s.made == s._answer_start else " " + word  # text to append, as an LLM's
+            s._out.append(UnitDraft(text, float(s.made), float(s.made + 1), float(s.made)))
             s._tokens.append(self.vocab.setdefault(word, len(self.vocab)))
             s.made += 1
             if s.made == len(s._reply):
+                s._ended = True
                 self.release(s)
 
 

@@ -36,7 +36,8 @@ class AgentTurn:
     started: bool = False  # AgentTurnStartEvent was sent
     ended: bool = False  # AgentTurnEndEvent was sent
     paused: bool = False  # the user speaks: release nothing until resumed or stopped
-    reply_tokens: int = 0  # reply units the LLM produced (0: no reply began)
+    reply_tokens: int = 0  # reply tokens the LLM produced so far
+    from_llm: bool = True  # the LLM's answer (False: a greeting, said without the LLM)
     levels: list[float] = field(default_factory=list)  # RMS of each LEVEL_MS block of the audio made
     _level_tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 

@@ -91,6 +91,7 @@ class DialogueSession:
         self._partial: list[str] = []
         self._turn_word0 = 0
         self._shown = 0  # of them, sent as UserCommitEvent
+        self._partial_is_echo = False  # the partial came while only the agent (or nothing) was heard
         # the LLM's input text: where the open turn starts in it and what of the turn was sent
         self._llm_chars = 0  # all text sent before the open turn
         self._llm_sent = ""
@@ -101,8 +102,6 @@ class DialogueSession:
         # the agent
         self._turns = 0
         self.turn: AgentTurn | None = None
-        self._turn_words_from = 0  # the answered turn's first word (a yield before the reply reopens it)
-        self._llm_turn_chars = 0
         self._interruptions = 0
         self._resumes = 0
         if greeting:  # the agent speaks first: a turn straight to the TTS, not in the LLM's context
@@ -252,7 +251,11 @@ class DialogueSession:
         else:
             return self._sub_event(e)
         if echo:  # words while only the agent's voice played: its echo, not the user's
-            self._turn_word0 = self._shown = len(self._words) + len(self._partial)
+            # committed words are skipped by index; the partial (it may yet turn into the user's
+            # words) only until the user is heard
+            self._turn_word0 = max(self._turn_word0, len(self._words))
+            self._shown = max(self._shown, len(self._words))
+            self._partial_is_echo = True
         elif isinstance(e, CommitEvent):
             self._show_words(len(self._words))
         elif isinstance(e, PartialEvent):
@@ -262,13 +265,17 @@ class DialogueSession:
     def _show_words(self, upto: int) -> None:
         """Send the user's words up to index ``upto`` (of committed + partial) not yet sent as
         committed: ASR commits, and at the end of a turn the partial words it was answered with."""
-        words = (self._words + self._partial)[self._shown:upto]
+        words = self._heard_words()[self._shown:upto]
         if words:
             self._shown = upto
             self._events.append(UserCommitEvent(" ".join(words), self.media_ms))
 
+    def _heard_words(self) -> list[str]:
+        """The user's words so far: committed, then the partial unless it is echo."""
+        return self._words + ([] if self._partial_is_echo else self._partial)
+
     def _transcript(self) -> str:
-        return " ".join((self._words + self._partial)[self._turn_word0:])
+        return " ".join(self._heard_words()[self._turn_word0:])
 
     def _floor_open(self) -> bool:
         """The user's words may go to the LLM: no agent turn, or one whose reply is complete and
@@ -346,9 +353,11 @@ class DialogueSession:
             playing = self.turn
             playing.advance(self.clock.now())
         was_speaking = self.speech.speaking
-        if self.speech.frame(p, playing) and playing is not None and self.settings.resume_after_ms is not None:
-            playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
-            self._sync_llm()
+        if self.speech.frame(p, playing):
+            self._partial_is_echo = False  # the user speaks: the ASR's partial is (becoming) theirs
+            if playing is not None and self.settings.resume_after_ms is not None:
+                playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
+                self._sync_llm()
         if was_speaking and not self.speech.speaking:
             self._ask_score()  # the user paused: is the turn complete?
         self._decide(self.speech.now_ms)
@@ -370,7 +379,7 @@ class DialogueSession:
         elif self.turn is not None and self.turn.paused and not self.speech.speaking:
             if self.speech.silence_ms >= self.settings.resume_after_ms:
                 self._resumes += 1  # a backchannel: forget its words (also in the LLM), go on
-                self._turn_word0 = len(self._words) + len(self._partial)
+                self._turn_word0 = len(self._heard_words())
                 self._sync_llm()
                 self.turn.paused = False
 
@@ -385,19 +394,17 @@ class DialogueSession:
         self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
         self.host.add(self.tts, self._on_output, model=self.models.tts)
         if text is not None:
-            self.turn.text, self.turn.reply_done = text, True
+            self.turn.text, self.turn.reply_done, self.turn.from_llm = text, True, False
             self._events.append(AgentTextEvent(self.turn.turn, text, self.media_ms))
             self.tts.receive(TextDelta(text, end_of_turn=True))
             self.tts.receive_eof()
             self.host.wake(self.tts)
             return
-        self._turn_words_from = self._turn_word0
-        self._llm_turn_chars = self._llm_chars
         self.llm.receive(TextDelta("", end_of_turn=True))
         self.host.wake(self.llm)
         self._llm_chars += len(self._llm_sent)
         self._llm_sent = ""
-        self._turn_word0 = len(self._words) + len(self._partial)
+        self._turn_word0 = len(self._heard_words())
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
         self._events.append(UserTurnEndEvent(answered, self.media_ms))
         self._score_for, self._scored = None, None
@@ -407,13 +414,9 @@ class DialogueSession:
         turn, now = self.turn, self.clock.now()
         turn.advance(now)
         heard = turn.heard_text()
-        if turn.reply_tokens:
+        if turn.from_llm:  # the LLM's reply ends (however far it got) and keeps only what was heard
             self.llm.receive(ReplyHeard(heard))
-        elif not turn.reply_done:  # no reply began: the user's turn is still open in the LLM
-            self.llm.receive(ReplyHeard(""))
-            self._llm_chars, self._llm_sent = self._llm_turn_chars, ""
-            self._turn_word0 = self._turn_words_from
-        self.host.wake(self.llm)
+            self.host.wake(self.llm)
         if self.tts is not None:
             self.host.cancel(self.tts)
         if interrupted:

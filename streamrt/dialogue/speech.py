@@ -29,7 +29,7 @@ class UserSpeech:
         self.frames = 0
         self._run_ms = self._gap_ms = 0.0
         self.speaking = False
-        self.heard = True
+        self.heard = False  # ASR words before the user's voice is first heard are not theirs
         self.start_ms = self.end_ms = 0.0
 
     @property

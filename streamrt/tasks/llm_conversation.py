@@ -180,14 +180,13 @@ class LlmConversationStream(StreamBase):
             self._score = True
 
     def _heard(self, heard: str) -> None:
-        """The listener heard ``heard`` of the latest reply: stop it and keep only that. Before any
-        reply to the pending turn began there is nothing to cut (the turn stays open)."""
+        """The listener heard ``heard`` of the latest reply: stop it and keep only that. A turn that
+        waits for its reply is closed too, its reply empty (the same however far the reply got)."""
         if self._replying:
             self.conv.stop_reply()
             self._end_reply()
         elif self._answer:
-            self._answer = False
-            return
+            self._end_reply()
         if self.history and self.history[-1]["role"] == "assistant":
             self.history[-1] = {"role": "assistant", "content": heard}
             self._dirty = True

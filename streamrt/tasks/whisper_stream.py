@@ -47,6 +47,15 @@ class WhisperStreamSettings:
         fraction of the window: a trim re-encodes what it keeps, so cutting a little off a long
         window (a policy that has not committed for long) costs much and frees little; such a window
         is cut by a stall reset or at ``max_window_s`` instead.
+    trim_keep_words: committed words that such a trim keeps in the window, as forced prefix with
+        their audio: the decoder then hears the uncommitted audio after speech it has the text of,
+        not from an abrupt start. Cut at the last word's end, a window that began at "the present
+        period" (two_cities, after "...so far like") was decoded as "the season of death. It was the
+        first time", and without the prompt as "period, that ..."; with "like" kept it was right
+        (a 4 s decode, the ladder's chunk x4 + policy stride 2 rung, which lost 6-11 words so).
+        0 (default): cut at the end of the last committed word. The AlignAtt presets keep 1: a
+        policy that commits from one decode commits such a misheard start at once, while
+        LocalAgreement waits for a second decode to agree.
     stall_reset_s: when a step writes nothing although this much audio (s) follows the last
         committed word, cut the window at that word (its words go from the forced prefix to the
         prompt, and the decoder reads the unconfirmed audio afresh); with no committed word in the
@@ -112,6 +121,7 @@ class WhisperStreamSettings:
     max_tokens_per_s: float | None = 12.0
     trim_after_s: float = 15.0
     trim_min_drop: float = 0.5
+    trim_keep_words: int = 0
     stall_reset_s: float | None = 4.0
     max_trims_per_step: int | None = 1
     max_loop_iterations: int | None = None
@@ -154,6 +164,8 @@ class WhisperStreamSettings:
             raise ConfigError(f"trim_after_s ({self.trim_after_s} s) exceeds max_window_s ({self.max_window_s} s)")
         if not 0.0 <= self.trim_min_drop <= 1.0:
             raise ConfigError(f"trim_min_drop must be a fraction in [0, 1] of the window, got {self.trim_min_drop}")
+        if isinstance(self.trim_keep_words, bool) or not isinstance(self.trim_keep_words, int) or self.trim_keep_words < 0:
+            raise ConfigError(f"trim_keep_words must be an integer >= 0 (words), got {self.trim_keep_words!r}")
         if self.stall_reset_s is not None and self.stall_reset_s <= 0:
             raise ConfigError(f"stall_reset_s must be > 0 s or None, got {self.stall_reset_s}")
         if self.max_trims_per_step is not None and self.max_trims_per_step < 1:

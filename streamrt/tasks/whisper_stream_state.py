@@ -204,9 +204,9 @@ class WhisperStream(SampleCounts):
         elif count == 0 and self.stalled() and self._stall_reset_possible() and m.take_trim():
             self._reset_stall()
         elif (self._window_frames() * m.encoder.frame_ms > s.trim_after_s * 1000.0
-              and self._committed_cut_frames() >= max(1.0, s.trim_min_drop * self._window_frames())
+              and self._committed_cut_frames(s.trim_keep_words) >= max(1.0, s.trim_min_drop * self._window_frames())
               and m.take_trim()):
-            self._trim_at_committed()
+            self._trim_at_committed(s.trim_keep_words)
 
     def _apply_history(self, sel: HistorySelection) -> None:
         """A history-selecting policy's choice (StreamAtt): drop audio before ``audio_from_ms`` (when
@@ -398,16 +398,16 @@ class WhisperStream(SampleCounts):
         on a word that keeps "listening").
 
         While the last decode follows the audio to the window's end (``_follows_audio``), the limit
-        grows with the audio one decode covers now (``model.decode_stretch()``: the ladder's
-        longer chunks and policy stride), like the token loop's cap: a policy that needs two
-        decodes to agree on a word needs twice a decode's audio to write, so at 4 s steps a 4 s
-        limit would call every first sight of a word a stall. A decode that stopped short (a pause,
-        a derail) is a stall after ``stall_reset_s`` at any step length."""
+        grows with the ladder's longer chunks, and with its policy stride for a policy that needs
+        several decodes to write a word (``model.stall_stretch(policy.decodes_to_commit())``):
+        LocalAgreement-2 needs two decodes to agree on a word, so at 4 s steps a 4 s limit would
+        call every first sight of a word a stall. A decode that stopped short (a pause, a derail) is
+        a stall after ``stall_reset_s`` at any step length."""
         limit = self.model.settings.stall_reset_s
         if limit is None:
             return False
         if self._follows_audio():
-            limit *= self.model.decode_stretch()
+            limit *= self.model.stall_stretch(self.policy.decodes_to_commit())
         end_ms = self._window_end_ms()
         last = self._window_words[-1].end_ms if self._window_words else self.window_start_ms
         return end_ms - last >= limit * 1000.0
@@ -502,19 +502,28 @@ class WhisperStream(SampleCounts):
         out = self.model.encoder.trim(self.encoder_state, keep_frames)
         self.model.decoder.update_cross(self.cache, out.frames, out.start)
 
-    def _committed_cut_frames(self) -> int:
-        """Frames a trim at the last committed word would drop (0: nothing committed in the window
-        since the last trim, e.g. a policy that keeps reading)."""
-        if not self._window_words:
-            return 0
-        frame_ms = self.model.encoder.frame_ms
-        return max(0, int((self._window_words[-1].end_ms - self.window_start_ms) // frame_ms))
+    def _committed_cut_ms(self, keep_words: int = 0) -> float:
+        """Where a trim at the committed words cuts: the end of the last one, or with ``keep_words``
+        the start of the ``keep_words``-th last one, so that many stay in the window as forced
+        prefix (the window's start while fewer are in it)."""
+        words = self._window_words
+        if not keep_words:
+            return words[-1].end_ms if words else self.window_start_ms
+        return words[-keep_words].start_ms if len(words) >= keep_words else self.window_start_ms
 
-    def _trim_at_committed(self) -> None:
-        """Drop the window's audio before the end of the last committed word."""
-        if not self._committed_cut_frames():
+    def _committed_cut_frames(self, keep_words: int = 0) -> int:
+        """Frames a trim at the committed words (``_committed_cut_ms``) would drop (0: nothing
+        committed in the window since the last trim, e.g. a policy that keeps reading)."""
+        frame_ms = self.model.encoder.frame_ms
+        return max(0, int((self._committed_cut_ms(keep_words) - self.window_start_ms) // frame_ms))
+
+    def _trim_at_committed(self, keep_words: int = 0) -> None:
+        """Drop the window's audio before the end of the last committed word, or before the start
+        of the ``keep_words``-th last one (``trim_keep_words``; a stall reset keeps none: a misheard
+        forced word is what derails the decoder then)."""
+        if not self._committed_cut_frames(keep_words):
             return
-        self._cut_window(self._window_words[-1].end_ms)
+        self._cut_window(self._committed_cut_ms(keep_words))
         self.stats["trims"] += 1
 
     def _forced_trim(self, keep_frames: int) -> None:

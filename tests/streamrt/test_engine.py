@@ -52,7 +52,7 @@ def test_a_text_stream_answers_the_revised_turn_one_token_per_step():
     s.receive_eof()
     events = s.events()
     words = [u.text for r in _outputs(events) for u in r.committed]
-    assert words == ["turn", "lights", "on"] and model.batch_sizes == [1, 1, 1]
+    assert words == ["turn", " lights", " on"] and model.batch_sizes == [1, 1, 1]  # text to append, as an LLM's
     assert [t for r in _outputs(events) for t in r.tokens] == [0, 1, 2]
     assert isinstance(events[-1], EndEvent) and s.ended
 
@@ -84,7 +84,7 @@ def test_cancel_during_a_step_frees_the_slot_at_the_step_boundary():
     assert a.cancelled and a.ended and model.free_slots == [0]
     assert isinstance(a.events()[-1], EndEvent) and not a.ready()
     b.run_until_blocked(model)  # the freed slot serves the other conversation
-    assert [u.text for r in _outputs(b.events()) for u in r.committed] == ["one", "two", "three"]
+    assert "".join(u.text for r in _outputs(b.events()) for u in r.committed) == "one two three"
 
 
 def test_an_audio_session_cancels_too_and_keeps_what_it_committed():

@@ -81,3 +81,36 @@ async def test_close_ends_at_once():
     await sched.wait_idle()
     assert s.ended and isinstance(s.events()[-1], DialogueEndEvent)
     await sched.stop()
+
+
+async def test_two_dialogues_share_the_models_and_keep_their_own_state():
+    """Two sessions on one scheduler: the VAD steps both in one batch, only the one whose user spoke
+    gets an answer (the echo LLM says the user's words back), the other stays silent."""
+    from tests.streamrt.dialogue.dialogue_helpers import silence, speech
+
+    clock = ManualClock()
+    models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
+                            vad=load_vad())
+    sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
+    models.add_to(sched)
+    batches = []
+    sched.add_step_listener(lambda n, s: batches.append(n))
+    await sched.start()
+    a, b = (DialogueSession(models, sched, clock, create("silence", {"silence_ms": 500})) for _ in range(2))
+    track = np.concatenate([silence(0.3), speech("Please call Stella."), silence(2.5)])
+    events = {a: [], b: []}
+    for i in range(0, len(track) - 511, 512):
+        a.receive_audio(track[i:i + 512])
+        b.receive_audio(np.zeros(512, np.float32))
+        await asyncio.sleep(0)
+        await sched.wait_idle()
+        clock.advance(0.032)
+        for s in (a, b):
+            events[s] += s.events()
+    await sched.stop()
+    starts = {s: [e for e in events[s] if isinstance(e, AgentTurnStartEvent)] for s in (a, b)}
+    assert len(starts[a]) == 1 and starts[b] == []
+    ends = [e for e in events[a] if isinstance(e, AgentTurnEndEvent)]
+    assert ends and ends[0].text.split() == [w for w in " ".join(
+        e.text for e in events[a] if e.type == "user_commit").split()]
+    assert max(batches) >= 2  # the two VAD streams (or ASR streams) were stepped together

@@ -114,4 +114,4 @@ def text_session(model, clock: ManualClock, sid: str) -> StreamSession:
 
 def answered(rec: "Recorder", sid: str) -> list[str]:
     """The words a text session's steps committed, in order."""
-    return [u.text for e in rec.events[sid] if isinstance(e, StepOutput) for u in e.result.committed]
+    return [u.text.strip() for e in rec.events[sid] if isinstance(e, StepOutput) for u in e.result.committed]

@@ -245,3 +245,21 @@ def _alone_ids(ids: list[int], sampling: SamplingSettings) -> list[int]:
     while conv.reply is not None:
         tokens += decoder.step([conv])[0].tokens
     return tokens
+
+
+async def test_reply_heard_before_the_reply_began_closes_the_turn_with_an_empty_reply():
+    """A barge-in before the first reply token: the turn is closed the same way (no race with the
+    step that would have started the reply), the agent's turn empty."""
+    clock, sched, _, llm = _setup()
+    rec = Recorder()
+    chat = _chat(llm, clock, "chat")
+    chat.receive(TextDelta(QUESTION, end_of_turn=True))
+    chat.receive(ReplyHeard(""))
+    chat.receive(TextDelta("Never mind.", end_of_turn=True))
+    await sched.start()
+    sched.add(chat, rec, model=llm)
+    await sched.wait_idle()
+    await sched.stop()
+    assert chat.stream.history[:3] == [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ""},
+                                       {"role": "user", "content": "Never mind."}]
+    assert _reply(rec, "chat")[0] == _alone_ids(smollm2().chat_ids(chat.stream.history[:3]), GREEDY)

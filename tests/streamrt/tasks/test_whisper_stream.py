@@ -128,8 +128,8 @@ def _trimming_streams(model, n, cut_frames):
     streams, trims = [], []
     for b in range(n):
         s = model.create_stream({"policy": "local-agreement"})
-        s._committed_cut_frames = lambda s=s: cut_frames(s._window_frames())
-        s._trim_at_committed = lambda b=b, s=s: trims.append((len(trims), b, s._window_frames()))
+        s._committed_cut_frames = lambda keep_words=0, s=s: cut_frames(s._window_frames())
+        s._trim_at_committed = lambda keep_words=0, b=b, s=s: trims.append((len(trims), b, s._window_frames()))
         streams.append(s)
     return streams, trims
 
@@ -280,9 +280,9 @@ def test_the_trims_of_a_step_run_as_one_batched_re_encode(make_streaming):
     streams = []
     for _ in range(3):
         s = model.create_stream({"policy": "local-agreement"})
-        s._committed_cut_frames = lambda s=s: s._window_frames() // 2
+        s._committed_cut_frames = lambda keep_words=0, s=s: s._window_frames() // 2
 
-        def trim_half(s=s):  # the stand-in rarely commits: cut the window in half instead
+        def trim_half(keep_words=0, s=s):  # the stand-in rarely commits: cut the window in half instead
             s._cut_window(s.window_start_ms + s._window_frames() // 2 * 20.0)
             s.stats["trims"] += 1
 
