@@ -15,6 +15,9 @@ shared machine's load touches both alike:
 - ``reference_batched_tok_s``: llama.cpp with ``batch`` parallel sequences, measured like ours;
 - ``greedy_matches_reference``: our float32 greedy tokens equal transformers' ``generate`` on
   ``GREEDY_PROMPTS`` (whatever precision the speed figures use).
+
+``precision`` defaults to ``auto`` (``streamrt.models.llm.runtime.choose_llm_auto``); when a second
+scheme runs calls of many rows, ``prefill_precision`` and ``prefill_from_rows`` say so.
 """
 
 from __future__ import annotations
