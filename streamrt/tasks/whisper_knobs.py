@@ -31,6 +31,8 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from streamrt.errors import ConfigError, ModelStepError
+from streamrt.tasks.whisper_hypothesis import prefix as forced_prefix
+from streamrt.tasks.whisper_stream_state import WhisperStream
 
 
 class StreamStepError(ModelStepError):
@@ -77,7 +79,7 @@ class DegradationKnobs:
         return max(1.0, self.settings.chunk_ms * self.policy_stride / self._configured_chunk_ms)
 
     def stall_stretch(self, decodes_to_commit: int) -> float:
-        """How much the stall limit (``WhisperStream.stalled``) grows now for a stream whose policy
+        """How much the stall limit (``whisper_window.stalled``) grows now for a stream whose policy
         needs ``decodes_to_commit`` decodes to write a word (``Policy.decodes_to_commit``): by the
         chunk over the configured chunk, at least 1, and by the policy stride only for a policy
         that needs more than one decode. After a decode such a policy still holds back the audio
@@ -127,12 +129,12 @@ class DegradationKnobs:
         before anything is mutated."""
         seen: set[int] = set()
         for s in streams:
-            if getattr(s, "model", None) is not self:
+            if not isinstance(s, WhisperStream) or s.model is not self:
                 raise StreamStepError("stream was created by another model", s)
             if id(s) in seen:
                 raise StreamStepError("the same stream appears twice in one step", s)
             seen.add(id(s))
-            prefix = len(s._prefix())
+            prefix = len(forced_prefix(self, s))
             if prefix + 1 > self.decoder.max_tokens:
                 raise StreamStepError(
                     f"forced decoder prefix of {prefix} tokens leaves no room in the model's "

@@ -98,7 +98,7 @@ def test_the_default_preset_in_real_time_ends_the_recording_once(precision):
     encoder) gives the reference word for word. At 9 s Whisper decoded "... Fail better. Fail
     better", the repeat attending back to the audio of the first one; AlignAtt wrote it (its
     attention lies before the window's last frames), and the transcript ended with the phrase twice.
-    The repeat is now cut (``WhisperStream._repeated_span``), and the last word still comes at the end."""
+    The repeat is now cut (``whisper_hypothesis.repeated_span``), and the last word still comes at the end."""
     from metrics.normalize import english
     from streamrt.clock import ManualClock
     from streamrt.evaluation.runner import stream_one

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from streamrt.decoding import DecodeResult
+from streamrt.tasks.whisper_window import stalled
 from tests.streamrt.tasks.conftest import EOT, SOT
 
 SR = 16000
@@ -148,9 +149,9 @@ def test_the_stall_limit_grows_with_the_audio_a_decode_covers(make_streaming, mo
     monkeypatch.setattr(model.decoder, "greedy_many", hearing)
     stream.accept_audio(_audio(3.0))
     model.step([stream])  # 2 s in the window, words heard to its end, nothing committed
-    assert stream.encoder_window_frames() * 20 == 2000 and not stream.stalled()
+    assert stream.encoder_window_frames() * 20 == 2000 and not stalled(model, stream)
     model.set_chunk_ms(500)
-    assert stream.stalled()  # 2 s without a commit: 4 decodes at 500 ms
+    assert stalled(model, stream)  # 2 s without a commit: 4 decodes at 500 ms
     model.set_chunk_ms(2000)
     monkeypatch.setattr(model.decoder, "greedy_many",
                         lambda reqs: [DecodeResult([], [], np.zeros((0, 1), np.float32), True, "eot") for _ in reqs])
@@ -183,8 +184,8 @@ def test_the_policy_stride_grows_the_stall_limit_only_for_a_policy_that_needs_se
         model.step([stream])  # skipped by the stride: the encoder only
         model.step([stream])  # decoded: 4 s in the window, nothing committed
         assert stream.encoder_window_frames() * 20 == 4000 and stream.stats["steps"] == 1
-    assert not waiting["agreement"].stalled()  # 4 s < 8 x 1 s
-    assert waiting["one decode"].stalled()  # 4 s >= 4 x 1 s
+    assert not stalled(model, waiting["agreement"])  # 4 s < 8 x 1 s
+    assert stalled(model, waiting["one decode"])  # 4 s >= 4 x 1 s
 
 
 def test_a_trim_keeps_the_last_committed_word_in_the_window(make_streaming, monkeypatch):
