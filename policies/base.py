@@ -138,6 +138,15 @@ class Policy(ABC):
     def decide(self, view: PolicyView) -> Action:
         """Return Read() or Write(count, final) for this view."""
 
+    def decodes_to_commit(self) -> int:
+        """How many consecutive decodes must show a word before ``decide`` writes it: 1 (the
+        default) for a policy that decides on one hypothesis (AlignAtt, EDAtt, StreamAtt, wait-k);
+        LocalAgreement-n needs n. The task sizes its stall limit by it: after a decode, such a
+        policy still holds back the audio of the last n - 1 decode intervals, so a longer interval
+        (the degradation ladder's policy stride) is a longer wait for it, and no wait for a policy
+        that writes what one decode heard."""
+        return 1
+
     def stop_rule(self, n_frames: int) -> Callable[[Any], bool] | None:
         """A test on one generated token's alignment attention (a row over the decoder's frames, the
         window being the first ``n_frames``) that is True where ``decide`` stops writing whatever

@@ -33,6 +33,9 @@ class LocalAgreement(Policy):
 
             raise PolicyOptionError(f"policy 'local-agreement' option 'n' must be >= 1, got {self.n}")
 
+    def decodes_to_commit(self) -> int:
+        return self.n
+
     def reset(self) -> None:
         # (words committed when the hypothesis was seen, the hypothesis' words)
         self._history: deque[tuple[int, tuple[str, ...]]] = deque(maxlen=self.n)

@@ -111,17 +111,20 @@ class Preset:
 _LOOKAHEAD_1S = {"chunk_frames": 50, "lookahead_frames": 50}
 _LOOKAHEAD_05S = {"chunk_frames": 50, "lookahead_frames": 25}
 _CACHED_STEPS = {"stall_reset_s": 2.0, "max_trims_per_step": 3, "max_loop_iterations": 4}
+# AlignAtt commits what one decode heard, so a window trimmed to start abruptly mid-sentence, misheard,
+# is committed at once: its trims keep the last committed word in the window (``trim_keep_words``)
+_ALIGNATT_STEPS = {**_CACHED_STEPS, "reuse_prefix_kv": True, "stop_at_policy": True, "trim_keep_words": 1}
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("balanced", "AlignAtt (16 frames) over the cached encoder with 0.5 s of look-ahead, 500 ms "
            "steps, decoding only up to where the policy stops: nearly low-latency's streams per "
            "machine at a lower WER (the default)",
            "block-lookahead", 500, "alignatt", _frozen({"frames": 16}), _frozen(_LOOKAHEAD_05S),
-           _frozen({**_CACHED_STEPS, "reuse_prefix_kv": True, "stop_at_policy": True})),
+           _frozen(_ALIGNATT_STEPS)),
     Preset("low-latency", "AlignAtt (8 frames), otherwise as balanced: words sooner and the most streams "
            "per machine, at a higher WER",
            "block-lookahead", 500, "alignatt", _frozen({"frames": 8}), _frozen(_LOOKAHEAD_05S),
-           _frozen({**_CACHED_STEPS, "reuse_prefix_kv": True, "stop_at_policy": True})),
+           _frozen(_ALIGNATT_STEPS)),
     Preset("accurate", "LocalAgreement-2 over the cached encoder with 1 s of look-ahead, 500 ms steps, the "
            "committed prefix re-run every step: offline-level WER; a word commits only once two steps "
            "agree, so it commits later, and fewer streams fit a machine",

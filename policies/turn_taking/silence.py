@@ -14,11 +14,13 @@ from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, Tur
 class Silence(TurnPolicy):
     """silence_ms: silence after the user's words before the agent answers. min_interrupt_ms /
     interrupt_words: while the agent speaks, user speech this long, or with this many words,
-    interrupts it (shorter speech with fewer words is a backchannel); None disables one."""
+    interrupts it (shorter speech with fewer words is a backchannel: a synthesized "mm-hm" lasts up
+    to 1 s); None disables one. The session holds the agent's audio from the onset of the user's
+    speech, so waiting for this decision costs no barge-in reaction time."""
 
     name = "silence"
 
-    def __init__(self, silence_ms: float = 1200.0, min_interrupt_ms: float | None = 600.0,
+    def __init__(self, silence_ms: float = 1200.0, min_interrupt_ms: float | None = 1200.0,
                  interrupt_words: int | None = 3):
         self.check_option("silence_ms", silence_ms, minimum=1.0)
         self.check_option("min_interrupt_ms", min_interrupt_ms)

@@ -64,6 +64,7 @@ class DialogueResult:
     end: dict | None = None
     close_code: int | None = None
     close_reason: str = ""
+    stray_audio_bytes: int = 0  # audio frames outside agent_turn_start .. agent_turn_end / interrupted
 
     def of_type(self, kind: str) -> list[dict]:
         return [m for _, m in self.messages if m["type"] == kind]
@@ -105,10 +106,12 @@ async def converse(url: str, user_turns: Sequence[np.ndarray], *, chunk_ms: floa
                     now = time.monotonic() - t0
                     if isinstance(data, bytes):
                         turn = state["current"]
-                        if turn is not None:
-                            if turn.first_audio_s is None:
-                                turn.first_audio_s = now
-                            turn.audio += data
+                        if turn is None:
+                            result.stray_audio_bytes += len(data)
+                            continue
+                        if turn.first_audio_s is None:
+                            turn.first_audio_s = now
+                        turn.audio += data
                         continue
                     m = json.loads(data)
                     result.messages.append((now, m))

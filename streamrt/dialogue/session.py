@@ -51,7 +51,7 @@ from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurn
 from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
-from streamrt.dialogue.speech import UserSpeech
+from streamrt.dialogue.speech import AsrGate, UserSpeech
 from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtError
 from streamrt.session import Session, SessionLimits
 from streamrt.stream_session import StepOutput, StreamSession
@@ -99,6 +99,8 @@ class DialogueSession:
         self._scored: tuple[str, float] | None = None
         # the user's speech (VAD), in media ms
         self.speech = UserSpeech(settings, models.vad.frame_ms, SAMPLE_RATE)
+        self.gate = AsrGate(settings.asr_preroll_ms, settings.asr_silence_tail_ms, SAMPLE_RATE)
+        self._frame_samples = int(round(models.vad.frame_ms * SAMPLE_RATE / 1000))
         # the agent
         self._turns = 0
         self.turn: AgentTurn | None = None
@@ -156,10 +158,14 @@ class DialogueSession:
         start = self.media_ms
         self._samples += len(x)
         self.speech.add_audio(x)
-        self.asr.receive_audio(x)
+        self.gate.add(x)  # to the ASR once the VAD has judged it
         self.vad.receive(AudioChunk(x, SAMPLE_RATE, start))
-        self.host.wake(self.asr)
         self.host.wake(self.vad)
+
+    def _to_asr(self, x: np.ndarray | None) -> None:
+        if x is not None and len(x):
+            self.asr.receive_audio(x)
+            self.host.wake(self.asr)
 
     def receive_playback(self, turn: int, position_ms: float) -> None:
         """The client reports it has played ``position_ms`` of agent turn ``turn`` (optional: without
@@ -175,6 +181,7 @@ class DialogueSession:
         self._eof = True
         tail = self._resample(np.zeros(0, np.float32), last=True)
         self._feed(tail)
+        self._to_asr(self.gate.flush())
         if self.turn is not None:
             self._stop_turn(interrupted=False)
         for sub in (self.asr, self.vad, self.llm):
@@ -202,6 +209,7 @@ class DialogueSession:
     def summary(self) -> dict:
         return {"media_ms": round(self.media_ms, 1), "agent_turns": self._turns,
                 "interruptions": self._interruptions, "resumed_after_backchannel": self._resumes,
+                "asr_audio_ms": round(1000.0 * self.gate.sent / SAMPLE_RATE, 1),
                 "turn_policy": self.policy.describe()}
 
     # ---- routing -----------------------------------------------------------------------------
@@ -360,6 +368,7 @@ class DialogueSession:
                 self._sync_llm()
         if was_speaking and not self.speech.speaking:
             self._ask_score()  # the user paused: is the turn complete?
+        self._to_asr(self.gate.judge(self.speech.frames * self._frame_samples, self.speech))
         self._decide(self.speech.now_ms)
 
     def _view(self, now_ms: float) -> TurnView:

@@ -29,6 +29,12 @@ class DialogueSettings:
         out at most ``audio_lead_ms``); if the turn policy does not call it a barge-in, the agent
         resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
         the agent never pauses, only stops when the policy yields.
+    asr_preroll_ms / asr_silence_tail_ms: the ASR gets the user's audio only around speech: from
+        ``asr_preroll_ms`` before the VAD heard it start to ``asr_silence_tail_ms`` after it
+        ended (enough for the ASR to finish the last words); longer silence, echo the guard
+        rejected and noise are not sent. Whisper drifts on long silence (the agent talks for most
+        of a dialogue while the microphone sends silence) and it costs compute. None: the ASR gets
+        all audio.
     max_input_s: user audio one session may send (seconds; the session is closed past it).
     max_buffered_audio_s: user audio received but not yet read by the ASR (seconds).
     """
@@ -41,6 +47,8 @@ class DialogueSettings:
     echo_min_speech_ms: float | None = 160.0
     echo_level_ratio: float | None = 0.7
     resume_after_ms: float | None = 400.0
+    asr_preroll_ms: float = 320.0
+    asr_silence_tail_ms: float | None = 1000.0
     max_input_s: float | None = 4 * 3600.0
     max_buffered_audio_s: float | None = 30.0
 

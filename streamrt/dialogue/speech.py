@@ -31,10 +31,16 @@ class UserSpeech:
         self.speaking = False
         self.heard = False  # ASR words before the user's voice is first heard are not theirs
         self.start_ms = self.end_ms = 0.0
+        self.runs = 0  # speech runs so far
 
     @property
     def now_ms(self) -> float:
         return self.frames * self.frame_ms
+
+    @property
+    def building(self) -> bool:
+        """Speech frames are coming but not yet enough for a run."""
+        return self._run_ms > 0
 
     @property
     def speech_ms(self) -> float:
@@ -74,6 +80,7 @@ class UserSpeech:
             self._gap_ms = 0.0
             if not self.speaking and self._run_ms >= min_run:
                 self.speaking = self.heard = started = True
+                self.runs += 1
                 self.start_ms = self.now_ms - self._run_ms
             if self.speaking:
                 self.end_ms = self.now_ms
@@ -83,3 +90,51 @@ class UserSpeech:
             if self.speaking and self._gap_ms >= s.hangover_ms:
                 self.speaking = False
         return started
+
+
+class AsrGate:
+    """The user's audio on its way to the ASR, held until the VAD has judged it: speech goes through
+    with ``preroll_ms`` before its onset and up to ``tail_ms`` of the silence after it (enough for
+    the ASR to finish the last words); longer silence, the agent's echo and noise are never sent.
+    Whisper on long silence drifts (stale hypotheses, invented words) and costs compute for
+    nothing; the agent talks for most of a dialogue while the user's microphone sends silence.
+    ``tail_ms`` None: everything is sent (the ASR sees the whole timeline)."""
+
+    def __init__(self, preroll_ms: float, tail_ms: float | None, sample_rate: int):
+        self.preroll = int(preroll_ms * sample_rate / 1000)
+        self.tail_ms = tail_ms
+        self._held: list[np.ndarray] = []
+        self._start = 0  # sample index of the first held sample
+        self._end = 0  # sample index after the last held sample
+        self.sent = 0  # samples sent to the ASR
+        self.skipped = 0  # samples never sent
+
+    def add(self, x: np.ndarray) -> None:
+        self._held.append(x)
+        self._end += len(x)
+
+    def judge(self, until: int, speech: UserSpeech) -> np.ndarray | None:
+        """The VAD has judged the audio up to sample ``until``: what of it goes to the ASR now."""
+        if not self._held:
+            return None
+        held = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
+        until = min(until, self._end)
+        if (self.tail_ms is None or speech.speaking or speech.building
+                or (speech.runs and speech.silence_ms <= self.tail_ms)):
+            out, rest = held[:until - self._start], held[until - self._start:]
+            self._held, self._start = ([rest] if len(rest) else []), until
+            self.sent += len(out)
+            return out if len(out) else None
+        drop = max(0, until - self.preroll - self._start)
+        self._held, self._start = ([held[drop:]] if drop < len(held) else []), self._start + drop
+        self.skipped += drop
+        return None
+
+    def flush(self) -> np.ndarray | None:
+        """Everything held (end of input)."""
+        if not self._held:
+            return None
+        out = np.concatenate(self._held)
+        self._held, self._start = [], self._end
+        self.sent += len(out)
+        return out

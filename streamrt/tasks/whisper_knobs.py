@@ -14,8 +14,10 @@
                                                   keep the new frames; the window is decoded later)
 
 None of them skips audio or a hypothesis: every chunk is encoded and every word is decoded and
-committed, later. What is set per decode for the configured step (the token loop's cap, the stall
-limit) scales with ``decode_stretch()``, so a longer decode interval is not taken for a stall.
+committed, later. What is set per decode for the configured step scales with the audio a decode
+covers: the token loop's cap with ``decode_stretch()``, the stall limit with ``stall_stretch(n)``
+(by the policy stride only for a policy that needs n > 1 decodes to commit a word), so a longer
+decode interval is not taken for a stall.
 
 ``validate_step(streams)`` checks a batch before ``step`` mutates anything and raises the first
 problem with ``exc.stream`` set to the offending stream, so the scheduler drops that stream and
@@ -29,6 +31,8 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from streamrt.errors import ConfigError, ModelStepError
+from streamrt.tasks.whisper_hypothesis import prefix as forced_prefix
+from streamrt.tasks.whisper_stream_state import WhisperStream
 
 
 class StreamStepError(ModelStepError):
@@ -70,9 +74,21 @@ class DegradationKnobs:
 
     def decode_stretch(self) -> float:
         """The audio one decode covers now (chunk x policy stride) over the configured chunk, at
-        least 1. Limits counted per decode and set for the configured step scale with it: the token
-        loop's cap (``loop_iterations``) and the stall limit (``WhisperStream.stalled``)."""
+        least 1. The token loop's cap (``loop_iterations``), set for the configured step, scales
+        with it; the stall limit with ``stall_stretch``."""
         return max(1.0, self.settings.chunk_ms * self.policy_stride / self._configured_chunk_ms)
+
+    def stall_stretch(self, decodes_to_commit: int) -> float:
+        """How much the stall limit (``whisper_window.stalled``) grows now for a stream whose policy
+        needs ``decodes_to_commit`` decodes to write a word (``Policy.decodes_to_commit``): by the
+        chunk over the configured chunk, at least 1, and by the policy stride only for a policy
+        that needs more than one decode. After a decode such a policy still holds back the audio
+        of the last n - 1 decode intervals, which grow with the stride; a policy that writes what
+        one decode heard (AlignAtt) holds back only the audio it has not heard, whatever the
+        interval, so the stride must not grow its limit: at chunk x4 with stride 2 its limit was
+        8 x ``stall_reset_s`` (16 s), and a derailed decode's hallucination held the window."""
+        chunk = self.settings.chunk_ms / self._configured_chunk_ms
+        return max(1.0, chunk * (self.policy_stride if decodes_to_commit > 1 else 1))
 
     def loop_iterations(self) -> int | None:
         """The token loop's cap for a partial decode now: ``max_loop_iterations``, set for the
@@ -113,12 +129,12 @@ class DegradationKnobs:
         before anything is mutated."""
         seen: set[int] = set()
         for s in streams:
-            if getattr(s, "model", None) is not self:
+            if not isinstance(s, WhisperStream) or s.model is not self:
                 raise StreamStepError("stream was created by another model", s)
             if id(s) in seen:
                 raise StreamStepError("the same stream appears twice in one step", s)
             seen.add(id(s))
-            prefix = len(s._prefix())
+            prefix = len(forced_prefix(self, s))
             if prefix + 1 > self.decoder.max_tokens:
                 raise StreamStepError(
                     f"forced decoder prefix of {prefix} tokens leaves no room in the model's "

@@ -12,162 +12,40 @@ decoder's cross-attention cache by the new frames only), re-decodes the uncommit
 forced prefix (sot sequence + words committed in this window), asks the policy, and commits whole
 words. Audio before the last committed word is trimmed from the window once it is longer than
 ``trim_after_s`` (whisper_streaming's buffer trimming); the committed text before the window goes
-into the decoder's prompt (``<|startofprev|>``). Per-stream logic lives in ``whisper_stream_state``.
+into the decoder's prompt (``<|startofprev|>``).
+
+The model holds what streams share (weights, encoder, decoder, settings, degradation knobs); a
+stream is plain per-session state; the step runs straight through functions of both, writing only
+the streams. Modules, in the order data flows:
+
+    whisper_settings      WhisperStreamSettings (every limit, with units)
+    whisper_stream        WhisperStreamingModel: loading, create_stream, step, describe
+    whisper_knobs         the degradation ladder's knobs and the batch's validation
+    whisper_step          the batched step: features, encoder, one token loop, commits, trims
+    whisper_commit        one stream's policy decision and commit, and the cut that follows
+    whisper_window        cuts of one stream's window: trims, forced trims, stalls, history
+    whisper_hypothesis    one stream's decode request, its guards (loops, seams), word commits
+    whisper_stream_state  WhisperStream: per-session state, audio in and results out
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from policies import registry
-from streamrt.decoding import BeamSettings, IncrementalWhisperDecoder, RepetitionGuard
+from streamrt.decoding import IncrementalWhisperDecoder, RepetitionGuard
 from streamrt.encoders.whisper import silence_tail
 from streamrt.errors import ConfigError
 from streamrt.quant.precision import Precision, resolve_precision
+from streamrt.tasks import whisper_step
 from streamrt.tasks.whisper_knobs import DegradationKnobs
+from streamrt.tasks.whisper_settings import ALIGNMENT_METHODS, PAD_MODES, WhisperStreamSettings
 from streamrt.tasks.whisper_stream_state import WhisperStream
 
-ALIGNMENT_METHODS = ("argmax", "dtw")
-PAD_MODES = ("silence", "none")
-
-
-@dataclass(frozen=True)
-class WhisperStreamSettings:
-    """Model-wide settings (units in the names; ``None`` disables a limit).
-
-    chunk_ms: audio one step consumes (the decision granularity).
-    max_hypothesis_tokens: most tokens decoded after the committed prefix in one step.
-    max_tokens_per_s: also cap the tail at this many tokens per second of uncommitted audio (+8),
-        so a looping decoder stops early; None: only max_hypothesis_tokens.
-    trim_after_s: trim the window at the last committed word once it is longer than this.
-    trim_min_drop: a trim at the last committed word happens only when it drops at least this
-        fraction of the window: a trim re-encodes what it keeps, so cutting a little off a long
-        window (a policy that has not committed for long) costs much and frees little; such a window
-        is cut by a stall reset or at ``max_window_s`` instead.
-    stall_reset_s: when a step writes nothing although this much audio (s) follows the last
-        committed word, cut the window at that word (its words go from the forced prefix to the
-        prompt, and the decoder reads the unconfirmed audio afresh); with no committed word in the
-        window (a pause), keep only its last half of this. After a misheard forced word Whisper
-        ends the transcript at once or loops on a word that keeps "listening", and the policy would
-        wait until max_window_s. None: never.
-    max_trims_per_step: at most this many of a batch's streams trim in one step (stalled streams
-        first, then the longest windows; the others a step later); the step's trims then run as
-        one batched re-encode (``encoder.trim_batch``). A trim re-encodes the kept audio and
-        re-runs the decoder's prefix (~90 ms for tiny.en), so streams that started together would
-        otherwise all pay it in the same step. One per step (two per second at 500 ms steps) held
-        16 AlignAtt streams in real time where two per step held 12 (docs/benchmarks.md). None: no
-        limit.
-    max_loop_iterations: a stream takes part in at most this many iterations of a step's batched
-        token loop; one still decoding then (catching up after a stall, most often alone in the
-        batch by then) goes on next step, its tokens so far checked as the next decode's draft in
-        one parallel forward. Each iteration reads the whole vocabulary projection, however few
-        streams it carries. Not at the end of the stream, whose last decode runs to the end. None:
-        no limit.
-    max_window_s: hard limit; past it the window is cut to its last ``forced_keep_s`` seconds,
-        committing the hypothesis words before the cut (the encoder's 30 s is the ceiling).
-    history_min_cut_s: with a history-selecting policy (StreamAtt), audio is dropped only when the
-        selection frees at least this much (each cut re-bases the encoder window).
-    max_prompt_tokens: committed tokens from before the window given as the decoder's prompt: the
-        last 1-2x this many; past 2x the older ones are dropped in one go, so the prompt's start
-        stays put across trims and the decoder keeps its cached rows (0: no prompt).
-    reuse_prefix_kv: keep the committed prefix's self-attention rows across steps even though the
-        window changed (approximate: they attended to an earlier window). Default False: the forced
-        prefix is re-run in one parallel forward each step (exact; on the test set tiny.en
-        LocalAgreement-2, re-encode, 500 ms: 1.65 % WER vs 2.47 % with reuse, same latency).
-    stop_at_policy: decode only up to the first token where the policy stops writing (AlignAtt,
-        EDAtt, StreamAtt: ``Policy.stop_rule``), so a step costs what it can commit plus one token
-        (at 32 streams ~7 instead of ~25 loop iterations per step) and the partial text ends there.
-        The policy decides on the same tokens, but the loop guards (compression ratio, repeated
-        spans) no longer see a tail that loops after the stop, so hallucinated words they would
-        have hidden get committed: tiny.en AlignAtt on data/testset.tsv, 500 ms, 6.58 -> 8.23 %
-        WER over re-encode, 10.7 -> 13.2 % over block-causal. False (default): the whole tail.
-    alignment: "argmax" (monotonic argmax) or "dtw" for token timestamps.
-    seam_max_words: leading hypothesis words compared with the committed tail for de-duplication.
-    max_compression_ratio: a hypothesis more repetitive than this (zlib ratio) is not shown to the
-        policy (Whisper's loop heuristic); None disables.
-    repetition_max_ngram/_repeats: stop decoding when a 1..n-token n-gram repeats more than this.
-    repeated_span_words: cut the hypothesis where a run of this many words repeats one already in
-        the window (sentence-level loops); None disables.
-    pad_cross: "silence": cross-attention sees 30 s (the window, then the encoder's output for
-        silence), as Whisper was trained; "none": only the window's frames.
-    pad_mel_value: the normalised log-mel value of that silence (the floor of Whisper's padding).
-    beam_size: hypotheses the decoder keeps per stream when it decodes the uncommitted tail (beam
-        search, batched across streams: ``streamrt.decoding.beam_search``); the policy sees the best
-        one, with its tokens' alignment. 1 (default): greedy, with the previous hypothesis verified
-        as a draft. Under ``max_loop_iterations`` a beam decode runs at most as many iterations as
-        the last hypothesis had tokens plus that limit (beam search has no draft to verify in one
-        forward), so it costs more per step than greedy; with ``stop_at_policy`` a stream stops at
-        the first token of its best live beam where the policy stops writing.
-    beam_patience: a beam search ends once round(beam_size * beam_patience) hypotheses have ended
-        (Whisper's ``patience``).
-    length_penalty: ranks the ended hypotheses: None divides their sum of log-probabilities by their
-        length in tokens (Whisper's default), a value a >= 0 by ((5 + length) / 6) ** a.
-    """
-
-    chunk_ms: int = 1000
-    max_hypothesis_tokens: int = 128
-    max_tokens_per_s: float | None = 12.0
-    trim_after_s: float = 15.0
-    trim_min_drop: float = 0.5
-    stall_reset_s: float | None = 4.0
-    max_trims_per_step: int | None = 1
-    max_loop_iterations: int | None = None
-    max_window_s: float = 28.0
-    forced_keep_s: float = 10.0
-    history_min_cut_s: float = 1.0
-    max_prompt_tokens: int = 64
-    reuse_prefix_kv: bool = False
-    stop_at_policy: bool = False
-    alignment: str = "argmax"
-    seam_max_words: int = 5
-    max_compression_ratio: float | None = 2.4
-    repetition_max_ngram: int = 12
-    repetition_max_repeats: int = 3
-    repeated_span_words: int | None = 5
-    pad_cross: str = "silence"
-    pad_mel_value: float = -0.8
-    beam_size: int = 1
-    beam_patience: float = 1.0
-    length_penalty: float | None = None
-
-    def beam(self) -> BeamSettings | None:
-        """The decoder's beam search settings; None: greedy (beam_size 1)."""
-        if self.beam_size == 1:
-            return None
-        return BeamSettings(self.beam_size, self.beam_patience, self.length_penalty)
-
-    def check(self) -> None:
-        if self.pad_cross not in PAD_MODES:
-            raise ConfigError(f"pad_cross must be one of {PAD_MODES}, got {self.pad_cross!r}")
-        if self.chunk_ms <= 0:
-            raise ConfigError(f"chunk_ms must be > 0 ms, got {self.chunk_ms}")
-        if self.alignment not in ALIGNMENT_METHODS:
-            raise ConfigError(f"alignment must be one of {ALIGNMENT_METHODS}, got {self.alignment!r}")
-        if not 0 < self.forced_keep_s < self.max_window_s:
-            raise ConfigError(
-                f"forced_keep_s ({self.forced_keep_s} s) must lie in (0, max_window_s={self.max_window_s} s)"
-            )
-        if self.trim_after_s > self.max_window_s:
-            raise ConfigError(f"trim_after_s ({self.trim_after_s} s) exceeds max_window_s ({self.max_window_s} s)")
-        if not 0.0 <= self.trim_min_drop <= 1.0:
-            raise ConfigError(f"trim_min_drop must be a fraction in [0, 1] of the window, got {self.trim_min_drop}")
-        if self.stall_reset_s is not None and self.stall_reset_s <= 0:
-            raise ConfigError(f"stall_reset_s must be > 0 s or None, got {self.stall_reset_s}")
-        if self.max_trims_per_step is not None and self.max_trims_per_step < 1:
-            raise ConfigError(f"max_trims_per_step must be >= 1 or None, got {self.max_trims_per_step}")
-        if self.max_loop_iterations is not None and self.max_loop_iterations < 1:
-            raise ConfigError(f"max_loop_iterations must be >= 1 or None, got {self.max_loop_iterations}")
-        if self.max_hypothesis_tokens < 1:
-            raise ConfigError(f"max_hypothesis_tokens must be >= 1, got {self.max_hypothesis_tokens}")
-        if isinstance(self.beam_size, bool) or not isinstance(self.beam_size, int) or self.beam_size < 1:
-            raise ConfigError(f"beam_size must be an integer >= 1 (1: greedy), got {self.beam_size!r}")
-        if not self.beam_patience > 0:
-            raise ConfigError(f"beam_patience must be > 0, got {self.beam_patience}")
-        if self.length_penalty is not None and not self.length_penalty >= 0:
-            raise ConfigError(f"length_penalty must be >= 0 or None (divide by the length), got {self.length_penalty}")
+__all__ = ["ALIGNMENT_METHODS", "PAD_MODES", "WhisperStream", "WhisperStreamSettings", "WhisperStreamingModel"]
 
 
 class WhisperStreamingModel(DegradationKnobs):
@@ -227,7 +105,6 @@ class WhisperStreamingModel(DegradationKnobs):
         self.guard = RepetitionGuard(settings.repetition_max_ngram, settings.repetition_max_repeats)
         self.max_window_s = min(settings.max_window_s, max_frames * encoder.frame_ms / 1000.0)
         self.steps = 0
-        self._trims_left: int | None = None  # this step's trim budget (max_trims_per_step)
 
     @classmethod
     def from_pretrained(
@@ -304,7 +181,10 @@ class WhisperStreamingModel(DegradationKnobs):
         task = str(opts.get("task") or "transcribe")
         language = opts.get("language")
         sot = self._sot_sequence(task, language)
-        return WhisperStream(self, policy, sot, task=task, language=language)
+        state = self.encoder.create_state()
+        return WhisperStream(self, policy, sot, task=task, language=language, features=self.feature_factory(),
+                             encoder_state=state, cache=self.decoder.create_cache(),
+                             window_frames=self.encoder.window_frames(state))
 
     def _sot_sequence(self, task: str, language: object) -> list[int]:
         if task not in ("transcribe", "translate"):
@@ -322,56 +202,10 @@ class WhisperStreamingModel(DegradationKnobs):
         except (ValueError, KeyError) as e:
             raise ConfigError(f"cannot build the start sequence for task={task!r}, language={language!r}: {e}") from None
 
-    @torch.inference_mode()
     def step(self, streams: Sequence[WhisperStream]) -> None:
-        """Advance each ready stream by one chunk; the encoder runs once for the whole batch."""
-        ready = [s for s in streams if s.is_ready()]
-        self.steps += 1
-        if not ready:
-            return
-        self.validate_step(ready)  # raises with exc.stream set, before any stream is touched
-        taken = [s.take_features() for s in ready]
-        # the last step of a stream runs the encoder even without new frames: it flushes the
-        # frames that wait for end-of-stream padding (block remainder, look-ahead)
-        encode = [(s, mel, fin) for s, (mel, fin) in zip(ready, taken) if mel.shape[-1] > 0 or fin]
-        if encode:
-            outs = self.encoder.step_batch(
-                [mel for _, mel, _ in encode], [s.encoder_state for s, _, _ in encode],
-                final=[fin for _, _, fin in encode],
-            )
-            self.decoder.update_cross_many([s.cross_update(out) for (s, _, _), out in zip(encode, outs)])
-        # one batched token loop for every stream whose window changed (on every policy_stride-th
-        # such step), then each one's policy
-        todo = [s for s in ready if s.needs_decode() and self.decides_now(s, s.is_final_step())]
-        results = self.decoder.greedy_many([s.decode_request() for s in todo]) if todo else []
-        self._trims_left = self.settings.max_trims_per_step
-        # this step's trims go to stalled streams first (a stall holds words back; a long window
-        # only costs compute), then to the longest windows
-        order = sorted(zip(todo, results), key=lambda p: (not p[0].stalled(), -p[0].encoder_window_frames()))
-        try:
-            for s, res in order:
-                s.commit_from(res)
-        finally:
-            self._trims_left = None
-            self._run_trims(todo)
-
-    def _run_trims(self, streams: Sequence[WhisperStream]) -> None:
-        """The trims ``commit_from`` asked for, as one batched re-encode of every kept window."""
-        trims = [(s, keep) for s in streams if (keep := s.take_pending_trim()) is not None]
-        if not trims:
-            return
-        outs = self.encoder.trim_batch([s.encoder_state for s, _ in trims], [keep for _, keep in trims])
-        self.decoder.update_cross_many([(s.cache, o.frames, o.start) for (s, _), o in zip(trims, outs)])
-
-    def take_trim(self) -> bool:
-        """A stream asks to trim its window this step (``max_trims_per_step``)."""
-        left = self._trims_left
-        if left is None:
-            return True
-        if left <= 0:
-            return False
-        self._trims_left = left - 1
-        return True
+        """Advance each ready stream by one chunk; the encoder runs once for the whole batch
+        (``streamrt.tasks.whisper_step``)."""
+        whisper_step.step(self, streams)
 
     def describe(self) -> dict:
         """Effective settings (for logs and scores.json)."""

@@ -72,3 +72,8 @@ def test_at_end_of_source_everything_is_written_but_a_repeat(make_view):
 def test_max_backjump_must_not_be_negative():
     with pytest.raises(PolicyOptionError, match="'max_backjump' must be >= 0 frames"):
         AlignAtt(max_backjump=-1)
+
+
+@pytest.mark.parametrize("name", ["alignatt", "edatt", "streamatt", "wait-k"])
+def test_policies_that_decide_on_one_hypothesis_commit_from_one_decode(name):
+    assert registry.create(name).decodes_to_commit() == 1

@@ -69,3 +69,13 @@ def test_reset_forgets_the_previous_stream(make_view):
     p.decide(make_view(["a", "b"]))
     p.reset()
     assert p.decide(make_view(["a", "b"])) == Read()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_declares_that_a_word_needs_n_decodes_to_commit(make_view, n):
+    """``decodes_to_commit`` (the task sizes its stall limit by it) says what ``decide`` does: a
+    word seen in n - 1 decodes is not written, in n it is."""
+    p = LocalAgreement(n=n)
+    assert p.decodes_to_commit() == n
+    actions = [p.decide(make_view(["the", "cat", "sat"])) for _ in range(n)]
+    assert all(a == Read() for a in actions[:-1]) and isinstance(actions[-1], Write)

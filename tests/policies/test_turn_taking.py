@@ -41,13 +41,14 @@ def test_backchannels_are_heard_out_and_interruptions_yield(name):
     policy = create(name)
     assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="okay", p=0.6)) == Listen()
     assert policy.decide(view(speaking=True, agent=True, speech_ms=300, transcript="mm-hm", p=None)) == Listen()
-    assert policy.decide(view(speaking=True, agent=True, speech_ms=600, transcript="")) == Yield()
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=1000, transcript="mm-hm")) == Listen()
+    assert policy.decide(view(speaking=True, agent=True, speech_ms=1200, transcript="")) == Yield()
     assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="no wait stop")) == Yield()
     assert policy.decide(view(200, agent=True, speech_ms=400, transcript="okay")) == Listen()  # it ended
 
 
 def test_semantic_yields_to_words_that_claim_the_floor_when_the_user_pauses():
-    policy = create("semantic")
+    policy = create("semantic", {"floor_p": 0.05})
     assert policy.decide(view(100, agent=True, speech_ms=400, transcript="but what", p=0.01)) == Yield()
     assert policy.decide(view(100, agent=True, speech_ms=400, transcript="right", p=0.4)) == Listen()
     assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="but what", p=0.01)) == Listen()
@@ -61,5 +62,5 @@ def test_registry_lists_both_and_names_what_is_wrong():
         create("silence", {"silence_ms": -1})
     with pytest.raises(PolicyOptionError, match="semantic"):
         create("semantic", {"bogus": 1})
-    assert create("silence").describe() == {"name": "silence", "silence_ms": 1200.0, "min_interrupt_ms": 600.0,
+    assert create("silence").describe() == {"name": "silence", "silence_ms": 1200.0, "min_interrupt_ms": 1200.0,
                                             "interrupt_words": 3}

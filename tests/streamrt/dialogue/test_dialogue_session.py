@@ -88,7 +88,7 @@ async def test_barge_in_stops_the_agent_within_the_bound_and_keeps_only_what_was
     run = await d.close()
     (cut,) = [e for e in run.of(InterruptedEvent) if e.turn == 1]
     t_cut = run.time_of(InterruptedEvent, 1)
-    assert onset < t_cut <= onset + 1.0  # the policy yields within min_interrupt_ms of speech (+ VAD)
+    assert onset < t_cut <= onset + 1.5  # yields by min_interrupt_ms (1.2 s) of speech, or 3 words
     # its audio stopped at once: nothing released after the guard heard the user (<= 200 ms)
     assert run.last_audio_time(1) <= onset + 0.2
     said = run.agent_text(1)

@@ -85,7 +85,8 @@ async def test_close_ends_at_once():
 
 async def test_two_dialogues_share_the_models_and_keep_their_own_state():
     """Two sessions on one scheduler: the VAD steps both in one batch, only the one whose user spoke
-    gets an answer (the echo LLM says the user's words back), the other stays silent."""
+    gets an answer (the echo LLM says the user's words back), the other stays silent; the ASR gets
+    only the audio around speech (the other session's silence never reaches it)."""
     from tests.streamrt.dialogue.dialogue_helpers import silence, speech
 
     clock = ManualClock()
@@ -113,4 +114,7 @@ async def test_two_dialogues_share_the_models_and_keep_their_own_state():
     ends = [e for e in events[a] if isinstance(e, AgentTurnEndEvent)]
     assert ends and ends[0].text.split() == [w for w in " ".join(
         e.text for e in events[a] if e.type == "user_commit").split()]
-    assert max(batches) >= 2  # the two VAD streams (or ASR streams) were stepped together
+    assert max(batches) >= 2  # the two VAD streams were stepped together
+    # the ASR heard only the speech (with its pre-roll and silence tail), not the silence around it
+    assert b.summary()["asr_audio_ms"] == 0
+    assert 1000 * len(track) / 16000 - 1000 > a.summary()["asr_audio_ms"] > 1000 * len(speech("Please call Stella.")) / 16000

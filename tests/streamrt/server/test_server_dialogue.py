@@ -37,7 +37,7 @@ async def test_a_spoken_turn_is_answered_over_the_socket(transport):
     (turn,) = result.turns
     assert turn.text == "Hello there." and len(turn.audio) == 2 * 24000 // 2  # 500 ms at 24 kHz
     assert 0.15 <= turn.latency_s < 1.5  # after 300 ms of silence (the client sends a chunk at its start)
-    assert result.close_code == 1000 and result.end["summary"] == {"turns": 1}
+    assert result.close_code == 1000 and result.end["summary"] == {"turns": 1} and result.stray_audio_bytes == 0
     assert server.stats.sessions_started == 1 and server.stats.sessions_ended == 1
 
 

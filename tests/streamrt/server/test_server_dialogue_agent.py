@@ -59,11 +59,12 @@ async def test_a_spoken_question_over_the_socket_is_answered_with_speech(agent_p
     assert result.ready["output_sample_rate"] == 24000 and result.ready["output_encoding"] == "pcm_s16le"
     assert not result.of_type("error"), result.of_type("error")
     heard = " ".join(m["text"] for m in result.of_type("user_commit"))
-    assert _words(heard) == _words(QUESTION)
+    assert {"capital", "france"} <= set(_words(heard))  # (exactness is the session tests'; here the ladder may turn)
     assert kinds.index("agent_turn_start") > max(i for i, k in enumerate(kinds) if k == "user_commit")
     (turn,) = result.turns
     assert turn.text and turn.text == result.of_type("agent_turn_end")[0]["text"]
-    assert 0 < turn.latency_s < 5.0  # measured in docs/benchmarks.md; here only that it answers
+    assert result.stray_audio_bytes == 0  # every frame between agent_turn_start and agent_turn_end
+    assert 0 < turn.latency_s < 10.0  # measured in docs/benchmarks.md; here only that it answers, after
     back = _transcribe(turn.samples())
     assert wer([back], [turn.text]) <= 25.0, (back, turn.text)  # the audio says the text
     assert result.end is not None and result.close_code == 1000
@@ -107,9 +108,9 @@ async def test_a_greeting_is_spoken_first_when_asked_for(agent_parts):
     assert kinds[1] in ("agent_text", "agent_turn_start") and "agent_turn_start" in kinds  # the agent speaks first
 
 
-@pytest.mark.xfail(strict=True, reason="Whisper tiny.en hears 'you' in pure silence and the session answers it: "
-                   "ASR words are not gated by the VAD's speech outside the agent's turns (streamrt/dialogue/session.py)")
 async def test_silence_alone_gets_no_answer(agent_parts):
+    """Whisper tiny.en hears "you" in pure silence; the session keeps such words out of the user's
+    turn unless the VAD hears the user, so the agent speaks only when spoken to."""
     server = await _server(agent_parts)
     try:
         quiet = await converse(server.url, [silence(3.0)], answer_timeout_s=1.5)

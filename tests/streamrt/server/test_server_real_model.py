@@ -73,7 +73,7 @@ async def test_the_default_preset_served_transcribes_and_says_its_precision():
     assert settings["preset"] == DEFAULT_PRESET and settings["precision"] == auto.name
     assert settings["precision_requested"] == "auto" and settings["cpu_capability"] == auto.cpu.label
     # word for word: the AlignAtt presets once ended this clip with "Fail better." twice (a repeat
-    # decoded at 9 s, attending back to the first one; WhisperStream._repeated_span cuts it)
+    # decoded at 9 s, attending back to the first one; whisper_hypothesis.repeated_span cuts it)
     assert words(res.text) == words(BECKETT), res.text
 
 

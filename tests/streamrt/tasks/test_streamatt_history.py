@@ -37,5 +37,5 @@ def test_streamatt_keeps_window_and_text_history_bounded():
     assert wer([" ".join(words)], [expected]) <= 15.0, " ".join(words)
     assert stream.stats["trims"] >= 2  # history selection cut the audio more than once
     assert stream.window_start_ms >= 16000 - 8000 - 1000  # never more than max_history_ms (+1 chunk) kept
-    prompt_words = model.bundle.tokenizer.decode(stream._prompt).split()
+    prompt_words = model.bundle.tokenizer.decode(stream.prompt).split()
     assert len(prompt_words) <= 6

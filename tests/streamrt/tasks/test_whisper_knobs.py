@@ -11,7 +11,9 @@ import torch
 from streamrt.errors import ConfigError
 from streamrt.quant.precision import resolve_precision
 from streamrt.scheduler.degradation import Degradation
+from streamrt.tasks.whisper_hypothesis import decode_request
 from streamrt.tasks.whisper_knobs import StreamStepError
+from streamrt.tasks.whisper_stream_state import Word
 from streamrt.tasks.whisper_stream import WhisperStreamingModel, WhisperStreamSettings
 from tests.streamrt.tasks.conftest import EOT, N_MELS, NO_TS, SOT, ReencodeStandIn, ToyFeatures, ToyTokenizer
 
@@ -59,9 +61,9 @@ def test_the_token_loop_cap_grows_with_the_audio_a_decode_covers(make_streaming)
     model = make_streaming(chunk_ms=500, max_loop_iterations=3)
     s = model.create_stream()
     s.accept_audio(_audio(1.0))
-    assert model.loop_iterations() == 3 and s.decode_request().max_iterations == 3
+    assert model.loop_iterations() == 3 and decode_request(model, s).max_iterations == 3
     model.set_chunk_ms(1000)  # twice the words per decode: twice the iterations
-    assert model.loop_iterations() == 6 and s.decode_request().max_iterations == 6
+    assert model.loop_iterations() == 6 and decode_request(model, s).max_iterations == 6
     model.set_policy_stride(2)
     assert model.loop_iterations() == 12
     model.set_chunk_ms(500)
@@ -118,7 +120,7 @@ def test_a_prefix_too_long_for_the_decoder_is_reported_with_its_stream(make_stre
     ok, bad = model.create_stream(), model.create_stream()
     for st in (ok, bad):
         st.accept_audio(_audio(1.0))
-    bad._prefix = lambda: [SOT] * model.decoder.max_tokens
+    bad.window_words = [Word("", [SOT] * model.decoder.max_tokens, 0.0, 0.0)]  # a forced prefix too long
     with pytest.raises(StreamStepError) as info:
         model.step([ok, bad])
     assert info.value.stream is bad and "positions" in str(info.value)

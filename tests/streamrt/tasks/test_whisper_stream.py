@@ -8,6 +8,7 @@ from streamrt.clock import ManualClock
 from streamrt.engine import ModelStream, StreamingModel
 from streamrt.errors import ConfigError, PolicyOptionError, UnknownPolicyError
 from streamrt.session import Session
+from streamrt.tasks import whisper_commit, whisper_step, whisper_window
 from streamrt.types import CommitEvent, EndEvent
 
 
@@ -60,8 +61,8 @@ def test_committed_words_are_never_retracted(make_streaming):
             model.step([stream])
             seen += [d.text for d in stream.pop_result().committed]
     # n=1 commits every complete word at once; the forced prefix holds them from then on
-    assert stream._committed_texts == seen
-    prefix_words = [w.text for w in stream._window_words if w.text]
+    assert stream.committed_texts == seen
+    prefix_words = [w.text for w in stream.window_words if w.text]
     assert prefix_words == seen[-len(prefix_words):] if prefix_words else True
 
 
@@ -122,24 +123,25 @@ def test_long_stream_is_trimmed_and_window_stays_under_the_limit(make_streaming)
     assert stream.is_done()
 
 
-def _trimming_streams(model, n, cut_frames):
+def _trimming_streams(model, n, cut_frames, monkeypatch):
     """Streams whose last committed word lies ``cut_frames(window)`` frames into the window (the
     random stand-in model rarely commits); their trims are recorded, not run."""
-    streams, trims = [], []
-    for b in range(n):
-        s = model.create_stream({"policy": "local-agreement"})
-        s._committed_cut_frames = lambda s=s: cut_frames(s._window_frames())
-        s._trim_at_committed = lambda b=b, s=s: trims.append((len(trims), b, s._window_frames()))
-        streams.append(s)
+    streams = [model.create_stream({"policy": "local-agreement"}) for _ in range(n)]
+    trims = []
+    index = {id(s): b for b, s in enumerate(streams)}
+    for module in (whisper_commit, whisper_window):
+        monkeypatch.setattr(module, "committed_cut_frames", lambda m, s, keep_words=0: cut_frames(s.window_frames))
+        monkeypatch.setattr(module, "trim_at_committed", lambda m, s, keep_words=0, *, defer:
+                            trims.append((len(trims), index[id(s)], s.window_frames)))
     return streams, trims
 
 
-def test_trims_of_a_batch_are_spread_over_steps(make_streaming):
+def test_trims_of_a_batch_are_spread_over_steps(make_streaming, monkeypatch):
     """Streams that started together would all trim in the same step (each re-encodes and re-runs
     its prefix); max_trims_per_step spreads them, longest windows first."""
     for budget in (None, 1, 2):
         model = make_streaming(max_trims_per_step=budget, trim_min_drop=0.5, trim_after_s=3.0, stall_reset_s=None)
-        streams, trims = _trimming_streams(model, 4, lambda w: w)
+        streams, trims = _trimming_streams(model, 4, lambda w: w, monkeypatch)
         audio = _audio(7.0, seed=9)
         per_step = []
         for i in range(0, len(audio), 8000):
@@ -154,21 +156,21 @@ def test_trims_of_a_batch_are_spread_over_steps(make_streaming):
             assert windows == sorted(windows, reverse=True)
             if budget and step_trims:
                 # the budget went to the longest windows among those due
-                due = [s._window_frames() for s in streams if s._window_frames() * 20 > 3000]
+                due = [s.window_frames for s in streams if s.window_frames * 20 > 3000]
                 assert min(windows) >= sorted(due, reverse=True)[len(windows) - 1]
         assert max(per_step) == (4 if budget is None else budget)
 
 
-def test_a_stalled_stream_gets_the_step_s_trim_before_a_longer_window(make_streaming):
+def test_a_stalled_stream_gets_the_step_s_trim_before_a_longer_window(make_streaming, monkeypatch):
     """A stall holds words back; a long window only costs compute: with one trim per step, the
     stalled stream (the shorter window here) is reset first and the long window waits a step."""
     model = make_streaming(max_trims_per_step=1, trim_min_drop=0.5, trim_after_s=1.0, stall_reset_s=1.0)
-    streams, trims = _trimming_streams(model, 2, lambda w: w)
+    streams, trims = _trimming_streams(model, 2, lambda w: w, monkeypatch)
     long_window, stalled = streams
     resets = []
-    long_window.stalled = lambda: False
-    stalled.stalled = lambda: not resets  # one stall: the reset ends it
-    stalled._reset_stall = lambda: resets.append(len(trims))
+    for module in (whisper_step, whisper_commit):  # one stall: the reset ends it
+        monkeypatch.setattr(module, "stalled", lambda m, s: s is stalled and not resets)
+    monkeypatch.setattr(whisper_commit, "reset_stall", lambda m, s: resets.append(len(trims)))
     audio = _audio(3.0, seed=4)
     for i in range(0, len(audio), 8000):
         long_window.accept_audio(audio[i : i + 8000])
@@ -181,11 +183,11 @@ def test_a_stalled_stream_gets_the_step_s_trim_before_a_longer_window(make_strea
     assert resets and trims
 
 
-def test_a_trim_that_would_drop_little_of_a_long_window_waits(make_streaming):
+def test_a_trim_that_would_drop_little_of_a_long_window_waits(make_streaming, monkeypatch):
     """trim_min_drop: cutting a little off a long window re-encodes the rest for little gain."""
     for cut, expect in ((lambda w: w // 4, False), (lambda w: w // 2, True)):
         model = make_streaming(trim_min_drop=0.5, trim_after_s=3.0, stall_reset_s=None)
-        streams, trims = _trimming_streams(model, 1, cut)
+        streams, trims = _trimming_streams(model, 1, cut, monkeypatch)
         audio = _audio(5.0, seed=5)
         for i in range(0, len(audio), 8000):
             streams[0].accept_audio(audio[i : i + 8000])
@@ -250,7 +252,8 @@ def test_the_prompt_start_stays_put_across_trims_until_it_doubles(make_streaming
     re-run all of it every time."""
     import torch
 
-    from streamrt.tasks.whisper_stream_state import _Word
+    from streamrt.tasks.whisper_hypothesis import prefix as forced_prefix
+    from streamrt.tasks.whisper_stream_state import Word
 
     cap = 8
     model = make_streaming(max_prompt_tokens=cap, stall_reset_s=None)
@@ -261,10 +264,10 @@ def test_the_prompt_start_stays_put_across_trims_until_it_doubles(make_streaming
     starts, lengths = [], []
     for k in range(12):
         t = stream.window_start_ms
-        stream._window_words = [_Word(f"w{k}", [40 + k % 5, 50 + k % 7, 60 + k % 3], t, t + 10.0)]
+        stream.window_words = [Word(f"w{k}", [40 + k % 5, 50 + k % 7, 60 + k % 3], t, t + 10.0)]
         with torch.inference_mode():  # as a model step runs it
-            stream._cut_window(t + 20.0)  # the word starts before the cut: it moves to the prompt
-        prefix = stream._prefix()
+            whisper_window.cut_window(model, stream, t + 20.0, defer=False)  # the word moves to the prompt
+        prefix = forced_prefix(model, stream)
         n_prompt = prefix.index(stream.sot[0]) - 1
         lengths.append(n_prompt)
         starts.append(tuple(prefix[1:4]))
@@ -273,21 +276,18 @@ def test_the_prompt_start_stays_put_across_trims_until_it_doubles(make_streaming
     assert moves <= 36 // cap, (starts, lengths)  # 36 tokens added: a drop per cap of them at most
 
 
-def test_the_trims_of_a_step_run_as_one_batched_re_encode(make_streaming):
+def test_the_trims_of_a_step_run_as_one_batched_re_encode(make_streaming, monkeypatch):
     """commit_from only decides a trim; the model re-encodes every trimming stream's kept window
     in one ``trim_batch`` at the end of the step, and the windows are then the trimmed ones."""
     model = make_streaming(max_trims_per_step=None, trim_min_drop=0.5, trim_after_s=1.0, stall_reset_s=None)
-    streams = []
-    for _ in range(3):
-        s = model.create_stream({"policy": "local-agreement"})
-        s._committed_cut_frames = lambda s=s: s._window_frames() // 2
+    streams = [model.create_stream({"policy": "local-agreement"}) for _ in range(3)]
 
-        def trim_half(s=s):  # the stand-in rarely commits: cut the window in half instead
-            s._cut_window(s.window_start_ms + s._window_frames() // 2 * 20.0)
-            s.stats["trims"] += 1
+    def trim_half(m, s, keep_words=0, *, defer):  # the stand-in rarely commits: cut the window in half
+        whisper_window.cut_window(m, s, s.window_start_ms + s.window_frames // 2 * 20.0, defer=defer)
+        s.stats["trims"] += 1
 
-        s._trim_at_committed = trim_half
-        streams.append(s)
+    monkeypatch.setattr(whisper_commit, "committed_cut_frames", lambda m, s, keep_words=0: s.window_frames // 2)
+    monkeypatch.setattr(whisper_commit, "trim_at_committed", trim_half)
     calls = []
     real = model.encoder.trim_batch
 

@@ -4,34 +4,35 @@ HypothesisBuffer.insert) and the cut of sentence-level repetition loops."""
 import numpy as np
 
 from policies.base import HypToken
-from streamrt.tasks.whisper_stream_state import _Word
+from streamrt.tasks.whisper_hypothesis import repeated_span, seam_duplicates
+from streamrt.tasks.whisper_stream_state import Word
 
 
 def _toks(text):
     return [HypToken(i, " " + w, 100.0 * i, 100.0 * i + 100) for i, w in enumerate(text.split())]
 
 
-def test_seam_drops_leading_words_repeating_the_committed_tail(make_streaming):
-    s = make_streaming().create_stream()
-    s._committed_texts = ["we", "went", "home."]
+def test_seam_drops_leading_words_repeating_the_committed_tail():
+    max_words, window = 5, []
+    committed = ["we", "went", "home."]
     # just after a trim the window holds no committed word; the model re-hears "went home"
-    assert s._seam_duplicates(_toks("went home and slept")) == 2
-    assert s._seam_duplicates(_toks("Home and slept")) == 1  # case and punctuation ignored
-    assert s._seam_duplicates(_toks("and slept")) == 0
+    assert seam_duplicates(_toks("went home and slept"), window, committed, max_words) == 2
+    assert seam_duplicates(_toks("Home and slept"), window, committed, max_words) == 1  # case and punctuation ignored
+    assert seam_duplicates(_toks("and slept"), window, committed, max_words) == 0
 
 
-def test_seam_check_only_right_after_a_trim(make_streaming):
-    s = make_streaming().create_stream()
-    s._committed_texts = ["we", "went"]
-    s._window_words = [_Word("went", [5], 0.0, 100.0)]
-    assert s._seam_duplicates(_toks("went on")) == 0
+def test_seam_check_only_right_after_a_trim():
+    max_words, window = 5, []
+    committed = ["we", "went"]
+    window = [Word("went", [5], 0.0, 100.0)]
+    assert seam_duplicates(_toks("went on"), window, committed, max_words) == 0
 
 
-def test_seam_compares_at_most_seam_max_words(make_streaming):
-    s = make_streaming(seam_max_words=2).create_stream()
-    s._committed_texts = ["a", "b", "c"]
-    assert s._seam_duplicates(_toks("a b c d")) == 0
-    assert s._seam_duplicates(_toks("b c d")) == 2
+def test_seam_compares_at_most_seam_max_words():
+    max_words, window = 2, []
+    committed = ["a", "b", "c"]
+    assert seam_duplicates(_toks("a b c d"), window, committed, max_words) == 0
+    assert seam_duplicates(_toks("b c d"), window, committed, max_words) == 2
 
 
 def _texts(texts, step_ms=100.0):
@@ -51,37 +52,37 @@ def _heard(words_and_peaks, frame_ms=20.0):
     return toks
 
 
-def test_back_to_back_repeated_run_of_words_is_cut(make_streaming):
-    s = make_streaming(repeated_span_words=3).create_stream()
+def test_back_to_back_repeated_run_of_words_is_cut():
+    n, window = 3, []
     texts = [" the", " cat", " sat", ".", " the", " cat", " sat", "."]
-    assert s._repeated_span(_texts(texts)) == 4
-    assert s._repeated_span(_texts([" the", " cat", " sat", " on", " the", " mat"])) is None
+    assert repeated_span(_texts(texts), window, 0.0, 20.0, n) == 4
+    assert repeated_span(_texts([" the", " cat", " sat", " on", " the", " mat"]), window, 0.0, 20.0, n) is None
     # a run repeating the committed words just before it is cut at its start
-    s._window_words = [_Word(w, [1], 0.0, 1.0) for w in ("one", "two", "three")]
-    assert s._repeated_span(_texts([" one", " two", " three", " four"])) == 0
+    window = [Word(w, [1], 0.0, 1.0) for w in ("one", "two", "three")]
+    assert repeated_span(_texts([" one", " two", " three", " four"]), window, 0.0, 20.0, n) == 0
 
 
-def test_repeats_that_are_not_back_to_back_are_speech(make_streaming):
-    s = make_streaming(repeated_span_words=5).create_stream()
+def test_repeats_that_are_not_back_to_back_are_speech():
+    n, window = 5, []
     text = "it was the age of wisdom, it was the age of foolishness, it was the epoch of belief"
-    assert s._repeated_span(_texts([" " + w for w in text.split()])) is None
+    assert repeated_span(_texts([" " + w for w in text.split()]), window, 0.0, 20.0, n) is None
 
 
-def test_a_short_repeat_re_reading_the_audio_just_transcribed_is_cut(make_streaming):
+def test_a_short_repeat_re_reading_the_audio_just_transcribed_is_cut():
     """beckett.wav at 9 s (tiny.en, balanced): "... again. Fail better. Fail better", the second
     "Fail" attending back to 8.22 s, the second "better" to where the first one was heard."""
-    s = make_streaming(repeated_span_words=5).create_stream()
+    n, window = 5, []
     hyp = _heard([("again.", 6900), ("Fail", 8480), ("better.", 8640), ("Fail", 8220), ("better", 8640)])
-    assert s._repeated_span(hyp) == 3
+    assert repeated_span(hyp, window, 0.0, 20.0, n) == 3
     # the first copy committed already (in the window): the repeat is cut at the hypothesis' start
-    s._window_words = [_Word("Fail", [1], 8480.0, 8640.0), _Word("better.", [2], 8640.0, 8640.0)]
-    assert s._repeated_span(_heard([("Fail", 8220), ("better.", 8640)])) == 0
+    window = [Word("Fail", [1], 8480.0, 8640.0), Word("better.", [2], 8640.0, 8640.0)]
+    assert repeated_span(_heard([("Fail", 8220), ("better.", 8640)]), window, 0.0, 20.0, n) == 0
 
 
-def test_a_short_repeat_heard_after_the_first_is_speech(make_streaming):
+def test_a_short_repeat_heard_after_the_first_is_speech():
     """A speaker's own repeat ("no, no", "fail better, fail better") moves on through the audio."""
-    s = make_streaming(repeated_span_words=5).create_stream()
-    assert s._repeated_span(_heard([("no,", 1000), ("no.", 1300)])) is None
-    assert s._repeated_span(_heard([("Fail", 1000), ("better,", 1200), ("fail", 1500), ("better.", 1700)])) is None
+    n, window = 5, []
+    assert repeated_span(_heard([("no,", 1000), ("no.", 1300)]), window, 0.0, 20.0, n) is None
+    assert repeated_span(_heard([("Fail", 1000), ("better,", 1200), ("fail", 1500), ("better.", 1700)]), window, 0.0, 20.0, n) is None
     # without attention rows, the monotonic alignment says it is heard later: kept as well
-    assert s._repeated_span(_texts([" no,", " no."])) is None
+    assert repeated_span(_texts([" no,", " no."]), window, 0.0, 20.0, n) is None

@@ -98,7 +98,7 @@ def test_the_default_preset_in_real_time_ends_the_recording_once(precision):
     encoder) gives the reference word for word. At 9 s Whisper decoded "... Fail better. Fail
     better", the repeat attending back to the audio of the first one; AlignAtt wrote it (its
     attention lies before the window's last frames), and the transcript ended with the phrase twice.
-    The repeat is now cut (``WhisperStream._repeated_span``), and the last word still comes at the end."""
+    The repeat is now cut (``whisper_hypothesis.repeated_span``), and the last word still comes at the end."""
     from metrics.normalize import english
     from streamrt.clock import ManualClock
     from streamrt.evaluation.runner import stream_one
@@ -108,3 +108,41 @@ def test_the_default_preset_in_real_time_ends_the_recording_once(precision):
     session = stream_one(model, _beckett(), {}, feed_ms=100, clock=ManualClock())
     text = " ".join(u.text for u in session.committed)
     assert english(text).split() == english(REFERENCE).split(), text
+
+
+def test_the_policy_stride_rung_keeps_every_word_of_a_recording():
+    """two_cities.wav (44 s) through the default preset at the top of its degradation ladder (chunk
+    x4 + policy stride 2: a decode every 4 s of audio), fed in 10 s pieces, as an upload is. That
+    rung lost the recording's tail (WER 0.210, 11 words deleted): the window, trimmed to start
+    abruptly at "the present period", was decoded as "the season of death. It was the first time",
+    AlignAtt committed it at once, and the stall limit, scaled by chunk x stride to 16 s, never
+    reset it. Now a trim keeps the last committed word (``trim_keep_words``) and AlignAtt's stall
+    limit grows with the chunk only (``stall_reset_s``): the transcript holds every word of the
+    tail and is about as good as at level 0 (0.025-0.034)."""
+    import csv
+
+    from metrics.normalize import english
+    from metrics.quality import wer
+    from streamrt.audio import load_audio
+    from streamrt.presets import DEFAULT_PRESET, load_model
+    from streamrt.scheduler.degradation import Degradation
+
+    data = Path(__file__).resolve().parents[3] / "data"
+    ref = {r["id"]: r["reference"] for r in csv.DictReader(open(data / "real.tsv"), delimiter="\t")}["two_cities"]
+    audio = load_audio(data / "real" / "two_cities.wav", 16000)
+    model = load_model("tiny.en", DEFAULT_PRESET)
+    Degradation.for_model(model).set_level(model, 3)
+    assert (model.chunk_ms, model.policy_stride) == (2000, 2)
+    stream = model.create_stream()
+    words = []
+    for i in range(0, len(audio), 10 * 16000):
+        stream.accept_audio(audio[i : i + 10 * 16000])
+        if i + 10 * 16000 >= len(audio):
+            stream.input_finished()
+        while stream.is_ready():
+            model.step([stream])
+            words += [u.text for u in stream.pop_result().committed]
+    text = english(" ".join(words))
+    assert english("the period was so far like the present period, that some of its noisiest authorities "
+                   "insisted on its being received, for good or for evil") in text, text
+    assert wer([text], [ref]) <= 100 * 4 / 119, text

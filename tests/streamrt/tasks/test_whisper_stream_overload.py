@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from streamrt.decoding import DecodeResult
-from tests.streamrt.tasks.conftest import EOT
+from streamrt.tasks.whisper_window import stalled
+from tests.streamrt.tasks.conftest import EOT, SOT
 
 SR = 16000
 WORD_MS = 1000.0  # the scripted speaker says word k during [k * WORD_MS, k * WORD_MS + 500)
@@ -148,15 +149,83 @@ def test_the_stall_limit_grows_with_the_audio_a_decode_covers(make_streaming, mo
     monkeypatch.setattr(model.decoder, "greedy_many", hearing)
     stream.accept_audio(_audio(3.0))
     model.step([stream])  # 2 s in the window, words heard to its end, nothing committed
-    assert stream.encoder_window_frames() * 20 == 2000 and not stream.stalled()
+    assert stream.encoder_window_frames() * 20 == 2000 and not stalled(model, stream)
     model.set_chunk_ms(500)
-    assert stream.stalled()  # 2 s without a commit: 4 decodes at 500 ms
+    assert stalled(model, stream)  # 2 s without a commit: 4 decodes at 500 ms
     model.set_chunk_ms(2000)
     monkeypatch.setattr(model.decoder, "greedy_many",
                         lambda reqs: [DecodeResult([], [], np.zeros((0, 1), np.float32), True, "eot") for _ in reqs])
     stream.accept_audio(_audio(2.0))
     model.step([stream])  # the same at 2 s steps from a decoder that heard nothing
     assert stream.stats["stall_resets"] == 1 and stream.encoder_window_frames() * 20 <= 500
+
+
+def test_the_policy_stride_grows_the_stall_limit_only_for_a_policy_that_needs_several_decodes(make_streaming,
+                                                                                               monkeypatch):
+    """At chunk x4 with policy stride 2 a decode covers 8 configured steps of audio. LocalAgreement-n
+    still holds back n - 1 such intervals after a decode, so its stall limit grows by chunk x stride;
+    a policy that writes what one decode heard (AlignAtt: ``decodes_to_commit() == 1``) holds back
+    only audio it has not heard, so its limit grows by the chunk alone: scaled by the stride too
+    (16 s at stall_reset_s 2 s), a derailed decode's hallucination held two_cities' window and its
+    last words were lost (docs/benchmarks.md)."""
+    model = make_streaming(chunk_ms=500, stall_reset_s=1.0)
+    model.set_chunk_ms(2000)
+    model.set_policy_stride(2)
+    assert model.decode_stretch() == 8.0  # the token loop's cap still grows with chunk x stride
+    assert model.stall_stretch(1) == 4.0 and model.stall_stretch(2) == 8.0
+    waiting = {
+        "agreement": model.create_stream({"policy": "local-agreement", "policy_options": {"n": 1000}}),
+        "one decode": model.create_stream({"policy": "alignatt", "policy_options": {"frames": 100000}}),
+    }
+    for stream in waiting.values():  # neither policy writes; the decoder hears every word to the end
+        assert stream.policy.decodes_to_commit() == (1000 if stream is waiting["agreement"] else 1)
+        monkeypatch.setattr(model.decoder, "greedy_many", ScriptedHearing(stream))
+        stream.accept_audio(_audio(4.5))
+        model.step([stream])  # skipped by the stride: the encoder only
+        model.step([stream])  # decoded: 4 s in the window, nothing committed
+        assert stream.encoder_window_frames() * 20 == 4000 and stream.stats["steps"] == 1
+    assert not stalled(model, waiting["agreement"])  # 4 s < 8 x 1 s
+    assert stalled(model, waiting["one decode"])  # 4 s >= 4 x 1 s
+
+
+def test_a_trim_keeps_the_last_committed_word_in_the_window(make_streaming, monkeypatch):
+    """``trim_keep_words=1``: a trim at the committed words cuts before the last one, which stays in
+    the window as forced prefix with its audio, so the decoder hears the uncommitted audio after
+    speech it has the text of (a window cut to start abruptly at "the present period" was decoded
+    as "the season of death"). Every decode after a trim has a committed word in its forced
+    prefix; every word is committed once."""
+    model = make_streaming(chunk_ms=500, stall_reset_s=None, trim_keep_words=1)
+    stream = model.create_stream({"policy": "local-agreement", "policy_options": {"n": 1}})
+    hearing = ScriptedHearing(stream)
+    prefixes = []
+
+    def hear(requests):
+        prefixes.extend(list(r.prefix) for r in requests)
+        return hearing(requests)
+
+    monkeypatch.setattr(model.decoder, "greedy_many", hear)
+    audio = _audio(18.0, seed=3)
+    words = []
+    for i in range(0, len(audio), SR // 2):
+        stream.accept_audio(audio[i : i + SR // 2])
+        while stream.is_ready():
+            model.step([stream])
+            words += [u.text for u in stream.pop_result().committed]
+    stream.input_finished()
+    while stream.is_ready():
+        model.step([stream])
+        words += [u.text for u in stream.pop_result().committed]
+    assert words == _spoken(18.0)
+    assert stream.stats["trims"] >= 3
+    after_trims = [p for p in prefixes if model.sot_prev in p]  # a prompt: the window was trimmed
+    assert after_trims and all(p.index(SOT) < len(p) - 1 for p in after_trims)
+
+
+def test_trim_keep_words_must_be_a_count_of_words(make_streaming):
+    from streamrt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trim_keep_words must be an integer >= 0"):
+        make_streaming(trim_keep_words=-1)
 
 
 def test_a_chunk_longer_than_the_window_room_is_refused(make_streaming):
