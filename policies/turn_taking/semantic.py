@@ -24,8 +24,9 @@ from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, Tur
 class Semantic(TurnPolicy):
     """complete_p: end-of-turn probability from which a turn counts as complete (SmolLM2-135M after
     the served system prompt, fp32, on data/dialogues.yaml's turns: whole turns as Whisper writes
-    them 0.02-0.81, 23 of 32 at or above 0.12; their first halves before a mid-turn pause 0.000,
-    and 0.0004-0.087 when the ASR ends them with a period). short_wait_ms /
+    them 0.02-0.81, 19 of 32 at or above 0.2; their first halves before a mid-turn pause 0.000,
+    0.0004-0.091 when the ASR ends them with a period or "...", and above 0.12 in one of 9 pauses of
+    ``streamrt dialogue eval`` at 0.12, with the dialogue's history and bf16: hence 0.2). short_wait_ms /
     long_wait_ms: silence before answering a complete / an incomplete turn. min_interrupt_ms /
     interrupt_words: as in ``silence``. floor_p: while the agent speaks, user words scored below it
     make it yield when the user pauses (None disables; off by default: SmolLM2-135M scores a
@@ -35,7 +36,7 @@ class Semantic(TurnPolicy):
     name = "semantic"
     wants_end_of_turn_p = True
 
-    def __init__(self, complete_p: float = 0.12, short_wait_ms: float = 250.0, long_wait_ms: float = 1300.0,
+    def __init__(self, complete_p: float = 0.2, short_wait_ms: float = 250.0, long_wait_ms: float = 1300.0,
                  min_interrupt_ms: float | None = 1200.0, interrupt_words: int | None = 3,
                  floor_p: float | None = None):
         self.check_option("complete_p", complete_p, maximum=1.0, unit="(probability)")
