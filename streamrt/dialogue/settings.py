@@ -22,7 +22,8 @@ class DialogueSettings:
         agent audio playing then (its loudest 32 ms over the last 160 ms of the modelled playback
         position). What leaks back from the speaker reaches the microphone well below the level it
         was played at (browsers also cancel it with ``echoCancellation``), the user's own voice
-        does not; a user much quieter than the agent's output must speak up to barge in. ASR words
+        does not. At 0.25 (-12 dB) a user four times quieter than the agent's output must speak up
+        to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
     resume_after_ms: user speech while the agent plays pauses its audio at once (the client plays
@@ -45,7 +46,7 @@ class DialogueSettings:
     hangover_ms: float = 160.0
     echo_threshold: float | None = 0.85
     echo_min_speech_ms: float | None = 160.0
-    echo_level_ratio: float | None = 0.7
+    echo_level_ratio: float | None = 0.25
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0
     asr_silence_tail_ms: float | None = 1000.0

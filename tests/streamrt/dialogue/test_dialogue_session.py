@@ -120,8 +120,9 @@ async def test_a_backchannel_does_not_interrupt_and_is_not_answered():
 
 @pytest.mark.slow
 async def test_the_agents_own_voice_leaking_back_does_not_interrupt_it():
-    """The echo guard: the agent's real voice (hibari) fed back into the microphone at half level."""
-    d = Dialogue(create("semantic"), hibari_model(), max_new_tokens=24, echo_gain=0.5)
+    """The echo guard: the agent's real voice (hibari) fed back into the microphone at a fifth of
+    its level (-14 dB)."""
+    d = Dialogue(create("semantic"), hibari_model(), max_new_tokens=24, echo_gain=0.2)
     await d.play(np.concatenate([silence(0.3), speech(STORY), silence(15.0)]),
                  until=lambda r: r.of(AgentTurnEndEvent) and r.events[-1][0] > r.time_of(AgentTurnEndEvent, 1) + 1.0)
     run = await d.close()
