@@ -118,3 +118,11 @@ async def test_two_dialogues_share_the_models_and_keep_their_own_state():
     # the ASR heard only the speech (with its pre-roll and silence tail), not the silence around it
     assert b.summary()["asr_audio_ms"] == 0
     assert 1000 * len(track) / 16000 - 1000 > a.summary()["asr_audio_ms"] > 1000 * len(speech("Please call Stella.")) / 16000
+
+
+def test_whispersstrip_trailing_off_ellipsis_is_not_read_as_a_finished_turn():
+    from streamrt.dialogue.session import strip_trailing_off
+
+    assert strip_trailing_off("I have been sleeping badly and...") == "I have been sleeping badly and"
+    assert strip_trailing_off("Well\u2026") == "Well"
+    assert strip_trailing_off("What is it?") == "What is it?" and strip_trailing_off("Paris.") == "Paris."
