@@ -30,9 +30,9 @@ from typing import ClassVar, Mapping, Protocol, Sequence, Union, runtime_checkab
 import numpy as np
 
 from streamrt.errors import InputError
-from streamrt.types import AudioChunk, LipActivity, ReplyHeard, TextDelta, VideoFrame
+from streamrt.types import AudioChunk, LipActivity, ReplyHeard, StepPending, TextDelta, VideoFrame
 
-StreamInput = Union[AudioChunk, TextDelta, VideoFrame, ReplyHeard]
+StreamInput = Union[AudioChunk, TextDelta, VideoFrame, ReplyHeard, StepPending]
 """What a stream accepts (``ModelStream.accept``)."""
 
 
@@ -208,16 +208,20 @@ class SampleCounts(StreamBase):
     """The bookkeeping half of ``AudioStream``, shared by implementations: samples received and
     consumed at the model's rate (``self.model.sample_rate``) and the end-of-input flag. The
     subclass sets ``model`` and counts in ``accept_audio`` and its steps. ``accept`` takes
-    ``AudioChunk`` at the model's rate."""
+    ``AudioChunk`` at the model's rate, and ``StepPending`` where the subclass lists it in
+    ``input_kinds`` (its ``is_ready`` then counts ``steps_pending()``)."""
 
     input_kinds: ClassVar[frozenset[type]] = frozenset({AudioChunk})
     model: AudioModel
     _received: int = 0  # samples
     _consumed: int = 0
     _finished: bool = False
+    _step_to: int = 0  # samples: a ``StepPending`` asks for steps until this many are consumed
 
     def accept(self, item: StreamInput) -> None:
-        if not isinstance(item, AudioChunk):
+        if isinstance(item, StepPending) and StepPending in self.input_kinds:
+            self._step_to = self._received
+        elif not isinstance(item, AudioChunk):
             super().accept(item)
         elif item.sample_rate != self.model.sample_rate:
             raise InputError(f"audio at {item.sample_rate} Hz; this model takes {self.model.sample_rate} Hz",
@@ -230,6 +234,10 @@ class SampleCounts(StreamBase):
 
     def input_finished(self) -> None:
         self._finished = True
+
+    def steps_pending(self) -> bool:
+        """A ``StepPending`` asked for audio that is not consumed yet (``is_ready`` counts it)."""
+        return self._consumed < self._step_to
 
     @property
     def received_ms(self) -> float:

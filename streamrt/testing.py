@@ -22,10 +22,12 @@ import numpy as np
 
 from streamrt.engine import SampleCounts, StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ModelStepError
-from streamrt.types import TextDelta
+from streamrt.types import AudioChunk, StepPending, TextDelta
 
 
 class CountingStream(SampleCounts):
+    input_kinds = frozenset({AudioChunk, StepPending})
+
     def __init__(self, model: "CountingModel"):
         self.model = model
         self._received = 0  # samples
@@ -43,7 +45,7 @@ class CountingStream(SampleCounts):
             return False
         chunk = self.model.chunk_ms * self.model.sample_rate // 1000
         backlog = self._received - self._consumed
-        return backlog >= chunk or (self._finished and not self.is_done())
+        return backlog >= chunk or (self._finished and not self.is_done()) or self.steps_pending()
 
     def is_done(self) -> bool:
         if self.cancelled:

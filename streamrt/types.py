@@ -32,6 +32,13 @@ class AudioChunk:
         return self.start_ms + self.duration_ms
 
 
+@dataclass(frozen=True)
+class StepPending:
+    """Step the audio received so far now, even short of a full step, and go on taking audio (the
+    dialogue's end of turn waits on the ASR's last words; ``input_finished`` would end the stream).
+    Streams that declare it in ``input_kinds`` take it (Whisper streaming)."""
+
+
 @dataclass(frozen=True, eq=False)
 class VideoFrame:
     """One video frame (H x W x C uint8) shown at ``time_ms`` of media."""

@@ -55,7 +55,8 @@ from streamrt.dialogue.speech import AsrGate, UserSpeech
 from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtError
 from streamrt.session import Session, SessionLimits
 from streamrt.stream_session import StepOutput, StreamSession
-from streamrt.types import AudioChunk, CommitEvent, EndEvent, ErrorEvent, PartialEvent, ReplyHeard, TextDelta
+from streamrt.types import (AudioChunk, CommitEvent, EndEvent, ErrorEvent, PartialEvent, ReplyHeard, StepPending,
+                            TextDelta)
 
 SAMPLE_RATE = 16000  # the user's audio inside the session (ASR and VAD both take it)
 _ids = itertools.count(1)
@@ -111,6 +112,8 @@ class DialogueSession:
         self.speech = UserSpeech(settings, models.vad.frame_ms, SAMPLE_RATE)
         self.gate = AsrGate(settings.asr_preroll_ms, settings.asr_silence_tail_ms, SAMPLE_RATE)
         self._frame_samples = int(round(models.vad.frame_ms * SAMPLE_RATE / 1000))
+        self._asked_asr_at = -1  # gate.sent when the ASR was last asked to step its pending audio
+        self._run_sent = 0  # gate.sent when the last speech run ended: the ASR must read this far
         # the agent
         self._turns = 0
         self.turn: AgentTurn | None = None
@@ -378,7 +381,12 @@ class DialogueSession:
                 self._sync_llm()
         if was_speaking and not self.speech.speaking:
             self._ask_score()  # the user paused: is the turn complete?
+        was_sending = self.gate.sending
         self._to_asr(self.gate.judge(self.speech.frames * self._frame_samples, self.speech))
+        if was_speaking and not self.speech.speaking:
+            self._run_sent = self.gate.sent  # the run and its hangover (the last words' end) are sent
+        if was_sending and not self.gate.sending:
+            self._ask_asr_step()  # the run's audio is all sent: its last words must not wait for the next run
         self._decide(self.speech.now_ms)
 
     def _view(self, now_ms: float) -> TurnView:
@@ -393,6 +401,8 @@ class DialogueSession:
             return
         action = self.policy.decide(self._view(now_ms))
         if isinstance(action, Speak) and self.turn is None and self._transcript():
+            if not self._asr_caught_up():
+                return  # the turn's last words are still in the ASR: answer when they are out
             self._start_turn()
         elif isinstance(action, Yield) and self.turn is not None:
             self._stop_turn(interrupted=True)
@@ -402,6 +412,28 @@ class DialogueSession:
                 self._turn_word0 = len(self._heard_words())
                 self._sync_llm()
                 self.turn.paused = False
+
+    def _asr_caught_up(self) -> bool:
+        """Whether the ASR has transcribed the audio of the last speech run (to its end and the
+        VAD's hangover after it), so the transcript holds the turn's last words. If not, it is
+        asked to step the audio sent so far now rather than wait for a full step of audio that the
+        gate may never send (it stops ``asr_silence_tail_ms`` after the speech); the policy's next
+        frame decides again on the transcript that comes out. An ASR that cannot (no
+        ``StepPending`` in its ``input_kinds``) is not waited for."""
+        if StepPending not in self.asr.stream.input_kinds:
+            return True
+        run_ms = 1000.0 * self._run_sent / SAMPLE_RATE
+        if not self.asr.in_step and self.asr.stream.consumed_ms >= run_ms - 1e-6:
+            return True
+        self._ask_asr_step()
+        return False
+
+    def _ask_asr_step(self) -> None:
+        """Have the ASR step the audio sent so far now, short of a full step (once per amount)."""
+        if StepPending in self.asr.stream.input_kinds and self._asked_asr_at != self.gate.sent:
+            self._asked_asr_at = self.gate.sent
+            self.asr.receive(StepPending())
+            self.host.wake(self.asr)
 
     def _start_turn(self, text: str | None = None) -> None:
         """An agent turn: the LLM answers the user's open turn, or (``text``) the agent says ``text``."""

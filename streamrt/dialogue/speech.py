@@ -95,7 +95,8 @@ class UserSpeech:
 class AsrGate:
     """The user's audio on its way to the ASR, held until the VAD has judged it: speech goes through
     with ``preroll_ms`` before its onset and up to ``tail_ms`` of the silence after it (enough for
-    the ASR to finish the last words); longer silence, the agent's echo and noise are never sent.
+    the ASR to finish the last words; ``sending`` turns False there, and the session has the ASR
+    step what it holds of the run); longer silence, the agent's echo and noise are never sent.
     Whisper on long silence drifts (stale hypotheses, invented words) and costs compute for
     nothing; the agent talks for most of a dialogue while the user's microphone sends silence.
     ``tail_ms`` None: everything is sent (the ASR sees the whole timeline)."""
@@ -107,6 +108,7 @@ class AsrGate:
         self._start = 0  # sample index of the first held sample
         self._end = 0  # sample index after the last held sample
         self.sent = 0  # samples sent to the ASR
+        self.sending = False  # the last judge sent audio (a run's speech or its tail)
         self.skipped = 0  # samples never sent
 
     def add(self, x: np.ndarray) -> None:
@@ -124,7 +126,9 @@ class AsrGate:
             out, rest = held[:until - self._start], held[until - self._start:]
             self._held, self._start = ([rest] if len(rest) else []), until
             self.sent += len(out)
+            self.sending = True
             return out if len(out) else None
+        self.sending = False
         drop = max(0, until - self.preroll - self._start)
         self._held, self._start = ([held[drop:]] if drop < len(held) else []), self._start + drop
         self.skipped += drop

@@ -31,6 +31,7 @@ def step(m: "WhisperStreamingModel", streams: Sequence[WhisperStream]) -> None:
     if not ready:
         return
     m.validate_step(ready)  # raises with exc.stream set, before any stream is touched
+    asked = {id(s) for s in ready if s.steps_pending()}  # a StepPending waits on the words: decode
     taken = [take_features(m, s) for s in ready]
     # the last step of a stream runs the encoder even without new frames: it flushes the
     # frames that wait for end-of-stream padding (block remainder, look-ahead)
@@ -45,7 +46,7 @@ def step(m: "WhisperStreamingModel", streams: Sequence[WhisperStream]) -> None:
             note_encoder(m, s)
     # one batched token loop for every stream whose window changed (on every policy_stride-th
     # such step), then each one's policy
-    todo = [s for s in ready if s.needs_decode() and m.decides_now(s, s.is_final_step())]
+    todo = [s for s in ready if s.needs_decode() and m.decides_now(s, s.is_final_step() or id(s) in asked)]
     results = m.decoder.greedy_many([decode_request(m, s) for s in todo]) if todo else []
     budget = TrimBudget(m.settings.max_trims_per_step)
     # this step's trims go to stalled streams first (a stall holds words back; a long window

@@ -15,7 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies.base import Policy
-from streamrt.engine import SampleCounts, StepResult, UnitDraft
+from streamrt.engine import SampleCounts, StepResult, UnitDraft, Urgency
+from streamrt.types import AudioChunk, StepPending
+
+
+STEP_PENDING_PRIORITY = 1  # as an LLM's first token (``llm_conversation.FIRST_TOKEN_PRIORITY``)
 
 
 class StreamHost(Protocol):
@@ -47,6 +51,8 @@ class WhisperStream(SampleCounts):
     cache, each created by the model for this stream. window_frames: encoder frames in the window,
     kept equal to ``encoder.window_frames(encoder_state)`` by whoever steps or trims the encoder
     (``whisper_window.note_encoder``)."""
+
+    input_kinds = frozenset({AudioChunk, StepPending})  # StepPending: the audio so far is stepped now
 
     def __init__(self, model: StreamHost, policy: Policy, sot: list[int], *, task: str, language: Any,
                  features: Any, encoder_state: Any, cache: Any, window_frames: int):
@@ -93,7 +99,11 @@ class WhisperStream(SampleCounts):
     def is_ready(self) -> bool:
         if self.done or self.cancelled:
             return False
-        return self._received - self._consumed >= self.chunk_samples() or self._finished
+        return self._received - self._consumed >= self.chunk_samples() or self._finished or self.steps_pending()
+
+    def urgency(self) -> Urgency:
+        # a StepPending: someone waits on the words (a dialogue's end of turn), as on an LLM's first token
+        return Urgency(priority=STEP_PENDING_PRIORITY) if self.steps_pending() else Urgency()
 
     def is_done(self) -> bool:
         return self.done or self.cancelled

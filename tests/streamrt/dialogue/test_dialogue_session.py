@@ -15,7 +15,7 @@ from streamrt.clock import ManualClock
 from streamrt.evaluation.runner import stream_one
 from policies.turn_taking.registry import create
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTurnEndEvent, AgentTurnStartEvent, DialogueEndEvent,
-                                      InterruptedEvent)
+                                      InterruptedEvent, UserTurnEndEvent)
 from streamrt.testing import ToneTtsModel
 from tests.streamrt.dialogue.dialogue_helpers import Dialogue, asr_model, hibari_model, silence, speech
 
@@ -128,3 +128,24 @@ async def test_the_agents_own_voice_leaking_back_does_not_interrupt_it():
     run = await d.close()
     assert run.of(InterruptedEvent) == [] and len(run.of(AgentTurnStartEvent)) == 1
     assert run.of(AgentTurnEndEvent)[0].text == run.agent_text(1)
+
+
+async def test_the_turn_is_answered_with_every_word_of_its_speech_none_spill_into_the_next():
+    """The demo's turn 2: the words of the ASR's last, short chunk were not transcribed when the
+    policy said Speak ("what language do people"), and came out with the next turn's speech (the
+    gate stops sending audio 1 s after the speech, so the chunk waited for the next). The end of the turn
+    steps the ASR's pending audio at once and answers the whole question. Here the ASR steps 2 s
+    of audio (as the scheduler's degradation ladder may set it under load), more than the gate's
+    1 s tail sends after the question: its last chunk is never full."""
+    d = Dialogue(create("semantic"), ToneTtsModel(word_ms=100), max_new_tokens=8)
+    question, thanks = "And what language do people speak there?", "Thank you."
+    asr = d.models.asr
+    chunk_ms = asr.chunk_ms
+    asr.set_chunk_ms(2000)
+    try:
+        await d.play(np.concatenate([silence(0.5), speech(question), silence(4.0), speech(thanks), silence(3.0)]))
+        run = await d.close()
+    finally:
+        asr.set_chunk_ms(chunk_ms)
+    turns = run.of(UserTurnEndEvent)
+    assert [_words(t.text) for t in turns] == [_words(question), _words(thanks)]

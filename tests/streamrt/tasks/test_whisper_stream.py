@@ -9,7 +9,7 @@ from streamrt.engine import ModelStream, StreamingModel
 from streamrt.errors import ConfigError, PolicyOptionError, UnknownPolicyError
 from streamrt.session import Session
 from streamrt.tasks import whisper_commit, whisper_step, whisper_window
-from streamrt.types import CommitEvent, EndEvent
+from streamrt.types import CommitEvent, EndEvent, PartialEvent, StepPending
 
 
 def _audio(seconds, seed=0):
@@ -31,6 +31,25 @@ def test_implements_the_engine_protocols(make_streaming):
     model = make_streaming()
     assert isinstance(model, StreamingModel)
     assert isinstance(model.create_stream(), ModelStream)
+
+
+def test_step_pending_steps_a_short_chunk_now_and_the_stream_goes_on(make_streaming):
+    """A dialogue's end of turn: the audio held short of a full step is stepped at once, at
+    first-token priority, and the stream keeps taking audio (unlike the end of input)."""
+    model = make_streaming()
+    session = Session(model.create_stream(), ManualClock())
+    chunk_ms = model.chunk_ms
+    session.receive_audio(_audio(chunk_ms / 1000 * 1.5))
+    session.run_until_blocked(model)
+    assert session.stream.consumed_ms == chunk_ms  # the half chunk waits for more audio
+    session.receive(StepPending())
+    assert session.stream.urgency().priority == 1
+    session.run_until_blocked(model)
+    assert session.stream.consumed_ms == 1.5 * chunk_ms and session.stream.urgency().priority == 0
+    session.receive_audio(_audio(chunk_ms / 1000 * 0.5, seed=1))  # goes on, and waits again
+    session.run_until_blocked(model)
+    assert session.stream.consumed_ms == 1.5 * chunk_ms and not session.ended
+    assert not [e for e in session.events() if not isinstance(e, (CommitEvent, PartialEvent))]
 
 
 @pytest.mark.parametrize("policy", ["local-agreement", "alignatt"])
