@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
 from typing import Any, Mapping
 
+from policies import entry_points
 from policies.base import Policy
-from streamrt.errors import ConfigError, UnknownPolicyError
 
 ENTRY_POINT_GROUP = "streamrt.policies"
 
@@ -21,10 +20,7 @@ BUILTIN = {
 
 
 def _targets() -> dict[str, str]:
-    found = dict(BUILTIN)
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
+    return entry_points.targets(ENTRY_POINT_GROUP, BUILTIN)
 
 
 def available() -> dict[str, str]:
@@ -33,17 +29,7 @@ def available() -> dict[str, str]:
 
 
 def load(name: str) -> type[Policy]:
-    targets = _targets()
-    if name not in targets:
-        raise UnknownPolicyError(name, list(targets))
-    module, _, attr = targets[name].partition(":")
-    try:
-        cls = getattr(import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"policy {name!r} is registered as {targets[name]!r} but cannot be loaded: {e}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Policy)):
-        raise ConfigError(f"policy {name!r} ({targets[name]}) is not a policies.base.Policy subclass")
-    return cls
+    return entry_points.load_class(name, _targets(), Policy, "policy", "policies.base.Policy")
 
 
 def create(name: str, options: Mapping[str, Any] | None = None) -> Policy:

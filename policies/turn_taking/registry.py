@@ -3,11 +3,11 @@ entry-point group ``streamrt.turn_policies`` (``name = "module:Class"``, a ``Tur
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
 from typing import Any, Mapping
 
+from policies import entry_points
 from policies.turn_taking.base import TurnPolicy
-from streamrt.errors import ConfigError, PolicyOptionError, UnknownPolicyError
+from streamrt.errors import PolicyOptionError
 
 ENTRY_POINT_GROUP = "streamrt.turn_policies"
 
@@ -19,24 +19,12 @@ BUILTIN = {
 
 def available() -> dict[str, str]:
     """{name: "module:Class"} for every installed turn policy."""
-    found = dict(BUILTIN)
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return dict(sorted(found.items()))
+    return dict(sorted(entry_points.targets(ENTRY_POINT_GROUP, BUILTIN).items()))
 
 
 def load(name: str) -> type[TurnPolicy]:
-    targets = available()
-    if name not in targets:
-        raise UnknownPolicyError(name, list(targets))
-    module, _, attr = targets[name].partition(":")
-    try:
-        cls = getattr(import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"turn policy {name!r} is registered as {targets[name]!r} but cannot be loaded: {e}") from None
-    if not (isinstance(cls, type) and issubclass(cls, TurnPolicy)):
-        raise ConfigError(f"turn policy {name!r} ({targets[name]}) is not a policies.turn_taking.TurnPolicy subclass")
-    return cls
+    return entry_points.load_class(name, available(), TurnPolicy, "turn policy",
+                                   "policies.turn_taking.TurnPolicy")
 
 
 def create(name: str, options: Mapping[str, Any] | None = None) -> TurnPolicy:

@@ -1,4 +1,4 @@
-"""What a dialogue session runs on: the four shared models and the host that steps them."""
+"""What a dialogue session runs on: the shared models (four, and lip activity for a camera) and the host that steps them."""
 
 from __future__ import annotations
 
@@ -26,18 +26,21 @@ class DialogueModels:
     (Whisper streaming); llm: an LLM conversation model (streams take ``TextDelta`` and
     ``ReplyHeard``); tts: a text-to-speech model (streams take ``TextDelta``, give audio at its
     ``sample_rate`` and one unit per spoken chunk); vad: a frame classifier at 16 kHz (streams give
-    ``frame_scores``, ``frame_ms`` each). asr_options / llm_options: each session's stream options."""
+    ``frame_scores``, ``frame_ms`` each); lips: optional, a lip-activity model (``LipActivityModel``:
+    streams take ``VideoFrame`` and give ``lips``), needed for ``DialogueSession.receive_video``.
+    asr_options / llm_options: each session's stream options."""
 
     asr: AudioModel
     llm: StreamingModel
     tts: StreamingModel
     vad: AudioModel
+    lips: StreamingModel | None = None
     asr_options: Mapping[str, Any] = field(default_factory=dict)
     llm_options: Mapping[str, Any] = field(default_factory=dict)
 
     def add_to(self, scheduler) -> None:
-        """Put the four models on ``scheduler`` (once, before any session is added)."""
-        for name in ("asr", "vad", "llm", "tts"):
+        """Put the models on ``scheduler`` (once, before any session is added)."""
+        for name in ("asr", "vad", "llm", "tts", "lips"):
             model = getattr(self, name)
-            if model not in scheduler.models:
+            if model is not None and model not in scheduler.models:
                 scheduler.add_model(model, name=name)

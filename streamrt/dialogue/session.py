@@ -30,6 +30,10 @@ callbacks (which then call ``on_update``, so a transport knows to call ``events(
   position mapped through the TTS units), and the LLM's history keeps only that (``ReplyHeard``).
   Speech the policy does not yield to (a backchannel) resumes the agent after
   ``resume_after_ms`` of silence, and its words are dropped from the user's next turn.
+- With a camera (``receive_video``, models with ``lips``), each frame goes to a lip-activity stream
+  on the same scheduler and its scores into a ``LipTimeline``: while the agent plays, speech over
+  lips seen still for ``lips_window_ms`` is not the user's (it neither pauses nor interrupts the
+  agent); moving lips, no face or no frames leave the audio-only guard as it is.
 
 Times: turn-taking runs on the user's media clock (VAD frames), pacing on the injected clock; the
 core reads no other time. The feed path never raises: bad input becomes an ``ErrorEvent``.
@@ -55,8 +59,9 @@ from streamrt.dialogue.speech import AsrGate, UserSpeech
 from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtError
 from streamrt.session import Session, SessionLimits
 from streamrt.stream_session import StepOutput, StreamSession
+from streamrt.tasks.lip_timeline import LipTimeline
 from streamrt.types import (AudioChunk, CommitEvent, EndEvent, ErrorEvent, PartialEvent, ReplyHeard, StepPending,
-                            TextDelta)
+                            TextDelta, VideoFrame)
 
 SAMPLE_RATE = 16000  # the user's audio inside the session (ASR and VAD both take it)
 _ids = itertools.count(1)
@@ -95,6 +100,8 @@ class DialogueSession:
         self.vad = StreamSession(models.vad.create_stream(), clock, session_id=f"{self.id}-vad")
         self.llm = StreamSession(models.llm.create_stream(dict(models.llm_options)), clock, session_id=f"{self.id}-llm")
         self.tts: StreamSession | None = None  # the current agent turn's
+        self.video: StreamSession | None = None  # lip activity, from the first camera frame
+        self.lips = LipTimeline()
         for sub, model in ((self.asr, models.asr), (self.vad, models.vad), (self.llm, models.llm)):
             host.add(sub, self._on_output, model=model)
         # the user's words (ASR): committed, the partial after them, where the open turn starts
@@ -180,6 +187,23 @@ class DialogueSession:
             self.asr.receive_audio(x)
             self.host.wake(self.asr)
 
+    def receive_video(self, frame: VideoFrame) -> None:
+        """A camera frame, ``time_ms`` on the audio's media clock (ms from the first audio sample):
+        to the lip-activity stream (opened at the first frame); errors become events."""
+        try:
+            if self._eof:
+                raise SessionClosed("video after end of stream is ignored")
+            if self.models.lips is None:
+                raise InputError("this dialogue has no lip-activity model (DialogueModels.lips)",
+                                 code="video_unavailable")
+            if self.video is None:
+                self.video = StreamSession(self.models.lips.create_stream(), self.clock, session_id=f"{self.id}-video")
+                self.host.add(self.video, self._on_output, model=self.models.lips)
+            self.video.receive(frame)
+            self.host.wake(self.video)
+        except StreamrtError as e:
+            self._error(e)
+
     def receive_playback(self, turn: int, position_ms: float) -> None:
         """The client reports it has played ``position_ms`` of agent turn ``turn`` (optional: without
         reports, playback is assumed to run in real time from the turn's first audio)."""
@@ -197,15 +221,18 @@ class DialogueSession:
         self._to_asr(self.gate.flush())
         if self.turn is not None:
             self._stop_turn(interrupted=False)
-        for sub in (self.asr, self.vad, self.llm):
+        for sub in self._inputs():
             sub.receive_eof()
             self.host.wake(sub)
         self._pump()
 
+    def _inputs(self) -> list[StreamSession]:
+        return [self.asr, self.vad, self.llm] + ([self.video] if self.video is not None else [])
+
     def close(self) -> None:
         """End now: every sub-session is cancelled (their slots freed); ``DialogueEndEvent`` follows."""
         self._eof = True
-        for sub in (self.asr, self.vad, self.llm, self.tts):
+        for sub in (*self._inputs(), self.tts):
             if sub is not None:
                 self.host.cancel(sub)
         self.tts = None
@@ -239,6 +266,11 @@ class DialogueSession:
         if self.tts is not None:
             for e in self.tts.events():
                 self._tts_event(e)
+        for e in self.video.events() if self.video is not None else ():  # before the VAD frames it judges
+            if isinstance(e, StepOutput):
+                self.lips.add(e.result.lips)
+            else:
+                self._sub_event(e)
         for e in self.vad.events():  # after the words: a frame's decision sees the latest transcript
             if isinstance(e, StepOutput):
                 for p in e.result.frame_scores:
@@ -246,7 +278,7 @@ class DialogueSession:
             else:
                 self._sub_event(e)
         self._release()
-        if self._eof and not self._ended and all(s.ended for s in (self.asr, self.vad, self.llm)) and self.turn is None:
+        if self._eof and not self._ended and all(s.ended for s in self._inputs()) and self.turn is None:
             self._ended = True
             self._events.append(DialogueEndEvent(self.media_ms, self.summary()))
 
@@ -374,7 +406,7 @@ class DialogueSession:
             playing = self.turn
             playing.advance(self.clock.now())
         was_speaking = self.speech.speaking
-        if self.speech.frame(p, playing):
+        if self.speech.frame(p, playing, self._lips_state(playing)):
             self._partial_is_echo = False  # the user speaks: the ASR's partial is (becoming) theirs
             if playing is not None and self.settings.resume_after_ms is not None:
                 playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
@@ -388,6 +420,15 @@ class DialogueSession:
         if was_sending and not self.gate.sending:
             self._ask_asr_step()  # the run's audio is all sent: its last words must not wait for the next run
         self._decide(self.speech.now_ms)
+
+    def _lips_state(self, playing: AgentTurn | None) -> str:
+        """The user's lips over the last ``lips_window_ms`` up to the end of the VAD frame being
+        judged; unknown without a camera (then the guard is audio only, as without video)."""
+        window = self.settings.lips_window_ms
+        if playing is None or self.video is None or window is None:
+            return "unknown"
+        end = (self.speech.frames + 1) * self.speech.frame_ms
+        return self.lips.state_between(end - window, end)
 
     def _view(self, now_ms: float) -> TurnView:
         transcript = self._transcript()

@@ -26,6 +26,11 @@ class DialogueSettings:
         to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
+    lips_window_ms: with a camera (``DialogueSession.receive_video``): while the agent's voice plays,
+        a frame is not the user's speech when the user's lips were seen ``still`` over the last this
+        many ms of media (a face in every frame, none moving: the agent's own voice, a TV, another
+        person), so it neither pauses nor interrupts the agent. Moving lips, no face, no camera or
+        frames missing: the audio-only guard alone, as without video. None: lips are not used.
     resume_after_ms: user speech while the agent plays pauses its audio at once (the client plays
         out at most ``audio_lead_ms``); if the turn policy does not call it a barge-in, the agent
         resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
@@ -47,6 +52,7 @@ class DialogueSettings:
     echo_threshold: float | None = 0.85
     echo_min_speech_ms: float | None = 160.0
     echo_level_ratio: float | None = 0.25
+    lips_window_ms: float | None = 400.0
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0
     asr_silence_tail_ms: float | None = 1000.0

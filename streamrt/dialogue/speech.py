@@ -2,7 +2,8 @@
 
 ``UserSpeech.frame(p, agent)`` takes one frame's VAD probability and, while the agent's voice
 plays, applies the guard (``DialogueSettings``: a higher probability, a longer run, and an input
-level of at least ``echo_level_ratio`` times the level of the agent audio playing). A speech run
+level of at least ``echo_level_ratio`` times the level of the agent audio playing; with a camera,
+lips not seen ``still``). A speech run
 starts after ``min_speech_ms`` of speech frames and ends after ``hangover_ms`` of others.
 """
 
@@ -63,9 +64,10 @@ class UserSpeech:
         """An agent turn begins: the user is not heard again until a speech run starts."""
         self.heard = False
 
-    def frame(self, p: float, agent: AgentTurn | None) -> bool:
-        """One frame's speech probability; ``agent``: the agent turn playing (guarded), or None.
-        Returns True when a speech run starts at this frame."""
+    def frame(self, p: float, agent: AgentTurn | None, lips: str = "unknown") -> bool:
+        """One frame's speech probability; ``agent``: the agent turn playing (guarded), or None;
+        ``lips``: the user's lips over the last ``lips_window_ms`` (``LipTimeline`` states; unknown
+        without a camera). Returns True when a speech run starts at this frame."""
         s = self.settings
         self.frames += 1
         level = self._levels.pop(0) if self._levels else 0.0
@@ -74,6 +76,8 @@ class UserSpeech:
         min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
         if guarded and s.echo_level_ratio is not None and level < s.echo_level_ratio * agent.playing_level(ECHO_WINDOW_MS):
             p = 0.0  # no louder than the agent's own voice playing: echo
+        if guarded and lips == "still":
+            p = 0.0  # a face in view whose lips do not move: not the user's voice
         started = False
         if p >= threshold:
             self._run_ms += self.frame_ms

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from streamrt.errors import StreamrtError
 from streamrt.server.metrics import ServerStats, log_session_end
@@ -26,7 +26,115 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamrt.server")
 
 
-class SessionBridge:
+class QueueBridge:
+    """What both bridges (captions, here; dialogue, ``streamrt.server.dialogue_bridge``) share: the
+    bounded send queue, its ``slow_client`` limit, error accounting, the sender loop and closing.
+
+    A bridge sets ``proto``, ``settings``, ``stats``, ``queue``, ``_close``, ``_wakeup``, ``_tasks``,
+    ``_end_reason`` and ``closed`` in its ``__init__``, and implements ``after_input()``,
+    ``_detach()`` (the session is over: account for it, once) and ``_send_one(msg)``."""
+
+    proto: Any
+    settings: ServerSettings
+    stats: ServerStats
+    queue: deque
+    _close: Callable[[int, str], Awaitable[None]]
+    _wakeup: asyncio.Event
+    _tasks: list[asyncio.Task]
+    _end_reason: str | None
+    closed: asyncio.Event
+
+    def after_input(self) -> None:
+        raise NotImplementedError
+
+    def _detach(self) -> None:
+        raise NotImplementedError
+
+    async def _send_one(self, msg: Any) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        self.proto.shutdown()
+        self.after_input()
+
+    def connection_lost(self) -> None:
+        """The client vanished: drop the session and stop sending."""
+        if self.proto.state != "closed":
+            self.stats.disconnected_early += 1
+        self.proto.connection_lost()
+        self._detach()
+        self.queue.clear()
+        for t in self._tasks:
+            t.cancel()
+        self.closed.set()
+
+    async def wait_closed(self) -> None:
+        await self.closed.wait()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _count_error(self, msg: dict) -> None:
+        """An ``error`` message on its way out: counted; the first fatal one is the end reason."""
+        self.stats.error(msg["code"])
+        if msg["fatal"] and self._end_reason is None:
+            self._end_reason = msg["code"]
+
+    def _after_queueing(self) -> None:
+        """After queueing the protocol's messages: detach once it closed, enforce the queue limit,
+        wake the sender."""
+        if self.proto.close is not None:
+            self._detach()
+        limit = self.settings.send_queue_high_water
+        self.stats.max_send_queue = max(self.stats.max_send_queue, len(self.queue))
+        if limit is not None and len(self.queue) > limit and not self.closed.is_set():
+            self._slow_client(limit)
+            return
+        self._wakeup.set()
+
+    def _slow_client(self, limit: int) -> None:
+        self.stats.closed_slow_client += 1
+        self.stats.error("slow_client")
+        self._end_reason = self._end_reason or "slow_client"
+        n = len(self.queue)
+        self.proto.abort(
+            StreamrtError(
+                f"client is not reading: {n} messages queued, over the limit of {limit} (setting send_queue_high_water)",
+                code="slow_client",
+            )
+        )
+        self._detach()
+        self.queue.clear()
+        for t in self._tasks:
+            t.cancel()
+        self._tasks.append(asyncio.create_task(self._close_now(*self.proto.close)))
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        try:
+            await self._close(code, reason)
+        finally:
+            self.closed.set()
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                while self.queue:
+                    await self._send_one(self.queue.popleft())
+                if self.proto.close is not None:  # everything sent: close with the protocol's code
+                    await self._close(*self.proto.close)
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the link broke while sending: the receiver sees it too
+            log.debug("send failed: %r", e)
+            self.queue.clear()
+            self._detach()
+        finally:
+            if self.proto.close is not None:
+                self.closed.set()
+
+
+class SessionBridge(QueueBridge):
     def __init__(
         self,
         proto: ServerProtocol,
@@ -46,7 +154,7 @@ class SessionBridge:
         self._wakeup = asyncio.Event()
         self._session = None  # the session while it is in the scheduler
         self._video = None  # its video session (lip activity) while it is in the scheduler
-        self._sender: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._retry: asyncio.TimerHandle | None = None
         self.closed = asyncio.Event()  # set once the link is closed (or lost)
         self._last_input_s = asyncio.get_running_loop().time()  # the transport's clock (event loop)
@@ -55,7 +163,7 @@ class SessionBridge:
 
     # ---- called by the transport ---------------------------------------------------------------
     def start(self) -> None:
-        self._sender = asyncio.create_task(self._send_loop())
+        self._tasks = [asyncio.create_task(self._send_loop())]
 
     def idle_for_s(self) -> float:
         """Seconds since the transport last reported input (after_input)."""
@@ -90,26 +198,6 @@ class SessionBridge:
             elif not self._session.ready():
                 self._schedule_finish()
         self._flush()
-
-    def shutdown(self) -> None:
-        self.proto.shutdown()
-        self.after_input()
-
-    def connection_lost(self) -> None:
-        """The client vanished: drop the session and stop sending."""
-        if self.proto.state != "closed":
-            self.stats.disconnected_early += 1
-        self.proto.connection_lost()
-        self._detach()
-        self.queue.clear()
-        if self._sender is not None:
-            self._sender.cancel()
-        self.closed.set()
-
-    async def wait_closed(self) -> None:
-        await self.closed.wait()
-        if self._sender is not None:
-            await asyncio.gather(self._sender, return_exceptions=True)
 
     # ---- called by the scheduler -----------------------------------------------------------------
     def on_output(self, session) -> None:
@@ -180,58 +268,9 @@ class SessionBridge:
             elif msg["type"] == "commit":
                 self.stats.committed(msg["words"])
             elif msg["type"] == "error":
-                self.stats.error(msg["code"])
-                if msg["fatal"] and self._end_reason is None:
-                    self._end_reason = msg["code"]
+                self._count_error(msg)
             self.queue.append(msg)
-        if self.proto.close is not None:
-            self._detach()
-        limit = self.settings.send_queue_high_water
-        self.stats.max_send_queue = max(self.stats.max_send_queue, len(self.queue))
-        if limit is not None and len(self.queue) > limit and not self.closed.is_set():
-            self._slow_client(limit)
-            return
-        self._wakeup.set()
+        self._after_queueing()
 
-    def _slow_client(self, limit: int) -> None:
-        self.stats.closed_slow_client += 1
-        self.stats.error("slow_client")
-        self._end_reason = self._end_reason or "slow_client"
-        n = len(self.queue)
-        self.proto.abort(
-            StreamrtError(
-                f"client is not reading: {n} messages queued, over the limit of {limit} (setting send_queue_high_water)",
-                code="slow_client",
-            )
-        )
-        self._detach()
-        self.queue.clear()
-        if self._sender is not None:
-            self._sender.cancel()
-        self._sender = asyncio.create_task(self._close_now(*self.proto.close))
-
-    async def _close_now(self, code: int, reason: str) -> None:
-        try:
-            await self._close(code, reason)
-        finally:
-            self.closed.set()
-
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                while self.queue:
-                    await self._send(json.dumps(self.queue.popleft(), separators=(",", ":")))
-                if self.proto.close is not None:  # everything sent: close with the protocol's code
-                    await self._close(*self.proto.close)
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # the link broke while sending: the receiver sees it too
-            log.debug("send failed: %r", e)
-            self.queue.clear()
-            self._detach()
-        finally:
-            if self.proto.close is not None:
-                self.closed.set()
+    async def _send_one(self, msg: dict) -> None:
+        await self._send(json.dumps(msg, separators=(",", ":")))

@@ -18,6 +18,7 @@ from collections import deque
 from typing import Awaitable, Callable
 
 from streamrt.errors import StreamrtError
+from streamrt.server.bridge import QueueBridge
 from streamrt.server.dialogue_protocol import DialogueProtocol
 from streamrt.server.metrics import ServerStats
 from streamrt.server.settings import ServerSettings
@@ -25,7 +26,7 @@ from streamrt.server.settings import ServerSettings
 log = logging.getLogger("streamrt.server")
 
 
-class DialogueBridge:
+class DialogueBridge(QueueBridge):
     def __init__(
         self,
         proto: DialogueProtocol,
@@ -65,26 +66,8 @@ class DialogueBridge:
             self.stats.session_started()
         self._flush()
 
-    def shutdown(self) -> None:
-        self.proto.shutdown()
-        self.after_input()
-
-    def connection_lost(self) -> None:
-        if self.proto.state != "closed":
-            self.stats.disconnected_early += 1
-        self.proto.connection_lost()
-        self._leave()
-        self.queue.clear()
-        for t in self._tasks:
-            t.cancel()
-        self.closed.set()
-
-    async def wait_closed(self) -> None:
-        await self.closed.wait()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
     # ---- internals -----------------------------------------------------------------------------
-    def _leave(self) -> None:
+    def _detach(self) -> None:
         if self._started and not self._left:
             self._left = True
             reason = self._end_reason or ("end" if self._ended else "connection_lost")
@@ -96,39 +79,11 @@ class DialogueBridge:
         for msg in self.proto.data_to_send():
             if isinstance(msg, dict):
                 if msg["type"] == "error":
-                    self.stats.error(msg["code"])
-                    if msg["fatal"] and self._end_reason is None:
-                        self._end_reason = msg["code"]
+                    self._count_error(msg)
                 elif msg["type"] == "end":
                     self._ended = True
             self.queue.append(msg)
-        if self.proto.close is not None:
-            self._leave()
-        limit = self.settings.send_queue_high_water
-        self.stats.max_send_queue = max(self.stats.max_send_queue, len(self.queue))
-        if limit is not None and len(self.queue) > limit and not self.closed.is_set():
-            self._slow_client(limit)
-            return
-        self._wakeup.set()
-
-    def _slow_client(self, limit: int) -> None:
-        self.stats.closed_slow_client += 1
-        self.stats.error("slow_client")
-        self._end_reason = self._end_reason or "slow_client"
-        n = len(self.queue)
-        self.proto.abort(StreamrtError(f"client is not reading: {n} messages queued, over the limit of {limit} "
-                                       "(setting send_queue_high_water)", code="slow_client"))
-        self._leave()
-        self.queue.clear()
-        for t in self._tasks:
-            t.cancel()
-        self._tasks.append(asyncio.create_task(self._close_now(*self.proto.close)))
-
-    async def _close_now(self, code: int, reason: str) -> None:
-        try:
-            await self._close(code, reason)
-        finally:
-            self.closed.set()
+        self._after_queueing()
 
     async def _tick_loop(self) -> None:
         period = self.settings.dialogue_tick_ms / 1000.0
@@ -145,28 +100,10 @@ class DialogueBridge:
                 self.proto.abort(StreamrtError(f"the dialogue failed: {type(e).__name__}: {e}", code="internal_error"))
             self._flush()
 
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                while self.queue:
-                    msg = self.queue.popleft()
-                    if isinstance(msg, bytes):
-                        await self._send_bytes(msg)
-                    else:
-                        await self._send_text(json.dumps(msg, separators=(",", ":")))
-                        if msg["type"] == "interrupted" and self._drop_audio is not None:
-                            self._drop_audio()  # the audio before it is stale: drop what the link holds
-                if self.proto.close is not None:
-                    await self._close(*self.proto.close)
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # the link broke while sending: the receiver sees it too
-            log.debug("send failed: %r", e)
-            self.queue.clear()
-            self._leave()
-        finally:
-            if self.proto.close is not None:
-                self.closed.set()
+    async def _send_one(self, msg: dict | bytes) -> None:
+        if isinstance(msg, bytes):
+            await self._send_bytes(msg)
+        else:
+            await self._send_text(json.dumps(msg, separators=(",", ":")))
+            if msg["type"] == "interrupted" and self._drop_audio is not None:
+                self._drop_audio()  # the audio before it is stale: drop what the link holds

@@ -29,8 +29,9 @@ import numpy as np
 
 from streamrt.audio import MIN_SAMPLE_RATE_HZ, StreamResampler, check_format, decode_pcm, downmix
 from streamrt.errors import AudioFormatError, LimitExceeded, ProtocolError, StreamrtError
-from streamrt.server.protocol import PROTOCOL_VERSION, CloseCode, close_code_for, error_message, parse_json, show
+from streamrt.server.protocol import PROTOCOL_VERSION, CloseCode, close_code_for, error_message, show
 from streamrt.server.settings import ServerSettings
+from streamrt.server.wire import WireProtocol
 from streamrt.types import ErrorEvent
 
 CLIENT_TYPES = ("start", "playback", "stop")
@@ -133,9 +134,11 @@ def pcm_s16le(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-class DialogueProtocol:
+class DialogueProtocol(WireProtocol):
     """The protocol state of one ``/v1/dialogue`` connection: ``await_start`` -> ``talking`` ->
     ``stopping`` -> ``closed``. See the module docstring for what the transport must do."""
+
+    LIVE_STATE = "talking"
 
     def __init__(self, agent: DialogueAgent, scheduler: Any, settings: ServerSettings = ServerSettings(),
                  *, session_id: str | None = None, on_update: Callable[[], None] | None = None):
@@ -157,19 +160,8 @@ class DialogueProtocol:
 
     # ---- client input ------------------------------------------------------------------------
     def receive_text(self, text: str | bytes) -> None:
-        if self.state == "closed":
-            return
-        size = len(text) if isinstance(text, (bytes, bytearray)) else len(text.encode("utf-8", "surrogatepass"))
-        if self._too_big(size):
-            return
-        try:
-            msg = parse_json(text)
-        except ProtocolError as e:
-            self._fail(e)
-            return
-        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            self._fail(ProtocolError('a text message must be a JSON object with a string "type"', code="bad_message",
-                                     fatal=True))
+        msg = self._read_message(text)
+        if msg is None:
             return
         kind = msg["type"]
         if kind == "start":
@@ -207,10 +199,6 @@ class DialogueProtocol:
         self.received_s += seconds
         self.session.receive_audio(self._in(x))
         self.tick()
-
-    def receive_too_big(self, size: int) -> None:
-        if self.state != "closed":
-            self._too_big(size)
 
     def start(self, msg: Mapping[str, Any]) -> None:
         if self.state != "await_start":
@@ -272,10 +260,6 @@ class DialogueProtocol:
             self.tick()
 
     # ---- transport-side events ---------------------------------------------------------------
-    def fail(self, error: StreamrtError) -> None:
-        if self.state != "closed":
-            self._fail(error)
-
     def shutdown(self) -> None:
         if self.state in ("await_start", "talking", "stopping"):
             self._fail(StreamrtError("server is shutting down; the dialogue ends", code="shutting_down", fatal=True))
@@ -303,11 +287,10 @@ class DialogueProtocol:
         for ev in self.session.events():
             self._event(ev)
 
-    def data_to_send(self) -> list[dict | bytes]:
-        out, self._outbox = self._outbox, []
-        return out
-
     # ---- internals ---------------------------------------------------------------------------
+    def _advance(self) -> None:
+        self.tick()
+
     def _event(self, ev: Any) -> None:
         if ev.type == "agent_audio":
             x = self._out(ev.samples)
@@ -328,32 +311,3 @@ class DialogueProtocol:
             self._close(*(self._pending_close or (CloseCode.NORMAL, "end of dialogue")))
         else:
             self._send(event_message(ev))
-
-    def _too_big(self, size: int) -> bool:
-        limit = self.settings.max_message_bytes
-        if limit is not None and size > limit:
-            self._fail(LimitExceeded("max_message_bytes", limit, size, "bytes", what="message size",
-                                     code="message_too_big", fatal=True))
-            return True
-        return False
-
-    def _fail(self, e: StreamrtError) -> None:
-        self._send(error_message(e.code, e.message, e.fatal))
-        if not e.fatal:
-            return
-        if self.session is None:
-            self._close(close_code_for(e.code), e.message)
-            return
-        self._pending_close = self._pending_close or (close_code_for(e.code), e.message)
-        if self.state == "talking":
-            self.state = "stopping"
-            self.session.receive_eof()
-        self.tick()
-
-    def _close(self, code: int, reason: str) -> None:
-        self.state = "closed"
-        self.close = (int(code), reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore"))
-
-    def _send(self, msg: dict | bytes) -> None:
-        if self.state != "closed":
-            self._outbox.append(msg)

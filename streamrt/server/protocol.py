@@ -22,11 +22,12 @@ from typing import Any, Mapping
 from streamrt.audio import check_format
 from streamrt.clock import Clock
 from streamrt.engine import Describable, StreamingModel
-from streamrt.errors import AudioFormatError, ConfigError, LimitExceeded, ProtocolError, StreamrtError
+from streamrt.errors import AudioFormatError, ConfigError, ProtocolError, StreamrtError
 from streamrt.server.settings import ServerSettings
 from streamrt.server.video import parse_video_message
 # the wire helpers, re-exported: transports and the dialogue protocol import them from here
 from streamrt.server.wire import CloseCode, close_code_for, error_message, parse_json, show  # noqa: F401
+from streamrt.server.wire import WireProtocol
 from streamrt.session import Session
 from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEvent, VideoFrame
@@ -93,7 +94,7 @@ def parse_start(msg: Mapping[str, Any], *, model_name: str | None = None) -> Sta
     return StartRequest(sample_rate, encoding, channels, model, options, background, video)
 
 
-class ServerProtocol:
+class ServerProtocol(WireProtocol):
     """The protocol state of one client connection: ``await_start`` -> ``streaming`` -> ``stopping``
     -> ``closed``. See the module docstring for what the transport must do."""
 
@@ -121,18 +122,8 @@ class ServerProtocol:
     # ---- client input ------------------------------------------------------------------------
     def receive_text(self, text: str | bytes) -> None:
         """A text message: ``str``, or its raw ``bytes`` (checked here to be UTF-8)."""
-        if self.state == "closed":
-            return
-        size = len(text) if isinstance(text, (bytes, bytearray)) else len(text.encode("utf-8", "surrogatepass"))
-        if self._too_big(size):
-            return
-        try:
-            msg = parse_json(text)
-        except ProtocolError as e:
-            self._fail(e)
-            return
-        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            self._fail(ProtocolError('a text message must be a JSON object with a string "type"', code="bad_message", fatal=True))
+        msg = self._read_message(text)
+        if msg is None:
             return
         kind = msg["type"]
         if kind == "start":
@@ -183,12 +174,6 @@ class ServerProtocol:
                                      "(frame dropped)", False))
             return True
         return False
-
-    def receive_too_big(self, size: int) -> None:
-        """A message of at least ``size`` bytes, over ``max_message_bytes``, that the transport dropped
-        unread: answered ``message_too_big`` as if it had been received."""
-        if self.state != "closed":
-            self._too_big(size)
 
     def start(self, msg: Mapping[str, Any]) -> None:
         """Handle a ``start`` message (already parsed; the WebRTC transport calls this directly)."""
@@ -259,11 +244,6 @@ class ServerProtocol:
             self._send(error_message("already_stopped", "stop sent twice (ignored)", False))
 
     # ---- transport-side events ---------------------------------------------------------------
-    def fail(self, error: StreamrtError) -> None:
-        """An error the transport found (idle timeout, ...). Fatal: stop, commit, end, then close."""
-        if self.state != "closed":
-            self._fail(error)
-
     def shutdown(self) -> None:
         """The server is going away: commit everything, send ``end``, close with 1001."""
         if self.state in ("await_start", "streaming", "stopping"):
@@ -294,11 +274,10 @@ class ServerProtocol:
         for ev in self.session.events():
             self._event(ev)
 
-    def data_to_send(self) -> list[dict]:
-        out, self._outbox = self._outbox, []
-        return out
-
     # ---- internals ---------------------------------------------------------------------------
+    def _advance(self) -> None:
+        self.collect()
+
     def _event(self, ev: Event) -> None:
         if isinstance(ev, PartialEvent):
             self._send({"type": "partial", "text": ev.text, "media_ms": round(ev.media_ms, 1)})
@@ -334,33 +313,3 @@ class ServerProtocol:
             }
         )
         self._close(*(self._pending_close or (CloseCode.NORMAL, "end of stream")))
-
-    def _too_big(self, size: int) -> bool:
-        limit = self.settings.max_message_bytes
-        if limit is not None and size > limit:
-            self._fail(LimitExceeded("max_message_bytes", limit, size, "bytes", what="message size", code="message_too_big", fatal=True))
-            return True
-        return False
-
-    def _fail(self, e: StreamrtError) -> None:
-        self._send(error_message(e.code, e.message, e.fatal))
-        if not e.fatal:
-            return
-        if self.session is None:
-            self._close(close_code_for(e.code), e.message)
-            return
-        self._pending_close = self._pending_close or (close_code_for(e.code), e.message)
-        if self.state == "streaming":
-            self.state = "stopping"
-            self.session.receive_eof()
-        self.collect()
-
-    def _close(self, code: int, reason: str) -> None:
-        self.state = "closed"
-        # a close reason is at most 123 bytes of UTF-8 (RFC 6455 section 5.5.1); lone surrogates
-        # from a client's JSON cannot be encoded and become "?"
-        self.close = (int(code), reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore"))
-
-    def _send(self, msg: dict) -> None:
-        if self.state != "closed":
-            self._outbox.append(msg)

@@ -29,12 +29,11 @@ from websockets.exceptions import ConnectionClosed
 from streamrt.errors import ProtocolError, StreamrtError
 from streamrt.server.bridge import SessionBridge
 from streamrt.server.protocol import ServerProtocol
-from streamrt.server.rtc_link import DataChannelLink, refuse
+from streamrt.server.rtc_link import DataChannelLink, answer, feed_audio_track, refuse, start_or_refuse
 from streamrt.types import VideoFrame
 
 log = logging.getLogger("streamrt.server.webrtc")
 
-TRACK_RATE_HZ = 16000  # what the decoded track is resampled to before the session sees it
 OFFER_TIMEOUT_S = 10.0
 
 
@@ -59,7 +58,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
     """Run one WebRTC session signalled over ``ws``. Called by a transport (``ws``, ``asgi``) after admission;
     ``release_admission()`` is called once the session is registered (it then counts itself)."""
     try:
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc import RTCConfiguration, RTCPeerConnection
     except ImportError:
         await refuse(ws, "bad_config", "this server has no WebRTC support (pip install 'streamrt[webrtc]')")
         return
@@ -77,11 +76,7 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
         return
 
     proto: ServerProtocol = server.new_protocol()
-    proto.start({**start, "type": "start", "sample_rate": TRACK_RATE_HZ, "encoding": "pcm_s16le", "channels": 1})
-    if proto.close is not None:  # the start fields were refused: say so on the signalling socket
-        for msg in proto.data_to_send():
-            await ws.send(json.dumps(msg))
-        await ws.close(*proto.close)
+    if not await start_or_refuse(ws, proto, start):  # the refusal went out on the signalling socket
         return
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -93,31 +88,18 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
 
     @pc.on("datachannel")
     def on_datachannel(channel) -> None:
-        link.channel = channel
-
-        @channel.on("message")
-        def on_message(message) -> None:
-            if isinstance(message, str):
-                proto.receive_text(message)
-                bridge.after_input()
-
-        if channel.readyState == "open":
-            bridge.start()
-        else:
-            channel.on("open", bridge.start)
+        link.attach(channel, proto, bridge)
 
     @pc.on("track")
     def on_track(track) -> None:
         if track.kind == "audio":
-            tasks.append(asyncio.create_task(_feed_track(track, proto, bridge)))
+            tasks.append(asyncio.create_task(feed_audio_track(track, proto, bridge, "streaming")))
         elif track.kind == "video":
             max_pixels = server.settings.max_video_frame_pixels
             tasks.append(asyncio.create_task(_feed_video_track(track, proto, bridge, max_pixels)))
 
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await ws.send(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
+        await answer(pc, ws, sdp)
         bridge.after_input()  # hands the session to the scheduler; ``ready`` waits for the channel
         await _signalling_loop(ws, proto, bridge, server.settings.idle_timeout_s)
     except ConnectionClosed:
@@ -151,27 +133,6 @@ async def _signalling_loop(ws: ServerConnection, proto: ServerProtocol, bridge: 
         if isinstance(raw, str):
             proto.receive_text(raw)
             bridge.after_input()
-
-
-async def _feed_track(track, proto: ServerProtocol, bridge: SessionBridge) -> None:
-    """Decoded audio frames -> 16 kHz mono s16 PCM -> the protocol, until the track or session ends."""
-    import av
-    from aiortc.mediastreams import MediaStreamError
-
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=TRACK_RATE_HZ)
-    while proto.state == "streaming":
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            break
-        for out in resampler.resample(frame):
-            if proto.state != "streaming":
-                break
-            proto.receive_binary(out.to_ndarray().tobytes())
-            bridge.after_input()
-    if proto.state == "streaming":  # the track ended: that is the end of the audio
-        proto.stop()
-        bridge.after_input()
 
 
 async def _feed_video_track(track, proto: ServerProtocol, bridge: SessionBridge, max_pixels: int | None) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import json
 import logging
 import time
 
@@ -29,7 +28,6 @@ from streamrt.server.dialogue_protocol import DialogueProtocol
 
 log = logging.getLogger("streamrt.server.webrtc")
 
-TRACK_RATE_HZ = 16000  # the microphone track, decoded and resampled, as the protocol sees it
 FRAME_MS = 20
 
 
@@ -82,9 +80,9 @@ def voice_track_class():
 
 async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admission) -> None:
     """One WebRTC dialogue signalled over ``ws`` (the offer already read). See the module docstring."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from streamrt.server.rtc_link import DataChannelLink, refuse
+    from streamrt.server.rtc_link import DataChannelLink, answer, feed_audio_track, refuse, start_or_refuse
 
     refusal = hub.dialogue_refusal()
     if refusal is not None:
@@ -92,11 +90,7 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
         return
     updated = asyncio.Event()
     proto = DialogueProtocol(hub.agent, hub.scheduler, hub.settings, on_update=updated.set)
-    proto.start({**start, "type": "start", "sample_rate": TRACK_RATE_HZ, "encoding": "pcm_s16le", "channels": 1})
-    if proto.close is not None:  # the start fields were refused: say so on the signalling socket
-        for msg in proto.data_to_send():
-            await ws.send(json.dumps(msg))
-        await ws.close(*proto.close)
+    if not await start_or_refuse(ws, proto, start):  # the refusal went out on the signalling socket
         return
     voice = voice_track_class()(proto.start_request.output_sample_rate)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -113,29 +107,16 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
 
     @pc.on("datachannel")
     def on_datachannel(channel) -> None:
-        link.channel = channel
-
-        @channel.on("message")
-        def on_message(message) -> None:
-            if isinstance(message, str):
-                proto.receive_text(message)
-                bridge.after_input()
-
-        if channel.readyState == "open":
-            bridge.start()
-        else:
-            channel.on("open", bridge.start)
+        link.attach(channel, proto, bridge)
 
     @pc.on("track")
     def on_track(track) -> None:
         if track.kind == "audio":
             pc.addTrack(voice)  # the agent's voice on the same (sendrecv) transceiver
-            tasks.append(asyncio.create_task(_feed_mic(track, proto, bridge)))
+            tasks.append(asyncio.create_task(feed_audio_track(track, proto, bridge, "talking")))
 
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await ws.send(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
+        await answer(pc, ws, sdp)
         bridge.after_input()
         while proto.state != "closed":  # the signalling socket may carry stop; it closes after end
             raw = await ws.recv()
@@ -155,23 +136,3 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
         voice.stop()
         await pc.close()
         hub.unregister(bridge)
-
-
-async def _feed_mic(track, proto: DialogueProtocol, bridge: DialogueBridge) -> None:
-    import av
-    from aiortc.mediastreams import MediaStreamError
-
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=TRACK_RATE_HZ)
-    while proto.state == "talking":
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            break
-        for out in resampler.resample(frame):
-            if proto.state != "talking":
-                break
-            proto.receive_binary(out.to_ndarray().tobytes())
-            bridge.after_input()
-    if proto.state == "talking":  # the microphone track ended: the end of the user's audio
-        proto.stop()
-        bridge.after_input()

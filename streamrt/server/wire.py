@@ -1,6 +1,7 @@
 """What both WebSocket protocols (captions, ``streamrt.server.protocol``; dialogue,
-``streamrt.server.dialogue_protocol``) share on the wire: close codes, the ``error`` message, and
-parsing a client's JSON text so that every way it fails is a ``ProtocolError``."""
+``streamrt.server.dialogue_protocol``) share on the wire: close codes, the ``error`` message,
+parsing a client's JSON text so that every way it fails is a ``ProtocolError``, and ``WireProtocol``,
+the connection machinery around them (size check, fatal errors, close, outbox)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from enum import IntEnum
 from typing import Any
 
-from streamrt.errors import ProtocolError
+from streamrt.errors import LimitExceeded, ProtocolError, StreamrtError
 
 
 class CloseCode(IntEnum):
@@ -84,3 +85,89 @@ def parse_json(data: str | bytes) -> Any:
             code="json_number_too_long",
             fatal=True,
         ) from None
+
+
+class WireProtocol:
+    """The connection machinery both sans-I/O protocols share: the message-size check, reading a
+    client text message, fatal errors (stop, flush, then close), the close reason and the outbox.
+
+    A protocol sets ``state``, ``close``, ``session``, ``settings``, ``_outbox`` and
+    ``_pending_close`` in its ``__init__``, names its live state in ``LIVE_STATE`` (the state in
+    which a fatal error stops the session first) and implements ``_advance()`` (turn the session's
+    new events into messages)."""
+
+    LIVE_STATE = "streaming"
+    state: str
+    close: tuple[int, str] | None
+    session: Any
+    settings: Any
+    _outbox: list
+    _pending_close: tuple[int, str] | None
+
+    def _advance(self) -> None:
+        raise NotImplementedError
+
+    def receive_too_big(self, size: int) -> None:
+        """A message of at least ``size`` bytes, over ``max_message_bytes``, that the transport dropped
+        unread: answered ``message_too_big`` as if it had been received."""
+        if self.state != "closed":
+            self._too_big(size)
+
+    def fail(self, error: StreamrtError) -> None:
+        """An error the transport found (idle timeout, ...). Fatal: stop, commit, end, then close."""
+        if self.state != "closed":
+            self._fail(error)
+
+    def data_to_send(self) -> list:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def _read_message(self, text: str | bytes) -> dict | None:
+        """A client text message as a JSON object with a string ``type``; None (after failing the
+        connection, or when it is closed) otherwise."""
+        if self.state == "closed":
+            return None
+        size = len(text) if isinstance(text, (bytes, bytearray)) else len(text.encode("utf-8", "surrogatepass"))
+        if self._too_big(size):
+            return None
+        try:
+            msg = parse_json(text)
+        except ProtocolError as e:
+            self._fail(e)
+            return None
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            self._fail(ProtocolError('a text message must be a JSON object with a string "type"', code="bad_message",
+                                     fatal=True))
+            return None
+        return msg
+
+    def _too_big(self, size: int) -> bool:
+        limit = self.settings.max_message_bytes
+        if limit is not None and size > limit:
+            self._fail(LimitExceeded("max_message_bytes", limit, size, "bytes", what="message size",
+                                     code="message_too_big", fatal=True))
+            return True
+        return False
+
+    def _fail(self, e: StreamrtError) -> None:
+        self._send(error_message(e.code, e.message, e.fatal))
+        if not e.fatal:
+            return
+        if self.session is None:
+            self._close(close_code_for(e.code), e.message)
+            return
+        self._pending_close = self._pending_close or (close_code_for(e.code), e.message)
+        if self.state == self.LIVE_STATE:
+            self.state = "stopping"
+            self.session.receive_eof()
+        self._advance()
+
+    def _close(self, code: int, reason: str) -> None:
+        self.state = "closed"
+        # a close reason is at most 123 bytes of UTF-8 (RFC 6455 section 5.5.1); lone surrogates
+        # from a client's JSON cannot be encoded and become "?"
+        self.close = (int(code), reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore"))
+
+    def _send(self, msg: dict | bytes) -> None:
+        if self.state != "closed":
+            self._outbox.append(msg)

@@ -1,6 +1,6 @@
 import pytest
 
-from policies import registry
+from policies import entry_points, registry
 from policies.base import Policy, Read, Write
 from streamrt.errors import ConfigError, PolicyOptionError, UnknownPolicyError
 
@@ -49,7 +49,7 @@ def test_entry_point_policy_is_found(monkeypatch):
     class EP:
         name, value = "toy", f"{__name__}:Toy"
 
-    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [EP] if group == registry.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(entry_points.metadata, "entry_points", lambda group: [EP] if group == registry.ENTRY_POINT_GROUP else [])
     assert registry.create("toy", {"k": "1"}).k == 1
 
 
@@ -57,7 +57,7 @@ def test_registered_non_policy_is_refused(monkeypatch):
     class EP:
         name, value = "bad", "policies.base:Write"
 
-    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [EP])
+    monkeypatch.setattr(entry_points.metadata, "entry_points", lambda group: [EP])
     with pytest.raises(ConfigError, match="not a policies.base.Policy"):
         registry.load("bad")
 

@@ -1,0 +1,118 @@
+"""Lips fused into the dialogue's echo guard, in virtual time: the agent speaks a long greeting (the
+``ToneTtsModel`` stand-in) and the same real speech (flite, through the real silero VAD) comes in
+over it, with the camera showing still lips, moving lips, no face, or no camera at all. The lip
+model is the real rule (``LipActivityModel``) on a scripted landmarker (each frame says the mouth
+opening it shows), on the same scheduler as the other models; the detector is not the point here
+(tests/streamrt/tasks/test_lips.py runs the real FaceMesh)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from policies.turn_taking.registry import create
+from streamrt.clock import ManualClock
+from streamrt.dialogue.events import AgentAudioEvent, AgentTurnEndEvent, InterruptedEvent
+from streamrt.dialogue.models import DialogueModels
+from streamrt.dialogue.session import DialogueSession
+from streamrt.dialogue.settings import DialogueSettings
+from streamrt.models.vad import load_vad
+from streamrt.scheduler import Scheduler, SchedulerSettings
+from streamrt.tasks.lips import LipActivityModel
+from streamrt.testing import CountingModel, EchoTextModel, ToneTtsModel
+from streamrt.types import ErrorEvent, VideoFrame
+from tests.streamrt.dialogue.dialogue_helpers import silence, speech
+from tests.streamrt.video_helpers import ScriptedLandmarker, scripted_frame
+
+GREETING = " ".join(["word"] * 40)  # 4 s of agent speech (100 ms a word)
+FRAME_MS = 1000 / 15  # the camera at 15 fps
+
+
+def still(i: int) -> float | None:
+    return 0.05  # a face, mouth slightly open, not moving
+
+
+def talking(i: int) -> float | None:
+    return (0.02, 0.06, 0.12, 0.06)[i % 4]  # opening and shutting ~4 times a second
+
+
+def no_face(i: int) -> float | None:
+    return None
+
+
+async def _dialogue(camera, settings=DialogueSettings()):
+    """The greeting plays from t=0; user speech from 0.5 s over it; ``camera``: the mouth opening of
+    frame i (None: no face), or None for no camera. -> (events, session)"""
+    clock = ManualClock()
+    models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
+                            vad=load_vad(), lips=LipActivityModel(ScriptedLandmarker()))
+    sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
+    models.add_to(sched)
+    await sched.start()
+    s = DialogueSession(models, sched, clock, create("silence", {"min_interrupt_ms": 600}), greeting=GREETING,
+                        settings=settings)
+    track = np.concatenate([silence(0.5), speech("Please call Stella and ask her to bring these things."),
+                            silence(1.0)])
+    events, video_i = [], 0
+    for i in range(0, len(track) - 511, 512):
+        end_ms = (i + 512) / 16
+        while camera is not None and video_i * FRAME_MS <= end_ms:  # the frames taken with this audio
+            s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
+            video_i += 1
+        s.receive_audio(track[i:i + 512])
+        for _ in range(3):
+            await asyncio.sleep(0)
+            await sched.wait_idle()
+        clock.advance(0.032)
+        events += [(round(clock.now(), 3), e) for e in s.events()]
+    s.receive_eof()
+    await sched.wait_idle()
+    events += [(round(clock.now(), 3), e) for e in s.events()]
+    await sched.stop()
+    return events, s
+
+
+def _kinds(events):
+    return [(t, type(e).__name__, getattr(e, "turn", None), getattr(e, "text", None),
+             len(e.samples) if isinstance(e, AgentAudioEvent) else None) for t, e in events]
+
+
+async def test_speech_over_still_lips_neither_pauses_nor_interrupts_the_agent():
+    events, s = await _dialogue(still)
+    assert not [e for _, e in events if isinstance(e, (InterruptedEvent, ErrorEvent))]
+    (end,) = [e for _, e in events if isinstance(e, AgentTurnEndEvent)]
+    assert end.text == GREETING  # the agent said all of it
+    audio = sum(len(e.samples) for _, e in events if isinstance(e, AgentAudioEvent))
+    assert audio == 40 * 100 * 24  # every word released: never paused and cut
+    assert s.speech.runs == 0 and s.summary()["interruptions"] == 0
+    # the lips made the difference: with them off, the same speech over the same face barges in
+    events, s = await _dialogue(still, DialogueSettings(lips_window_ms=None))
+    assert [e for _, e in events if isinstance(e, InterruptedEvent)]
+
+
+async def test_the_same_speech_with_moving_lips_interrupts_the_agent():
+    events, s = await _dialogue(talking)
+    (cut,) = [e for _, e in events if isinstance(e, InterruptedEvent)]
+    assert cut.turn == 1 and len(cut.heard_text.split()) < 40
+    assert s.lips.state_between(500.0, 1500.0) == "active"  # it was the lips, not their absence
+    assert not [e for _, e in events if isinstance(e, AgentTurnEndEvent) and e.turn == 1]
+
+
+async def test_no_face_and_no_camera_give_exactly_the_audio_only_dialogue():
+    audio_only, _ = await _dialogue(None)
+    faceless, s = await _dialogue(no_face)
+    assert s.video is not None and s.lips.latest_ms is not None  # the frames were scored: unknown
+    assert [e for _, e in audio_only if isinstance(e, InterruptedEvent)]  # the speech barges in without lips
+    assert _kinds(faceless) == _kinds(audio_only)
+
+
+async def test_video_without_a_lip_model_is_refused_by_name():
+    clock = ManualClock()
+    models = DialogueModels(asr=CountingModel(), llm=EchoTextModel(), tts=ToneTtsModel(), vad=load_vad())
+    sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
+    models.add_to(sched)
+    s = DialogueSession(models, sched, clock, create("silence"))
+    s.receive_video(VideoFrame(scripted_frame(0.05), 0.0))
+    (err,) = s.events()
+    assert isinstance(err, ErrorEvent) and err.code == "video_unavailable" and not err.fatal
