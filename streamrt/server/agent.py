@@ -28,13 +28,16 @@ DEFAULT_SYSTEM_PROMPT = ("You are a friendly voice assistant. The user speaks to
 class AgentSettings:
     """turn_policy: the default turn-taking policy (entry-point group ``streamrt.turn_policies``);
     a client may pick another in ``start``. max_reply_tokens: tokens per answer. system_prompt: the
-    LLM's system message (a client may replace it). llm_slots: dialogues whose LLM conversation is
-    resident at once (KV-cache slots). max_context_tokens: per dialogue (history and answer).
+    LLM's system message (a client may replace it). reply_stop_strings: an answer ends at the first
+    of these (a blank line: a spoken answer is one paragraph; SmolLM2 otherwise goes on with
+    repeats of its last sentence until ``max_reply_tokens``). llm_slots: dialogues whose LLM
+    conversation is resident at once (KV-cache slots). max_context_tokens: per dialogue (history and answer).
     session: the dialogue session's settings (pacing, VAD thresholds, echo guard, limits)."""
 
     turn_policy: str = "semantic"
     max_reply_tokens: int = 60
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    reply_stop_strings: tuple[str, ...] = ("\n\n",)
     llm_slots: int = 8
     max_context_tokens: int = 1024
     session: DialogueSettings = DialogueSettings()
@@ -90,6 +93,7 @@ def load_agent(asr: AudioModel, clock: Clock, settings: AgentSettings = AgentSet
     decoder = LlmDecoder.from_bundle(bundle, DecoderSettings(max_slots=settings.llm_slots,
                                                              max_context_tokens=settings.max_context_tokens), lm=lm)
     conversation = LlmConversationModel(bundle, decoder, ConversationSettings(
-        sampling=SamplingSettings(max_new_tokens=settings.max_reply_tokens), system_prompt=settings.system_prompt))
+        sampling=SamplingSettings(max_new_tokens=settings.max_reply_tokens,
+                                  stop_strings=settings.reply_stop_strings), system_prompt=settings.system_prompt))
     models = DialogueModels(asr=asr, llm=conversation, tts=TtsModel(load_tts(tts)), vad=load_vad(vad))
     return VoiceAgent(models, clock, settings, info={"llm": bundle.name, "vad": vad})
