@@ -37,6 +37,9 @@ callbacks (which then call ``on_update``, so a transport knows to call ``events(
 
 Times: turn-taking runs on the user's media clock (VAD frames), pacing on the injected clock; the
 core reads no other time. The feed path never raises: bad input becomes an ``ErrorEvent``.
+
+This module holds the input, the routing and turn-taking; the user's side (ASR words into the
+LLM's open turn) is ``user_side.UserSide``, the agent's (reply, speech, pacing) ``agent_side.AgentSide``.
 """
 
 from __future__ import annotations
@@ -49,35 +52,25 @@ import numpy as np
 from policies.turn_taking.base import Speak, TurnPolicy, TurnView, Yield
 from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
-from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
-                                      DialogueEndEvent, DialogueEvent, InterruptedEvent, UserCommitEvent,
-                                      UserPartialEvent, UserTurnEndEvent)
+from streamrt.dialogue.agent_side import AgentSide
+from streamrt.dialogue.events import DialogueEndEvent, DialogueEvent
 from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
 from streamrt.dialogue.speech import AsrGate, UserSpeech
+from streamrt.dialogue.user_side import SAMPLE_RATE, strip_trailing_off
 from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtError
 from streamrt.session import Session, SessionLimits
 from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.tasks.lip_timeline import LipTimeline
-from streamrt.types import (AudioChunk, CommitEvent, EndEvent, ErrorEvent, PartialEvent, ReplyHeard, StepPending,
-                            TextDelta, VideoFrame)
+from streamrt.types import AudioChunk, ErrorEvent, VideoFrame
 
-SAMPLE_RATE = 16000  # the user's audio inside the session (ASR and VAD both take it)
+__all__ = ["DialogueSession", "StepHost", "strip_trailing_off", "SAMPLE_RATE"]
+
 _ids = itertools.count(1)
 
 
-def strip_trailing_off(text: str) -> str:
-    """The words without the ellipsis Whisper writes where a speaker trails off mid-turn ("I have been
-    sleeping badly and..."): the LLM reads such a text as finished (P(end of turn) 0.08-0.3 against
-    0.000 without it) and the semantic policy would take over the pause."""
-    for mark in ("...", "\u2026"):
-        if text.endswith(mark):
-            return text[: -len(mark)].rstrip()
-    return text
-
-
-class DialogueSession:
+class DialogueSession(AgentSide):
     """One spoken dialogue. See the module docstring for what it does and what the caller does."""
 
     def __init__(self, models: DialogueModels, host: StepHost, clock: Clock, turn_policy: TurnPolicy, *,
@@ -287,114 +280,6 @@ class DialogueSession:
             self._events.append(e)
             if e.fatal and not self._eof:
                 self.receive_eof()
-
-    def _asr_event(self, e) -> None:
-        # words that come while the user is not heard, from the agent's turn until the user's voice
-        # is heard again (the ASR lags the audio by up to a second), are the agent's echo
-        echo = not self.speech.speaking and (not self.speech.heard if self.turn is None else not self.turn.paused)
-        if isinstance(e, CommitEvent):
-            words = e.text.split()
-            n_partial = len(self._partial)
-            self._words += words
-            self._partial = self._partial[len(words):] if len(words) <= n_partial else []
-        elif isinstance(e, PartialEvent):
-            self._partial = e.text.split()
-        elif isinstance(e, EndEvent):
-            self._partial = []
-        else:
-            return self._sub_event(e)
-        if echo:  # words while only the agent's voice played: its echo, not the user's
-            # committed words are skipped by index; the partial (it may yet turn into the user's
-            # words) only until the user is heard
-            self._turn_word0 = max(self._turn_word0, len(self._words))
-            self._shown = max(self._shown, len(self._words))
-            self._partial_is_echo = True
-        elif isinstance(e, CommitEvent):
-            self._show_words(len(self._words))
-        elif isinstance(e, PartialEvent):
-            self._events.append(UserPartialEvent(e.text, self.media_ms))
-        self._sync_llm()
-
-    def _show_words(self, upto: int) -> None:
-        """Send the user's words up to index ``upto`` (of committed + partial) not yet sent as
-        committed: ASR commits, and at the end of a turn the partial words it was answered with."""
-        words = self._heard_words()[self._shown:upto]
-        if words:
-            self._shown = upto
-            self._events.append(UserCommitEvent(" ".join(words), self.media_ms))
-
-    def _heard_words(self) -> list[str]:
-        """The user's words so far: committed, then the partial unless it is echo."""
-        return self._words + ([] if self._partial_is_echo else self._partial)
-
-    def _transcript(self) -> str:
-        return " ".join(self._heard_words()[self._turn_word0:])
-
-    def _floor_open(self) -> bool:
-        """The user's words may go to the LLM: no agent turn, or one whose reply is complete and
-        whose speech is held for the user's (so an overlap can be scored, and cut if it was a
-        backchannel)."""
-        return self.turn is None or (self.turn.reply_done and self.turn.paused and self.turn.reply_tokens > 0)
-
-    def _sync_llm(self) -> None:
-        """Make the LLM's open turn the transcript (while the user holds the floor)."""
-        if not self._floor_open() or self._eof:
-            return
-        target = strip_trailing_off(self._transcript())
-        if target == self._llm_sent:
-            return
-        common = 0
-        for a, b in zip(target, self._llm_sent):
-            if a != b:
-                break
-            common += 1
-        self.llm.receive(TextDelta(target[common:], replace_from=self._llm_chars + common))
-        self._llm_sent = target
-        self.host.wake(self.llm)
-        self._ask_score()
-
-    def _ask_score(self) -> None:
-        text = self._llm_sent
-        if (self.policy.wants_end_of_turn_p and text and self._score_for is None and self._floor_open()
-                and not self.speech.speaking and (self._scored is None or self._scored[0] != text)):
-            self._score_for = text
-            self.llm.receive(TextDelta("", score_end=True))
-            self.host.wake(self.llm)
-
-    def _llm_event(self, e) -> None:
-        if not isinstance(e, StepOutput):
-            return self._sub_event(e)
-        r = e.result
-        if r.end_of_turn_p is not None and self._score_for is not None:
-            self._scored, self._score_for = (self._score_for, r.end_of_turn_p), None
-            self._ask_score()
-        turn = self.turn
-        if turn is None or turn.reply_done:
-            return
-        text = "".join(u.text for u in r.committed)
-        turn.reply_tokens += len(r.tokens)
-        if text:
-            turn.text += text
-            self._events.append(AgentTextEvent(turn.turn, text, self.media_ms))
-            self.tts.receive(TextDelta(text))
-            self.host.wake(self.tts)
-        if r.end_of_turn:
-            turn.reply_done = True
-            self.tts.receive(TextDelta("", end_of_turn=True))
-            self.tts.receive_eof()
-            self.host.wake(self.tts)
-
-    def _tts_event(self, e) -> None:
-        turn = self.turn
-        if isinstance(e, StepOutput) and turn is not None:
-            if e.result.audio is not None:
-                turn.add_audio(e.result.audio)
-            turn.units += e.result.committed
-        elif isinstance(e, EndEvent) and turn is not None:
-            turn.speech_done = True
-        else:
-            self._sub_event(e)
-
     # ---- turn-taking ---------------------------------------------------------------------------
     def _agent_audible(self) -> bool:
         return self.turn is not None and self.turn.audible
@@ -453,90 +338,6 @@ class DialogueSession:
                 self._turn_word0 = len(self._heard_words())
                 self._sync_llm()
                 self.turn.paused = False
-
-    def _asr_caught_up(self) -> bool:
-        """Whether the ASR has transcribed the audio of the last speech run (to its end and the
-        VAD's hangover after it), so the transcript holds the turn's last words. If not, it is
-        asked to step the audio sent so far now rather than wait for a full step of audio that the
-        gate may never send (it stops ``asr_silence_tail_ms`` after the speech); the policy's next
-        frame decides again on the transcript that comes out. An ASR that cannot (no
-        ``StepPending`` in its ``input_kinds``) is not waited for."""
-        if StepPending not in self.asr.stream.input_kinds:
-            return True
-        run_ms = 1000.0 * self._run_sent / SAMPLE_RATE
-        if not self.asr.in_step and self.asr.stream.consumed_ms >= run_ms - 1e-6:
-            return True
-        self._ask_asr_step()
-        return False
-
-    def _ask_asr_step(self) -> None:
-        """Have the ASR step the audio sent so far now, short of a full step (once per amount)."""
-        if StepPending in self.asr.stream.input_kinds and self._asked_asr_at != self.gate.sent:
-            self._asked_asr_at = self.gate.sent
-            self.asr.receive(StepPending())
-            self.host.wake(self.asr)
-
-    def _start_turn(self, text: str | None = None) -> None:
-        """An agent turn: the LLM answers the user's open turn, or (``text``) the agent says ``text``."""
-        answered = self._transcript()
-        if text is None:
-            self._sync_llm()  # the open turn as it stands now
-        self._turns += 1
-        self.speech.agent_started()
-        self.turn = AgentTurn(self._turns, self.models.tts.sample_rate)
-        self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
-        self.host.add(self.tts, self._on_output, model=self.models.tts)
-        if text is not None:
-            self.turn.text, self.turn.reply_done, self.turn.from_llm = text, True, False
-            self._events.append(AgentTextEvent(self.turn.turn, text, self.media_ms))
-            self.tts.receive(TextDelta(text, end_of_turn=True))
-            self.tts.receive_eof()
-            self.host.wake(self.tts)
-            return
-        self.llm.receive(TextDelta("", end_of_turn=True))
-        self.host.wake(self.llm)
-        self._llm_chars += len(self._llm_sent)
-        self._llm_sent = ""
-        self._turn_word0 = len(self._heard_words())
-        self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
-        self._events.append(UserTurnEndEvent(answered, self.media_ms))
-        self._score_for, self._scored = None, None
-
-    def _stop_turn(self, *, interrupted: bool) -> None:
-        """Barge-in (or end of input): cancel the reply and its speech; keep what was heard."""
-        turn, now = self.turn, self.clock.now()
-        turn.advance(now)
-        heard = turn.heard_text()
-        if turn.from_llm:  # the LLM's reply ends (however far it got) and keeps only what was heard
-            self.llm.receive(ReplyHeard(heard))
-            self.host.wake(self.llm)
-        if self.tts is not None:
-            self.host.cancel(self.tts)
-        if interrupted:
-            self._interruptions += 1
-            self._events.append(InterruptedEvent(turn.turn, heard, self.media_ms))
-        self.turn, self.tts = None, None
-        self._sync_llm()
-
-    # ---- pacing --------------------------------------------------------------------------------
-    def _release(self) -> None:
-        turn = self.turn
-        if turn is None:
-            return
-        turn.advance(self.clock.now())
-        while (due := turn.take(self.settings.audio_lead_ms)) is not None:
-            offset_ms, samples = due
-            if not turn.started:
-                turn.started = True
-                self._events.append(AgentTurnStartEvent(turn.turn, self.media_ms))
-            self._events.append(AgentAudioEvent(turn.turn, samples, turn.sample_rate, offset_ms))
-        if turn.speech_done and turn.released >= turn.made and not turn.ended:
-            turn.ended = True
-            if turn.started:
-                self._events.append(AgentTurnEndEvent(turn.turn, turn.text, self.media_ms))
-        if turn.ended and not turn.audible:
-            self.turn, self.tts = None, None
-            self._sync_llm()
 
     def _error(self, e: StreamrtError) -> None:
         self._events.append(ErrorEvent(e.code, e.message, e.fatal))
