@@ -51,7 +51,7 @@ async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -
     from streamrt.scheduler import Scheduler
     from streamrt.session import Session, SessionLimits
     from streamrt.stream_session import StepOutput, StreamSession
-    from streamrt.types import CommitEvent, EndEvent, ErrorEvent, TextDelta
+    from streamrt.types import ErrorEvent, TextDelta
 
     clock = MonotonicClock()
     sched = Scheduler(asr, clock=clock)
@@ -60,18 +60,7 @@ async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -
     chunk = max(1, int(s.chunk_ms * sr / 1000))
 
     def on_caption(session: Session, rec: _StreamRecord) -> None:
-        now = clock.now()
-        st = sched.session_stats(session)
-        if st is not None:
-            rec.max_lag_ms = max(rec.max_lag_ms, st["max_lag_ms"])
-        for ev in session.events():
-            if isinstance(ev, CommitEvent) and rec.start is not None:
-                rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
-            elif isinstance(ev, EndEvent):
-                rec.ended.set()
-            elif isinstance(ev, ErrorEvent) and ev.fatal:
-                rec.errors.append(f"{ev.code}: {ev.message}")
-                rec.ended.set()
+        rec.take_events(sched.session_stats(session), clock.now())
 
     async def caption(i: int, rec: _StreamRecord) -> None:
         n = int(s.duration_s * sr)

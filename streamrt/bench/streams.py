@@ -78,6 +78,20 @@ class _StreamRecord:
         self.errors: list[str] = []
         self.ended = asyncio.Event()
 
+    def take_events(self, stats: dict | None, now: float) -> None:
+        """Drain the session's events (called from its ``on_output``): commit delays against the
+        wall clock, the worst lag the scheduler saw, and the end or a fatal error."""
+        if stats is not None:
+            self.max_lag_ms = max(self.max_lag_ms, stats["max_lag_ms"])
+        for ev in self.session.events():
+            if isinstance(ev, CommitEvent) and self.start is not None:
+                self.delays_ms.extend(1000.0 * (now - self.start) - u.end_ms for u in ev.units)
+            elif isinstance(ev, EndEvent):
+                self.ended.set()
+            elif isinstance(ev, ErrorEvent) and ev.fatal:  # e.g. an isolated model failure
+                self.errors.append(f"{ev.code}: {ev.message}")
+                self.ended.set()
+
 
 def _loop_audio(audio: np.ndarray, n: int, offset: int) -> np.ndarray:
     reps = int(np.ceil((offset + n) / max(len(audio), 1))) + 1
@@ -101,18 +115,7 @@ async def _run_plan(
     limits = SessionLimits(max_buffered_audio_s=None)
 
     def on_output(session: Session, rec: _StreamRecord) -> None:
-        now = clock.now()
-        st = sched.session_stats(session)
-        if st is not None:
-            rec.max_lag_ms = max(rec.max_lag_ms, st["max_lag_ms"])
-        for ev in session.events():
-            if isinstance(ev, CommitEvent) and rec.start is not None:
-                rec.delays_ms.extend(1000.0 * (now - rec.start) - u.end_ms for u in ev.units)
-            elif isinstance(ev, EndEvent):
-                rec.ended.set()
-            elif isinstance(ev, ErrorEvent) and ev.fatal:  # e.g. an isolated model failure
-                rec.errors.append(f"{ev.code}: {ev.message}")
-                rec.ended.set()
+        rec.take_events(sched.session_stats(session), clock.now())
 
     async def client(i: int, rec: _StreamRecord, start_s: float, duration_s: float) -> None:
         n_samples = int(duration_s * sr)

@@ -72,6 +72,23 @@ def webrtc_url(url: str) -> str:
     return base + WEBRTC_PATH
 
 
+def _collect_messages(channel, result: StreamResult, ended: asyncio.Event, on_message) -> None:
+    """Keep every JSON message the server sends on ``channel`` in ``result`` (``ready`` and
+    ``end`` also in their fields), set ``ended`` at ``end``, and pass each to ``on_message``."""
+
+    @channel.on("message")
+    def on_channel_message(raw) -> None:
+        msg = json.loads(raw)
+        result.messages.append(msg)
+        if msg["type"] == "ready":
+            result.ready = msg
+        elif msg["type"] == "end":
+            result.end = msg
+            ended.set()
+        if on_message is not None:
+            on_message(msg)
+
+
 async def stream_file_webrtc(
     url: str,
     path: str | Path,
@@ -97,17 +114,7 @@ async def stream_file_webrtc(
         pc.addTrack(video)
     channel = pc.createDataChannel("captions")
 
-    @channel.on("message")
-    def on_channel_message(raw) -> None:
-        msg = json.loads(raw)
-        result.messages.append(msg)
-        if msg["type"] == "ready":
-            result.ready = msg
-        elif msg["type"] == "end":
-            result.end = msg
-            ended.set()
-        if on_message is not None:
-            on_message(msg)
+    _collect_messages(channel, result, ended, on_message)
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
     await pc.setLocalDescription(await pc.createOffer())
@@ -165,17 +172,7 @@ async def talk_webrtc(
     channel = pc.createDataChannel("dialogue")
     tasks: list[asyncio.Task] = []
 
-    @channel.on("message")
-    def on_channel_message(raw) -> None:
-        msg = json.loads(raw)
-        result.messages.append(msg)
-        if msg["type"] == "ready":
-            result.ready = msg
-        elif msg["type"] == "end":
-            result.end = msg
-            ended.set()
-        if on_message is not None:
-            on_message(msg)
+    _collect_messages(channel, result, ended, on_message)
 
     async def listen(track) -> None:
         import av
