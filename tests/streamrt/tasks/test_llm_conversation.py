@@ -263,3 +263,31 @@ async def test_reply_heard_before_the_reply_began_closes_the_turn_with_an_empty_
     assert chat.stream.history[:3] == [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ""},
                                        {"role": "user", "content": "Never mind."}]
     assert _reply(rec, "chat")[0] == _alone_ids(smollm2().chat_ids(chat.stream.history[:3]), GREEDY)
+
+
+def _end_scores(settings: ConversationSettings, texts: list[str]) -> list[float]:
+    """The end-of-turn score of each text as the whole open turn (sans-I/O: the model stepped directly)."""
+    llm = LlmConversationModel(smollm2(), _decoder(1), settings)
+    stream = llm.create_stream()
+    scores = []
+    for text in texts:
+        stream.accept(TextDelta(text, replace_from=0, score_end=True))
+        while stream.is_ready():
+            llm.step([stream])
+        scores.append(stream.pop_result().end_of_turn_p)
+    return scores
+
+
+def test_an_unfinished_clause_scores_low_whatever_punctuation_the_asr_gave_it():
+    """At a mid-turn pause Whisper wrote "After the interview, should I send?" (data/dialogues.yaml's
+    `work`); scored as written, SmolLM2 gives the end of turn ~0.3, above the semantic policy's
+    ``complete_p``, and the agent took the pause over. Scored on the words without their final
+    punctuation, counting the tokens that end a sentence (``score_sentence_end``, the default),
+    the clause stays near 0 while finished turns, a question and a statement, stay high."""
+    prompt = "You are a friendly voice assistant."
+    texts = ["After the interview, should I send?", "My budget is not very large, so.",
+             "What is the capital of France?", "I have some chicken and some vegetables in the fridge."]
+    new = _end_scores(ConversationSettings(system_prompt=prompt), texts)
+    old = _end_scores(ConversationSettings(system_prompt=prompt, score_sentence_end=False), texts)
+    assert max(new[:2]) < 0.01 and min(new[2:]) > 0.3
+    assert old[0] > 0.2 and old[3] < 0.1  # as written: the clause above the statement
