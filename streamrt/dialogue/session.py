@@ -53,7 +53,7 @@ from policies.turn_taking.base import Speak, TurnPolicy, TurnView, Yield
 from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
 from streamrt.dialogue.agent_side import AgentSide
-from streamrt.dialogue.events import DialogueEndEvent, DialogueEvent
+from streamrt.dialogue.events import DialogueEndEvent, DialogueEvent, UserLipsEvent
 from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
@@ -262,6 +262,8 @@ class DialogueSession(AgentSide):
         for e in self.video.events() if self.video is not None else ():  # before the VAD frames it judges
             if isinstance(e, StepOutput):
                 self.lips.add(e.result.lips)
+                if e.result.lips:
+                    self._events.append(UserLipsEvent(tuple(e.result.lips), self.media_ms))
             else:
                 self._sub_event(e)
         for e in self.vad.events():  # after the words: a frame's decision sees the latest transcript

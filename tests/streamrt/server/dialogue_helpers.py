@@ -32,6 +32,7 @@ class ToneSession:
         self.quiet_ms = 0.0  # silence since it
         self.turn = 0
         self.playback: list[tuple[int, float]] = []
+        self.frames: list[float] = []  # times of the camera frames received
         self.closed = False
         self._eof = False
         self._ended = False
@@ -72,6 +73,9 @@ class ToneSession:
     def receive_playback(self, turn: int, position_ms: float) -> None:
         self.playback.append((turn, position_ms))
 
+    def receive_video(self, frame) -> None:
+        self.frames.append(frame.time_ms)
+
     def receive_eof(self) -> None:
         self._eof = True
 
@@ -97,8 +101,23 @@ class ToneSession:
         return out
 
 
+def stand_in_agent(lips=None, turn_policy: str = "silence"):
+    """The real ``VoiceAgent`` and ``DialogueSession`` on stand-in models (CountingModel ASR,
+    EchoTextModel LLM, ToneTtsModel TTS; the real silero VAD) and ``lips``: (asr, agent); serve
+    ``asr`` as the server's model (the dialogues' ASR is the server's)."""
+    from streamrt.dialogue.models import DialogueModels
+    from streamrt.models.vad import load_vad
+    from streamrt.server.agent import AgentSettings, VoiceAgent
+    from streamrt.testing import CountingModel, EchoTextModel, ToneTtsModel
+
+    asr = CountingModel(word_ms=300)
+    models = DialogueModels(asr=asr, llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100), vad=load_vad(), lips=lips)
+    return asr, VoiceAgent(models, MonotonicClock(), AgentSettings(turn_policy=turn_policy))
+
+
 class ToneAgent:
     output_sample_rate = RATE
+    scores_video = False
 
     def __init__(self, clock: Clock | None = None, pause_ms: float = 300.0, answer_ms: float = 500.0,
                  max_dialogues: int | None = None):
