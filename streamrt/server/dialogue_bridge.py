@@ -5,7 +5,7 @@ The transport feeds client input to the protocol and calls ``after_input()``; a 
 audio comes out between client messages too), and at once when the session reports new output
 (``updated``, set by its ``on_update``); a sender task drains the bounded send queue (JSON
 objects as text, agent audio as binary) and finally closes the link. A link that buffers the agent's
-audio itself (the WebRTC track) gives ``drop_audio``, called as ``interrupted`` goes out. A client that stops reading
+audio itself (the WebRTC track) gives ``drop_audio``, called as ``agent_pause`` or ``interrupted`` goes out. A client that stops reading
 fills the queue; past ``send_queue_high_water`` messages it is closed with 1008 ``slow_client``.
 """
 
@@ -24,6 +24,7 @@ from streamrt.server.metrics import ServerStats
 from streamrt.server.settings import ServerSettings
 
 log = logging.getLogger("streamrt.server")
+DROP_AUDIO_ON = ("agent_pause", "interrupted")  # the client stops playing the agent's audio it holds
 
 
 class DialogueBridge(QueueBridge):
@@ -105,5 +106,5 @@ class DialogueBridge(QueueBridge):
             await self._send_bytes(msg)
         else:
             await self._send_text(json.dumps(msg, separators=(",", ":")))
-            if msg["type"] == "interrupted" and self._drop_audio is not None:
+            if msg["type"] in DROP_AUDIO_ON and self._drop_audio is not None:
                 self._drop_audio()  # the audio before it is stale: drop what the link holds

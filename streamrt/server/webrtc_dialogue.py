@@ -9,9 +9,10 @@ Signalling is that of ``/v1/webrtc`` (``streamrt.server.webrtc``) with ``"agent"
 The offer must carry one audio track sent *and received* (sendrecv) and a data channel. The
 server decodes the microphone (Opus, 48 kHz) to 16 kHz s16 and feeds it to a ``DialogueProtocol``
 as binary messages; the agent's audio frames go into ``AgentVoiceTrack``, which plays them in real
-time (silence between turns) and drops what it holds when ``interrupted`` goes out; everything else
-(``ready``, ``user_commit``, ``agent_text``, ``interrupted``, ``end``, ...) is JSON on the data
-channel. ``stop`` (data channel or signalling socket) or the end of the track ends the dialogue.
+time (silence between turns) and drops what it holds when ``agent_pause`` or ``interrupted`` goes
+out (the audio after an ``agent_resume`` is pushed again from the position resumed); everything else
+(``ready``, ``user_commit``, ``agent_text``, ``agent_pause``, ``interrupted``, ``end``, ...) is JSON
+on the data channel. ``stop`` (data channel or signalling socket) or the end of the track ends the dialogue.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def voice_track_class():
 
     class AgentVoiceTrack(MediaStreamTrack):
         """Plays pcm_s16le mono at ``rate`` pushed by the bridge, 20 ms a frame in real time; silence
-        when it holds nothing. ``clear()`` drops what it holds (a barge-in)."""
+        when it holds nothing. ``clear()`` drops what it holds (the user speaks over the agent)."""
 
         kind = "audio"
 
