@@ -5,7 +5,8 @@ The transport feeds client input to the protocol and calls ``after_input()``; a 
 audio comes out between client messages too), and at once when the session reports new output
 (``updated``, set by its ``on_update``); a sender task drains the bounded send queue (JSON
 objects as text, agent audio as binary) and finally closes the link. A link that buffers the agent's
-audio itself (the WebRTC track) gives ``drop_audio``, called as ``agent_pause`` or ``interrupted`` goes out. A client that stops reading
+audio itself (the WebRTC track) gives ``drop_audio``, called as ``agent_pause`` or ``interrupted``
+goes out. A client that stops reading
 fills the queue; past ``send_queue_high_water`` messages it is closed with 1008 ``slow_client``.
 """
 
