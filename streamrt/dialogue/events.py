@@ -95,6 +95,31 @@ class AgentTurnEndEvent:
 
 
 @dataclass(frozen=True)
+class AgentPauseEvent:
+    """The user may be barging in: stop playing ``turn`` now and drop its buffered audio. The
+    session holds the turn at ``position_ms`` (the playback position it models; the client heard up
+    to about there). ``interrupted`` follows if it is a barge-in, ``agent_resume`` if it was not
+    (a backchannel, a cough)."""
+
+    turn: int
+    position_ms: float
+    media_ms: float
+    type: Literal["agent_pause"] = "agent_pause"
+
+
+@dataclass(frozen=True)
+class AgentResumeEvent:
+    """The pause of ``turn`` was not a barge-in: its audio comes again from ``position_ms`` (the
+    start of the first word the user had not heard whole, at or before the pause's position), in
+    ``agent_audio`` frames whose ``offset_ms`` starts there."""
+
+    turn: int
+    position_ms: float
+    media_ms: float
+    type: Literal["agent_resume"] = "agent_resume"
+
+
+@dataclass(frozen=True)
 class InterruptedEvent:
     """The user barged in: drop any buffered agent audio of ``turn`` now. ``heard_text`` is what
     the user heard of it (by playback position); only that stays in the agent's context.
@@ -134,6 +159,8 @@ DialogueEvent = Union[
     AgentTextEvent,
     AgentAudioEvent,
     AgentTurnEndEvent,
+    AgentPauseEvent,
+    AgentResumeEvent,
     InterruptedEvent,
     UserLipsEvent,
     ErrorEvent,

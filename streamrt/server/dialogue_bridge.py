@@ -5,7 +5,8 @@ The transport feeds client input to the protocol and calls ``after_input()``; a 
 audio comes out between client messages too), and at once when the session reports new output
 (``updated``, set by its ``on_update``); a sender task drains the bounded send queue (JSON
 objects as text, agent audio as binary) and finally closes the link. A link that buffers the agent's
-audio itself (the WebRTC track) gives ``drop_audio``, called as ``interrupted`` goes out. A client that stops reading
+audio itself (the WebRTC track) gives ``drop_audio``, called as ``agent_pause`` or ``interrupted``
+goes out. A client that stops reading
 fills the queue; past ``send_queue_high_water`` messages it is closed with 1008 ``slow_client``.
 The messages on their way out are counted in ``ServerStats`` (dialogues, agent turns and their
 response onset, barge-ins and their reaction, errors: ``GET /metrics``, docs/operations.md).
@@ -26,6 +27,7 @@ from streamrt.server.metrics import ServerStats
 from streamrt.server.settings import ServerSettings
 
 log = logging.getLogger("streamrt.server")
+DROP_AUDIO_ON = ("agent_pause", "interrupted")  # the client stops playing the agent's audio it holds
 
 
 class DialogueBridge(QueueBridge):
@@ -58,6 +60,7 @@ class DialogueBridge(QueueBridge):
         self.closed = asyncio.Event()
         self._last_input_s = asyncio.get_running_loop().time()
         self._speech_end_ms: float | None = None  # of the user turn being answered (user_turn_end)
+        self._paused: tuple[int, float] | None = None  # (turn, media ms) of the last agent_pause not resumed
 
     # ---- called by the transport ---------------------------------------------------------------
     def start(self) -> None:
@@ -101,9 +104,14 @@ class DialogueBridge(QueueBridge):
         elif kind == "agent_turn_start":
             end, self._speech_end_ms = self._speech_end_ms, None
             self.stats.agent_turn(None if end is None else (msg["media_ms"] - end) / 1000.0)
-        elif kind == "interrupted":
-            onset = msg.get("speech_start_ms")
-            self.stats.interrupted(None if onset is None else (msg["media_ms"] - onset) / 1000.0)
+        elif kind == "agent_pause":
+            self._paused = (msg["turn"], msg["media_ms"])
+        elif kind == "agent_resume":
+            self._paused = None
+        elif kind == "interrupted":  # the agent's audio stopped at its pause, if one came first
+            onset, paused, self._paused = msg.get("speech_start_ms"), self._paused, None
+            stopped = paused[1] if paused is not None and paused[0] == msg["turn"] else msg["media_ms"]
+            self.stats.interrupted(None if onset is None else (stopped - onset) / 1000.0)
 
     async def _tick_loop(self) -> None:
         period = self.settings.dialogue_tick_ms / 1000.0
@@ -125,5 +133,5 @@ class DialogueBridge(QueueBridge):
             await self._send_bytes(msg)
         else:
             await self._send_text(json.dumps(msg, separators=(",", ":")))
-            if msg["type"] == "interrupted" and self._drop_audio is not None:
+            if msg["type"] in DROP_AUDIO_ON and self._drop_audio is not None:
                 self._drop_audio()  # the audio before it is stale: drop what the link holds

@@ -99,8 +99,8 @@ class PrometheusMetrics:
         )  # fmt: skip
         self.barge_in = Histogram(
             "streamrt_dialogue_barge_in_seconds",
-            "Per barge-in: the VAD's onset of the interrupting speech -> the agent turn cancelled (interrupted "
-            "sent; user media clock). The agent's audio is held from the onset on when the session pauses it.",
+            "Per barge-in: the VAD's onset of the interrupting speech -> the agent's audio stopped (agent_pause, "
+            "or interrupted when no pause came first; user media clock, server side).",
             buckets=BARGE_IN_BUCKETS, registry=r,
         )  # fmt: skip
 
@@ -156,7 +156,8 @@ class ServerStats:
             self.prometheus.response_onset.observe(max(0.0, onset_s))
 
     def interrupted(self, reaction_s: float | None) -> None:
-        """A barge-in cut an agent turn; ``reaction_s``: from the onset of the interrupting speech."""
+        """A barge-in cut an agent turn; ``reaction_s``: from the onset of the interrupting speech to
+        the agent's audio stopped."""
         self.prometheus.dialogue_interruptions.inc()
         if reaction_s is not None:
             self.prometheus.barge_in.observe(max(0.0, reaction_s))

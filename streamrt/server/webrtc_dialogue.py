@@ -11,10 +11,11 @@ a camera track (with ``"video": true`` in ``start``: its frames go to the sessio
 the audio's media clock, ``rtc_link.feed_video_track``; ``lips`` messages come back). The
 server decodes the microphone (Opus, 48 kHz) to 16 kHz s16 and feeds it to a ``DialogueProtocol``
 as binary messages; the agent's audio frames go into ``AgentVoiceTrack``, which plays them in real
-time (silence between turns) and drops what it holds when ``interrupted`` goes out; everything else
-(``ready``, ``user_commit``, ``agent_text``, ``interrupted``, ``end``, ...) is JSON on the data
-channel. ``stop`` (data channel or signalling socket) or the end of the track ends the dialogue; so
-does ``idle_timeout_s`` without audio or a message (a client gone without closing).
+time (silence between turns) and drops what it holds when ``agent_pause`` or ``interrupted`` goes
+out (the audio after an ``agent_resume`` is pushed again from the position resumed); everything else
+(``ready``, ``user_commit``, ``agent_text``, ``agent_pause``, ``interrupted``, ``end``, ...) is JSON
+on the data channel. ``stop`` (data channel or signalling socket) or the end of the track ends the dialogue;
+so does ``idle_timeout_s`` without audio or a message (a client gone without closing).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def voice_track_class():
 
     class AgentVoiceTrack(MediaStreamTrack):
         """Plays pcm_s16le mono at ``rate`` pushed by the bridge, 20 ms a frame in real time; silence
-        when it holds nothing. ``clear()`` drops what it holds (a barge-in)."""
+        when it holds nothing. ``clear()`` drops what it holds (the user speaks over the agent)."""
 
         kind = "audio"
 

@@ -1,6 +1,7 @@
 // streamrt voice agent page: microphone (echo-cancelled) -> 16 kHz PCM over /v1/dialogue
 // (docs/protocol.md, "Dialogue"); the agent's voice (binary pcm_s16le frames) is played as it
-// comes, dropped at once on `interrupted`; a live transcript of both sides with each answer's
+// comes, stopped with what is queued dropped at once on `agent_pause` (you spoke over it) and
+// `interrupted`, and played again from `agent_resume`'s position; a live transcript of both sides with each answer's
 // latency (from the last moment the microphone heard you to the agent's first sound).
 // With the camera (the checkbox or ?video=1): a preview, JPEG frames on the audio's media clock
 // (camera.js) and a lip-activity meter from the server's `lips` messages (docs/video.md).
@@ -69,19 +70,37 @@
     const at = Math.max(playhead, ctx.currentTime + 0.02);
     src.start(at);
     playhead = at + audio.duration;
-    current.sources.push(src);
+    // a frame's place in the turn: after the previous one, or at agent_resume's position
+    current.sources.push({ src, at, offset: current.nextOffset, duration: audio.duration });
+    current.nextOffset += audio.duration;
     current.samples += pcm.length;
     if (current.firstAudio === null) {
       current.firstAudio = at;
       current.record.latencyMs = lastVoice === null ? null : Math.round((at - lastVoice) * 1000);
       if (current.record.latencyMs !== null) current.latency.textContent = current.record.latencyMs + ' ms after you stopped';
     }
-    current.record.audioMs = Math.round((current.samples / rate) * 1000);
+    current.record.audioMs = Math.round(current.nextOffset * 1000); // as played: frames sent again count once
+  }
+
+  // where in the turn the speaker is now (seconds): in the last frame started, or at the end of it
+  function position(turn) {
+    let pos = null;
+    for (const f of turn.sources) {
+      if (f.at <= ctx.currentTime) pos = f.offset + Math.min(ctx.currentTime - f.at, f.duration);
+    }
+    return pos;
+  }
+
+  function stopPlaying(turn) {
+    turn.sources.forEach((f) => { try { f.src.stop(); } catch (e) { /* not started */ } });
+    turn.sources = [];
+    playhead = 0;
   }
 
   function reportPlayback() {
-    if (!current || current.firstAudio === null || !ws || ws.readyState !== WebSocket.OPEN) return;
-    const played = Math.max(0, Math.min(ctx.currentTime - current.firstAudio, current.samples / state.ready.output_sample_rate));
+    if (!current || current.paused || !ws || ws.readyState !== WebSocket.OPEN) return;
+    const played = position(current);
+    if (played === null) return;
     ws.send(JSON.stringify({ type: 'playback', turn: current.turn, position_ms: Math.round(played * 1000) }));
   }
 
@@ -110,9 +129,10 @@
         const latency = document.createElement('span');
         latency.className = 'latency';
         l.div.appendChild(latency);
-        const record = { turn: msg.turn, text: '', audioMs: 0, latencyMs: null, heard: null };
+        const record = { turn: msg.turn, text: '', audioMs: 0, latencyMs: null, heard: null, pauses: [] };
         state.turns.push(record);
-        current = { turn: msg.turn, line: l, latency, record, sources: [], samples: 0, firstAudio: null };
+        current = { turn: msg.turn, line: l, latency, record, sources: [], samples: 0, firstAudio: null,
+                    nextOffset: 0, paused: false };
       }
       if (msg.type === 'agent_text') {
         current.record.text += msg.text;
@@ -128,10 +148,20 @@
       setStatus('listening');
       const want = parseInt(params.get('turns') || '0', 10);
       if (want > 0 && state.turns.filter((t) => t.done).length >= want) setTimeout(stop, 500);
+    } else if (msg.type === 'agent_pause' && current && current.turn === msg.turn) {
+      // you spoke over the agent: stop now, drop what is queued (it comes again if it goes on)
+      stopPlaying(current);
+      current.paused = true;
+      current.record.pauses.push(msg.position_ms);
+      setStatus('the agent paused: you spoke');
+    } else if (msg.type === 'agent_resume' && current && current.turn === msg.turn) {
+      current.paused = false;
+      current.nextOffset = msg.position_ms / 1000; // its audio comes again from there
+      setStatus('the agent is speaking');
     } else if (msg.type === 'interrupted') {
       const turn = current && current.turn === msg.turn ? current : null;
       if (turn) {
-        turn.sources.forEach((s) => { try { s.stop(); } catch (e) { /* not started */ } });
+        stopPlaying(turn);
         turn.record.heard = msg.heard_text;
         turn.record.done = true;
         const cut = document.createElement('span');

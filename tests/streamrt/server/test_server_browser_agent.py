@@ -1,10 +1,10 @@
 """The voice-agent page end to end: headless Chromium with a fake microphone (a WAV file: speech,
 then silence) opens /agent.html, streams the echo-cancelled microphone over /v1/dialogue, plays the
-agent's answer and shows both sides with the answer's latency. With the camera on, a fake camera made
-from the animated astronaut photo (a Y4M file: her mouth still, then talking, from
-``streamrt.bench.talking_face``: the detector real, the truth known) feeds the real FaceMesh through
-the real dialogue session, and the lip scores reach the page's meter. Driven over the DevTools
-protocol."""
+agent's answer (stopped on ``agent_pause``, played again from ``agent_resume``'s position) and shows
+both sides with the answer's latency. With the camera on, a fake camera made from the animated
+astronaut photo (a Y4M file: her mouth still, then talking, from ``streamrt.bench.talking_face``: the
+detector real, the truth known) feeds the real FaceMesh through the real dialogue session, and the
+lip scores reach the page's meter. Driven over the DevTools protocol."""
 
 from __future__ import annotations
 
@@ -64,17 +64,32 @@ async def test_agent_page_plays_the_answer_and_shows_both_sides(tmp_path):
     t = np.arange(48000) / 48000
     sf.write(wav, np.concatenate([0.3 * np.sin(2 * np.pi * 220 * t), np.zeros(48000 * 6)]).astype(np.float32),
              48000, subtype="PCM_16")
+    agent = ToneAgent(pause_ms=300, answer_ms=1500)
     server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"), port=0,
-                                  agent=ToneAgent(pause_ms=300, answer_ms=500))
+                                  agent=agent)
+
+    async def backchannel() -> float:  # into the answer, the user speaks and it goes on
+        while not agent.sessions or agent.sessions[0].turn < 1:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        position = agent.sessions[0].pause()
+        await asyncio.sleep(0.3)
+        agent.sessions[0].resume()
+        return position
+
     await server.start()
     try:
+        task = asyncio.create_task(backchannel())
         state, shown = await run_page(server, wav, tmp_path / "profile")
+        paused_at = await task
     finally:
         await server.stop()
     assert state is not None and state["ready"]["output_encoding"] == "pcm_s16le" and not state["errors"], state
     assert state["end"] is not None and state["closeCode"] == 1000, state
     (turn,) = state["turns"]
-    assert turn["text"] == "Hello there." and turn["audioMs"] == 500 and 200 < turn["latencyMs"] < 2000
+    assert turn["text"] == "Hello there." and 200 < turn["latencyMs"] < 2000
+    # agent_pause stopped it, agent_resume played it again from the piece paused in: 1500 ms as played
+    assert turn["pauses"] == [round(paused_at, 1)] and turn["audioMs"] == 1500
     assert re.search(r"You:spoke \d\.\d s", shown) and "Agent:Hello there." in shown  # ~1 s of tone, as chunks fall
     assert "ms after you stopped" in shown
 
