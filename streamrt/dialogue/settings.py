@@ -31,10 +31,20 @@ class DialogueSettings:
         many ms of media (a face in every frame, none moving: the agent's own voice, a TV, another
         person), so it neither pauses nor interrupts the agent. Moving lips, no face, no camera or
         frames missing: the audio-only guard alone, as without video. None: lips are not used.
-    resume_after_ms: user speech while the agent plays pauses its audio at once (the client plays
-        out at most ``audio_lead_ms``); if the turn policy does not call it a barge-in, the agent
-        resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
-        the agent never pauses, only stops when the policy yields.
+        The turn policy sees the same state (``TurnView.lips``; "unknown" without a camera).
+    lips_max_wait_ms: with a camera, a VAD frame is judged once the lip scores of its time are in
+        (the camera's next frame is not due before the frame's end), or after this many ms of the
+        session's clock, whichever comes first; past it the frame is judged on what the lips show
+        so far (late or missing frames read as unknown: the audio-only guard). Frames late on the
+        network (or a lip model behind) still count if they come within it; it is also the most
+        a late camera adds to a decision. A camera whose scores stopped coming for this long, or
+        whose frames come further behind the audio than this, is not waited for. None or 0:
+        never wait.
+    resume_after_ms: user speech while the agent plays pauses its audio at once (``agent_pause``:
+        the client stops playing and drops what it holds); if the turn policy does not call it a
+        barge-in, the agent resumes after this much silence (the speech was a backchannel:
+        "mm-hm", "right"), from the first word the user had not heard whole (``agent_resume``).
+        None: the agent never pauses, only stops when the policy yields.
     asr_preroll_ms / asr_silence_tail_ms: the ASR gets the user's audio only around speech: from
         ``asr_preroll_ms`` before the VAD heard it start to ``asr_silence_tail_ms`` after it
         ended (enough for the ASR to finish the last words); longer silence, echo the guard
@@ -53,6 +63,7 @@ class DialogueSettings:
     echo_min_speech_ms: float | None = 160.0
     echo_level_ratio: float | None = 0.25
     lips_window_ms: float | None = 400.0
+    lips_max_wait_ms: float | None = 100.0
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0
     asr_silence_tail_ms: float | None = 1000.0
