@@ -19,7 +19,7 @@ from typing import Literal, Union
 
 import numpy as np
 
-from streamrt.types import ErrorEvent
+from streamrt.types import ErrorEvent, LipActivity
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,12 @@ class UserTurnEndEvent:
     """The turn policy decided the user's turn is over: the agent answers ``text`` (the whole
     user turn as committed). Sent once per answered user turn, when the decision is taken, so a
     client (and ``streamrt dialogue eval``) can split response onset into ASR finalisation,
-    end-of-turn decision, LLM time to first token and TTS first chunk."""
+    end-of-turn decision, LLM time to first token and TTS first chunk. ``speech_end_ms``: where the
+    VAD heard the user's speech end (media ms; the server's response-onset metric starts there)."""
 
     text: str
     media_ms: float
+    speech_end_ms: float | None = None
     type: Literal["user_turn_end"] = "user_turn_end"
 
 
@@ -120,12 +122,24 @@ class AgentResumeEvent:
 @dataclass(frozen=True)
 class InterruptedEvent:
     """The user barged in: drop any buffered agent audio of ``turn`` now. ``heard_text`` is what
-    the user heard of it (by playback position); only that stays in the agent's context."""
+    the user heard of it (by playback position); only that stays in the agent's context.
+    ``speech_start_ms``: where the VAD heard the interrupting speech start (media ms)."""
 
     turn: int
     heard_text: str
     media_ms: float
+    speech_start_ms: float | None = None
     type: Literal["interrupted"] = "interrupted"
+
+
+@dataclass(frozen=True)
+class UserLipsEvent:
+    """The user's camera frames just scored (with a camera: ``DialogueSession.receive_video``), each
+    a ``LipActivity`` on the audio's media clock; sent as the ``lips`` message."""
+
+    frames: tuple[LipActivity, ...]
+    media_ms: float
+    type: Literal["lips"] = "lips"
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,7 @@ DialogueEvent = Union[
     AgentPauseEvent,
     AgentResumeEvent,
     InterruptedEvent,
+    UserLipsEvent,
     ErrorEvent,
     DialogueEndEvent,
 ]

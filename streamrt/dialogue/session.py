@@ -58,7 +58,7 @@ from policies.turn_taking.base import Speak, TurnPolicy, TurnView, Yield
 from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
 from streamrt.dialogue.agent_side import AgentSide
-from streamrt.dialogue.events import AgentPauseEvent, AgentResumeEvent, DialogueEndEvent, DialogueEvent
+from streamrt.dialogue.events import AgentPauseEvent, AgentResumeEvent, DialogueEndEvent, DialogueEvent, UserLipsEvent
 from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
@@ -273,6 +273,7 @@ class DialogueSession(AgentSide):
                 if e.result.lips:
                     self._lips_came_at = self.clock.now()
                     self._lips_lag_ms = self.media_ms - self.lips.next_due_ms
+                    self._events.append(UserLipsEvent(tuple(e.result.lips), self.media_ms))
             else:
                 self._sub_event(e)
         for e in self.vad.events():  # after the words: a frame's decision sees the latest transcript

@@ -3,8 +3,10 @@
 // comes, stopped with what is queued dropped at once on `agent_pause` (you spoke over it) and
 // `interrupted`, and played again from `agent_resume`'s position; a live transcript of both sides with each answer's
 // latency (from the last moment the microphone heard you to the agent's first sound).
+// With the camera (the checkbox or ?video=1): a preview, JPEG frames on the audio's media clock
+// (camera.js) and a lip-activity meter from the server's `lips` messages (docs/video.md).
 // Page parameters: ?token=T, ?autostart=1 (start at load), &turns=N (stop after N agent turns),
-// &seconds=S (stop after S s); used by the end-to-end test.
+// &seconds=S (stop after S s), &video=1; used by the end-to-end tests.
 (function () {
   'use strict';
   const SAMPLE_RATE = 16000;
@@ -15,14 +17,22 @@
   // Everything the page received, readable by tests through the DevTools protocol.
   const state = (window.streamrtAgent = {
     ready: null, end: null, closeCode: null, errors: [], messages: [], turns: [], user: [], sentBytes: 0,
+    lips: [], framesSent: 0,
   });
-  let ws = null, ctx = null, stream = null, node = null;
+  let ws = null, ctx = null, stream = null, node = null, stopFrames = null;
+  let mediaStart = null; // AudioContext time of the first sample sent: media time 0
   let lastVoice = null; // ctx time of the last loud microphone chunk
   let current = null; // the agent turn being received
   let playhead = 0; // ctx time where the next agent frame starts
   let userLine = null, partialSpan = null;
 
   function setStatus(text) { $('status').textContent = text; }
+
+  // the audio's media time now (ms since the first sample sent): the camera's frames are stamped with it
+  function mediaMs() {
+    if (!ws || ws.readyState !== WebSocket.OPEN || mediaStart === null || state.stopped) return null;
+    return Math.round((ctx.currentTime - mediaStart) * 10000) / 10;
+  }
 
   function line(cls, who) {
     const div = document.createElement('div');
@@ -97,6 +107,11 @@
   function onMessage(event) {
     if (typeof event.data !== 'string') { playFrame(event.data); return; }
     const msg = JSON.parse(event.data);
+    if (msg.type === 'lips') {
+      state.lips.push(...msg.frames);
+      streamrtCamera.showLips(msg.frames);
+      return;
+    }
     state.messages.push(msg);
     if (msg.type === 'ready') {
       state.ready = msg;
@@ -182,10 +197,17 @@
 
   async function start() {
     $('start').disabled = true;
-    setStatus('opening the microphone');
+    mediaStart = null;
+    const video = params.get('video') === '1' || $('video').checked;
+    setStatus(video ? 'opening the microphone and the camera' : 'opening the microphone');
     stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      video: video ? streamrtCamera.constraints : false,
     });
+    if (video) {
+      $('camera').style.display = 'flex';
+      $('preview').srcObject = stream;
+    }
     ctx = new AudioContext({ sampleRate: SAMPLE_RATE }); // the browser resamples the microphone
     await ctx.audioWorklet.addModule('pcm-worklet.js');
     const source = ctx.createMediaStreamSource(stream);
@@ -203,9 +225,18 @@
       cleanup();
     };
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'start', sample_rate: ctx.sampleRate, encoding: 'pcm_s16le', channels: 1 }));
+      const start = { type: 'start', sample_rate: ctx.sampleRate, encoding: 'pcm_s16le', channels: 1 };
+      if (video) start.video = true;
+      ws.send(JSON.stringify(start));
+      if (video) {
+        stopFrames = streamrtCamera.startFrames($('preview'), mediaMs, (msg) => {
+          ws.send(JSON.stringify(msg));
+          state.framesSent += 1;
+        });
+      }
       node.port.onmessage = (e) => {
         if (ws.readyState === WebSocket.OPEN && state.ready && !state.stopped) {
+          if (mediaStart === null) mediaStart = ctx.currentTime - e.data.length / ctx.sampleRate;
           const data = encode(e.data);
           state.sentBytes += data.byteLength;
           ws.send(data);
@@ -226,6 +257,8 @@
   }
 
   function cleanup() {
+    if (stopFrames) stopFrames();
+    stopFrames = null;
     if (node) node.disconnect();
     if (stream) stream.getTracks().forEach((t) => t.stop());
     if (ctx) ctx.close();

@@ -39,6 +39,7 @@ class ToneSession:
         self.quiet_ms = 0.0  # silence since it
         self.turn = 0
         self.playback: list[tuple[int, float]] = []
+        self.frames: list[float] = []  # times of the camera frames received
         self.closed = False
         self._eof = False
         self._ended = False
@@ -72,10 +73,11 @@ class ToneSession:
         self._events.append(AgentTurnStartEvent(self.turn, self.received_ms))
         self._events.append(AgentTextEvent(self.turn, text, self.received_ms))
 
-    def interrupt(self, heard: str) -> None:
-        """The user barged in: the answer stops, ``InterruptedEvent`` says what was heard."""
+    def interrupt(self, heard: str, speech_start_ms: float | None = None) -> None:
+        """The user barged in (their speech heard from ``speech_start_ms``): the answer stops,
+        ``InterruptedEvent`` says what was heard."""
         self._answer = None
-        self._events.append(InterruptedEvent(self.turn, heard, self.received_ms))
+        self._events.append(InterruptedEvent(self.turn, heard, self.received_ms, speech_start_ms))
 
     def pause(self) -> float:
         """The user may be barging in: ``AgentPauseEvent`` at the playback position (by the clock
@@ -98,6 +100,9 @@ class ToneSession:
 
     def receive_playback(self, turn: int, position_ms: float) -> None:
         self.playback.append((turn, position_ms))
+
+    def receive_video(self, frame) -> None:
+        self.frames.append(frame.time_ms)
 
     def receive_eof(self) -> None:
         self._eof = True
@@ -123,8 +128,23 @@ class ToneSession:
         return out
 
 
+def stand_in_agent(lips=None, turn_policy: str = "silence"):
+    """The real ``VoiceAgent`` and ``DialogueSession`` on stand-in models (CountingModel ASR,
+    EchoTextModel LLM, ToneTtsModel TTS; the real silero VAD) and ``lips``: (asr, agent); serve
+    ``asr`` as the server's model (the dialogues' ASR is the server's)."""
+    from streamrt.dialogue.models import DialogueModels
+    from streamrt.models.vad import load_vad
+    from streamrt.server.agent import AgentSettings, VoiceAgent
+    from streamrt.testing import CountingModel, EchoTextModel, ToneTtsModel
+
+    asr = CountingModel(word_ms=300)
+    models = DialogueModels(asr=asr, llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100), vad=load_vad(), lips=lips)
+    return asr, VoiceAgent(models, MonotonicClock(), AgentSettings(turn_policy=turn_policy))
+
+
 class ToneAgent:
     output_sample_rate = RATE
+    scores_video = False
 
     def __init__(self, clock: Clock | None = None, pause_ms: float = 300.0, answer_ms: float = 500.0,
                  max_dialogues: int | None = None):
