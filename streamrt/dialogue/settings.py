@@ -23,7 +23,10 @@ class DialogueSettings:
         position). What leaks back from the speaker reaches the microphone well below the level it
         was played at (browsers also cancel it with ``echoCancellation``), the user's own voice
         does not. At 0.25 (-12 dB) a user four times quieter than the agent's output must speak up
-        to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval). ASR words
+        to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval).
+        The run is 96 ms (three silero frames; it was 160): the agent pauses that much sooner, and
+        echo under the level ratio still never starts one; echo above it (-10 dB) starts more
+        (scripts/bench_echo_guard.py; docs/benchmarks.md, "Barge-in reaction"). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
     lips_window_ms: with a camera (``DialogueSession.receive_video``): while the agent's voice plays,
@@ -70,7 +73,7 @@ class DialogueSettings:
     min_speech_ms: float = 64.0
     hangover_ms: float = 160.0
     echo_threshold: float | None = 0.85
-    echo_min_speech_ms: float | None = 160.0
+    echo_min_speech_ms: float | None = 96.0
     echo_level_ratio: float | None = 0.25
     lips_window_ms: float | None = 400.0
     lips_max_wait_ms: float | None = 100.0

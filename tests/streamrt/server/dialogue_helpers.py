@@ -73,10 +73,11 @@ class ToneSession:
         self._events.append(AgentTurnStartEvent(self.turn, self.received_ms))
         self._events.append(AgentTextEvent(self.turn, text, self.received_ms))
 
-    def interrupt(self, heard: str) -> None:
-        """The user barged in: the answer stops, ``InterruptedEvent`` says what was heard."""
+    def interrupt(self, heard: str, speech_start_ms: float | None = None) -> None:
+        """The user barged in (their speech heard from ``speech_start_ms``): the answer stops,
+        ``InterruptedEvent`` says what was heard."""
         self._answer = None
-        self._events.append(InterruptedEvent(self.turn, heard, self.received_ms))
+        self._events.append(InterruptedEvent(self.turn, heard, self.received_ms, speech_start_ms))
 
     def pause(self) -> float:
         """The user may be barging in: ``AgentPauseEvent`` at the playback position (by the clock
