@@ -73,7 +73,8 @@ class ConversationSettings:
     words without their final punctuation, counting the tokens that end a sentence with the
     end-of-turn token (False: the words as the ASR wrote them, the end-of-turn token alone).
     reply_no_repeat_tokens: a reply may not write again any run of this many tokens of the chat's
-    earlier replies (``RepeatBan``; None: no ban). SmolLM2-135M, greedy, otherwise copies an earlier
+    earlier replies (``RepeatBan``; a token that goes on with a word is never banned, so a name can
+    be said again; None: no ban). SmolLM2-135M, greedy, otherwise copies an earlier
     reply, or the fragment of one the user heard before interrupting it, into every later turn."""
 
     first_token_budget_ms: float | None = 300.0
@@ -334,7 +335,9 @@ class LlmConversationStream(StreamBase):
         if n is None:
             return None
         said = [self.model.bundle.encode(m["content"]) for m in self.history if m["role"] == "assistant"]
-        return RepeatBan.of(said, n)
+        decode = self.model.bundle.decode
+        within_word = {t for ids in said for t in ids if decode([t])[:1].isalnum()}  # no space before it
+        return RepeatBan.of(said, n, exempt=within_word)
 
     def _drop(self) -> None:
         """Inside a step, after this stream's preparation failed: close its slot, do no more."""

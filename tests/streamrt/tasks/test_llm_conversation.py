@@ -331,3 +331,30 @@ def test_a_withdrawn_reply_leaves_no_trace_and_its_turn_is_answered_afresh():
         chat.receive(WithdrawReply())
         assert chat.stream.history == [] and chat.stream.text == QUESTION
         chat.cancel()
+
+
+def test_after_an_interruption_the_next_answer_does_not_copy_what_was_heard():
+    """The eval's `health` dialogue: the user cut "How much water ..."'s answer after "The amount of
+    water" and asked on; greedy SmolLM2 answered that turn, and every later one, with the fragment
+    again. With ``reply_no_repeat_tokens`` the answer writes no 4-token run of an earlier one."""
+    prompt = ("You are a friendly voice assistant. The user speaks to you and hears your answer. "
+              "Answer in one or two short spoken sentences, without lists or symbols.")
+    heard = "The amount of water"
+    answers = []
+    for n in (None, 4):
+        llm = LlmConversationModel(smollm2(), _decoder(1), ConversationSettings(
+            sampling=SamplingSettings(max_new_tokens=12), system_prompt=prompt, reply_no_repeat_tokens=n))
+        stream = llm.create_stream()
+        stream.accept(TextDelta("How much water should I drink every day?", end_of_turn=True))
+        stream.accept(ReplyHeard(heard))  # cut before its first token: the history holds what was heard
+        stream.accept(TextDelta("Sorry, what about when it is hot outside?", end_of_turn=True))
+        text = ""
+        while stream.is_ready():
+            llm.step([stream])
+            text += "".join(u.text for u in stream.pop_result().committed)
+        answers.append(text)
+    assert answers[0] == heard  # the copy
+    said = smollm2().encode(heard)
+    runs = {tuple(said[i:i + 4]) for i in range(len(said) - 3)}
+    got = smollm2().encode(answers[1])
+    assert answers[1] and not any(tuple(got[i:i + 4]) in runs for i in range(len(got) - 3))
