@@ -35,7 +35,8 @@ class Semantic(TurnPolicy):
     interrupt_words: as in ``silence``. floor_p: while the agent speaks, user words scored below it
     make it yield when the user pauses (None disables; off by default: SmolLM2-135M scores a
     backchannel after its own answer as low as the start of an interruption, "Okay." 0.003 and
-    "Mm-hm." 0.004 against "Wait," 0.000, so it would stop the agent on backchannels)."""
+    "Mm-hm." 0.004 against "Wait," 0.000, so it would stop the agent on backchannels; scored as
+    written, before ``score_sentence_end``)."""
 
     name = "semantic"
     wants_end_of_turn_p = True
