@@ -36,11 +36,12 @@ class DialogueSettings:
         resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
         the agent never pauses, only stops when the policy yields.
     asr_preroll_ms / asr_silence_tail_ms: the ASR gets the user's audio only around speech: from
-        ``asr_preroll_ms`` before the VAD heard it start to ``asr_silence_tail_ms`` after it
-        ended (enough for the ASR to finish the last words); longer silence, echo the guard
-        rejected and noise are not sent. Whisper drifts on long silence (the agent talks for most
-        of a dialogue while the microphone sends silence) and it costs compute. None: the ASR gets
-        all audio.
+        ``asr_preroll_ms`` before the VAD heard it start to the end of the run (``hangover_ms``
+        after it), where the ASR is asked to finalise the run's words (``Finalize``); an ASR that
+        cannot is sent up to ``asr_silence_tail_ms`` after the speech (to finish the last words
+        with). Longer silence, echo the guard rejected and noise are not sent. Whisper drifts on
+        long silence (the agent talks for most of a dialogue while the microphone sends silence)
+        and it costs compute. None: the ASR gets all audio.
     max_input_s: user audio one session may send (seconds; the session is closed past it).
     max_buffered_audio_s: user audio received but not yet read by the ASR (seconds).
     """
