@@ -59,8 +59,8 @@ class Semantic(TurnPolicy):
                 return Yield()
             claims_floor = self.floor_p is not None and p is not None and view.words and p < self.floor_p
             return Yield() if claims_floor and not view.user_speaking else Listen()
-        if view.user_speaking or not view.words:
-            return Listen()
+        if view.user_speaking or not view.words or view.lips == "active":
+            return Listen()  # lips still moving (a camera): the user has not finished
         wait = self.short_wait_ms if p is not None and p >= self.complete_p else self.long_wait_ms
         return Speak() if view.silence_ms >= wait else Listen()
 

@@ -2,6 +2,7 @@
 
 A threshold long enough not to take over a 1 s mid-turn pause makes every answer wait that long;
 the semantic policy (``semantic.py``) waits less when the words already make a whole turn.
+With a camera, neither policy ends a turn while the user's lips move (``TurnView.lips``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Silence(TurnPolicy):
     def decide(self, view: TurnView) -> TurnAction:
         if view.agent_speaking:
             return Yield() if barge_in(view, self.min_interrupt_ms, self.interrupt_words) else Listen()
-        if not view.user_speaking and view.words and view.silence_ms >= self.silence_ms:
+        if not view.user_speaking and view.words and view.silence_ms >= self.silence_ms and view.lips != "active":
             return Speak()
         return Listen()
 

@@ -25,11 +25,14 @@ callbacks (which then call ``on_update``, so a transport knows to call ``events(
 - The LLM's reply goes out as ``AgentTextEvent`` and into the turn's TTS stream, which speaks
   clause by clause; the TTS audio is released as ``AgentAudioEvent`` at most ``audio_lead_ms``
   ahead of the modelled playback position (``AgentTurn``), after ``AgentTurnStartEvent``.
-- User speech while the agent plays pauses its audio at once; a ``Yield`` stops it: the LLM reply
-  and the TTS stream are cancelled, ``InterruptedEvent`` carries what the user heard (playback
-  position mapped through the TTS units), and the LLM's history keeps only that (``ReplyHeard``).
+- User speech while the agent plays pauses its audio at once (``AgentPauseEvent``: the client stops
+  playing and drops what it holds; the turn rewinds to the first word not heard whole); a
+  ``Yield`` stops it: the LLM reply and the TTS stream are cancelled, ``InterruptedEvent``
+  carries what the user heard (playback position mapped through the TTS units), and the LLM's
+  history keeps only that (``ReplyHeard``).
   Speech the policy does not yield to (a backchannel) resumes the agent after
-  ``resume_after_ms`` of silence, and its words are dropped from the user's next turn.
+  ``resume_after_ms`` of silence (``AgentResumeEvent``; the audio comes again from where the turn
+  rewound), and its words are dropped from the user's next turn.
 - With a camera (``receive_video``, models with ``lips``), each frame goes to a lip-activity stream
   on the same scheduler and its scores into a ``LipTimeline``: while the agent plays, speech over
   lips seen still for ``lips_window_ms`` is not the user's (it neither pauses nor interrupts the
@@ -45,6 +48,8 @@ LLM's open turn) is ``user_side.UserSide``, the agent's (reply, speech, pacing) 
 from __future__ import annotations
 
 import itertools
+import math
+from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -53,7 +58,7 @@ from policies.turn_taking.base import Speak, TurnPolicy, TurnView, Yield
 from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
 from streamrt.dialogue.agent_side import AgentSide
-from streamrt.dialogue.events import DialogueEndEvent, DialogueEvent
+from streamrt.dialogue.events import AgentPauseEvent, AgentResumeEvent, DialogueEndEvent, DialogueEvent, UserLipsEvent
 from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
@@ -95,6 +100,9 @@ class DialogueSession(AgentSide):
         self.tts: StreamSession | None = None  # the current agent turn's
         self.video: StreamSession | None = None  # lip activity, from the first camera frame
         self.lips = LipTimeline()
+        self._lips_came_at = -math.inf  # clock time lip scores last arrived
+        self._lips_lag_ms = 0.0  # then: user audio received past the camera's next frame due (ms of media)
+        self._vad_waiting: deque[tuple[float, float]] = deque()  # VAD frames (p, clock when scored) to judge
         for sub, model in ((self.asr, models.asr), (self.vad, models.vad), (self.llm, models.llm)):
             host.add(sub, self._on_output, model=model)
         # the user's words (ASR): committed, the partial after them, where the open turn starts
@@ -263,14 +271,20 @@ class DialogueSession(AgentSide):
         for e in self.video.events() if self.video is not None else ():  # before the VAD frames it judges
             if isinstance(e, StepOutput):
                 self.lips.add(e.result.lips)
+                if e.result.lips:
+                    self._lips_came_at = self.clock.now()
+                    self._lips_lag_ms = self.media_ms - self.lips.next_due_ms
+                    self._events.append(UserLipsEvent(tuple(e.result.lips), self.media_ms))
             else:
                 self._sub_event(e)
         for e in self.vad.events():  # after the words: a frame's decision sees the latest transcript
             if isinstance(e, StepOutput):
-                for p in e.result.frame_scores:
-                    self._frame(p)
+                now = self.clock.now()
+                self._vad_waiting.extend((p, now) for p in e.result.frame_scores)
             else:
                 self._sub_event(e)
+        while self._vad_waiting and self._lips_in(self._vad_waiting[0][1]):
+            self._frame(self._vad_waiting.popleft()[0])
         self._release()
         if self._eof and not self._ended and all(s.ended for s in self._inputs()) and self.turn is None:
             self._ended = True
@@ -295,7 +309,9 @@ class DialogueSession(AgentSide):
         if self.speech.frame(p, playing, self._lips_state(playing)):
             self._partial_is_echo = False  # the user speaks: the ASR's partial is (becoming) theirs
             if playing is not None and self.settings.resume_after_ms is not None:
-                playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
+                stopped = playing.pause(self.clock.now())  # hold its audio until the policy decides
+                if stopped is not None:  # the client stops playing now and drops what it holds
+                    self._events.append(AgentPauseEvent(playing.turn, stopped, self.media_ms))
                 self._sync_llm()
         self._to_asr(self.gate.judge(self.speech.frames * self._frame_samples, self.speech))
         if was_speaking and not self.speech.speaking:
@@ -306,21 +322,36 @@ class DialogueSession(AgentSide):
             self._ask_score()
         self._decide(self.speech.now_ms)
 
+    def _lips_in(self, scored_at: float) -> bool:
+        """The next VAD frame (scored at ``scored_at`` on the clock) may be judged: no camera, the lip
+        scores of its time are in, or ``lips_max_wait_ms`` is over (see ``DialogueSettings``)."""
+        wait = self.settings.lips_max_wait_ms
+        if self.video is None or self.settings.lips_window_ms is None or not wait or self._eof or self._lips_lag_ms > wait:
+            return True  # (a camera further behind the audio than the wait is not waited for)
+        if self.lips.covers((self.speech.frames + 1) * self.speech.frame_ms):
+            return True
+        now = self.clock.now()
+        return 1000.0 * (now - scored_at) >= wait or 1000.0 * (now - self._lips_came_at) >= wait
+
     def _lips_state(self, playing: AgentTurn | None) -> str:
         """The user's lips over the last ``lips_window_ms`` up to the end of the VAD frame being
-        judged; unknown without a camera (then the guard is audio only, as without video)."""
+        judged, for the echo guard; unknown without a camera or with the agent silent (then the
+        guard is audio only, as without video)."""
+        return "unknown" if playing is None else self._lips_until((self.speech.frames + 1) * self.speech.frame_ms)
+
+    def _lips_until(self, end_ms: float) -> str:
         window = self.settings.lips_window_ms
-        if playing is None or self.video is None or window is None:
+        if self.video is None or window is None:
             return "unknown"
-        end = (self.speech.frames + 1) * self.speech.frame_ms
-        return self.lips.state_between(end - window, end)
+        return self.lips.state_between(end_ms - window, end_ms)
 
     def _view(self, now_ms: float) -> TurnView:
         transcript = self._transcript()
         scored = self._scored is not None and self._scored[0] == strip_trailing_off(transcript)
         score = self._scored[1] if scored else None
         sp = self.speech
-        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score)
+        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score,
+                        lips=self._lips_until(now_ms))
 
     def _decide(self, now_ms: float) -> None:
         if self._eof:
@@ -337,7 +368,9 @@ class DialogueSession(AgentSide):
                 self._resumes += 1  # a backchannel: forget its words (also in the LLM), go on
                 self._turn_word0 = len(self._heard_words())
                 self._sync_llm()
-                self.turn.paused = False
+                at = self.turn.resume()
+                if at is not None:  # its audio comes again from the first word not heard whole
+                    self._events.append(AgentResumeEvent(self.turn.turn, at, self.media_ms))
 
     def _error(self, e: StreamrtError) -> None:
         self._events.append(ErrorEvent(e.code, e.message, e.fatal))

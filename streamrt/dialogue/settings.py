@@ -23,7 +23,10 @@ class DialogueSettings:
         position). What leaks back from the speaker reaches the microphone well below the level it
         was played at (browsers also cancel it with ``echoCancellation``), the user's own voice
         does not. At 0.25 (-12 dB) a user four times quieter than the agent's output must speak up
-        to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval). ASR words
+        to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval).
+        The run is 96 ms (three silero frames; it was 160): the agent pauses that much sooner, and
+        echo under the level ratio still never starts one; echo above it (-10 dB) starts more
+        (scripts/bench_echo_guard.py; docs/benchmarks.md, "Barge-in reaction"). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
     lips_window_ms: with a camera (``DialogueSession.receive_video``): while the agent's voice plays,
@@ -31,10 +34,20 @@ class DialogueSettings:
         many ms of media (a face in every frame, none moving: the agent's own voice, a TV, another
         person), so it neither pauses nor interrupts the agent. Moving lips, no face, no camera or
         frames missing: the audio-only guard alone, as without video. None: lips are not used.
-    resume_after_ms: user speech while the agent plays pauses its audio at once (the client plays
-        out at most ``audio_lead_ms``); if the turn policy does not call it a barge-in, the agent
-        resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
-        the agent never pauses, only stops when the policy yields.
+        The turn policy sees the same state (``TurnView.lips``; "unknown" without a camera).
+    lips_max_wait_ms: with a camera, a VAD frame is judged once the lip scores of its time are in
+        (the camera's next frame is not due before the frame's end), or after this many ms of the
+        session's clock, whichever comes first; past it the frame is judged on what the lips show
+        so far (late or missing frames read as unknown: the audio-only guard). Frames late on the
+        network (or a lip model behind) still count if they come within it; it is also the most
+        a late camera adds to a decision. A camera whose scores stopped coming for this long, or
+        whose frames come further behind the audio than this, is not waited for. None or 0:
+        never wait.
+    resume_after_ms: user speech while the agent plays pauses its audio at once (``agent_pause``:
+        the client stops playing and drops what it holds); if the turn policy does not call it a
+        barge-in, the agent resumes after this much silence (the speech was a backchannel:
+        "mm-hm", "right"), from the first word the user had not heard whole (``agent_resume``).
+        None: the agent never pauses, only stops when the policy yields.
     asr_preroll_ms / asr_silence_tail_ms: the ASR gets the user's audio only around speech: from
         ``asr_preroll_ms`` before the VAD heard it start to the end of the run (``hangover_ms``
         after it), where the ASR is asked to finalise the run's words (``Finalize``); an ASR that
@@ -51,9 +64,10 @@ class DialogueSettings:
     min_speech_ms: float = 64.0
     hangover_ms: float = 160.0
     echo_threshold: float | None = 0.85
-    echo_min_speech_ms: float | None = 160.0
+    echo_min_speech_ms: float | None = 96.0
     echo_level_ratio: float | None = 0.25
     lips_window_ms: float | None = 400.0
+    lips_max_wait_ms: float | None = 100.0
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0
     asr_silence_tail_ms: float | None = 1000.0

@@ -46,6 +46,22 @@ class LipTimeline:
     def latest_ms(self) -> float | None:
         return self._frames[-1].time_ms if self._frames else None
 
+    @property
+    def next_due_ms(self) -> float | None:
+        """When the camera's next frame is due: the newest frame's time plus the last interval
+        between frames (at most ``max_gap_ms``); None with no frames."""
+        if not self._frames:
+            return None
+        latest = self._frames[-1].time_ms
+        step = latest - self._frames[-2].time_ms if len(self._frames) > 1 else 0.0
+        return latest + min(step, self.max_gap_ms)
+
+    def covers(self, end_ms: float) -> bool:
+        """Every frame the camera took up to ``end_ms`` is here (the next is not due before it).
+        False with no frames: a frame that has not arrived may still come."""
+        due = self.next_due_ms
+        return due is not None and due >= end_ms
+
     def state_between(self, start_ms: float, end_ms: float) -> State:
         """The lips over [start_ms, end_ms] of media (see the module docstring)."""
         known = [a for a in self._frames if start_ms - self.max_gap_ms <= a.time_ms <= end_ms and a.active is not None]

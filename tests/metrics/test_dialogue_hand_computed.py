@@ -175,3 +175,25 @@ def test_an_agent_turn_stopped_by_the_users_own_speech_is_not_the_answer():
     # one that talks over the end of the turn and goes on is the answer, early
     m = measure(DialogueLog("d", user, (_audio(2800, 1, 1000),)))
     assert m.response_onset_ms == [-200] and m.pause_takeovers == 1
+
+
+def test_agent_pause_cuts_playback_at_once_and_a_resume_plays_on_from_its_release():
+    # chunks released at 1000 (400 ms) and 1100 (400 ms) would play to 1800; the user speaks at
+    # 1300, `agent_pause` at 1450 cuts playback there (the client drops its buffer); an
+    # interruption's reaction is 1450 - 1300 even though `interrupted` comes at 2500
+    user = (UserSpeech("turn", 0, 800), UserSpeech("interruption", 1300, 2000))
+    events = (_audio(1000, 1, 400), _audio(1100, 1, 400), TimedEvent(1450, "agent_pause", 1),
+              TimedEvent(2500, "interrupted", 1))
+    (turn,) = agent_turns(events)
+    assert turn.stop_ms == 1450
+    m = measure(DialogueLog("d", user, events))
+    assert m.barge_in_ms == [150] and m.barge_in_missed == 0
+    # a backchannel: paused at 1450, resumed at 1900 with 600 ms re-sent from there -> ends at 2500,
+    # not interrupted: no false barge-in, and the turn plays on past the pause
+    user = (UserSpeech("turn", 0, 800), UserSpeech("backchannel", 1300, 1500))
+    events = (_audio(1000, 1, 400), _audio(1100, 1, 400), TimedEvent(1450, "agent_pause", 1),
+              TimedEvent(1900, "agent_resume", 1), _audio(1900, 1, 600))
+    (turn,) = agent_turns(events)
+    assert (turn.start_ms, turn.stop_ms, turn.interrupted_ms) == (1000, 2500, None)
+    m = measure(DialogueLog("d", user, events))
+    assert (m.backchannels, m.false_barge_ins) == (1, 0)

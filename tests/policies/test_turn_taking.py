@@ -37,6 +37,17 @@ def test_semantic_waits_short_on_a_complete_turn_and_long_on_an_incomplete_one()
 
 
 @pytest.mark.parametrize("name", ["silence", "semantic"])
+def test_a_turn_is_not_ended_while_the_users_lips_move(name):
+    from dataclasses import replace
+
+    policy = create(name)
+    done = view(5000, p=0.9)
+    assert policy.decide(done) == Speak() and done.lips == "unknown"  # no camera: as before
+    assert policy.decide(replace(done, lips="still")) == Speak()
+    assert policy.decide(replace(done, lips="active")) == Listen()  # silent, but the lips still move
+
+
+@pytest.mark.parametrize("name", ["silence", "semantic"])
 def test_backchannels_are_heard_out_and_interruptions_yield(name):
     policy = create(name)
     assert policy.decide(view(speaking=True, agent=True, speech_ms=400, transcript="okay", p=0.6)) == Listen()

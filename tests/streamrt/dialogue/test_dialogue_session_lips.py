@@ -13,7 +13,8 @@ import numpy as np
 
 from policies.turn_taking.registry import create
 from streamrt.clock import ManualClock
-from streamrt.dialogue.events import AgentAudioEvent, AgentTurnEndEvent, InterruptedEvent
+from streamrt.dialogue.events import (AgentAudioEvent, AgentTurnEndEvent, AgentTurnStartEvent, InterruptedEvent,
+                                      UserLipsEvent)
 from streamrt.dialogue.models import DialogueModels
 from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
@@ -41,9 +42,15 @@ def no_face(i: int) -> float | None:
     return None
 
 
-async def _dialogue(camera, settings=DialogueSettings()):
+def starts_talking(i: int) -> float | None:
+    return still(i) if i * FRAME_MS < 500 else talking(i)  # still until the user's speech starts
+
+
+async def _dialogue(camera, settings=DialogueSettings(), late_ms=0.0, runs=None):
     """The greeting plays from t=0; user speech from 0.5 s over it; ``camera``: the mouth opening of
-    frame i (None: no face), or None for no camera. -> (events, session)"""
+    frame i (None: no face), or None for no camera; each frame reaches the session ``late_ms`` after
+    the audio taken with it. ``runs``: a list that gets (clock s, media ms) where a speech run
+    started. -> (events, session)"""
     clock = ManualClock()
     models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
                             vad=load_vad(), lips=LipActivityModel(ScriptedLandmarker()))
@@ -57,7 +64,7 @@ async def _dialogue(camera, settings=DialogueSettings()):
     events, video_i = [], 0
     for i in range(0, len(track) - 511, 512):
         end_ms = (i + 512) / 16
-        while camera is not None and video_i * FRAME_MS <= end_ms:  # the frames taken with this audio
+        while camera is not None and video_i * FRAME_MS + late_ms <= end_ms:  # the frames taken with this audio
             s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
             video_i += 1
         s.receive_audio(track[i:i + 512])
@@ -66,6 +73,8 @@ async def _dialogue(camera, settings=DialogueSettings()):
             await sched.wait_idle()
         clock.advance(0.032)
         events += [(round(clock.now(), 3), e) for e in s.events()]
+        if runs is not None and s.speech.runs > len(runs):
+            runs.append((round(clock.now(), 3), s.speech.start_ms))
     s.receive_eof()
     await sched.wait_idle()
     events += [(round(clock.now(), 3), e) for e in s.events()]
@@ -74,8 +83,10 @@ async def _dialogue(camera, settings=DialogueSettings()):
 
 
 def _kinds(events):
+    """The dialogue's events but the camera's own (``UserLipsEvent``: the scores, reported as they come)."""
     return [(t, type(e).__name__, getattr(e, "turn", None), getattr(e, "text", None),
-             len(e.samples) if isinstance(e, AgentAudioEvent) else None) for t, e in events]
+             len(e.samples) if isinstance(e, AgentAudioEvent) else None) for t, e in events
+            if not isinstance(e, UserLipsEvent)]
 
 
 async def test_speech_over_still_lips_neither_pauses_nor_interrupts_the_agent():
@@ -116,3 +127,66 @@ async def test_video_without_a_lip_model_is_refused_by_name():
     s.receive_video(VideoFrame(scripted_frame(0.05), 0.0))
     (err,) = s.events()
     assert isinstance(err, ErrorEvent) and err.code == "video_unavailable" and not err.fatal
+
+
+async def test_a_decision_waits_for_late_lips_at_most_lips_max_wait_ms():
+    """Frames 90 ms late on the network: each VAD frame waits for the lips of its time (within
+    ``lips_max_wait_ms``, 100 ms), so the speech run starts where it does with frames on time,
+    only later on the clock; judged without waiting, the stale still lips veto the user's first
+    speech frames and the run starts later in the speech."""
+    on_time, late, no_wait = [], [], []
+    await _dialogue(starts_talking, runs=on_time)
+    events, s = await _dialogue(starts_talking, late_ms=90.0, runs=late)
+    await _dialogue(starts_talking, DialogueSettings(lips_max_wait_ms=None), late_ms=90.0, runs=no_wait)
+    assert on_time and late and no_wait
+    assert late[0][1] == on_time[0][1]  # the same frame starts the run
+    assert 0 < late[0][0] - on_time[0][0] <= 0.1 + 0.032  # decided later, by at most the wait (+ a feed)
+    assert no_wait[0][1] > on_time[0][1]  # stale lips: the run starts later in the speech
+    assert [e for _, e in events if isinstance(e, InterruptedEvent)]  # and the user still barges in
+
+
+async def test_frames_later_than_the_wait_fall_back_to_audio_only_and_nothing_stalls():
+    """The camera 2 s behind the audio (past lips_max_wait_ms and the timeline's gaps): it is not
+    waited for, the lips are unknown when a frame is judged, so the still face cannot hold the
+    speech back: the dialogue is the audio-only one, event for event and time for time."""
+    audio_only, _ = await _dialogue(None)
+    events, s = await _dialogue(still, late_ms=2000.0)
+    assert s.lips.latest_ms is not None  # frames did come, too late to count
+    assert _kinds(events) == _kinds(audio_only)
+
+
+async def test_the_turn_is_not_answered_while_the_lips_still_move():
+    """End of turn with a camera (``TurnView.lips``): the user's voice stops but the lips go on
+    moving for 1.5 s (the user is still talking, e.g. too softly for the VAD): the agent waits
+    until they stop; with still lips, or no camera, it answers after the policy's silence."""
+    speech_end = 500 + len(speech("What is the capital of France?")) / 16
+
+    def moving_on(i):
+        return talking(i) if i * FRAME_MS < speech_end + 1500 else still(i)
+
+    starts = {}
+    for name, camera in (("no camera", None), ("still", still), ("moving on", moving_on)):
+        clock = ManualClock()
+        models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
+                                vad=load_vad(), lips=LipActivityModel(ScriptedLandmarker()))
+        sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
+        models.add_to(sched)
+        await sched.start()
+        s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 600}))
+        track = np.concatenate([silence(0.5), speech("What is the capital of France?"), silence(3.0)])
+        video_i = 0
+        for i in range(0, len(track) - 511, 512):
+            while camera is not None and video_i * FRAME_MS <= (i + 512) / 16:
+                s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
+                video_i += 1
+            s.receive_audio(track[i:i + 512])
+            for _ in range(3):
+                await asyncio.sleep(0)
+                await sched.wait_idle()
+            clock.advance(0.032)
+            if any(isinstance(e, AgentTurnStartEvent) for e in s.events()) and name not in starts:
+                starts[name] = s.media_ms
+        await sched.stop()
+    assert speech_end + 600 <= starts["no camera"] < speech_end + 1000
+    assert starts["still"] == starts["no camera"]
+    assert starts["moving on"] >= speech_end + 1500  # held while the lips moved

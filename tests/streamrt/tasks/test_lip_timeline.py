@@ -43,3 +43,15 @@ def test_history_is_bounded_and_settings_are_checked():
     assert tl.latest_ms == 4960
     with pytest.raises(ConfigError, match="max_gap_ms"):
         LipTimeline(max_gap_ms=0)
+
+
+def test_covers_says_whether_the_frames_of_a_time_are_all_in():
+    tl = LipTimeline()
+    assert not tl.covers(0.0) and tl.next_due_ms is None  # nothing yet: a frame may still come
+    tl.add(frames(0, 400, 66, False))  # 15 fps: 0 .. 396
+    assert tl.next_due_ms == 396 + 66
+    assert tl.covers(396) and tl.covers(460)  # the next frame (462) is not due yet
+    assert not tl.covers(470)  # the frame of 462 should be here: it is late
+    slow = LipTimeline(max_gap_ms=300)
+    slow.add(frames(0, 2000, 1000, False))  # 1 fps: at most max_gap_ms ahead
+    assert slow.next_due_ms == 1000 + 300
