@@ -54,6 +54,16 @@ class DialogueSettings:
         rejected and noise are not sent. Whisper drifts on long silence (the agent talks for most
         of a dialogue while the microphone sends silence) and it costs compute. None: the ASR gets
         all audio.
+    preempt_after_ms: preemptive generation: once the user has been silent this long (ms of media
+        since the VAD's last speech frame; the VAD's hangover comes first), the ASR has read the
+        whole speech run and (for a policy that wants it) the LLM has scored the transcript, the
+        answer is generated on that transcript ahead of the turn policy's decision, and held: the
+        LLM replies and the TTS speaks, nothing reaches the client. When the policy says Speak on
+        the same transcript it is released at once (its text, then its audio paced as any turn's);
+        when the user speaks again or the transcript changes first, the reply is withdrawn from
+        the LLM (no trace in its history) and its speech cancelled, and nothing of it was sent.
+        It costs the compute of the answers dropped (one per mid-turn pause). None: off (the
+        answer starts at the decision).
     max_input_s: user audio one session may send (seconds; the session is closed past it).
     max_buffered_audio_s: user audio received but not yet read by the ASR (seconds).
     """
@@ -70,6 +80,7 @@ class DialogueSettings:
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0
     asr_silence_tail_ms: float | None = 1000.0
+    preempt_after_ms: float | None = 0.0
     max_input_s: float | None = 4 * 3600.0
     max_buffered_audio_s: float | None = 30.0
 
