@@ -26,11 +26,12 @@ class DialogueSettings:
         to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
-    lips_window_ms: with a camera (``DialogueSession.receive_video``): while the agent's voice plays,
-        a frame is not the user's speech when the user's lips were seen ``still`` over the last this
-        many ms of media (a face in every frame, none moving: the agent's own voice, a TV, another
-        person), so it neither pauses nor interrupts the agent. Moving lips, no face, no camera or
-        frames missing: the audio-only guard alone, as without video. None: lips are not used.
+    lips_window_ms: with a camera (``DialogueSession.receive_video``): a frame is not the user's
+        speech when the user's lips were seen ``still`` over the last this many ms of media (a
+        face in every frame, none moving: the agent's own voice, a TV, another person), so it
+        neither pauses nor interrupts the agent, nor starts a user turn while the agent is silent.
+        Moving lips, no face, no camera or frames missing: the audio-only guard alone, as without
+        video. None: lips are not used.
         The turn policy sees the same state (``TurnView.lips``; "unknown" without a camera).
     lips_max_wait_ms: with a camera, a VAD frame is judged once the lip scores of its time are in
         (the camera's next frame is not due before the frame's end), or after this many ms of the

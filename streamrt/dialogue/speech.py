@@ -2,8 +2,8 @@
 
 ``UserSpeech.frame(p, agent)`` takes one frame's VAD probability and, while the agent's voice
 plays, applies the guard (``DialogueSettings``: a higher probability, a longer run, and an input
-level of at least ``echo_level_ratio`` times the level of the agent audio playing; with a camera,
-lips not seen ``still``). A speech run
+level of at least ``echo_level_ratio`` times the level of the agent audio playing). With a camera,
+a frame over lips seen ``still`` is never the user's speech, agent playing or not. A speech run
 starts after ``min_speech_ms`` of speech frames and ends after ``hangover_ms`` of others.
 """
 
@@ -76,8 +76,8 @@ class UserSpeech:
         min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
         if guarded and s.echo_level_ratio is not None and level < s.echo_level_ratio * agent.playing_level(ECHO_WINDOW_MS):
             p = 0.0  # no louder than the agent's own voice playing: echo
-        if guarded and lips == "still":
-            p = 0.0  # a face in view whose lips do not move: not the user's voice
+        if lips == "still":
+            p = 0.0  # a face in view whose lips do not move: not the user's voice (agent playing or not)
         started = False
         if p >= threshold:
             self._run_ms += self.frame_ms
