@@ -338,13 +338,23 @@ class DialogueSession(AgentSide):
             return "unknown"
         return self.lips.state_between(end_ms - window, end_ms)
 
+    def _lips_since_voice(self) -> str:
+        """For the turn policy: the lips over the last ``lips_window_ms``, counting only frames at
+        least that long after the user's voice stopped (a frame's lip score looks that far back, so
+        earlier ones still see the words just spoken): "active" means the mouth moved after the
+        voice stopped. Unknown while the user speaks, before that, and without a camera."""
+        window, sp = self.settings.lips_window_ms, self.speech
+        if self.video is None or window is None or sp.speaking or sp.silence_ms < window:
+            return "unknown"
+        return self.lips.state_between(max(sp.now_ms - window, sp.end_ms + window), sp.now_ms)
+
     def _view(self, now_ms: float) -> TurnView:
         transcript = self._transcript()
         scored = self._scored is not None and self._scored[0] == strip_trailing_off(transcript)
         score = self._scored[1] if scored else None
         sp = self.speech
         return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score,
-                        lips=self._lips_until(now_ms))
+                        lips=self._lips_since_voice())
 
     def _decide(self, now_ms: float) -> None:
         if self._eof:
