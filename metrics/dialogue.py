@@ -21,8 +21,10 @@ of trials in which the model takes the turn; we follow those definitions on scri
 than on VAD of the recorded channels, so no threshold enters the measure.
 
 Agent playback model (the client's): an agent turn's audio plays from its first ``agent_audio``
-event in real time, each chunk at max(its release time, the end of the previous chunk), and stops
-at the turn's ``interrupted`` event (the client drops what it holds). Pure Python + numpy.
+event in real time, each chunk at max(its release time, the end of the previous chunk); an
+``agent_pause`` cuts it where it is (the client drops what it holds; audio released after the
+turn's ``agent_resume`` plays again from its release), and it stops at the turn's ``interrupted``
+event (the client drops what it holds). Pure Python + numpy.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ def agent_turns(events: Sequence[TimedEvent]) -> list[AgentTurn]:
         if e.type == "agent_audio" and e.turn not in interrupted:
             start.setdefault(e.turn, e.time_ms)
             play_end[e.turn] = max(e.time_ms, play_end.get(e.turn, e.time_ms)) + e.duration_ms
+        elif e.type == "agent_pause" and e.turn in play_end and e.turn not in interrupted:
+            play_end[e.turn] = min(play_end[e.turn], e.time_ms)
         elif e.type == "interrupted":
             interrupted.setdefault(e.turn, e.time_ms)
         elif e.type == "agent_text":
@@ -174,8 +178,9 @@ def measure(log: DialogueLog) -> DialogueMeasures:
       = that start - u.offset_ms (negative when the agent starts before the user's voice ends).
     - An ``interruption`` with onset o during agent speech (an agent turn with start <= o < stop)
       has barge-in reaction = that turn's stop - o, stop being when its audio stopped for good: the
-      end of its last chunk's playback, or its ``interrupted`` event if that comes first (a session
-      that pauses its audio at once and sends ``interrupted`` later is credited with the pause).
+      end of its last chunk's playback (cut by an ``agent_pause``), or its ``interrupted`` event if
+      that comes first (a session that pauses its audio at once and sends ``interrupted`` later is
+      credited with the pause).
       A turn never interrupted also counts the barge-in as missed.
       An interruption while the agent is silent is just a turn.
     - A pause (p0, p1) of turn u is *taken over* if an agent turn starts in [p0, b), b = the start

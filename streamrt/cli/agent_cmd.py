@@ -22,15 +22,16 @@ DEMO_SCRIPT = (
 )
 
 
-def load_voice_agent(asr, clock, turn_policy: str, *, required: bool = False):
-    """The packaged agent on ``asr``; when a part is missing: None and a warning (``required``: exit)."""
+def load_voice_agent(asr, clock, turn_policy: str, *, required: bool = False, lips=None):
+    """The packaged agent on ``asr`` (``lips``: the server's lip-activity model, for a camera); when a
+    part is missing: None and a warning (``required``: exit)."""
     from streamrt.errors import StreamrtError
     from streamrt.server.agent import AgentSettings, load_agent
 
     t0 = time.perf_counter()
     typer.echo("streamrt: loading the voice agent (SmolLM2, hibari TTS, silero VAD) ...")
     try:
-        agent = load_agent(asr, clock, AgentSettings(turn_policy=turn_policy))
+        agent = load_agent(asr, clock, AgentSettings(turn_policy=turn_policy), lips=lips)
     except (StreamrtError, ImportError) as e:
         why = e.message if isinstance(e, StreamrtError) else f"{e} (pip install 'streamrt[agent,llm]')"
         if required:

@@ -77,8 +77,9 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", help="log level of the streamrt loggers (one line per session end at info)"),
         max_upload_bytes: int = typer.Option(25_000_000, help="largest upload to /v1/audio/transcriptions, bytes"),
         max_upload_s: float = typer.Option(7200.0, help="longest audio in an upload, seconds"),
-        video: bool = typer.Option(False, "--video", help="score lip activity on camera frames of sessions started "
-                                   "with \"video\": true (MediaPipe FaceMesh: the video extra; docs/video.md)"),
+        video: bool = typer.Option(False, "--video", help="score lip activity on camera frames of sessions and "
+                                   "dialogues started with \"video\": true (MediaPipe FaceMesh: the video extra; "
+                                   "docs/video.md)"),
         max_video_frame_pixels: int = typer.Option(1280 * 720, help="largest video frame, width x height pixels"),
         transport: str = typer.Option(
             "asgi", help="asgi: one port for the WebSocket protocol, the OpenAI-compatible HTTP API, /healthz, "
@@ -172,7 +173,7 @@ def register(app: typer.Typer) -> None:
         if agent and not fake_model:
             from streamrt.cli.agent_cmd import load_voice_agent
 
-            voice_agent = load_voice_agent(shared, clock, turn_policy)
+            voice_agent = load_voice_agent(shared, clock, turn_policy, lips=video_model)
         server = server_class(shared, settings=settings, host=host, port=port, video_model=video_model,
                               agent=voice_agent, clock=clock)
 

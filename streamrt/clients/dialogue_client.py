@@ -7,7 +7,9 @@ in between as a microphone sends, and collect both sides with their times.
 
 After each user turn the client keeps sending silence until the agent's answer has ended and
 ``settle_s`` more passed (or ``answer_timeout_s`` with no answer), then speaks the next turn; after
-the last it sends ``stop`` and waits for ``end``. The agent's audio (pcm_s16le) is kept per turn.
+the last it sends ``stop`` and waits for ``end``. The agent's audio (pcm_s16le) is kept per turn as
+a player would have played it: ``agent_pause`` cuts it at the position heard (a player stops and
+drops what it holds), ``agent_resume`` at the position the audio comes again from.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class AgentTurn:
     turn: int
     text: str = ""
     heard: str | None = None  # set when interrupted: what the user heard
-    audio: bytearray = field(default_factory=bytearray)
+    audio: bytearray = field(default_factory=bytearray)  # as played: cut at pauses, resumed audio in place
+    pauses: list[float] = field(default_factory=list)  # position_ms of each agent_pause
     first_audio_s: float | None = None  # client time of its first frame
     end_s: float | None = None
     user_end_s: float | None = None  # client time the user's speech it answers ended (None: it began
@@ -51,6 +54,10 @@ class AgentTurn:
         if self.first_audio_s is None or self.user_end_s is None:
             return None
         return self.first_audio_s - self.user_end_s
+
+    def cut(self, position_ms: float, rate: int) -> None:
+        """Keep the audio before ``position_ms`` (pcm_s16le at ``rate``)."""
+        del self.audio[2 * int(round(position_ms * rate / 1000.0)):]
 
     def samples(self) -> np.ndarray:
         return np.frombuffer(bytes(self.audio), "<i2").astype(np.float32) / 32768.0
@@ -79,6 +86,10 @@ class DialogueResult:
                 turn = next((a for a in self.turns if a.turn == m["turn"]), None)
                 lat = "" if turn is None or turn.latency_s is None else f"  (answered {1000 * turn.latency_s:.0f} ms after the user stopped)"
                 lines.append(f"{t:7.2f}s  agent: {m['text']}{lat}")
+            elif m["type"] == "agent_pause":
+                lines.append(f"{t:7.2f}s  agent paused at {m['position_ms']:.0f} ms (the user spoke)")
+            elif m["type"] == "agent_resume":
+                lines.append(f"{t:7.2f}s  agent resumed from {m['position_ms']:.0f} ms")
             elif m["type"] == "interrupted":
                 lines.append(f"{t:7.2f}s  agent interrupted; the user heard: {m['heard_text']!r}")
             elif m["type"] == "error":
@@ -129,6 +140,11 @@ async def converse(url: str, user_turns: Sequence[np.ndarray], *, chunk_ms: floa
                             turn.text += m["text"]
                         else:
                             state["current"] = turn
+                    elif kind in ("agent_pause", "agent_resume") and state["current"] is not None \
+                            and state["current"].turn == m["turn"]:  # stop (drop what is held) / go on from there
+                        state["current"].cut(m["position_ms"], result.ready["output_sample_rate"])
+                        if kind == "agent_pause":
+                            state["current"].pauses.append(m["position_ms"])
                     elif kind in ("agent_turn_end", "interrupted") and state["current"] is not None:
                         state["current"].end_s = now
                         if kind == "interrupted":

@@ -152,10 +152,12 @@ async def talk_webrtc(
     on_message: Callable[[dict], None] | None = None,
     token: str | None = None,
     end_timeout_s: float = 30.0,
+    video=None,
 ) -> tuple[StreamResult, np.ndarray]:
     """Play ``path`` to the voice agent as the microphone track (``"agent": true`` offer); return
     the data channel's messages and the agent's voice as received on its track (mono float32 at
-    48 kHz, silence included). The dialogue ends (``stop``) when the file has been played."""
+    48 kHz, silence included). The dialogue ends (``stop``) when the file has been played.
+    ``video``: a camera track beside it (``FramesTrack``; start with ``{"video": True}``)."""
     import numpy as np
     import soundfile as sf
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -169,6 +171,8 @@ async def talk_webrtc(
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     player = MediaPlayer(str(path))
     pc.addTrack(player.audio)  # sendrecv: the agent's voice comes back on the same transceiver
+    if video is not None:
+        pc.addTrack(video)
     channel = pc.createDataChannel("dialogue")
     tasks: list[asyncio.Task] = []
 

@@ -94,7 +94,7 @@ class AgentSide(UserSide):
         self._llm_sent = ""
         self._turn_word0 = len(self._heard_words())
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
-        self._events.append(UserTurnEndEvent(answered, self.media_ms))
+        self._events.append(UserTurnEndEvent(answered, self.media_ms, self.speech.end_ms))
         self._score_for, self._scored = None, None
 
     def _stop_turn(self, *, interrupted: bool) -> None:
@@ -109,7 +109,7 @@ class AgentSide(UserSide):
             self.host.cancel(self.tts)
         if interrupted:
             self._interruptions += 1
-            self._events.append(InterruptedEvent(turn.turn, heard, self.media_ms))
+            self._events.append(InterruptedEvent(turn.turn, heard, self.media_ms, self.speech.start_ms))
         self.turn, self.tts = None, None
         self._sync_llm()
 

@@ -19,7 +19,7 @@ from typing import Literal, Union
 
 import numpy as np
 
-from streamrt.types import ErrorEvent
+from streamrt.types import ErrorEvent, LipActivity
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,12 @@ class UserTurnEndEvent:
     """The turn policy decided the user's turn is over: the agent answers ``text`` (the whole
     user turn as committed). Sent once per answered user turn, when the decision is taken, so a
     client (and ``streamrt dialogue eval``) can split response onset into ASR finalisation,
-    end-of-turn decision, LLM time to first token and TTS first chunk."""
+    end-of-turn decision, LLM time to first token and TTS first chunk. ``speech_end_ms``: where the
+    VAD heard the user's speech end (media ms; the server's response-onset metric starts there)."""
 
     text: str
     media_ms: float
+    speech_end_ms: float | None = None
     type: Literal["user_turn_end"] = "user_turn_end"
 
 
@@ -93,14 +95,51 @@ class AgentTurnEndEvent:
 
 
 @dataclass(frozen=True)
+class AgentPauseEvent:
+    """The user may be barging in: stop playing ``turn`` now and drop its buffered audio. The
+    session holds the turn at ``position_ms`` (the playback position it models; the client heard up
+    to about there). ``interrupted`` follows if it is a barge-in, ``agent_resume`` if it was not
+    (a backchannel, a cough)."""
+
+    turn: int
+    position_ms: float
+    media_ms: float
+    type: Literal["agent_pause"] = "agent_pause"
+
+
+@dataclass(frozen=True)
+class AgentResumeEvent:
+    """The pause of ``turn`` was not a barge-in: its audio comes again from ``position_ms`` (the
+    start of the first word the user had not heard whole, at or before the pause's position), in
+    ``agent_audio`` frames whose ``offset_ms`` starts there."""
+
+    turn: int
+    position_ms: float
+    media_ms: float
+    type: Literal["agent_resume"] = "agent_resume"
+
+
+@dataclass(frozen=True)
 class InterruptedEvent:
     """The user barged in: drop any buffered agent audio of ``turn`` now. ``heard_text`` is what
-    the user heard of it (by playback position); only that stays in the agent's context."""
+    the user heard of it (by playback position); only that stays in the agent's context.
+    ``speech_start_ms``: where the VAD heard the interrupting speech start (media ms)."""
 
     turn: int
     heard_text: str
     media_ms: float
+    speech_start_ms: float | None = None
     type: Literal["interrupted"] = "interrupted"
+
+
+@dataclass(frozen=True)
+class UserLipsEvent:
+    """The user's camera frames just scored (with a camera: ``DialogueSession.receive_video``), each
+    a ``LipActivity`` on the audio's media clock; sent as the ``lips`` message."""
+
+    frames: tuple[LipActivity, ...]
+    media_ms: float
+    type: Literal["lips"] = "lips"
 
 
 @dataclass(frozen=True)
@@ -120,7 +159,10 @@ DialogueEvent = Union[
     AgentTextEvent,
     AgentAudioEvent,
     AgentTurnEndEvent,
+    AgentPauseEvent,
+    AgentResumeEvent,
     InterruptedEvent,
+    UserLipsEvent,
     ErrorEvent,
     DialogueEndEvent,
 ]

@@ -25,11 +25,14 @@ callbacks (which then call ``on_update``, so a transport knows to call ``events(
 - The LLM's reply goes out as ``AgentTextEvent`` and into the turn's TTS stream, which speaks
   clause by clause; the TTS audio is released as ``AgentAudioEvent`` at most ``audio_lead_ms``
   ahead of the modelled playback position (``AgentTurn``), after ``AgentTurnStartEvent``.
-- User speech while the agent plays pauses its audio at once; a ``Yield`` stops it: the LLM reply
-  and the TTS stream are cancelled, ``InterruptedEvent`` carries what the user heard (playback
-  position mapped through the TTS units), and the LLM's history keeps only that (``ReplyHeard``).
+- User speech while the agent plays pauses its audio at once (``AgentPauseEvent``: the client stops
+  playing and drops what it holds; the turn rewinds to the first word not heard whole); a
+  ``Yield`` stops it: the LLM reply and the TTS stream are cancelled, ``InterruptedEvent``
+  carries what the user heard (playback position mapped through the TTS units), and the LLM's
+  history keeps only that (``ReplyHeard``).
   Speech the policy does not yield to (a backchannel) resumes the agent after
-  ``resume_after_ms`` of silence, and its words are dropped from the user's next turn.
+  ``resume_after_ms`` of silence (``AgentResumeEvent``; the audio comes again from where the turn
+  rewound), and its words are dropped from the user's next turn.
 - With a camera (``receive_video``, models with ``lips``), each frame goes to a lip-activity stream
   on the same scheduler and its scores into a ``LipTimeline``: speech over lips seen still for
   ``lips_window_ms`` is not the user's (the agent's echo, a TV, another person: it neither pauses
@@ -58,7 +61,7 @@ from policies.turn_taking.base import Speak, TurnPolicy, TurnView, Yield
 from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
 from streamrt.dialogue.agent_side import AgentSide
-from streamrt.dialogue.events import DialogueEndEvent, DialogueEvent
+from streamrt.dialogue.events import AgentPauseEvent, AgentResumeEvent, DialogueEndEvent, DialogueEvent, UserLipsEvent
 from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
@@ -273,6 +276,7 @@ class DialogueSession(AgentSide):
                 if e.result.lips:
                     self._lips_came_at = self.clock.now()
                     self._lips_lag_ms = self.media_ms - self.lips.next_due_ms
+                    self._events.append(UserLipsEvent(tuple(e.result.lips), self.media_ms))
             else:
                 self._sub_event(e)
         for e in self.vad.events():  # after the words: a frame's decision sees the latest transcript
@@ -307,7 +311,9 @@ class DialogueSession(AgentSide):
         if self.speech.frame(p, playing, self._lips_until((self.speech.frames + 1) * self.speech.frame_ms)):
             self._partial_is_echo = False  # the user speaks: the ASR's partial is (becoming) theirs
             if playing is not None and self.settings.resume_after_ms is not None:
-                playing.paused = True  # the user speaks over the agent: hold its audio until the policy decides
+                stopped = playing.pause(self.clock.now())  # hold its audio until the policy decides
+                if stopped is not None:  # the client stops playing now and drops what it holds
+                    self._events.append(AgentPauseEvent(playing.turn, stopped, self.media_ms))
                 self._sync_llm()
         if was_speaking and not self.speech.speaking:
             self._ask_score()  # the user paused: is the turn complete?
@@ -371,7 +377,9 @@ class DialogueSession(AgentSide):
                 self._resumes += 1  # a backchannel: forget its words (also in the LLM), go on
                 self._turn_word0 = len(self._heard_words())
                 self._sync_llm()
-                self.turn.paused = False
+                at = self.turn.resume()
+                if at is not None:  # its audio comes again from the first word not heard whole
+                    self._events.append(AgentResumeEvent(self.turn.turn, at, self.media_ms))
 
     def _error(self, e: StreamrtError) -> None:
         self._events.append(ErrorEvent(e.code, e.message, e.fatal))

@@ -46,10 +46,11 @@ class DialogueSettings:
         a late camera adds to a decision. A camera whose scores stopped coming for this long, or
         whose frames come further behind the audio than this, is not waited for. None or 0:
         never wait.
-    resume_after_ms: user speech while the agent plays pauses its audio at once (the client plays
-        out at most ``audio_lead_ms``); if the turn policy does not call it a barge-in, the agent
-        resumes after this much silence (the speech was a backchannel: "mm-hm", "right"). None:
-        the agent never pauses, only stops when the policy yields.
+    resume_after_ms: user speech while the agent plays pauses its audio at once (``agent_pause``:
+        the client stops playing and drops what it holds); if the turn policy does not call it a
+        barge-in, the agent resumes after this much silence (the speech was a backchannel:
+        "mm-hm", "right"), from the first word the user had not heard whole (``agent_resume``).
+        None: the agent never pauses, only stops when the policy yields.
     asr_preroll_ms / asr_silence_tail_ms: the ASR gets the user's audio only around speech: from
         ``asr_preroll_ms`` before the VAD heard it start to ``asr_silence_tail_ms`` after it
         ended (enough for the ASR to finish the last words); longer silence, echo the guard

@@ -308,14 +308,28 @@ async def run_script(script: Script, session: AgentSession, stepper: Stepper, cl
 
 def agent_speech(runs: Sequence[ScriptRun]) -> list[tuple[np.ndarray, int, str]]:
     """(audio, rate, text) of every agent turn that was spoken to its end (an interrupted turn's
-    audio and text do not match), audio in offset order."""
+    audio and text do not match): each chunk at its offset, in the order released, so audio sent
+    again after an ``agent_resume`` replaces what it overlaps."""
     out = []
     for run in runs:
         for turn, text in run.agent_text.items():
-            chunks = sorted(run.agent_audio.get(turn, []), key=lambda c: c[0])
+            chunks = run.agent_audio.get(turn, [])
             if turn in run.interrupted or not chunks or not text.strip():
                 continue
-            out.append((np.concatenate([c[1] for c in chunks]).astype(np.float32), chunks[0][2], text))
+            rate = chunks[0][2]
+            pieces: list[np.ndarray] = []
+            end = 0  # samples in pieces
+            for offset_ms, samples, _ in chunks:
+                at = round(offset_ms * rate / 1000)
+                while end > at:  # sent again from ``at``: cut what it replaces
+                    cut = min(end - at, len(pieces[-1]))
+                    pieces[-1] = pieces[-1][:len(pieces[-1]) - cut]
+                    end -= cut
+                    if not len(pieces[-1]):
+                        pieces.pop()
+                pieces.append(samples)
+                end += len(samples)
+            out.append((np.concatenate(pieces).astype(np.float32), rate, text))
     return out
 
 

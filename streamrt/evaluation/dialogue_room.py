@@ -9,7 +9,7 @@ camera shows still lips, and the user's own interruptions (moving lips) must sti
 
 - **Echo** (:class:`EchoPath`): each ``agent_audio`` chunk is played as the client plays it (the
   playback model of ``metrics.dialogue``: from its release, after the turn's previous chunk, cut at
-  ``interrupted``), resampled to 16 kHz, scaled by ``echo_gain`` (an amplitude ratio; 0.5 = -6 dB)
+  ``agent_pause`` and ``interrupted``), resampled to 16 kHz, scaled by ``echo_gain`` (an amplitude ratio; 0.5 = -6 dB)
   and delayed by ``echo_delay_ms`` (the speaker-to-microphone path and the devices' buffers). A
   chunk released at time t plays from t or later, so its echo always lands on microphone audio not
   yet sent: the simulation is causal and exact on the runner's clock.
@@ -112,11 +112,18 @@ class EchoPath:
         if len(x):
             self._clips.append([start, x.astype(np.float32), turn])
 
-    def interrupted(self, t_ms: float, turn: int) -> None:
+    def paused(self, t_ms: float, turn: int) -> None:
+        """``agent_pause``: the client stops playing and drops what it holds; audio sent again
+        after ``agent_resume`` plays from its release."""
         cut = int(round(t_ms * SAMPLE_RATE / 1000)) + self.delay
         for c in self._clips:
             if c[2] == turn and c[0] + len(c[1]) > cut:
                 c[1] = c[1][:max(0, cut - c[0])]
+        if turn in self._next:
+            self._next[turn] = min(self._next[turn], cut)
+
+    def interrupted(self, t_ms: float, turn: int) -> None:
+        self.paused(t_ms, turn)
         self._next[turn] = 1 << 62  # nothing of it plays again
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -176,6 +183,8 @@ class Room:
             return
         if e.type == "agent_audio":
             self.echo.agent_audio(t_ms, e.turn, e.samples, e.sample_rate)
+        elif e.type == "agent_pause":
+            self.echo.paused(t_ms, e.turn)
         elif e.type == "interrupted":
             self.echo.interrupted(t_ms, e.turn)
 

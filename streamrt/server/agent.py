@@ -5,7 +5,9 @@ per client (``DialogueAgent`` of ``streamrt.server.dialogue_protocol``).
     server = AsgiServer(asr_model, agent=agent, ...)
 
 The ASR is the server's own model (captioning sessions and dialogues share it); the VAD, the LLM
-conversation and the TTS join the server's scheduler beside it (``models()``).
+conversation and the TTS join the server's scheduler beside it (``models()``). With a lip-activity
+model (``load_agent(..., lips=...)``, ``streamrt serve --video``: the server's own, shared with the
+captioning sessions) dialogues may start with ``"video": true`` and send camera frames.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from streamrt.clock import Clock
 from streamrt.dialogue.models import DialogueModels
 from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
-from streamrt.engine import AudioModel, Describable
+from streamrt.engine import AudioModel, Describable, StreamingModel
 
 DEFAULT_SYSTEM_PROMPT = ("You are a friendly voice assistant. The user speaks to you and hears your answer. "
                          "Answer in one or two short spoken sentences, without lists or symbols.")
@@ -54,10 +56,12 @@ class VoiceAgent:
         self.settings = settings
         self.output_sample_rate = models.tts.sample_rate
         self.max_dialogues = settings.llm_slots  # each dialogue holds one LLM slot
+        self.scores_video = models.lips is not None
         create_turn_policy(settings.turn_policy)  # an unknown default fails at start-up, naming the installed
 
     def models(self) -> Mapping[str, Any]:
-        return {"vad": self.parts.vad, "llm": self.parts.llm, "tts": self.parts.tts}
+        parts = {"vad": self.parts.vad, "llm": self.parts.llm, "tts": self.parts.tts}
+        return parts if self.parts.lips is None else {**parts, "lips": self.parts.lips}
 
     def new_session(self, options: Mapping[str, Any], *, scheduler: Any, session_id: str | None,
                     on_update: Callable[[], None] | None = None) -> DialogueSession:
@@ -70,15 +74,17 @@ class VoiceAgent:
 
     def describe(self) -> dict:
         d: dict[str, Any] = {**self.info, "turn_policy": self.settings.turn_policy,
-                             "max_reply_tokens": self.settings.max_reply_tokens}
+                             "max_reply_tokens": self.settings.max_reply_tokens, "video": self.scores_video}
         if isinstance(self.parts.tts, Describable):
             d["tts"] = self.parts.tts.describe()
         return d
 
 
 def load_agent(asr: AudioModel, clock: Clock, settings: AgentSettings = AgentSettings(), *,
-               llm: str = "smollm2-135m", tts: str = "hibari", vad: str = "silero", precision: str = "auto") -> VoiceAgent:
-    """Load the agent's models once (the LLM in ``precision``, chosen by this CPU for ``auto``)."""
+               llm: str = "smollm2-135m", tts: str = "hibari", vad: str = "silero", precision: str = "auto",
+               lips: StreamingModel | None = None) -> VoiceAgent:
+    """Load the agent's models once (the LLM in ``precision``, chosen by this CPU for ``auto``);
+    ``lips``: a lip-activity model already loaded (``LipActivityModel``), for camera frames."""
     from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
     from streamrt.decoding.llm_sampling import SamplingSettings
     from streamrt.models.llm import load_llm
@@ -95,5 +101,5 @@ def load_agent(asr: AudioModel, clock: Clock, settings: AgentSettings = AgentSet
     conversation = LlmConversationModel(bundle, decoder, ConversationSettings(
         sampling=SamplingSettings(max_new_tokens=settings.max_reply_tokens,
                                   stop_strings=settings.reply_stop_strings), system_prompt=settings.system_prompt))
-    models = DialogueModels(asr=asr, llm=conversation, tts=TtsModel(load_tts(tts)), vad=load_vad(vad))
+    models = DialogueModels(asr=asr, llm=conversation, tts=TtsModel(load_tts(tts)), vad=load_vad(vad), lips=lips)
     return VoiceAgent(models, clock, settings, info={"llm": bundle.name, "vad": vad})

@@ -31,8 +31,9 @@ class QueueBridge:
     bounded send queue, its ``slow_client`` limit, error accounting, the sender loop and closing.
 
     A bridge sets ``proto``, ``settings``, ``stats``, ``queue``, ``_close``, ``_wakeup``, ``_tasks``,
-    ``_end_reason`` and ``closed`` in its ``__init__``, and implements ``after_input()``,
-    ``_detach()`` (the session is over: account for it, once) and ``_send_one(msg)``."""
+    ``_end_reason``, ``closed`` and ``_last_input_s`` (the event loop's time, set again by every
+    ``after_input``) in its ``__init__``, and implements ``after_input()``, ``_detach()`` (the
+    session is over: account for it, once) and ``_send_one(msg)``."""
 
     proto: Any
     settings: ServerSettings
@@ -43,6 +44,11 @@ class QueueBridge:
     _tasks: list[asyncio.Task]
     _end_reason: str | None
     closed: asyncio.Event
+    _last_input_s: float
+
+    def idle_for_s(self) -> float:
+        """Seconds since the transport last reported input (after_input)."""
+        return asyncio.get_running_loop().time() - self._last_input_s
 
     def after_input(self) -> None:
         raise NotImplementedError
@@ -164,10 +170,6 @@ class SessionBridge(QueueBridge):
     # ---- called by the transport ---------------------------------------------------------------
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._send_loop())]
-
-    def idle_for_s(self) -> float:
-        """Seconds since the transport last reported input (after_input)."""
-        return asyncio.get_running_loop().time() - self._last_input_s
 
     def after_input(self) -> None:
         """Call after every protocol call the transport made (receive_*, stop, fail, shutdown)."""

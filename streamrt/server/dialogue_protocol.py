@@ -11,11 +11,12 @@ One ``DialogueProtocol`` per connection; the transport (``streamrt.server.dialog
 3. once ``close`` is not None, send what is left and close with ``close == (code, reason)``.
 
 Client messages: ``start`` (``sample_rate``, ``encoding``, ``channels``; optional
-``output_sample_rate`` and the agent's options ``AGENT_OPTIONS``), then binary PCM continuously
-(silence included), ``playback`` reports (optional: ``turn`` and ``position_ms``, how far the client
-has played that agent turn), and ``stop``. Server messages: ``ready``, then the session's events
-(``streamrt.dialogue.events``; an event's ``type`` is the message's) and binary audio frames, and
-``end`` last. Every problem becomes an ``error`` message naming it and the limit; nothing raises to
+``output_sample_rate``, ``video`` and the agent's options ``AGENT_OPTIONS``), then binary PCM
+continuously (silence included), ``playback`` reports (optional: ``turn`` and ``position_ms``, how
+far the client has played that agent turn), camera frames as ``video`` messages (with ``"video":
+true``; the captioning protocol's, ``streamrt.server.video``), and ``stop``. Server messages:
+``ready``, then the session's events (``streamrt.dialogue.events``; an event's ``type`` is the
+message's; ``lips`` carries the scored frames) and binary audio frames, and ``end`` last. Every problem becomes an ``error`` message naming it and the limit; nothing raises to
 the transport. docs/protocol.md is the spec.
 """
 
@@ -28,14 +29,15 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 
 from streamrt.audio import MIN_SAMPLE_RATE_HZ, StreamResampler, check_format, decode_pcm, downmix
-from streamrt.errors import AudioFormatError, LimitExceeded, ProtocolError, StreamrtError
+from streamrt.errors import AudioFormatError, ConfigError, LimitExceeded, ProtocolError, StreamrtError
 from streamrt.server.protocol import PROTOCOL_VERSION, CloseCode, close_code_for, error_message, show
 from streamrt.server.settings import ServerSettings
+from streamrt.server.video import VideoIntake
 from streamrt.server.wire import WireProtocol
-from streamrt.types import ErrorEvent
+from streamrt.types import ErrorEvent, VideoFrame
 
-CLIENT_TYPES = ("start", "playback", "stop")
-AUDIO_FIELDS = ("type", "sample_rate", "encoding", "channels", "output_sample_rate")
+CLIENT_TYPES = ("start", "playback", "video", "stop")
+AUDIO_FIELDS = ("type", "sample_rate", "encoding", "channels", "output_sample_rate", "video")
 AGENT_OPTIONS = ("greeting", "system_prompt", "turn_policy")
 OUTPUT_ENCODING = "pcm_s16le"
 INPUT_RATE_HZ = 16000  # what the session takes (``DialogueCore.receive_audio``)
@@ -53,6 +55,9 @@ class DialogueCore(Protocol):
 
     def receive_playback(self, turn: int, position_ms: float) -> None:
         """The client has played ``position_ms`` of agent turn ``turn``."""
+
+    def receive_video(self, frame: VideoFrame) -> None:
+        """A camera frame, ``time_ms`` on the audio's media clock (ms from the first audio sample)."""
 
     def receive_eof(self) -> None:
         """No more user audio; the session ends (``end`` event) once its output is out."""
@@ -73,6 +78,7 @@ class DialogueAgent(Protocol):
 
     output_sample_rate: int  # Hz of the agent's audio (the TTS voice's rate)
     max_dialogues: int | None  # dialogues it holds at once (e.g. its LLM's slots); None: no bound
+    scores_video: bool  # it has a lip-activity model: sessions may start with "video": true
 
     def models(self) -> Mapping[str, Any]: ...
 
@@ -93,6 +99,7 @@ class DialogueStart:
     channels: int
     output_sample_rate: int
     options: dict[str, Any]
+    video: bool = False  # the client sends camera frames (``video`` messages or a WebRTC camera track)
 
 
 def parse_dialogue_start(msg: Mapping[str, Any], agent_rate: int) -> DialogueStart:
@@ -116,8 +123,11 @@ def parse_dialogue_start(msg: Mapping[str, Any], agent_rate: int) -> DialogueSta
     for name in AGENT_OPTIONS:
         if msg.get(name) is not None and not isinstance(msg[name], str):
             raise ProtocolError(f"start: {name!r} must be a string, got {show(msg[name])}", code="bad_start", fatal=True)
+    video = msg.get("video", False)
+    if not isinstance(video, bool):
+        raise ProtocolError(f"start: 'video' must be true or false, got {show(video)}", code="bad_start", fatal=True)
     options = {k: msg[k] for k in AGENT_OPTIONS if msg.get(k) is not None}
-    return DialogueStart(msg["sample_rate"], msg["encoding"], msg.get("channels", 1), out_rate, options)
+    return DialogueStart(msg["sample_rate"], msg["encoding"], msg.get("channels", 1), out_rate, options, video)
 
 
 def event_message(ev: Any) -> dict:
@@ -157,6 +167,7 @@ class DialogueProtocol(WireProtocol):
         self._pending_close: tuple[int, str] | None = None
         self._in: StreamResampler | None = None
         self._out: StreamResampler | None = None
+        self._video_in = VideoIntake(settings.max_video_frame_pixels)
 
     # ---- client input ------------------------------------------------------------------------
     def receive_text(self, text: str | bytes) -> None:
@@ -170,6 +181,8 @@ class DialogueProtocol(WireProtocol):
             self.stop()
         elif kind == "playback":
             self._playback(msg)
+        elif kind == "video":
+            self._video_message(msg)
         else:
             self._send(error_message("unknown_type", f"unknown message type {show(kind)}; known: "
                                      f"{', '.join(CLIENT_TYPES)} (ignored)", False))
@@ -206,6 +219,9 @@ class DialogueProtocol(WireProtocol):
             return
         try:
             req = parse_dialogue_start(msg, self.agent.output_sample_rate)
+            if req.video and not self.agent.scores_video:
+                raise ConfigError('start: "video": true, but this server scores no video (serve with --video, which '
+                                  "needs the `video` extra)", code="video_unavailable")
             session = self.agent.new_session(req.options, scheduler=self.scheduler, session_id=self.session_id,
                                              on_update=self.on_update)
         except StreamrtError as e:
@@ -227,12 +243,14 @@ class DialogueProtocol(WireProtocol):
             "output_sample_rate": req.output_sample_rate,
             "output_encoding": OUTPUT_ENCODING,
             "output_channels": 1,
+            "video": req.video,
             "options": req.options,
             "settings": self.agent.describe(),
             "limits": {
                 "max_message_bytes": self.settings.max_message_bytes,
                 "max_stream_s": self.settings.max_stream_s,
                 "idle_timeout_s": self.settings.idle_timeout_s,
+                "max_video_frame_pixels": self.settings.max_video_frame_pixels,
             },
         })
         self.tick()
@@ -288,6 +306,14 @@ class DialogueProtocol(WireProtocol):
             self._event(ev)
 
     # ---- internals ---------------------------------------------------------------------------
+    @property
+    def video_on(self) -> bool:
+        return self.start_request is not None and self.start_request.video
+
+    @property
+    def media_ms(self) -> float:
+        return 1000.0 * self.received_s
+
     def _advance(self) -> None:
         self.tick()
 
@@ -303,6 +329,8 @@ class DialogueProtocol(WireProtocol):
                 self._pending_close = self._pending_close or (close_code_for(ev.code), ev.message)
                 self.state = "stopping"
                 self.session.receive_eof()
+        elif ev.type == "lips":
+            self._send({"type": "lips", "frames": [a.to_json() for a in ev.frames], "media_ms": round(ev.media_ms, 1)})
         elif ev.type == "end":
             msg = event_message(ev)
             msg.update(session_id=self.session_id, audio_s=round(self.received_s, 3),

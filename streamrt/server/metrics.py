@@ -25,6 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 COMMIT_DELAY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+# seconds of the user's media clock: end of speech -> first agent audio; speech onset -> agent cancelled
+ONSET_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
+BARGE_IN_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 log = logging.getLogger("streamrt.server")
 
@@ -78,6 +81,28 @@ class PrometheusMetrics:
             "streamrt_model_info", "The model served: name, preset and precision in use (value 1).",
             ["model", "preset", "precision"], registry=r,
         )  # fmt: skip
+        # the voice agent (/v1/dialogue); its dialogues also count in streamrt_sessions_*
+        self.dialogues_active = Gauge("streamrt_dialogues_active", "Dialogues started and not yet ended.", registry=r)
+        self.dialogues_started = Counter("streamrt_dialogues_started", "Dialogues started (a valid start).",
+                                         registry=r)
+        self.dialogue_turns = Counter("streamrt_dialogue_agent_turns", "Agent turns that started speaking.",
+                                      registry=r)
+        self.dialogue_interruptions = Counter("streamrt_dialogue_interruptions",
+                                              "Agent turns cut by the user (barge-ins: interrupted sent).", registry=r)
+        self.dialogue_errors = Counter("streamrt_dialogue_errors", "error messages sent on /v1/dialogue, by code.",
+                                       ["code"], registry=r)
+        self.response_onset = Histogram(
+            "streamrt_dialogue_response_onset_seconds",
+            "Per answered user turn: the VAD's end of the user's speech -> the answer's first audio sent "
+            "(user media clock, server side: the network and the client's playback buffer are not in it).",
+            buckets=ONSET_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.barge_in = Histogram(
+            "streamrt_dialogue_barge_in_seconds",
+            "Per barge-in: the VAD's onset of the interrupting speech -> the agent's audio stopped (agent_pause, "
+            "or interrupted when no pause came first; user media clock, server side).",
+            buckets=BARGE_IN_BUCKETS, registry=r,
+        )  # fmt: skip
 
 
 @dataclass
@@ -110,6 +135,32 @@ class ServerStats:
 
     def error(self, code: str) -> None:
         self.prometheus.errors.labels(code).inc()
+
+    # ---- the voice agent (``DialogueBridge`` calls these, beside the session ones) ------------
+    def dialogue_started(self) -> None:
+        self.prometheus.dialogues_started.inc()
+        self.prometheus.dialogues_active.inc()
+
+    def dialogue_ended(self) -> None:
+        """Once per ``dialogue_started``."""
+        self.prometheus.dialogues_active.dec()
+
+    def dialogue_error(self, code: str) -> None:
+        self.prometheus.dialogue_errors.labels(code).inc()
+
+    def agent_turn(self, onset_s: float | None) -> None:
+        """An agent turn started speaking; ``onset_s``: from the end of the user's speech it answers
+        (None: a greeting, or a session that did not say where the speech ended)."""
+        self.prometheus.dialogue_turns.inc()
+        if onset_s is not None:
+            self.prometheus.response_onset.observe(max(0.0, onset_s))
+
+    def interrupted(self, reaction_s: float | None) -> None:
+        """A barge-in cut an agent turn; ``reaction_s``: from the onset of the interrupting speech to
+        the agent's audio stopped."""
+        self.prometheus.dialogue_interruptions.inc()
+        if reaction_s is not None:
+            self.prometheus.barge_in.observe(max(0.0, reaction_s))
 
     def refused(self, reason: str) -> None:
         """A connection refused before any session; ``reason`` one of ``REFUSAL_REASONS``."""

@@ -24,13 +24,13 @@ from streamrt.clock import Clock
 from streamrt.engine import Describable, StreamingModel
 from streamrt.errors import AudioFormatError, ConfigError, ProtocolError, StreamrtError
 from streamrt.server.settings import ServerSettings
-from streamrt.server.video import parse_video_message
+from streamrt.server.video import VideoIntake
 # the wire helpers, re-exported: transports and the dialogue protocol import them from here
 from streamrt.server.wire import CloseCode, close_code_for, error_message, parse_json, show  # noqa: F401
 from streamrt.server.wire import WireProtocol
 from streamrt.session import Session
 from streamrt.stream_session import StepOutput, StreamSession
-from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEvent, VideoFrame
+from streamrt.types import CommitEvent, EndEvent, ErrorEvent, Event, PartialEvent
 
 PROTOCOL_VERSION = 1
 CLIENT_TYPES = ("start", "stop", "video")
@@ -118,6 +118,7 @@ class ServerProtocol(WireProtocol):
         self.close: tuple[int, str] | None = None
         self._outbox: list[dict] = []
         self._pending_close: tuple[int, str] | None = None
+        self._video_in = VideoIntake(settings.max_video_frame_pixels)
 
     # ---- client input ------------------------------------------------------------------------
     def receive_text(self, text: str | bytes) -> None:
@@ -144,36 +145,13 @@ class ServerProtocol(WireProtocol):
         self.session.receive_pcm(bytes(data), self.start_request.encoding)
         self.collect()
 
-    def receive_video(self, frame: VideoFrame) -> None:
-        """A decoded camera frame, ``time_ms`` on the audio's media clock (the WebRTC transport
-        calls this; ``video`` messages come here decoded). Dropped with a non-fatal ``video_off``
-        when the session was not started with ``"video": true``."""
-        if not self._video_refused():
-            self.session.receive_video(frame)
-            self.collect()
+    @property
+    def video_on(self) -> bool:
+        return self.session is not None and self.session.video is not None
 
-    def _video_message(self, msg: Mapping[str, Any]) -> None:
-        if self._video_refused():  # before decoding anything
-            return
-        try:
-            frame = parse_video_message(msg, self.settings.max_video_frame_pixels)
-        except StreamrtError as e:
-            self._send(error_message(e.code, e.message, False))
-            return
-        self.session.receive_video(frame)
-        self.collect()
-
-    def _video_refused(self) -> bool:
-        if self.state == "closed":
-            return True
-        if self.session is None:
-            self._fail(ProtocolError("video before start: send a start message first", code="not_started", fatal=True))
-            return True
-        if self.session.video is None:
-            self._send(error_message("video_off", 'a video frame, but the session was not started with "video": true '
-                                     "(frame dropped)", False))
-            return True
-        return False
+    @property
+    def media_ms(self) -> float:
+        return 0.0 if self.session is None else self.session.received_ms
 
     def start(self, msg: Mapping[str, Any]) -> None:
         """Handle a ``start`` message (already parsed; the WebRTC transport calls this directly)."""

@@ -1,7 +1,8 @@
 """What both WebRTC handlers (captions, ``streamrt.server.webrtc``; the voice agent,
 ``streamrt.server.webrtc_dialogue``) share: refusing on the signalling socket, starting the
 protocol from the offer's start fields, answering the offer, the data channel as the bridge's
-message link, and feeding the incoming audio track to the protocol."""
+message link, feeding the incoming audio and camera tracks to the protocol, and the signalling
+socket's loop with the idle timeout."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import json
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from streamrt.server.protocol import close_code_for, error_message
+from streamrt.errors import StreamrtError
+from streamrt.server.wire import close_code_for, error_message
+from streamrt.types import VideoFrame
 
 TRACK_RATE_HZ = 16000  # what the decoded audio track is resampled to before the protocol sees it
 
@@ -65,6 +68,53 @@ async def feed_audio_track(track, proto, bridge, live_state: str) -> None:
     if proto.state == live_state:  # the track ended: that is the end of the audio
         proto.stop()
         bridge.after_input()
+
+
+async def feed_video_track(track, proto, bridge, max_pixels: int | None) -> None:
+    """Decoded camera frames -> RGB on the audio's media clock -> ``proto.receive_video``, while the
+    protocol is live (``proto.LIVE_STATE``). The first frame is stamped with the audio received when
+    it arrives (``proto.media_ms``), later ones by their own capture times (RTP) after it; frames
+    over ``max_pixels`` are scaled down to fit. Frames of a session started without ``"video":
+    true`` are read and dropped."""
+    from aiortc.mediastreams import MediaStreamError
+
+    live = proto.LIVE_STATE
+    first: tuple[float, float] | None = None  # (the first frame's capture time s, media ms then)
+    while proto.state == live:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            break
+        if not proto.video_on or proto.state != live or frame.time is None:
+            continue
+        if first is None:
+            first = (frame.time, proto.media_ms)
+        time_ms = first[1] + 1000.0 * (frame.time - first[0])
+        if max_pixels is not None and frame.width * frame.height > max_pixels:
+            k = (max_pixels / (frame.width * frame.height)) ** 0.5
+            frame = frame.reformat(width=max(2, int(frame.width * k) // 2 * 2), height=max(2, int(frame.height * k) // 2 * 2))
+        proto.receive_video(VideoFrame(frame.to_ndarray(format="rgb24"), time_ms))
+        bridge.after_input()
+
+
+async def signalling_loop(ws: ServerConnection, proto, bridge, idle_s: float | None) -> None:
+    """Messages on the signalling socket (it may carry stop; it closes after end). The media track
+    counts as activity (``bridge.idle_for_s``): the session is idle, and fails with
+    ``idle_timeout``, only when neither audio nor messages arrive for ``idle_s`` (setting
+    ``idle_timeout_s``; a browser tab that vanished without closing, an ICE link that died)."""
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                raw = await ws.recv()
+        except TimeoutError:
+            if proto.state in ("await_start", proto.LIVE_STATE) and bridge.idle_for_s() >= idle_s:
+                proto.fail(StreamrtError(f"no audio or message for {idle_s:g} s (setting idle_timeout_s)",
+                                         code="idle_timeout"))
+                bridge.after_input()
+            continue
+        if isinstance(raw, str):
+            proto.receive_text(raw)
+            bridge.after_input()
 
 
 class DataChannelLink:

@@ -9,7 +9,7 @@ The offer must contain one audio track and a data channel. The server decodes th
 48 kHz), resamples it to 16 kHz mono s16 with PyAV and feeds it to the protocol exactly like binary
 WebSocket messages; ``ready``/``partial``/``commit``/``error``/``end`` (and ``lips``) go out as
 JSON text on the data channel. A camera track too, with ``"video": true`` in the start fields: its
-frames go to the session's lip-activity stream (``ServerProtocol.receive_video``), each stamped on
+frames go to the session's lip-activity stream (``rtc_link.feed_video_track``), each stamped on
 the audio's media clock: the first frame at the audio received when it arrives, later ones by their
 own capture times (RTP) after it; frames over ``max_video_frame_pixels`` are scaled down to fit.
 ``{"type": "stop"}`` (on the data channel or the signalling WebSocket) or the end of the track
@@ -26,11 +26,11 @@ import logging
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from streamrt.errors import ProtocolError, StreamrtError
+from streamrt.errors import ProtocolError
 from streamrt.server.bridge import SessionBridge
 from streamrt.server.protocol import ServerProtocol
-from streamrt.server.rtc_link import DataChannelLink, answer, feed_audio_track, refuse, start_or_refuse
-from streamrt.types import VideoFrame
+from streamrt.server.rtc_link import (DataChannelLink, answer, feed_audio_track, feed_video_track, refuse,
+                                      signalling_loop, start_or_refuse)
 
 log = logging.getLogger("streamrt.server.webrtc")
 
@@ -96,12 +96,12 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
             tasks.append(asyncio.create_task(feed_audio_track(track, proto, bridge, "streaming")))
         elif track.kind == "video":
             max_pixels = server.settings.max_video_frame_pixels
-            tasks.append(asyncio.create_task(_feed_video_track(track, proto, bridge, max_pixels)))
+            tasks.append(asyncio.create_task(feed_video_track(track, proto, bridge, max_pixels)))
 
     try:
         await answer(pc, ws, sdp)
         bridge.after_input()  # hands the session to the scheduler; ``ready`` waits for the channel
-        await _signalling_loop(ws, proto, bridge, server.settings.idle_timeout_s)
+        await signalling_loop(ws, proto, bridge, server.settings.idle_timeout_s)
     except ConnectionClosed:
         pass
     except Exception as e:  # a bad SDP, ICE failure...: this session only
@@ -114,46 +114,3 @@ async def handle_webrtc_signalling(server, ws: ServerConnection, release_admissi
             t.cancel()
         await pc.close()
         server.unregister(bridge)
-
-
-async def _signalling_loop(ws: ServerConnection, proto: ServerProtocol, bridge: SessionBridge,
-                          idle_s: float | None) -> None:
-    """Messages on the signalling socket (it may carry stop; it closes after end). The media track
-    counts as activity: the session is idle only when neither audio nor messages arrive for idle_s."""
-    while True:
-        try:
-            async with asyncio.timeout(idle_s):
-                raw = await ws.recv()
-        except TimeoutError:
-            if proto.state in ("await_start", "streaming") and bridge.idle_for_s() >= idle_s:
-                proto.fail(StreamrtError(f"no audio or message for {idle_s:g} s (setting idle_timeout_s)",
-                                         code="idle_timeout"))
-                bridge.after_input()
-            continue
-        if isinstance(raw, str):
-            proto.receive_text(raw)
-            bridge.after_input()
-
-
-async def _feed_video_track(track, proto: ServerProtocol, bridge: SessionBridge, max_pixels: int | None) -> None:
-    """Decoded camera frames -> RGB on the audio's media clock -> the protocol, while streaming.
-    Frames of a session started without ``"video": true`` are read and dropped."""
-    from aiortc.mediastreams import MediaStreamError
-
-    first: tuple[float, float] | None = None  # (the first frame's capture time s, media ms then)
-    while proto.state == "streaming":
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            break
-        session = proto.session
-        if session is None or session.video is None or proto.state != "streaming" or frame.time is None:
-            continue
-        if first is None:
-            first = (frame.time, session.received_ms)
-        time_ms = first[1] + 1000.0 * (frame.time - first[0])
-        if max_pixels is not None and frame.width * frame.height > max_pixels:
-            k = (max_pixels / (frame.width * frame.height)) ** 0.5
-            frame = frame.reformat(width=max(2, int(frame.width * k) // 2 * 2), height=max(2, int(frame.height * k) // 2 * 2))
-        proto.receive_video(VideoFrame(frame.to_ndarray(format="rgb24"), time_ms))
-        bridge.after_input()

@@ -6,12 +6,16 @@ Signalling is that of ``/v1/webrtc`` (``streamrt.server.webrtc``) with ``"agent"
     client -> {"type": "offer", "agent": true, "sdp": "...", "start": {"greeting": ..., ...}}
     server -> {"type": "answer", "sdp": "..."}            (or an ``error`` and a close)
 
-The offer must carry one audio track sent *and received* (sendrecv) and a data channel. The
+The offer must carry one audio track sent *and received* (sendrecv) and a data channel, and may carry
+a camera track (with ``"video": true`` in ``start``: its frames go to the session's lip activity on
+the audio's media clock, ``rtc_link.feed_video_track``; ``lips`` messages come back). The
 server decodes the microphone (Opus, 48 kHz) to 16 kHz s16 and feeds it to a ``DialogueProtocol``
 as binary messages; the agent's audio frames go into ``AgentVoiceTrack``, which plays them in real
-time (silence between turns) and drops what it holds when ``interrupted`` goes out; everything else
-(``ready``, ``user_commit``, ``agent_text``, ``interrupted``, ``end``, ...) is JSON on the data
-channel. ``stop`` (data channel or signalling socket) or the end of the track ends the dialogue.
+time (silence between turns) and drops what it holds when ``agent_pause`` or ``interrupted`` goes
+out (the audio after an ``agent_resume`` is pushed again from the position resumed); everything else
+(``ready``, ``user_commit``, ``agent_text``, ``agent_pause``, ``interrupted``, ``end``, ...) is JSON
+on the data channel. ``stop`` (data channel or signalling socket) or the end of the track ends the dialogue;
+so does ``idle_timeout_s`` without audio or a message (a client gone without closing).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def voice_track_class():
 
     class AgentVoiceTrack(MediaStreamTrack):
         """Plays pcm_s16le mono at ``rate`` pushed by the bridge, 20 ms a frame in real time; silence
-        when it holds nothing. ``clear()`` drops what it holds (a barge-in)."""
+        when it holds nothing. ``clear()`` drops what it holds (the user speaks over the agent)."""
 
         kind = "audio"
 
@@ -82,7 +86,8 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
     """One WebRTC dialogue signalled over ``ws`` (the offer already read). See the module docstring."""
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from streamrt.server.rtc_link import DataChannelLink, answer, feed_audio_track, refuse, start_or_refuse
+    from streamrt.server.rtc_link import (DataChannelLink, answer, feed_audio_track, feed_video_track, refuse,
+                                          signalling_loop, start_or_refuse)
 
     refusal = hub.dialogue_refusal()
     if refusal is not None:
@@ -114,15 +119,14 @@ async def handle_dialogue_webrtc(hub, ws, sdp: str, start: dict, release_admissi
         if track.kind == "audio":
             pc.addTrack(voice)  # the agent's voice on the same (sendrecv) transceiver
             tasks.append(asyncio.create_task(feed_audio_track(track, proto, bridge, "talking")))
+        elif track.kind == "video":
+            max_pixels = hub.settings.max_video_frame_pixels
+            tasks.append(asyncio.create_task(feed_video_track(track, proto, bridge, max_pixels)))
 
     try:
         await answer(pc, ws, sdp)
         bridge.after_input()
-        while proto.state != "closed":  # the signalling socket may carry stop; it closes after end
-            raw = await ws.recv()
-            if isinstance(raw, str):
-                proto.receive_text(raw)
-                bridge.after_input()
+        await signalling_loop(ws, proto, bridge, hub.settings.idle_timeout_s)
     except ConnectionClosed:
         pass
     except Exception as e:  # a bad SDP, ICE failure...: this session only

@@ -1,7 +1,7 @@
 """What both WebSocket protocols (captions, ``streamrt.server.protocol``; dialogue,
 ``streamrt.server.dialogue_protocol``) share on the wire: close codes, the ``error`` message,
 parsing a client's JSON text so that every way it fails is a ``ProtocolError``, and ``WireProtocol``,
-the connection machinery around them (size check, fatal errors, close, outbox)."""
+the connection machinery around them (size check, fatal errors, close, outbox, camera frames)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from enum import IntEnum
 from typing import Any
 
 from streamrt.errors import LimitExceeded, ProtocolError, StreamrtError
+from streamrt.server.video import VideoIntake
+from streamrt.types import VideoFrame
 
 
 class CloseCode(IntEnum):
@@ -91,10 +93,12 @@ class WireProtocol:
     """The connection machinery both sans-I/O protocols share: the message-size check, reading a
     client text message, fatal errors (stop, flush, then close), the close reason and the outbox.
 
-    A protocol sets ``state``, ``close``, ``session``, ``settings``, ``_outbox`` and
-    ``_pending_close`` in its ``__init__``, names its live state in ``LIVE_STATE`` (the state in
-    which a fatal error stops the session first) and implements ``_advance()`` (turn the session's
-    new events into messages)."""
+    A protocol sets ``state``, ``close``, ``session``, ``settings``, ``_outbox``, ``_pending_close``
+    and ``_video_in`` (a ``VideoIntake``) in its ``__init__``, names its live state in ``LIVE_STATE``
+    (the state in which a fatal error stops the session first) and implements ``_advance()`` (turn
+    the session's new events into messages), ``video_on`` (the session takes camera frames: it was
+    started with ``"video": true``) and ``media_ms`` (the audio's media clock: ms of audio received).
+    Its session takes frames with ``receive_video(VideoFrame)``."""
 
     LIVE_STATE = "streaming"
     state: str
@@ -103,9 +107,50 @@ class WireProtocol:
     settings: Any
     _outbox: list
     _pending_close: tuple[int, str] | None
+    _video_in: VideoIntake
 
     def _advance(self) -> None:
         raise NotImplementedError
+
+    @property
+    def video_on(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def media_ms(self) -> float:
+        raise NotImplementedError
+
+    # ---- camera frames (docs/video.md) ---------------------------------------------------------
+    def receive_video(self, frame: VideoFrame) -> None:
+        """A decoded camera frame, ``time_ms`` on the audio's media clock (the WebRTC transport
+        calls this; ``video`` messages come here decoded). Dropped with a non-fatal ``video_off``
+        when the session was not started with ``"video": true``."""
+        if not self._video_refused():
+            self.session.receive_video(frame)
+            self._advance()
+
+    def _video_message(self, msg: dict) -> None:
+        if self._video_refused():  # before decoding anything
+            return
+        try:
+            frame = self._video_in.frame(msg)
+        except StreamrtError as e:
+            self._send(error_message(e.code, e.message, False))
+            return
+        self.session.receive_video(frame)
+        self._advance()
+
+    def _video_refused(self) -> bool:
+        if self.state == "closed":
+            return True
+        if self.session is None:
+            self._fail(ProtocolError("video before start: send a start message first", code="not_started", fatal=True))
+            return True
+        if not self.video_on:
+            self._send(error_message("video_off", 'a video frame, but the session was not started with "video": true '
+                                     "(frame dropped)", False))
+            return True
+        return False
 
     def receive_too_big(self, size: int) -> None:
         """A message of at least ``size`` bytes, over ``max_message_bytes``, that the transport dropped

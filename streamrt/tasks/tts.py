@@ -10,7 +10,8 @@
     speech.receive(TextDelta(" big.", end_of_turn=True))   # no more text: speak the rest
 
 A stream speaks its text in chunks (``tts_chunks.next_chunk_end``): sentence by sentence, the
-turn's first chunk ending at its first clause so the first audio comes early. Each step
+turn's first sentence clause by clause and its first chunk after a few words (``ChunkRules``), so
+the first audio comes early. Each step
 synthesizes one chunk per stream; ``pop_result`` gives the audio (``StepResult.audio``, float32 at
 ``sample_rate``, appended in order) and one ``UnitDraft`` per chunk whose ``start_ms``/``end_ms``
 are its position in the stream's output audio and whose ``text`` is what it says. That maps a

@@ -200,3 +200,25 @@ def test_background_speech_round_trips_through_the_log(tmp_path):
     log = DialogueLog("d", (UserSpeech("background", 1500, 3000, (), "tv"),), ())
     write_dialogue_logs(tmp_path / "d.jsonl", [log])
     assert read_dialogue_logs(tmp_path / "d.jsonl") == [log]
+
+
+def test_agent_pause_cuts_playback_at_once_and_a_resume_plays_on_from_its_release():
+    # chunks released at 1000 (400 ms) and 1100 (400 ms) would play to 1800; the user speaks at
+    # 1300, `agent_pause` at 1450 cuts playback there (the client drops its buffer); an
+    # interruption's reaction is 1450 - 1300 even though `interrupted` comes at 2500
+    user = (UserSpeech("turn", 0, 800), UserSpeech("interruption", 1300, 2000))
+    events = (_audio(1000, 1, 400), _audio(1100, 1, 400), TimedEvent(1450, "agent_pause", 1),
+              TimedEvent(2500, "interrupted", 1))
+    (turn,) = agent_turns(events)
+    assert turn.stop_ms == 1450
+    m = measure(DialogueLog("d", user, events))
+    assert m.barge_in_ms == [150] and m.barge_in_missed == 0
+    # a backchannel: paused at 1450, resumed at 1900 with 600 ms re-sent from there -> ends at 2500,
+    # not interrupted: no false barge-in, and the turn plays on past the pause
+    user = (UserSpeech("turn", 0, 800), UserSpeech("backchannel", 1300, 1500))
+    events = (_audio(1000, 1, 400), _audio(1100, 1, 400), TimedEvent(1450, "agent_pause", 1),
+              TimedEvent(1900, "agent_resume", 1), _audio(1900, 1, 600))
+    (turn,) = agent_turns(events)
+    assert (turn.start_ms, turn.stop_ms, turn.interrupted_ms) == (1000, 2500, None)
+    m = measure(DialogueLog("d", user, events))
+    assert (m.backchannels, m.false_barge_ins) == (1, 0)

@@ -1,9 +1,12 @@
 // streamrt voice agent page: microphone (echo-cancelled) -> 16 kHz PCM over /v1/dialogue
 // (docs/protocol.md, "Dialogue"); the agent's voice (binary pcm_s16le frames) is played as it
-// comes, dropped at once on `interrupted`; a live transcript of both sides with each answer's
+// comes, stopped with what is queued dropped at once on `agent_pause` (you spoke over it) and
+// `interrupted`, and played again from `agent_resume`'s position; a live transcript of both sides with each answer's
 // latency (from the last moment the microphone heard you to the agent's first sound).
+// With the camera (the checkbox or ?video=1): a preview, JPEG frames on the audio's media clock
+// (camera.js) and a lip-activity meter from the server's `lips` messages (docs/video.md).
 // Page parameters: ?token=T, ?autostart=1 (start at load), &turns=N (stop after N agent turns),
-// &seconds=S (stop after S s); used by the end-to-end test.
+// &seconds=S (stop after S s), &video=1; used by the end-to-end tests.
 (function () {
   'use strict';
   const SAMPLE_RATE = 16000;
@@ -14,14 +17,22 @@
   // Everything the page received, readable by tests through the DevTools protocol.
   const state = (window.streamrtAgent = {
     ready: null, end: null, closeCode: null, errors: [], messages: [], turns: [], user: [], sentBytes: 0,
+    lips: [], framesSent: 0,
   });
-  let ws = null, ctx = null, stream = null, node = null;
+  let ws = null, ctx = null, stream = null, node = null, stopFrames = null;
+  let mediaStart = null; // AudioContext time of the first sample sent: media time 0
   let lastVoice = null; // ctx time of the last loud microphone chunk
   let current = null; // the agent turn being received
   let playhead = 0; // ctx time where the next agent frame starts
   let userLine = null, partialSpan = null;
 
   function setStatus(text) { $('status').textContent = text; }
+
+  // the audio's media time now (ms since the first sample sent): the camera's frames are stamped with it
+  function mediaMs() {
+    if (!ws || ws.readyState !== WebSocket.OPEN || mediaStart === null || state.stopped) return null;
+    return Math.round((ctx.currentTime - mediaStart) * 10000) / 10;
+  }
 
   function line(cls, who) {
     const div = document.createElement('div');
@@ -59,25 +70,48 @@
     const at = Math.max(playhead, ctx.currentTime + 0.02);
     src.start(at);
     playhead = at + audio.duration;
-    current.sources.push(src);
+    // a frame's place in the turn: after the previous one, or at agent_resume's position
+    current.sources.push({ src, at, offset: current.nextOffset, duration: audio.duration });
+    current.nextOffset += audio.duration;
     current.samples += pcm.length;
     if (current.firstAudio === null) {
       current.firstAudio = at;
       current.record.latencyMs = lastVoice === null ? null : Math.round((at - lastVoice) * 1000);
       if (current.record.latencyMs !== null) current.latency.textContent = current.record.latencyMs + ' ms after you stopped';
     }
-    current.record.audioMs = Math.round((current.samples / rate) * 1000);
+    current.record.audioMs = Math.round(current.nextOffset * 1000); // as played: frames sent again count once
+  }
+
+  // where in the turn the speaker is now (seconds): in the last frame started, or at the end of it
+  function position(turn) {
+    let pos = null;
+    for (const f of turn.sources) {
+      if (f.at <= ctx.currentTime) pos = f.offset + Math.min(ctx.currentTime - f.at, f.duration);
+    }
+    return pos;
+  }
+
+  function stopPlaying(turn) {
+    turn.sources.forEach((f) => { try { f.src.stop(); } catch (e) { /* not started */ } });
+    turn.sources = [];
+    playhead = 0;
   }
 
   function reportPlayback() {
-    if (!current || current.firstAudio === null || !ws || ws.readyState !== WebSocket.OPEN) return;
-    const played = Math.max(0, Math.min(ctx.currentTime - current.firstAudio, current.samples / state.ready.output_sample_rate));
+    if (!current || current.paused || !ws || ws.readyState !== WebSocket.OPEN) return;
+    const played = position(current);
+    if (played === null) return;
     ws.send(JSON.stringify({ type: 'playback', turn: current.turn, position_ms: Math.round(played * 1000) }));
   }
 
   function onMessage(event) {
     if (typeof event.data !== 'string') { playFrame(event.data); return; }
     const msg = JSON.parse(event.data);
+    if (msg.type === 'lips') {
+      state.lips.push(...msg.frames);
+      streamrtCamera.showLips(msg.frames);
+      return;
+    }
     state.messages.push(msg);
     if (msg.type === 'ready') {
       state.ready = msg;
@@ -95,9 +129,10 @@
         const latency = document.createElement('span');
         latency.className = 'latency';
         l.div.appendChild(latency);
-        const record = { turn: msg.turn, text: '', audioMs: 0, latencyMs: null, heard: null };
+        const record = { turn: msg.turn, text: '', audioMs: 0, latencyMs: null, heard: null, pauses: [] };
         state.turns.push(record);
-        current = { turn: msg.turn, line: l, latency, record, sources: [], samples: 0, firstAudio: null };
+        current = { turn: msg.turn, line: l, latency, record, sources: [], samples: 0, firstAudio: null,
+                    nextOffset: 0, paused: false };
       }
       if (msg.type === 'agent_text') {
         current.record.text += msg.text;
@@ -113,10 +148,20 @@
       setStatus('listening');
       const want = parseInt(params.get('turns') || '0', 10);
       if (want > 0 && state.turns.filter((t) => t.done).length >= want) setTimeout(stop, 500);
+    } else if (msg.type === 'agent_pause' && current && current.turn === msg.turn) {
+      // you spoke over the agent: stop now, drop what is queued (it comes again if it goes on)
+      stopPlaying(current);
+      current.paused = true;
+      current.record.pauses.push(msg.position_ms);
+      setStatus('the agent paused: you spoke');
+    } else if (msg.type === 'agent_resume' && current && current.turn === msg.turn) {
+      current.paused = false;
+      current.nextOffset = msg.position_ms / 1000; // its audio comes again from there
+      setStatus('the agent is speaking');
     } else if (msg.type === 'interrupted') {
       const turn = current && current.turn === msg.turn ? current : null;
       if (turn) {
-        turn.sources.forEach((s) => { try { s.stop(); } catch (e) { /* not started */ } });
+        stopPlaying(turn);
         turn.record.heard = msg.heard_text;
         turn.record.done = true;
         const cut = document.createElement('span');
@@ -152,10 +197,17 @@
 
   async function start() {
     $('start').disabled = true;
-    setStatus('opening the microphone');
+    mediaStart = null;
+    const video = params.get('video') === '1' || $('video').checked;
+    setStatus(video ? 'opening the microphone and the camera' : 'opening the microphone');
     stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      video: video ? streamrtCamera.constraints : false,
     });
+    if (video) {
+      $('camera').style.display = 'flex';
+      $('preview').srcObject = stream;
+    }
     ctx = new AudioContext({ sampleRate: SAMPLE_RATE }); // the browser resamples the microphone
     await ctx.audioWorklet.addModule('pcm-worklet.js');
     const source = ctx.createMediaStreamSource(stream);
@@ -173,9 +225,18 @@
       cleanup();
     };
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'start', sample_rate: ctx.sampleRate, encoding: 'pcm_s16le', channels: 1 }));
+      const start = { type: 'start', sample_rate: ctx.sampleRate, encoding: 'pcm_s16le', channels: 1 };
+      if (video) start.video = true;
+      ws.send(JSON.stringify(start));
+      if (video) {
+        stopFrames = streamrtCamera.startFrames($('preview'), mediaMs, (msg) => {
+          ws.send(JSON.stringify(msg));
+          state.framesSent += 1;
+        });
+      }
       node.port.onmessage = (e) => {
         if (ws.readyState === WebSocket.OPEN && state.ready && !state.stopped) {
+          if (mediaStart === null) mediaStart = ctx.currentTime - e.data.length / ctx.sampleRate;
           const data = encode(e.data);
           state.sentBytes += data.byteLength;
           ws.send(data);
@@ -196,6 +257,8 @@
   }
 
   function cleanup() {
+    if (stopFrames) stopFrames();
+    stopFrames = null;
     if (node) node.disconnect();
     if (stream) stream.getTracks().forEach((t) => t.stop());
     if (ctx) ctx.close();

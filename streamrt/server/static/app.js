@@ -7,41 +7,19 @@
   'use strict';
   const SAMPLE_RATE = 16000;
   const CHUNK_MS = 100;
-  const FRAME_MS = 66; // ~15 frames per second to the server
-  const FRAME_W = 320, FRAME_H = 240;
   const params = new URLSearchParams(location.search);
   const $ = (id) => document.getElementById(id);
   // Everything the page received, readable by tests through the DevTools protocol.
   const state = (window.streamrtState = { committed: [], partial: '', ready: null, end: null, errors: [], sentBytes: 0,
     closeCode: null, lips: [], framesSent: 0 });
-  let ws = null, ctx = null, stream = null, node = null, frameTimer = null;
+  let ws = null, ctx = null, stream = null, node = null, stopFrames = null;
   let mediaStart = null; // AudioContext time of the first sample sent: media time 0
 
-  function showLips(frames) {
-    const last = frames[frames.length - 1];
-    $('lipstate').textContent = last.state + (last.score === null ? '' : ' ' + last.score.toFixed(2));
-    $('lipfill').style.width = (last.score === null ? 0 : Math.round(last.score * 100)) + '%';
-    $('lipfill').className = last.state === 'active' ? 'active' : '';
-  }
-
   // Frames go out stamped with the audio's media clock: the AudioContext's time since the first
-  // audio sample sent (the server lines them up with the audio that way).
-  function startFrames(video) {
-    const canvas = document.createElement('canvas');
-    canvas.width = FRAME_W;
-    canvas.height = FRAME_H;
-    const g = canvas.getContext('2d');
-    let lastMs = -1;
-    frameTimer = setInterval(() => {
-      if (!ws || ws.readyState !== WebSocket.OPEN || mediaStart === null || state.stopped || video.readyState < 2) return;
-      const timeMs = Math.round((ctx.currentTime - mediaStart) * 10000) / 10;
-      if (timeMs <= lastMs + 20) return;
-      lastMs = timeMs;
-      g.drawImage(video, 0, 0, FRAME_W, FRAME_H);
-      const jpeg = canvas.toDataURL('image/jpeg', 0.85).split(',')[1];
-      ws.send(JSON.stringify({ type: 'video', time_ms: timeMs, jpeg: jpeg }));
-      state.framesSent += 1;
-    }, FRAME_MS);
+  // audio sample sent (the server lines them up with the audio that way). camera.js sends them.
+  function mediaMs() {
+    if (!ws || ws.readyState !== WebSocket.OPEN || mediaStart === null || state.stopped) return null;
+    return Math.round((ctx.currentTime - mediaStart) * 10000) / 10;
   }
 
   function setStatus(text) { $('status').textContent = text; }
@@ -90,7 +68,7 @@
       $('errors').appendChild(div);
     } else if (msg.type === 'lips') {
       state.lips.push(...msg.frames);
-      showLips(msg.frames);
+      streamrtCamera.showLips(msg.frames);
     } else if (msg.type === 'end') {
       state.end = msg;
       state.partial = '';
@@ -108,7 +86,7 @@
     setStatus(video ? 'opening the microphone and the camera' : 'opening the microphone');
     stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-      video: video ? { width: FRAME_W, height: FRAME_H } : false,
+      video: video ? streamrtCamera.constraints : false,
     });
     if (video) {
       $('camera').style.display = 'flex';
@@ -133,7 +111,12 @@
       const start = { type: 'start', sample_rate: ctx.sampleRate, encoding: encoding, channels: 1 };
       if (video) start.video = true;
       ws.send(JSON.stringify(start));
-      if (video) startFrames($('preview'));
+      if (video) {
+        stopFrames = streamrtCamera.startFrames($('preview'), mediaMs, (msg) => {
+          ws.send(JSON.stringify(msg));
+          state.framesSent += 1;
+        });
+      }
       node.port.onmessage = (e) => {
         if (ws.readyState === WebSocket.OPEN && state.ready && !state.stopped) {
           if (mediaStart === null) mediaStart = ctx.currentTime - e.data.length / ctx.sampleRate;
@@ -155,8 +138,8 @@
   }
 
   function cleanup() {
-    if (frameTimer) clearInterval(frameTimer);
-    frameTimer = null;
+    if (stopFrames) stopFrames();
+    stopFrames = null;
     if (node) node.disconnect();
     if (stream) stream.getTracks().forEach((t) => t.stop());
     if (ctx) ctx.close();

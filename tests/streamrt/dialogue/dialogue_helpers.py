@@ -19,8 +19,8 @@ import pytest
 
 from streamrt.audio import load_audio
 from streamrt.clock import ManualClock
-from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
-                                      InterruptedEvent, UserCommitEvent)
+from streamrt.dialogue.events import (AgentAudioEvent, AgentPauseEvent, AgentTextEvent, AgentTurnEndEvent,
+                                      AgentTurnStartEvent, InterruptedEvent, UserCommitEvent)
 from streamrt.dialogue.models import DialogueModels
 from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
@@ -124,7 +124,10 @@ class Run:
         return "".join(e.text for e in self.of(AgentTextEvent) if e.turn == turn)
 
     def audio_ms(self, turn: int) -> float:
-        return sum(1000.0 * len(e.samples) / e.sample_rate for e in self.of(AgentAudioEvent) if e.turn == turn)
+        """The turn's audio as a client plays it: to the end of its last frame (a frame sent again
+        after ``agent_resume`` starts where the pause rewound to, inside what was sent before)."""
+        return max((e.offset_ms + 1000.0 * len(e.samples) / e.sample_rate for e in self.of(AgentAudioEvent)
+                    if e.turn == turn), default=0.0)
 
 
 class Dialogue:
@@ -171,7 +174,7 @@ class Dialogue:
 
                     self._to_16k = StreamResampler(e.sample_rate, SR)
                 self._echo = np.concatenate([self._echo, self._to_16k(e.samples)])
-            if self.echo_gain and isinstance(e, InterruptedEvent):
+            if self.echo_gain and isinstance(e, (AgentPauseEvent, InterruptedEvent)):
                 self._echo = self._echo[:0]  # the client drops what it buffered
 
     async def _settle(self) -> None:

@@ -14,8 +14,8 @@ from streamrt.audio import StreamResampler
 from streamrt.clock import ManualClock
 from streamrt.evaluation.runner import stream_one
 from policies.turn_taking.registry import create
-from streamrt.dialogue.events import (AgentAudioEvent, AgentTurnEndEvent, AgentTurnStartEvent, DialogueEndEvent,
-                                      InterruptedEvent, UserTurnEndEvent)
+from streamrt.dialogue.events import (AgentAudioEvent, AgentPauseEvent, AgentTurnEndEvent, AgentTurnStartEvent,
+                                      DialogueEndEvent, InterruptedEvent, UserTurnEndEvent)
 from streamrt.testing import ToneTtsModel
 from tests.streamrt.dialogue.dialogue_helpers import Dialogue, asr_model, hibari_model, silence, speech
 
@@ -93,8 +93,9 @@ async def test_barge_in_stops_the_agent_within_the_bound_and_keeps_only_what_was
     assert run.last_audio_time(1) <= onset + 0.2
     said = run.agent_text(1)
     assert said.startswith(cut.heard_text) and cut.heard_text != said
-    played_ms = min(run.audio_ms(1), 1000 * (t_cut - run.time_of(AgentTurnStartEvent, 1)))
-    assert abs(len(cut.heard_text.split()) - played_ms / 300) <= 1.0  # the words played before the cut
+    (pause,) = [e for e in run.of(AgentPauseEvent) if e.turn == 1]  # the client stopped there, before the cut
+    assert run.time_of(AgentPauseEvent, 1) <= onset + 0.3 and pause.position_ms <= run.audio_ms(1)
+    assert abs(len(cut.heard_text.split()) - pause.position_ms / 300) <= 1.0  # the words played before the pause
     assert not [e for e in run.of(AgentTurnEndEvent) if e.turn == 1]
     # only what was heard stayed in the LLM's context, and the interruption was answered as a new turn
     history = d.session.llm.stream.history

@@ -13,7 +13,8 @@ import numpy as np
 
 from policies.turn_taking.registry import create
 from streamrt.clock import ManualClock
-from streamrt.dialogue.events import AgentAudioEvent, AgentTurnEndEvent, AgentTurnStartEvent, InterruptedEvent
+from streamrt.dialogue.events import (AgentAudioEvent, AgentTurnEndEvent, AgentTurnStartEvent, InterruptedEvent,
+                                      UserLipsEvent)
 from streamrt.dialogue.models import DialogueModels
 from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
@@ -82,8 +83,10 @@ async def _dialogue(camera, settings=DialogueSettings(), late_ms=0.0, runs=None)
 
 
 def _kinds(events):
+    """The dialogue's events but the camera's own (``UserLipsEvent``: the scores, reported as they come)."""
     return [(t, type(e).__name__, getattr(e, "turn", None), getattr(e, "text", None),
-             len(e.samples) if isinstance(e, AgentAudioEvent) else None) for t, e in events]
+             len(e.samples) if isinstance(e, AgentAudioEvent) else None) for t, e in events
+            if not isinstance(e, UserLipsEvent)]
 
 
 async def test_speech_over_still_lips_neither_pauses_nor_interrupts_the_agent():

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from metrics.dialogue import dialogue_scores
+from metrics.dialogue import DialogueLog, dialogue_scores
 from streamrt.cli.dialogue import format_table
 from streamrt.clock import ManualClock
 from streamrt.dialogue.events import (
@@ -24,8 +24,8 @@ from streamrt.dialogue.events import (
     UserCommitEvent,
     UserTurnEndEvent,
 )
-from streamrt.evaluation.dialogue import RunnerSettings, UserTrack, VirtualClock, agent_speech, agent_wer, report, \
-    run_script
+from streamrt.evaluation.dialogue import RunnerSettings, ScriptRun, UserTrack, VirtualClock, agent_speech, agent_wer, \
+    report, run_script
 from streamrt.evaluation.dialogue_script import ClipSynth, Overlay, Script, ScriptTurn
 
 pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
@@ -154,6 +154,15 @@ def test_agent_wer_pairs_completed_turns_with_their_text(tmp_path):
     assert "| Whisper WER of the agent's speech against its text | <= 10 % | 50.0 % (not met) |" in table
     assert "| pause takeover on 1 s mid-turn pauses | <= 10 % | n/a |" in table
     assert "| user turns answered | | 1 / 1 |" in table
+
+
+def test_agent_speech_puts_audio_sent_again_after_a_resume_in_place():
+    # 0-100 ms and 100-200 ms sent, paused, resumed from 50 ms: 50-250 ms sent again
+    x = np.arange(6000, dtype=np.float32)  # 250 ms at 24 kHz, each sample its index
+    chunks = [(0.0, x[:2400], 24000), (100.0, x[2400:4800], 24000), (50.0, x[1200:6000], 24000)]
+    run = ScriptRun(DialogueLog("d", (), ()), {1: chunks}, {1: "la"}, set(), 1.0, 0.0)
+    ((audio, rate, text),) = agent_speech([run])
+    assert rate == 24000 and text == "la" and np.array_equal(audio, x)
 
 
 def test_user_track_mixes_overlapping_clips_and_is_silent_elsewhere():

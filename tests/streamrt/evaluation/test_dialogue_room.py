@@ -31,6 +31,11 @@ def test_echo_is_played_from_release_after_the_previous_chunk_delayed_and_cut_at
     echo.interrupted(500.0, 2)  # the client drops it: only 410..510 ms was heard
     y = echo.read(16 * 400, 16 * 2000)
     assert np.count_nonzero(y) == 16 * 100
+    echo.agent_audio(3000.0, 3, np.ones(16000, np.float32), 16000)  # 1 s from 3000 ms
+    echo.paused(3200.0, 3)  # the client drops it at 3200 (+10 ms); it comes again from 3500
+    echo.agent_audio(3500.0, 3, np.ones(1600, np.float32), 16000)
+    z = echo.read(16 * 2000, 16 * 5000)
+    assert np.count_nonzero(z) == 16 * 300 and z[16 * 1510] and not z[16 * 1300]
     resampled = EchoPath(1.0, 0.0)
     resampled.agent_audio(0.0, 1, np.full(24000, 0.1, np.float32), 24000)  # 1 s at 24 kHz
     assert abs(np.count_nonzero(resampled.read(0, 32000)) - 16000) < 100

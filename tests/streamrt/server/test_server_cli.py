@@ -48,3 +48,17 @@ async def test_serve_command_serves_and_drains_on_sigterm():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_serve_video_without_mediapipes_face_models_exits_naming_the_extra(tmp_path):
+    """``serve --video`` (captions and the agent's camera) on a MediaPipe without FaceMesh (a stand-in
+    package here, as a later release that ships no models is): a clear error naming the extra."""
+    (tmp_path / "mediapipe").mkdir()
+    (tmp_path / "mediapipe" / "__init__.py").write_text("")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamrt", "serve", "--fake-model", "--video", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={"PYTHONPATH": f"{tmp_path}:.", "PATH": "/usr/bin:/bin"},
+    )
+    out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+    assert proc.returncode == 2 and "--video" in out and "streamrt[video]" in out, out

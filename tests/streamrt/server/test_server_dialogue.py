@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from streamrt.clients.dialogue_client import converse
 from streamrt.server.settings import ServerSettings
-from tests.streamrt.server.dialogue_helpers import ToneAgent
+from tests.streamrt.server.dialogue_helpers import ToneAgent, tone_piece
 from tests.streamrt.server.server_helpers import PolicyCheckingModel, server_class
 
 
@@ -39,6 +39,42 @@ async def test_a_spoken_turn_is_answered_over_the_socket(transport):
     assert 0.15 <= turn.latency_s < 1.5  # after 300 ms of silence (the client sends a chunk at its start)
     assert result.close_code == 1000 and result.end["summary"] == {"turns": 1} and result.stray_audio_bytes == 0
     assert server.stats.sessions_started == 1 and server.stats.sessions_ended == 1
+
+
+async def test_agent_pause_and_resume_go_over_the_socket_and_the_client_plays_each_piece_once():
+    agent = ToneAgent(answer_ms=1000)
+    server = server_class("asgi")(PolicyCheckingModel(), settings=ServerSettings(model_name="counting"),
+                                  port=0, agent=agent)
+
+    async def barge_in_then_backchannel() -> None:
+        while not agent.sessions:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.35)  # into the greeting's playback, with ~200 ms more held by the client
+        agent.sessions[0].pause()
+        await asyncio.sleep(0.3)
+        agent.sessions[0].resume()
+
+    await server.start()
+    try:
+        task = asyncio.create_task(barge_in_then_backchannel())
+        result = await converse(server.url, [np.zeros(16000, np.float32)], start={"greeting": "Hi there."},
+                                settle_s=0.2, answer_timeout_s=5.0)
+        await task
+    finally:
+        await server.stop()
+    kinds = [m["type"] for _, m in result.messages]
+    assert kinds == ["ready", "agent_turn_start", "agent_text", "agent_pause", "agent_resume", "agent_turn_end", "end"]
+    (pause,), (resume,) = result.of_type("agent_pause"), result.of_type("agent_resume")
+    assert set(pause) == set(resume) == {"type", "turn", "position_ms", "media_ms"}
+    assert pause["turn"] == resume["turn"] == 1 and 250 <= pause["position_ms"] <= 500
+    assert resume["position_ms"] == 100 * (pause["position_ms"] // 100)
+    # the client dropped what it held at the pause and played the pieces sent again in place: each
+    # 100 ms piece of the answer once, in order
+    (turn,) = result.turns
+    assert turn.pauses == [pause["position_ms"]]
+    whole = np.concatenate([tone_piece(k) for k in range(10)])
+    assert len(turn.samples()) == len(whole) and np.abs(turn.samples() - whole).max() < 1e-4
+    assert result.close_code == 1000
 
 
 async def test_a_server_without_an_agent_refuses_naming_why():
@@ -120,7 +156,8 @@ async def test_a_session_with_new_output_is_ticked_at_once_not_at_the_next_tick(
     await bridge.wait_closed()
 
 
-async def test_interrupted_goes_out_after_the_audio_before_it_and_drops_what_the_link_holds():
+@pytest.mark.parametrize("cut", ["interrupted", "agent_pause"])
+async def test_interrupted_goes_out_after_the_audio_before_it_and_drops_what_the_link_holds(cut):
     import asyncio
 
     from streamrt.server.dialogue_bridge import DialogueBridge
@@ -147,18 +184,22 @@ async def test_interrupted_goes_out_after_the_audio_before_it_and_drops_what_the
     proto.receive_text(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "greeting": "Hi."}))
     bridge.after_input()
     await asyncio.sleep(0.25)  # the greeting's first frames go out, paced
-    agent.sessions[0].interrupt("Hi")
+    if cut == "interrupted":
+        agent.sessions[0].interrupt("Hi")
+    else:  # the user may be barging in: the WebRTC track drops what it holds too
+        agent.sessions[0].pause()
     await asyncio.sleep(0.2)
     proto.receive_text('{"type": "stop"}')
     bridge.after_input()
     await asyncio.wait_for(bridge.wait_closed(), 5)
     kinds = [k if k != "json" else v["type"] for k, v in log]
-    cut = kinds.index("interrupted")
-    assert "audio" in kinds[:cut] and kinds[cut + 1] == "drop"  # dropped right after it went out
-    assert "audio" not in kinds[cut:]  # nothing of the interrupted turn after it
-    heard = [v for k, v in log if k == "json" and v["type"] == "interrupted"][0]
-    assert heard["heard_text"] == "Hi" and heard["turn"] == 1
-    assert kinds[-2:] == ["end", "close"]
+    at = kinds.index(cut)
+    assert "audio" in kinds[:at] and kinds[at + 1] == "drop"  # dropped right after it went out
+    assert "audio" not in kinds[at:]  # nothing of the interrupted (paused) turn after it
+    if cut == "interrupted":
+        heard = [v for k, v in log if k == "json" and v["type"] == "interrupted"][0]
+        assert heard["heard_text"] == "Hi" and heard["turn"] == 1
+        assert kinds[-2:] == ["end", "close"]
 
 
 async def test_past_the_dialogues_the_agent_holds_a_new_one_is_refused_naming_the_limit():

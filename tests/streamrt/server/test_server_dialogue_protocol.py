@@ -108,7 +108,7 @@ def test_bad_messages_during_a_dialogue_are_answered_and_it_goes_on():
     assert [(e["code"], e["fatal"]) for e in errs] == [("partial_frame", False), ("bad_playback", False),
                                                        ("unknown_type", False), ("already_started", False)]
     assert "multiple of 2 bytes" in errs[0]["message"] and "position_ms" in errs[1]["message"]
-    assert "known: start, playback, stop" in errs[2]["message"]
+    assert "known: start, playback, video, stop" in errs[2]["message"]
     for _ in range(2):
         p.receive_binary(pcm(0.03, False))  # 960 bytes, under max_message_bytes
     p.receive_binary(pcm(0.1, False))  # 3200 bytes

@@ -1,5 +1,6 @@
 """Observability (issue 17, part 3): GET /metrics in Prometheus text format and one log line per
-session end, on a real server with the counting model (no weights)."""
+session end, on a real server with the counting model (no weights); the voice agent's dialogue
+metrics (its response onset is timed over a real socket in test_server_dialogue_video.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.request
 import weakref
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
@@ -155,3 +157,60 @@ async def test_the_server_keeps_nothing_of_a_session_once_it_ended(make_server):
     gc.collect()
     assert len(refs) == 6 and [r() for r in refs] == [None] * 6
     assert server.scheduler.sessions == () and server.stats.connections_active == 0
+
+
+def _metric(text: str, name: str) -> float:
+    return float(text.split(f"\n{name} ")[1].split()[0])
+
+
+async def test_dialogue_metrics_time_the_barge_in_from_the_speech_onset_to_the_agents_audio_stopping():
+    """The stand-in agent greets, the user speaks over it from 1000 ms of media, the agent pauses at
+    1200 ms and the turn is cut at 1500 ms: one turn, one interruption, a barge-in of 0.2 s (to the
+    pause: the audio stopped there); a second barge-in without a pause counts to ``interrupted``."""
+    from streamrt.server.dialogue_bridge import DialogueBridge
+    from streamrt.server.dialogue_protocol import DialogueProtocol
+    from streamrt.server.metrics import ServerStats, render
+    from streamrt.server.settings import ServerSettings
+    from tests.streamrt.server.dialogue_helpers import ToneAgent
+
+    agent, stats = ToneAgent(answer_ms=5000), ServerStats()
+    proto = DialogueProtocol(agent, None, ServerSettings(dialogue_tick_ms=10.0))
+
+    async def send(_) -> None:
+        pass
+
+    async def close(code, reason) -> None:
+        pass
+
+    bridge = DialogueBridge(proto, ServerSettings(dialogue_tick_ms=10.0), stats, send, send, close)
+    bridge.start()
+    proto.receive_text(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "greeting": "Hi."}))
+    bridge.after_input()
+    session = agent.sessions[0]
+
+    def media_to(ms: float) -> None:  # quiet user audio up to ms of media
+        proto.receive_binary(bytes(2 * int(16 * (ms - session.received_ms))))
+        bridge.after_input()
+
+    await asyncio.sleep(0.15)
+    media_to(1200.0)
+    session.pause()
+    media_to(1500.0)
+    session.interrupt("Hi", speech_start_ms=1000.0)
+    await asyncio.sleep(0.05)
+    session._start_answer("Again.")
+    await asyncio.sleep(0.05)
+    media_to(2600.0)
+    session.interrupt("", speech_start_ms=2000.0)  # no pause first: the audio stopped at interrupted
+    await asyncio.sleep(0.05)
+    live = render(stats, None, None)[0].decode()
+    proto.receive_text('{"type": "stop"}')
+    bridge.after_input()
+    await asyncio.wait_for(bridge.wait_closed(), 5)
+    text = render(stats, None, None)[0].decode()
+    assert _metric(live, "streamrt_dialogues_active") == 1 and _metric(text, "streamrt_dialogues_active") == 0
+    assert _metric(text, "streamrt_dialogue_agent_turns_total") == 2  # a greeting has no response onset
+    assert _metric(text, "streamrt_dialogue_response_onset_seconds_count") == 0
+    assert _metric(text, "streamrt_dialogue_interruptions_total") == 2
+    assert _metric(text, "streamrt_dialogue_barge_in_seconds_count") == 2
+    assert _metric(text, "streamrt_dialogue_barge_in_seconds_sum") == pytest.approx(0.2 + 0.6)

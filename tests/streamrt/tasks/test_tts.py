@@ -55,8 +55,9 @@ def test_units_tile_the_output_audio_and_say_the_whole_text():
         if r.audio is not None:
             audio.append(r.audio)
     audio = np.concatenate(audio)
-    assert [u.text for u in units] == ["Well, Paris is the capital of France,", "and it is big.",
+    assert [u.text for u in units] == ["Well,", "Paris is the capital of France,", "and it is big.",
                                        "It has a famous tower.", "Would you like to visit?"]
+    assert " ".join(u.text for u in units) == ANSWER  # the units map back to the text
     assert units[0].start_ms == 0 and all(a.end_ms == b.start_ms for a, b in zip(units, units[1:]))
     assert units[-1].end_ms == pytest.approx(1000 * len(audio) / 24000)
     for u in units:  # 10 ms per character of its own text
@@ -67,12 +68,18 @@ def test_units_tile_the_output_audio_and_say_the_whole_text():
 def test_the_first_chunk_is_urgent_and_comes_before_the_sentence_ends():
     model = TtsModel(CharVoice(), TtsSettings(first_chunk_budget_ms=120, chunk_budget_ms=900))
     s = model.create_stream()
-    s.accept(TextDelta("Well, Paris is the capital of France, and"))
+    s.accept(TextDelta("Paris is the"))
+    assert not s.is_ready()  # "the" leans on the next word
+    s.accept(TextDelta(" capital of"))
     assert s.is_ready() and s.urgency().budget_ms == 120 and s.urgency().priority == 1
     model.step([s])
-    assert [u.text for u in s.pop_result().committed] == ["Well, Paris is the capital of France,"]
-    assert not s.is_ready()  # "and ..." waits for its sentence to end
+    assert [u.text for u in s.pop_result().committed] == ["Paris is the capital"]
+    assert not s.is_ready()  # "of ..." waits for its clause or sentence to end
     assert s.urgency().budget_ms == 900 and s.urgency().priority == 0
+    s.accept(TextDelta(" France, and it is big. It"))
+    model.step([s])
+    model.step([s])
+    assert [u.text for u in s.pop_result().committed] == ["of France,", "and it is big."]
 
 
 def test_cancel_drops_the_unspoken_text_and_spoken_text_cannot_be_rewritten():
@@ -81,12 +88,13 @@ def test_cancel_drops_the_unspoken_text_and_spoken_text_cannot_be_rewritten():
     s = model.create_stream()
     s.accept(TextDelta("First of all, this is said. This is not said yet. Nor this."))
     model.step([s])
+    model.step([s])
     with pytest.raises(InputError, match="already answered"):
         s.accept(TextDelta("X", replace_from=3))
     s.accept(TextDelta("Changed.", replace_from=s.text.index("This is not")))  # not spoken yet: allowed
     s.cancel()
     assert not s.is_ready() and s.is_done()
-    assert voice.spoken == ["First of all, this is said."]
+    assert voice.spoken == ["First of all,", "this is said."]
     s2 = model.create_stream()
     s2.accept(TextDelta("Done.", end_of_turn=True))
     with pytest.raises(InputError, match="new stream"):
@@ -131,7 +139,7 @@ async def test_through_the_scheduler_streams_share_a_step_and_cancel_ends_one():
     def said(sid):
         return [u.text for e in rec.events[sid] if isinstance(e, StepOutput) for u in e.result.committed]
 
-    assert said("a") == ["Well, Paris is the capital of France,", "and it is big.", "It has a famous tower.",
+    assert said("a") == ["Well,", "Paris is the capital of France,", "and it is big.", "It has a famous tower.",
                          "Would you like to visit?"]
     assert 1 <= len(said("b")) < 3 and "And a third one." not in voice.spoken
     assert tts.steps < tts.chunks  # a step spoke for both streams (their chunks one after another)
@@ -167,7 +175,7 @@ async def test_hibari_round_trip_through_whisper_tiny_en(tiny_bundle):
     speech = StreamSession(model.create_stream(), clock, session_id="agent")
     await sched.start()
     sched.add(speech, rec)
-    text = ("Sure, the weather today looks sunny and warm. You should bring some water with you. "
+    text = ("The weather today looks sunny and warm, so bring some water with you. "
             "Have a nice walk in the park.")
     for k in range(0, len(text), 6):
         speech.receive(TextDelta(text[k:k + 6], end_of_turn=k + 6 >= len(text)))
@@ -177,8 +185,8 @@ async def test_hibari_round_trip_through_whisper_tiny_en(tiny_bundle):
     results = [e.result for e in rec.events["agent"] if isinstance(e, StepOutput)]
     audio = np.concatenate([r.audio for r in results if r.audio is not None])
     units = [u for r in results for u in r.committed]
-    assert [u.text for u in units][:2] == ["Sure, the weather today looks sunny and warm.",
-                                           "You should bring some water with you."]
+    assert [u.text for u in units] == ["The weather today", "looks sunny and warm,",  # short first chunks
+                                       "so bring some water with you.", "Have a nice walk in the park."]
     assert units[-1].end_ms == pytest.approx(1000 * len(audio) / 24000)
     heard = transcribe_offline(tiny_bundle, soxr.resample(audio, 24000, 16000).astype(np.float32))
     assert wer([heard], [" ".join(u.text for u in units)]) <= 10.0, heard
