@@ -30,9 +30,9 @@ from typing import ClassVar, Mapping, Protocol, Sequence, Union, runtime_checkab
 import numpy as np
 
 from streamrt.errors import InputError
-from streamrt.types import AudioChunk, LipActivity, ReplyHeard, StepPending, TextDelta, VideoFrame
+from streamrt.types import AudioChunk, LipActivity, ReplyHeard, StepPending, TextDelta, VideoFrame, WithdrawReply
 
-StreamInput = Union[AudioChunk, TextDelta, VideoFrame, ReplyHeard, StepPending]
+StreamInput = Union[AudioChunk, TextDelta, VideoFrame, ReplyHeard, StepPending, WithdrawReply]
 """What a stream accepts (``ModelStream.accept``)."""
 
 

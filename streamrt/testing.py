@@ -10,7 +10,8 @@ model does, so code tested with it runs unchanged with Whisper.
 a turn ends it "answers" with the turn's words, one token per step (unit texts to append, as an
 LLM's: " w1" after the first word; the answer's last step reports ``end_of_turn``); the reply's first token is more
 urgent than the rest (``Urgency``). A stream holds one of the model's ``slots`` (as a KV-cache slot)
-from its first token until its reply is out or it is cancelled.
+from its first token until its reply is out or it is cancelled. ``WithdrawReply`` takes the latest
+answer back (its words not yet popped are dropped) and reopens its turn, as the LLM conversation does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from streamrt.engine import SampleCounts, StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ModelStepError
-from streamrt.types import AudioChunk, StepPending, TextDelta
+from streamrt.types import AudioChunk, StepPending, TextDelta, WithdrawReply
 
 
 class CountingStream(SampleCounts):
@@ -106,7 +107,7 @@ class CountingModel:
 
 
 class EchoTextStream(StreamBase):
-    input_kinds = frozenset({TextDelta})
+    input_kinds = frozenset({TextDelta, WithdrawReply})
 
     def __init__(self, model: "EchoTextModel"):
         self.model = model
@@ -120,14 +121,25 @@ class EchoTextStream(StreamBase):
         self._out: list[UnitDraft] = []
         self._tokens: list[int] = []
         self._ended = False  # an answer was completed since the last pop
+        self._withdraw_to: tuple[int, int] | None = None  # (_reply length, _turn_start) before the last turn
 
     def accept(self, item: StreamInput) -> None:
+        if isinstance(item, WithdrawReply):
+            if self._withdraw_to is not None and len(self.text) == self._turn_start:
+                (words, self._turn_start), self._withdraw_to = self._withdraw_to, None
+                del self._reply[words:]
+                self.made = min(self.made, words)
+                self._out, self._tokens, self._ended = [], [], False
+                if self.made == len(self._reply):
+                    self.model.release(self)
+            return
         if not isinstance(item, TextDelta):
             return super().accept(item)
         self.text = item.apply(self.text, answered_to=self._turn_start)
         if item.end_of_turn:
             if self.made == len(self._reply):
                 self._answer_start = len(self._reply)
+            self._withdraw_to = (len(self._reply), self._turn_start)
             self._reply += self.text[self._turn_start:].split()
             self._turn_start = len(self.text)
 

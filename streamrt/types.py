@@ -122,6 +122,15 @@ class ReplyHeard:
 
 
 @dataclass(frozen=True)
+class WithdrawReply:
+    """A text model's latest reply was never delivered (it was generated ahead of a decision that
+    did not come: preemptive generation): a reply still running stops, its output not yet handed
+    out is dropped, and the turn it answered is open again (as if its end had not come), so the
+    next ``TextDelta`` edits it and a later ``end_of_turn`` answers it afresh. Nothing to withdraw
+    (no reply, or input came after it) is a no-op."""
+
+
+@dataclass(frozen=True)
 class Unit:
     """One emitted output unit (a word, or a character/token for languages without spaces).
 

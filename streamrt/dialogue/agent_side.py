@@ -3,23 +3,42 @@
 keeps what was heard), and pacing: audio released at most ``audio_lead_ms`` ahead of playback. A
 mixin of ``DialogueSession`` (after ``UserSide``, whose words a turn answers), whose ``__init__``
 sets the state it uses.
+
+Preemptive generation (``DialogueSettings.preempt_after_ms``): once the user is silent, the ASR
+has read the whole speech run and the policy's score is in, the answer starts ahead of the turn
+policy's decision, into a ``HeldAnswer``: the LLM replies and the TTS speaks, but nothing goes to
+the client. When the policy says Speak on the same transcript, the held answer becomes the turn
+(its text so far in one ``AgentTextEvent``, its audio paced from then on); when the user speaks
+again or the transcript changes first, the reply is withdrawn from the LLM (``WithdrawReply``: it
+leaves no trace in the history) and its speech cancelled.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
                                       InterruptedEvent, UserTurnEndEvent)
 from streamrt.dialogue.playback import AgentTurn
-from streamrt.dialogue.user_side import UserSide
+from streamrt.dialogue.user_side import UserSide, strip_trailing_off
 from streamrt.stream_session import StepOutput, StreamSession
-from streamrt.types import EndEvent, ReplyHeard, TextDelta
+from streamrt.types import EndEvent, ReplyHeard, TextDelta, WithdrawReply
 
 if TYPE_CHECKING:
     from streamrt.clock import Clock
     from streamrt.dialogue.models import DialogueModels
     from streamrt.dialogue.settings import DialogueSettings
+
+
+@dataclass
+class HeldAnswer:
+    """An answer generated ahead of the turn policy's decision: its turn and speech (nothing of it
+    released) and the LLM's open turn it answers (``transcript``, as sent to the LLM)."""
+
+    turn: AgentTurn
+    tts: StreamSession
+    transcript: str
 
 
 class AgentSide(UserSide):
@@ -33,9 +52,16 @@ class AgentSide(UserSide):
     tts: StreamSession | None  # the current agent turn's
     _turns: int
     _interruptions: int
+    _held: HeldAnswer | None  # an answer generated ahead of the decision (preempt_after_ms)
+    _preempts: int  # held answers started
+    _preempts_dropped: int  # of them, discarded (the user went on)
 
     def _on_output(self, sub: StreamSession) -> None:  # DialogueSession's: route, then tell the transport
         raise NotImplementedError
+
+    def _answering(self) -> tuple[AgentTurn | None, StreamSession | None]:
+        """The turn the LLM's reply goes to (the held answer's, or the current one's) and its speech."""
+        return (self._held.turn, self._held.tts) if self._held is not None else (self.turn, self.tts)
 
     def _llm_event(self, e) -> None:
         if not isinstance(e, StepOutput):
@@ -44,24 +70,25 @@ class AgentSide(UserSide):
         if r.end_of_turn_p is not None and self._score_for is not None:
             self._scored, self._score_for = (self._score_for, r.end_of_turn_p), None
             self._ask_score()
-        turn = self.turn
+        turn, tts = self._answering()
         if turn is None or turn.reply_done:
             return
         text = "".join(u.text for u in r.committed)
         turn.reply_tokens += len(r.tokens)
         if text:
             turn.text += text
-            self._events.append(AgentTextEvent(turn.turn, text, self.media_ms))
-            self.tts.receive(TextDelta(text))
-            self.host.wake(self.tts)
+            if self._held is None:  # a held answer's text goes out when it is released
+                self._events.append(AgentTextEvent(turn.turn, text, self.media_ms))
+            tts.receive(TextDelta(text))
+            self.host.wake(tts)
         if r.end_of_turn:
             turn.reply_done = True
-            self.tts.receive(TextDelta("", end_of_turn=True))
-            self.tts.receive_eof()
-            self.host.wake(self.tts)
+            tts.receive(TextDelta("", end_of_turn=True))
+            tts.receive_eof()
+            self.host.wake(tts)
 
-    def _tts_event(self, e) -> None:
-        turn = self.turn
+    def _tts_event(self, e, turn: AgentTurn | None) -> None:
+        """An event of ``turn``'s TTS stream (the current turn's or the held answer's)."""
         if isinstance(e, StepOutput) and turn is not None:
             if e.result.audio is not None:
                 turn.add_audio(e.result.audio)
@@ -71,6 +98,11 @@ class AgentSide(UserSide):
         else:
             self._sub_event(e)
 
+    def _new_speech(self, name: str) -> StreamSession:
+        tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-{name}")
+        self.host.add(tts, self._on_output, model=self.models.tts)
+        return tts
+
     def _start_turn(self, text: str | None = None) -> None:
         """An agent turn: the LLM answers the user's open turn, or (``text``) the agent says ``text``."""
         answered = self._transcript()
@@ -79,8 +111,7 @@ class AgentSide(UserSide):
         self._turns += 1
         self.speech.agent_started()
         self.turn = AgentTurn(self._turns, self.models.tts.sample_rate)
-        self.tts = StreamSession(self.models.tts.create_stream(), self.clock, session_id=f"{self.id}-tts{self._turns}")
-        self.host.add(self.tts, self._on_output, model=self.models.tts)
+        self.tts = self._new_speech(f"tts{self._turns}")
         if text is not None:
             self.turn.text, self.turn.reply_done, self.turn.from_llm = text, True, False
             self._events.append(AgentTextEvent(self.turn.turn, text, self.media_ms))
@@ -90,12 +121,65 @@ class AgentSide(UserSide):
             return
         self.llm.receive(TextDelta("", end_of_turn=True))
         self.host.wake(self.llm)
+        self._end_user_turn(answered)
+
+    def _end_user_turn(self, answered: str) -> None:
+        """The user's open turn is answered: the next words open a new one."""
         self._llm_chars += len(self._llm_sent)
         self._llm_sent = ""
         self._turn_word0 = len(self._heard_words())
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
         self._events.append(UserTurnEndEvent(answered, self.media_ms, self.speech.end_ms))
         self._score_for, self._scored = None, None
+
+    # ---- preemptive generation ------------------------------------------------------------------
+    def _preempt(self) -> None:
+        """Start the answer ahead of the decision if the transcript is stable: the user silent for
+        ``preempt_after_ms``, the ASR through the speech run, the LLM's open turn up to date and
+        (for a policy that wants it) scored."""
+        after = self.settings.preempt_after_ms
+        if (after is None or self.turn is not None or self._held is not None or self._eof
+                or self.speech.speaking or self.speech.silence_ms < after or not self._transcript()):
+            return
+        target = strip_trailing_off(self._transcript())
+        unscored = self._scored is None or self._scored[0] != target
+        if target != self._llm_sent or (self.policy.wants_end_of_turn_p and unscored):
+            return  # the LLM reads (or scores) the turn first: a reply now would lose the score
+        if not self._asr_caught_up():
+            return
+        self._preempts += 1
+        turn = AgentTurn(self._turns + 1, self.models.tts.sample_rate)
+        self._held = HeldAnswer(turn, self._new_speech(f"tts{turn.turn}-early{self._preempts}"), target)
+        self.llm.receive(TextDelta("", end_of_turn=True))
+        self.host.wake(self.llm)
+
+    def _held_is_stale(self) -> bool:
+        return self._held is not None and (
+            self.speech.speaking or strip_trailing_off(self._transcript()) != self._held.transcript)
+
+    def _drop_held(self) -> None:
+        """The user went on: the held answer is withdrawn from the LLM and its speech cancelled."""
+        held, self._held = self._held, None
+        self._preempts_dropped += 1
+        self.llm.receive(WithdrawReply())
+        self.host.wake(self.llm)
+        self.host.cancel(held.tts)
+
+    def _release_held(self) -> None:
+        """The policy said Speak on the transcript the held answer answers: it is the turn now."""
+        held, self._held = self._held, None
+        answered = self._transcript()
+        self._turns += 1
+        self.speech.agent_started()
+        self.turn, self.tts = held.turn, held.tts
+        self._end_user_turn(answered)
+        if held.turn.text:
+            self._events.append(AgentTextEvent(held.turn.turn, held.turn.text, self.media_ms))
+
+    def _sync_llm(self) -> None:
+        if self._held_is_stale():  # new words: the answer to the old ones is not wanted
+            self._drop_held()
+        super()._sync_llm()
 
     def _stop_turn(self, *, interrupted: bool) -> None:
         """Barge-in (or end of input): cancel the reply and its speech; keep what was heard."""

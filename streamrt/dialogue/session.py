@@ -130,6 +130,8 @@ class DialogueSession(AgentSide):
         self.turn: AgentTurn | None = None
         self._interruptions = 0
         self._resumes = 0
+        self._held = None  # an answer generated ahead of the decision (preempt_after_ms)
+        self._preempts = self._preempts_dropped = 0
         if greeting:  # the agent speaks first: a turn straight to the TTS, not in the LLM's context
             self._start_turn(greeting)
 
@@ -223,6 +225,8 @@ class DialogueSession(AgentSide):
         tail = self._resample(np.zeros(0, np.float32), last=True)
         self._feed(tail)
         self._to_asr(self.gate.flush())
+        if self._held is not None:
+            self._drop_held()
         if self.turn is not None:
             self._stop_turn(interrupted=False)
         for sub in self._inputs():
@@ -236,11 +240,11 @@ class DialogueSession(AgentSide):
     def close(self) -> None:
         """End now: every sub-session is cancelled (their slots freed); ``DialogueEndEvent`` follows."""
         self._eof = True
-        for sub in (*self._inputs(), self.tts):
+        for sub in (*self._inputs(), self.tts, self._held.tts if self._held is not None else None):
             if sub is not None:
                 self.host.cancel(sub)
         self.tts = None
-        self.turn = None
+        self.turn = self._held = None
         self._pump()
 
     # ---- output ------------------------------------------------------------------------------
@@ -254,6 +258,7 @@ class DialogueSession(AgentSide):
         return {"media_ms": round(self.media_ms, 1), "agent_turns": self._turns,
                 "interruptions": self._interruptions, "resumed_after_backchannel": self._resumes,
                 "asr_audio_ms": round(1000.0 * self.gate.sent / SAMPLE_RATE, 1),
+                "preemptive_answers": self._preempts, "preemptive_answers_dropped": self._preempts_dropped,
                 "turn_policy": self.policy.describe()}
 
     # ---- routing -----------------------------------------------------------------------------
@@ -269,7 +274,10 @@ class DialogueSession(AgentSide):
             self._llm_event(e)
         if self.tts is not None:
             for e in self.tts.events():
-                self._tts_event(e)
+                self._tts_event(e, self.turn)
+        if self._held is not None:
+            for e in self._held.tts.events():
+                self._tts_event(e, self._held.turn)
         for e in self.video.events() if self.video is not None else ():  # before the VAD frames it judges
             if isinstance(e, StepOutput):
                 self.lips.add(e.result.lips)
@@ -288,7 +296,8 @@ class DialogueSession(AgentSide):
         while self._vad_waiting and self._lips_in(self._vad_waiting[0][1]):
             self._frame(self._vad_waiting.popleft()[0])
         self._release()
-        if self._eof and not self._ended and all(s.ended for s in self._inputs()) and self.turn is None:
+        if (self._eof and not self._ended and all(s.ended for s in self._inputs()) and self.turn is None
+                and self._held is None):
             self._ended = True
             self._events.append(DialogueEndEvent(self.media_ms, self.summary()))
 
@@ -365,11 +374,18 @@ class DialogueSession(AgentSide):
     def _decide(self, now_ms: float) -> None:
         if self._eof:
             return
+        if self._held_is_stale():  # the user speaks again: the answer held for the pause is not wanted
+            self._drop_held()
         action = self.policy.decide(self._view(now_ms))
         if isinstance(action, Speak) and self.turn is None and self._transcript():
             if not self._asr_caught_up():
                 return  # the turn's last words are still in the ASR: answer when they are out
-            self._start_turn()
+            if self._held_is_stale():
+                self._drop_held()
+            if self._held is not None:
+                self._release_held()  # answered ahead, on this very transcript
+            else:
+                self._start_turn()
         elif isinstance(action, Yield) and self.turn is not None:
             self._stop_turn(interrupted=True)
         elif self.turn is not None and self.turn.paused and not self.speech.speaking:
@@ -380,6 +396,8 @@ class DialogueSession(AgentSide):
                 at = self.turn.resume()
                 if at is not None:  # its audio comes again from the first word not heard whole
                     self._events.append(AgentResumeEvent(self.turn.turn, at, self.media_ms))
+        elif self.turn is None:
+            self._preempt()
 
     def _error(self, e: StreamrtError) -> None:
         self._events.append(ErrorEvent(e.code, e.message, e.fatal))

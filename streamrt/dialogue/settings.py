@@ -23,7 +23,10 @@ class DialogueSettings:
         position). What leaks back from the speaker reaches the microphone well below the level it
         was played at (browsers also cancel it with ``echoCancellation``), the user's own voice
         does not. At 0.25 (-12 dB) a user four times quieter than the agent's output must speak up
-        to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval). ASR words
+        to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval).
+        The run is 96 ms (three silero frames; it was 160): the agent pauses that much sooner, and
+        echo under the level ratio still never starts one; echo above it (-10 dB) starts more
+        (scripts/bench_echo_guard.py; docs/benchmarks.md, "Barge-in reaction"). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
     lips_window_ms: with a camera (``DialogueSession.receive_video``): a frame is not the user's
@@ -57,6 +60,16 @@ class DialogueSettings:
         rejected and noise are not sent. Whisper drifts on long silence (the agent talks for most
         of a dialogue while the microphone sends silence) and it costs compute. None: the ASR gets
         all audio.
+    preempt_after_ms: preemptive generation: once the user has been silent this long (ms of media
+        since the VAD's last speech frame; the VAD's hangover comes first), the ASR has read the
+        whole speech run and (for a policy that wants it) the LLM has scored the transcript, the
+        answer is generated on that transcript ahead of the turn policy's decision, and held: the
+        LLM replies and the TTS speaks, nothing reaches the client. When the policy says Speak on
+        the same transcript it is released at once (its text, then its audio paced as any turn's);
+        when the user speaks again or the transcript changes first, the reply is withdrawn from
+        the LLM (no trace in its history) and its speech cancelled, and nothing of it was sent.
+        It costs the compute of the answers dropped (one per mid-turn pause). None: off (the
+        answer starts at the decision).
     max_input_s: user audio one session may send (seconds; the session is closed past it).
     max_buffered_audio_s: user audio received but not yet read by the ASR (seconds).
     """
@@ -66,7 +79,7 @@ class DialogueSettings:
     min_speech_ms: float = 64.0
     hangover_ms: float = 160.0
     echo_threshold: float | None = 0.85
-    echo_min_speech_ms: float | None = 160.0
+    echo_min_speech_ms: float | None = 96.0
     echo_level_ratio: float | None = 0.25
     lips_window_ms: float | None = 400.0
     lips_onset_ms: float | None = 150.0
@@ -74,6 +87,7 @@ class DialogueSettings:
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0
     asr_silence_tail_ms: float | None = 1000.0
+    preempt_after_ms: float | None = 0.0
     max_input_s: float | None = 4 * 3600.0
     max_buffered_audio_s: float | None = 30.0
 

@@ -18,6 +18,9 @@ committed as a unit positioned in reply tokens, with the token ids. Text arrivin
 interrupts it (barge-in): the reply is cut to what was produced, as ``cancel`` and ``max_new_tokens``
 cut it, and the history keeps that; ``ReplyHeard(text)`` then cuts the reply in the history to what
 the listener heard. A reply that ends by itself reports ``StepResult.end_of_turn``.
+``WithdrawReply`` takes back a reply never delivered (preemptive generation: answered on a
+transcript the user then went on with): the reply stops, its output not yet popped is dropped, it
+leaves the history, and its turn is open again.
 
 While a user turn is still open (no ``end_of_turn`` yet) its context stops after the user's words
 (the template's closing tokens come with the end of the turn), so ``TextDelta(score_end=True)``
@@ -44,7 +47,7 @@ from streamrt.decoding.llm_sampling import SamplingSettings
 from streamrt.engine import StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ConfigError, ModelStepError, StreamrtError
 from streamrt.quant.flexiq import PrecisionKnob
-from streamrt.types import ReplyHeard, TextDelta
+from streamrt.types import ReplyHeard, TextDelta, WithdrawReply
 
 if TYPE_CHECKING:
     from streamrt.models.llm.load import LlmBundle
@@ -141,7 +144,7 @@ class LlmConversationModel:
 class LlmConversationStream(StreamBase):
     """One chat: its history, the pending user turn, its ``Conversation`` once it has a slot."""
 
-    input_kinds: ClassVar[frozenset[type]] = frozenset({TextDelta, ReplyHeard})
+    input_kinds: ClassVar[frozenset[type]] = frozenset({TextDelta, ReplyHeard, WithdrawReply})
 
     def __init__(self, model: LlmConversationModel, settings: ConversationSettings):
         self.model = model
@@ -162,11 +165,14 @@ class LlmConversationStream(StreamBase):
         self._score = False  # a score of the open turn's end was asked for
         self._end_p: float | None = None
         self._reply_ended = False
+        self._answered_from: int | None = None  # where the turn of the last reply began (WithdrawReply)
 
     # ---- input (between this stream's steps) ---------------------------------------------------
     def accept(self, item: StreamInput) -> None:
         if isinstance(item, ReplyHeard):
             return self._heard(item.text)
+        if isinstance(item, WithdrawReply):
+            return self._withdraw()
         if not isinstance(item, TextDelta):
             return super().accept(item)
         text = item.apply(self.text, answered_to=self._turn_start)
@@ -190,6 +196,22 @@ class LlmConversationStream(StreamBase):
         if self.history and self.history[-1]["role"] == "assistant":
             self.history[-1] = {"role": "assistant", "content": heard}
             self._dirty = True
+
+    def _withdraw(self) -> None:
+        """Take back the latest reply (never delivered): stop it, drop its output not yet popped,
+        and reopen its turn, taking it out of the history if it had ended."""
+        if self._answer:  # waiting for its reply, or in it
+            if self._replying:
+                self.conv.stop_reply()
+            self._answer = self._replying = False
+            self._reply_tokens, self._reply_text = [], ""
+        elif self._answered_from is not None and len(self.text) == self._turn_start:  # it ended, nothing since
+            del self.history[-2:]
+            self._turn_start, self._answered_from = self._answered_from, None
+        else:
+            return
+        self._out, self._tokens, self._reply_ended = [], [], False
+        self._dirty = True
 
     def _interrupt(self, keep: bool) -> None:
         """New words after the turn (``keep``): the reply ends where it got to and stays in the
@@ -303,7 +325,7 @@ class LlmConversationStream(StreamBase):
         the history; the next context re-reads them through the template (a cut reply is closed)."""
         self.history += [{"role": "user", "content": self.text[self._turn_start:]},
                          {"role": "assistant", "content": self._reply_text}]
-        self._turn_start = len(self.text)
+        self._turn_start, self._answered_from = len(self.text), self._turn_start
         self._answer = self._replying = False
         self._reply_tokens, self._reply_text = [], ""
         self._dirty = True

@@ -12,7 +12,7 @@ from streamrt.errors import InputError
 from streamrt.session import Session
 from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.testing import CountingModel, EchoTextModel
-from streamrt.types import AudioChunk, EndEvent, ErrorEvent, TextDelta, VideoFrame
+from streamrt.types import AudioChunk, EndEvent, ErrorEvent, TextDelta, VideoFrame, WithdrawReply
 
 
 def test_text_delta_appends_or_replaces_the_suffix_from_a_position():
@@ -31,7 +31,7 @@ def test_each_stream_kind_satisfies_its_protocols_only():
     assert isinstance(text, StreamingModel) and not isinstance(text, AudioModel)
     s = text.create_stream()
     assert isinstance(s, ModelStream) and not isinstance(s, AudioStream)
-    assert s.input_kinds == frozenset({TextDelta})
+    assert s.input_kinds == frozenset({TextDelta, WithdrawReply})
 
 
 def _outputs(events):
@@ -65,7 +65,7 @@ def test_bad_or_unsupported_input_becomes_an_error_event_and_keeps_the_text():
     s.receive(AudioChunk(np.zeros(160, np.float32), 16000, 0.0))
     errors = [e for e in s.events() if isinstance(e, ErrorEvent)]
     assert [e.code for e in errors] == ["bad_text", "unsupported_input"]
-    assert "takes TextDelta, not AudioChunk" in errors[1].message
+    assert "takes TextDelta, WithdrawReply, not AudioChunk" in errors[1].message
     assert s.stream.text == "hello" and not s.closed
 
 

@@ -1,7 +1,8 @@
 """The LLM conversation task on the packaged SmolLM2 (fp32, greedy, few tokens) through a real
 Scheduler in virtual time: the reply equals the decoder alone, beside an ASR model's sessions; a
 partial turn revised before its end answers as the final text sent once; a full decoder names
-max_slots; cancel mid-reply ends the chat with what it produced and frees its slot."""
+max_slots; cancel mid-reply ends the chat with what it produced and frees its slot; a withdrawn
+reply (preemptive generation) leaves no trace and its turn, edited, is answered as if sent once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session
 from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.tasks.llm_conversation import ConversationSettings, LlmConversationModel
-from streamrt.types import ReplyHeard, TextDelta
+from streamrt.types import ReplyHeard, TextDelta, WithdrawReply
 from tests.streamrt.llm_model import smollm2, smollm2_lm
 from tests.streamrt.scheduler.sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
 
@@ -263,3 +264,42 @@ async def test_reply_heard_before_the_reply_began_closes_the_turn_with_an_empty_
     assert chat.stream.history[:3] == [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ""},
                                        {"role": "user", "content": "Never mind."}]
     assert _reply(rec, "chat")[0] == _alone_ids(smollm2().chat_ids(chat.stream.history[:3]), GREEDY)
+
+
+def _tokens(chat) -> list[int]:
+    return [t for e in chat.events() if isinstance(e, StepOutput) for t in e.result.tokens]
+
+
+def test_a_withdrawn_reply_leaves_no_trace_and_its_turn_is_answered_afresh():
+    """Preemptive generation: a reply started on "What is the capital of" is withdrawn when the user
+    goes on; mid-reply (its output of the step in flight dropped too) or after it ended by itself,
+    the turn reopens, takes the new words, and its answer is the decoder's alone on the whole turn."""
+    clock = ManualClock()
+    llm = LlmConversationModel(smollm2(), _decoder(1), ConversationSettings(sampling=GREEDY))
+    for steps in (3, NEW + 2):  # withdrawn mid-reply; after the reply ended by itself
+        chat = _chat(llm, clock, f"chat{steps}")
+        chat.receive(TextDelta("What is the capital of", end_of_turn=True))
+        for _ in range(steps - 1):
+            if chat.ready():
+                chat.step(llm)
+        assert len(_tokens(chat)) == min(steps - 1, NEW)  # delivered (the dialogue held them back)
+        ended = not chat.ready()
+        if not ended:  # the last step in flight when the withdrawal comes: its output is dropped
+            chat.begin_step()
+            llm.step([chat.stream])
+            chat.receive(WithdrawReply())
+            chat.complete_step(0.0)
+        else:
+            assert len(chat.stream.history) == 2
+            chat.receive(WithdrawReply())
+        assert _tokens(chat) == [] and chat.stream.history == []
+        chat.receive(TextDelta(" France?"))
+        chat.receive(TextDelta("", end_of_turn=True))
+        chat.run_until_blocked(llm)
+        assert _tokens(chat) == _alone(QUESTION)
+        assert chat.stream.history == [{"role": "user", "content": QUESTION},
+                                       {"role": "assistant", "content": chat.stream.history[1]["content"]}]
+        chat.receive(WithdrawReply())  # withdrawing twice: only the latest reply, once
+        chat.receive(WithdrawReply())
+        assert chat.stream.history == [] and chat.stream.text == QUESTION
+        chat.cancel()
