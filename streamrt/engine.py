@@ -30,9 +30,10 @@ from typing import ClassVar, Mapping, Protocol, Sequence, Union, runtime_checkab
 import numpy as np
 
 from streamrt.errors import InputError
-from streamrt.types import AudioChunk, LipActivity, ReplyHeard, StepPending, TextDelta, VideoFrame, WithdrawReply
+from streamrt.types import (AudioChunk, Finalize, LipActivity, ReplyHeard, StepPending, TextDelta, VideoFrame,
+                            WithdrawReply)
 
-StreamInput = Union[AudioChunk, TextDelta, VideoFrame, ReplyHeard, StepPending, WithdrawReply]
+StreamInput = Union[AudioChunk, TextDelta, VideoFrame, ReplyHeard, StepPending, Finalize, WithdrawReply]
 """What a stream accepts (``ModelStream.accept``)."""
 
 
@@ -146,6 +147,10 @@ class AudioStream(ModelStream, Protocol):
     def consumed_ms(self) -> float:
         """Media the model has processed so far (received_ms - consumed_ms is the backlog)."""
 
+    def steps_pending(self) -> bool:
+        """A ``StepPending`` or ``Finalize`` it took is still to be stepped (always False for a
+        stream that takes neither)."""
+
 
 @runtime_checkable
 class StreamingModel(Protocol):
@@ -208,8 +213,9 @@ class SampleCounts(StreamBase):
     """The bookkeeping half of ``AudioStream``, shared by implementations: samples received and
     consumed at the model's rate (``self.model.sample_rate``) and the end-of-input flag. The
     subclass sets ``model`` and counts in ``accept_audio`` and its steps. ``accept`` takes
-    ``AudioChunk`` at the model's rate, and ``StepPending`` where the subclass lists it in
-    ``input_kinds`` (its ``is_ready`` then counts ``steps_pending()``)."""
+    ``AudioChunk`` at the model's rate, and ``StepPending`` / ``Finalize`` where the subclass lists
+    them in ``input_kinds`` (its ``is_ready`` then counts ``steps_pending()``; its steps take
+    ``samples_to_take`` and, after the step that ``ends_segment``, call ``begin_segment``)."""
 
     input_kinds: ClassVar[frozenset[type]] = frozenset({AudioChunk})
     model: AudioModel
@@ -217,10 +223,16 @@ class SampleCounts(StreamBase):
     _consumed: int = 0
     _finished: bool = False
     _step_to: int = 0  # samples: a ``StepPending`` asks for steps until this many are consumed
+    _final_to: int | None = None  # samples: a ``Finalize`` ends the segment here (None: none asked)
+    _segment_from: int = 0  # samples: where the current segment began
+    _final_context: bool = True  # the pending Finalize's ``context``
 
     def accept(self, item: StreamInput) -> None:
         if isinstance(item, StepPending) and StepPending in self.input_kinds:
             self._step_to = self._received
+        elif isinstance(item, Finalize) and Finalize in self.input_kinds:
+            if self._received > self._segment_from:  # else there is nothing to finalise
+                self._final_to, self._final_context = self._received, item.context
         elif not isinstance(item, AudioChunk):
             super().accept(item)
         elif item.sample_rate != self.model.sample_rate:
@@ -236,8 +248,33 @@ class SampleCounts(StreamBase):
         self._finished = True
 
     def steps_pending(self) -> bool:
-        """A ``StepPending`` asked for audio that is not consumed yet (``is_ready`` counts it)."""
-        return self._consumed < self._step_to
+        """A ``StepPending`` asked for audio that is not consumed yet, or a ``Finalize`` for a step
+        not run yet (``is_ready`` counts it; someone waits on the words)."""
+        return self._consumed < self._step_to or self._final_to is not None
+
+    def samples_to_take(self, chunk: int) -> int:
+        """Samples the next step consumes: up to ``chunk`` of those received, and not past a
+        pending ``Finalize`` (the audio after it belongs to the next segment)."""
+        end = self._received if self._final_to is None else self._final_to
+        return max(0, min(chunk, end - self._consumed))
+
+    def ends_input(self) -> bool:
+        """Input ended and every sample is consumed: this step is the stream's last."""
+        return self._finished and self._consumed >= self._received
+
+    def ends_segment(self) -> bool:
+        """A ``Finalize`` is pending and every sample before it is consumed: this step commits
+        the segment's words as final (the end of input does too: ``ends_input``)."""
+        return self._final_to is not None and self._consumed >= self._final_to
+
+    def segment_context(self) -> bool:
+        """Whether the segment that ends now leaves its text as the next one's context
+        (``Finalize.context``)."""
+        return self._final_context
+
+    def begin_segment(self) -> None:
+        """The step that ended a segment ran: the audio from here on is the next one's."""
+        self._segment_from, self._final_to = self._consumed, None
 
     @property
     def received_ms(self) -> float:

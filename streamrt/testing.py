@@ -23,11 +23,11 @@ import numpy as np
 
 from streamrt.engine import SampleCounts, StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ModelStepError
-from streamrt.types import AudioChunk, StepPending, TextDelta, WithdrawReply
+from streamrt.types import AudioChunk, Finalize, StepPending, TextDelta, WithdrawReply
 
 
 class CountingStream(SampleCounts):
-    input_kinds = frozenset({AudioChunk, StepPending})
+    input_kinds = frozenset({AudioChunk, StepPending, Finalize})
 
     def __init__(self, model: "CountingModel"):
         self.model = model
@@ -59,9 +59,9 @@ class CountingStream(SampleCounts):
 
     def _advance(self) -> None:
         chunk = self.model.chunk_ms * self.model.sample_rate // 1000
-        self._consumed = min(self._received, self._consumed + chunk)
+        self._consumed += self.samples_to_take(chunk)
         now = self.consumed_ms
-        flushing = self._finished and self._consumed >= self._received
+        flushing = self.ends_input() or self.ends_segment()  # a part-word counts as a word
         w = self.model.word_ms
         # whole words heard so far (a trailing part-word counts at end of stream)
         heard = int(np.ceil(now / w - 1e-9)) if flushing else self._words_in(now)
@@ -73,6 +73,8 @@ class CountingStream(SampleCounts):
             self._pending.append(UnitDraft(f"w{i}", i * w, min(end, now), now))
             self._next_word += 1
         self._partial = f"w{self._next_word}" if self._next_word < heard else ""
+        if self.ends_segment() and not self.ends_input():
+            self.begin_segment()
 
     def pop_result(self) -> StepResult:
         out = StepResult(self._pending, self._partial)

@@ -39,6 +39,25 @@ class StepPending:
     Streams that declare it in ``input_kinds`` take it (Whisper streaming)."""
 
 
+@dataclass(frozen=True)
+class Finalize:
+    """Commit the words of the audio received so far now, as the end of input would, and go on
+    taking audio. The stream steps what it holds at once (short of a full step, at first-token
+    priority), that step is its last over this audio (the encoder's look-ahead and the features'
+    tail flushed, the whole hypothesis written as final), and the audio after it starts a new
+    segment: a fresh window with the committed text as its context. A dialogue's end of a speech
+    run: the turn's last words are committed when the user stops, not one step of audio later.
+    Streams that declare it in ``input_kinds`` take it (Whisper streaming); with nothing received
+    since the last segment began it does nothing.
+
+    ``context``: the next segment is decoded after the text committed so far (Whisper's prompt),
+    as the window after a trim is; False: it starts as a new stream would. Whisper copies the
+    style of its prompt: after speech runs that ended without punctuation, or a backchannel heard
+    as "MMA gen", it wrote the end of the next turn without its period."""
+
+    context: bool = True
+
+
 @dataclass(frozen=True, eq=False)
 class VideoFrame:
     """One video frame (H x W x C uint8) shown at ``time_ms`` of media."""

@@ -123,8 +123,8 @@ class DialogueSession(AgentSide):
         self.speech = UserSpeech(settings, models.vad.frame_ms, SAMPLE_RATE)
         self.gate = AsrGate(settings.asr_preroll_ms, settings.asr_silence_tail_ms, SAMPLE_RATE)
         self._frame_samples = int(round(models.vad.frame_ms * SAMPLE_RATE / 1000))
-        self._asked_asr_at = -1  # gate.sent when the ASR was last asked to step its pending audio
-        self._run_sent = 0  # gate.sent when the last speech run ended: the ASR must read this far
+        self._finalized_at = 0  # gate.sent when the ASR was last asked to finalise (Finalize)
+        self._run_sent = 0  # gate.sent when the last speech run ended: the ASR must commit this far
         # the agent
         self._turns = 0
         self.turn: AgentTurn | None = None
@@ -270,6 +270,7 @@ class DialogueSession(AgentSide):
     def _pump(self) -> None:
         for e in self.asr.events():
             self._asr_event(e)
+        self._ask_score()  # the ASR's finalisation may be through (with or without new words)
         for e in self.llm.events():
             self._llm_event(e)
         if self.tts is not None:
@@ -324,14 +325,13 @@ class DialogueSession(AgentSide):
                 if stopped is not None:  # the client stops playing now and drops what it holds
                     self._events.append(AgentPauseEvent(playing.turn, stopped, self.media_ms))
                 self._sync_llm()
-        if was_speaking and not self.speech.speaking:
-            self._ask_score()  # the user paused: is the turn complete?
-        was_sending = self.gate.sending
         self._to_asr(self.gate.judge(self.speech.frames * self._frame_samples, self.speech))
         if was_speaking and not self.speech.speaking:
-            self._run_sent = self.gate.sent  # the run and its hangover (the last words' end) are sent
-        if was_sending and not self.gate.sending:
-            self._ask_asr_step()  # the run's audio is all sent: its last words must not wait for the next run
+            # the run and its hangover (the last words' end) are sent: the ASR commits their words
+            # now, not a step of audio later; then the policy may score the turn
+            self._run_sent = self.gate.sent
+            self._finalize_asr()
+            self._ask_score()
         self._decide(self.speech.now_ms)
 
     def _lips_in(self, scored_at: float) -> bool:

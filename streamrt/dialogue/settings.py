@@ -55,11 +55,12 @@ class DialogueSettings:
         "mm-hm", "right"), from the first word the user had not heard whole (``agent_resume``).
         None: the agent never pauses, only stops when the policy yields.
     asr_preroll_ms / asr_silence_tail_ms: the ASR gets the user's audio only around speech: from
-        ``asr_preroll_ms`` before the VAD heard it start to ``asr_silence_tail_ms`` after it
-        ended (enough for the ASR to finish the last words); longer silence, echo the guard
-        rejected and noise are not sent. Whisper drifts on long silence (the agent talks for most
-        of a dialogue while the microphone sends silence) and it costs compute. None: the ASR gets
-        all audio.
+        ``asr_preroll_ms`` before the VAD heard it start to the end of the run (``hangover_ms``
+        after it), where the ASR is asked to finalise the run's words (``Finalize``); an ASR that
+        cannot is sent up to ``asr_silence_tail_ms`` after the speech (to finish the last words
+        with). Longer silence, echo the guard rejected and noise are not sent. Whisper drifts on
+        long silence (the agent talks for most of a dialogue while the microphone sends silence)
+        and it costs compute. None: the ASR gets all audio.
     preempt_after_ms: preemptive generation: once the user has been silent this long (ms of media
         since the VAD's last speech frame; the VAD's hangover comes first), the ASR has read the
         whole speech run and (for a policy that wants it) the LLM has scored the transcript, the

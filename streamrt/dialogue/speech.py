@@ -105,9 +105,9 @@ class UserSpeech:
 
 class AsrGate:
     """The user's audio on its way to the ASR, held until the VAD has judged it: speech goes through
-    with ``preroll_ms`` before its onset and up to ``tail_ms`` of the silence after it (enough for
-    the ASR to finish the last words; ``sending`` turns False there, and the session has the ASR
-    step what it holds of the run); longer silence, the agent's echo and noise are never sent.
+    with ``preroll_ms`` before its onset and up to ``tail_ms`` of the silence after it, or until
+    ``close_run`` (the session had the ASR finalise the run's words: the rest of its silence would
+    only open the next segment); longer silence, the agent's echo and noise are never sent.
     Whisper on long silence drifts (stale hypotheses, invented words) and costs compute for
     nothing; the agent talks for most of a dialogue while the user's microphone sends silence.
     ``tail_ms`` None: everything is sent (the ASR sees the whole timeline)."""
@@ -121,6 +121,7 @@ class AsrGate:
         self.sent = 0  # samples sent to the ASR
         self.sending = False  # the last judge sent audio (a run's speech or its tail)
         self.skipped = 0  # samples never sent
+        self._closed = False  # the run's tail is not sent (``close_run``) until speech starts again
 
     def add(self, x: np.ndarray) -> None:
         self._held.append(x)
@@ -132,8 +133,11 @@ class AsrGate:
             return None
         held = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
         until = min(until, self._end)
-        if (self.tail_ms is None or speech.speaking or speech.building
-                or (speech.runs and speech.silence_ms <= self.tail_ms)):
+        if speech.speaking:
+            self._closed = False
+        # after close_run, speech frames that do not make a run yet are held (within the preroll)
+        if self.tail_ms is None or speech.speaking or (not self._closed and (
+                speech.building or (speech.runs and speech.silence_ms <= self.tail_ms))):
             out, rest = held[:until - self._start], held[until - self._start:]
             self._held, self._start = ([rest] if len(rest) else []), until
             self.sent += len(out)
@@ -144,6 +148,12 @@ class AsrGate:
         self._held, self._start = ([held[drop:]] if drop < len(held) else []), self._start + drop
         self.skipped += drop
         return None
+
+    def close_run(self) -> None:
+        """The speech run that just ended is complete for the ASR: none of the silence after it is
+        sent; the next audio sent is the next run's, with its preroll (no effect with ``tail_ms``
+        None: everything is sent)."""
+        self._closed = True
 
     def flush(self) -> np.ndarray | None:
         """Everything held (end of input)."""

@@ -1,7 +1,7 @@
 """The user's side of a ``DialogueSession``: the ASR's words, routed to ``UserCommitEvent`` /
 ``UserPartialEvent`` and (while the user holds the floor) into the LLM's open turn, the LLM's
-end-of-turn score of the transcript, and the ASR catch-up at the end of a speech run
-(``StepPending``). A mixin of ``DialogueSession``, whose ``__init__`` sets the state it uses.
+end-of-turn score of the transcript, and the ASR's finalisation at the end of a speech run
+(``Finalize``). A mixin of ``DialogueSession``, whose ``__init__`` sets the state it uses.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamrt.dialogue.events import DialogueEvent, UserCommitEvent, UserPartialEvent
-from streamrt.types import CommitEvent, EndEvent, PartialEvent, StepPending, TextDelta
+from streamrt.types import CommitEvent, EndEvent, Finalize, PartialEvent, TextDelta
 
 if TYPE_CHECKING:
     from policies.turn_taking.base import TurnPolicy
@@ -57,8 +57,8 @@ class UserSide:
     _llm_sent: str
     _score_for: str | None  # end-of-turn score asked for this transcript
     _scored: tuple[str, float] | None
-    _asked_asr_at: int  # gate.sent when the ASR was last asked to step its pending audio
-    _run_sent: int  # gate.sent when the last speech run ended: the ASR must read this far
+    _finalized_at: int  # gate.sent when the ASR was last asked to finalise (Finalize)
+    _run_sent: int  # gate.sent when the last speech run ended: the ASR must commit this far
 
     def _sub_event(self, e) -> None:  # DialogueSession's: a sub-session's error or end
         raise NotImplementedError
@@ -131,30 +131,43 @@ class UserSide:
 
     def _ask_score(self) -> None:
         text = self._llm_sent
+        # the user is silent and the ASR has committed the run's words: scoring earlier would score
+        # a transcript whose last word or punctuation is about to change
         if (self.policy.wants_end_of_turn_p and text and self._score_for is None and self._floor_open()
-                and not self.speech.speaking and (self._scored is None or self._scored[0] != text)):
+                and not self.speech.speaking and (self._scored is None or self._scored[0] != text)
+                and self._asr_has_run()):
             self._score_for = text
             self.llm.receive(TextDelta("", score_end=True))
             self.host.wake(self.llm)
 
-    def _asr_caught_up(self) -> bool:
-        """Whether the ASR has transcribed the audio of the last speech run (to its end and the
-        VAD's hangover after it), so the transcript holds the turn's last words. If not, it is
-        asked to step the audio sent so far now rather than wait for a full step of audio that the
-        gate may never send (it stops ``asr_silence_tail_ms`` after the speech); the policy's next
-        frame decides again on the transcript that comes out. An ASR that cannot (no
-        ``StepPending`` in its ``input_kinds``) is not waited for."""
-        if StepPending not in self.asr.stream.input_kinds:
+    def _asr_has_run(self) -> bool:
+        """Whether the ASR has committed the words of the last speech run, to its end and the VAD's
+        hangover after it: no step in flight or asked for (its ``Finalize`` stepped) and the run's
+        audio consumed. An ASR that cannot finalise (no ``Finalize`` in its ``input_kinds``) is
+        not waited for."""
+        if Finalize not in self.asr.stream.input_kinds:
             return True
         run_ms = 1000.0 * self._run_sent / SAMPLE_RATE
-        if not self.asr.in_step and self.asr.stream.consumed_ms >= run_ms - 1e-6:
+        return (not self.asr.in_step and not self.asr.stream.steps_pending()
+                and self.asr.stream.consumed_ms >= run_ms - 1e-6)
+
+    def _asr_caught_up(self) -> bool:
+        """``_asr_has_run``, so the transcript holds the turn's last words; if not, and the run was
+        not finalised yet, it is now. The policy's next frame decides again on the transcript
+        that comes out."""
+        if self._asr_has_run():
             return True
-        self._ask_asr_step()
+        if self._finalized_at < self._run_sent:
+            self._finalize_asr()
         return False
 
-    def _ask_asr_step(self) -> None:
-        """Have the ASR step the audio sent so far now, short of a full step (once per amount)."""
-        if StepPending in self.asr.stream.input_kinds and self._asked_asr_at != self.gate.sent:
-            self._asked_asr_at = self.gate.sent
-            self.asr.receive(StepPending())
+    def _finalize_asr(self) -> None:
+        """Have the ASR commit the words of the audio sent so far now (``Finalize``: one step over
+        what it holds, short of a full step, at first-token priority, writing the whole hypothesis
+        as the end of input would; the stream goes on, the next audio in a new segment), and send
+        none of the run's silence after it (``AsrGate.close_run``)."""
+        if Finalize in self.asr.stream.input_kinds and self._finalized_at != self.gate.sent:
+            self._finalized_at = self.gate.sent
+            self.asr.receive(Finalize(context=False))
             self.host.wake(self.asr)
+            self.gate.close_run()

@@ -3,7 +3,8 @@ the commit of whole words, and the cut of the window that follows (a history sel
 reset, or a trim at the committed words), within the step's trim budget.
 
 ``commit_from(m, s, res, budget)`` is called by the batched step (``whisper_step``) for each stream
-it decoded; cuts are only decided here (``WhisperStream.pending_trim``), the step runs them.
+it decoded; cuts are only decided here (``WhisperStream.pending_trim``), the step runs them. The
+step that ends a segment (``Finalize``) commits everything and starts the next segment here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from streamrt.decoding import DecodeResult
 from streamrt.tasks.whisper_hypothesis import commit_words, decode_whole, hypothesis
 from streamrt.tasks.whisper_stream_state import WhisperStream
 from streamrt.tasks.whisper_window import (
-    apply_history, committed_cut_frames, context_derails, drop_context, reset_stall, stall_reset_possible,
-    stalled, trim_at_committed,
+    apply_history, committed_cut_frames, context_derails, drop_context, new_segment, reset_stall,
+    stall_reset_possible, stalled, trim_at_committed,
 )
 
 if TYPE_CHECKING:
@@ -75,8 +76,11 @@ def commit_from(m: "WhisperStreamingModel", s: WhisperStream, res: DecodeResult,
     rest = hyp_tokens[count:]
     s.partial = m.bundle.tokenizer.decode([t.id for t in rest]).strip()
     if final:
-        s.done = True
         s.partial = ""
+        if s.ends_input():
+            s.done = True
+        else:  # a Finalize: the stream goes on, the audio after it in a fresh window
+            new_segment(m, s)
         return
     after = replace(view, committed=tuple(s.committed_texts), hypothesis=tuple(rest),
                     committed_start_ms=tuple(s.committed_starts))

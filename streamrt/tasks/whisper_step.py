@@ -60,14 +60,15 @@ def step(m: "WhisperStreamingModel", streams: Sequence[WhisperStream]) -> None:
 
 
 def take_features(m: "WhisperStreamingModel", s: WhisperStream) -> tuple[torch.Tensor, bool]:
-    """Consume up to one chunk of ``s``; return its new mel frames and whether this is the stream's
-    last encoder step (the one that takes the last received sample after the end of input). Cuts
+    """Consume up to one chunk of ``s`` (not past a pending ``Finalize``); return its new mel
+    frames and whether this is the last encoder step of its window (the one that takes the last
+    received sample after the end of input, or the last one before a ``Finalize``). Cuts
     the window first (``forced_trim``) when its frames would pass ``max_window_s``."""
     # a backlog (a client that sent far faster than real time, a stream that fell behind under
     # load) is worked off one chunk per step, after the end of input too: the whole of it in one
     # step went past the encoder's 1500 frames, and a last decode over seconds of new audio
     # (chunk x4, 10 s backlog) hallucinated two_cities' last ~25 words
-    taken = s.take_samples(min(s.chunk_samples(), s.backlog_samples()))
+    taken = s.take_samples(s.samples_to_take(s.chunk_samples()))
     mel = s.features.accept(taken)
     last = False
     if s.is_final_step() and not s.flushed:

@@ -16,7 +16,7 @@ import numpy as np
 
 from policies.base import Policy
 from streamrt.engine import SampleCounts, StepResult, UnitDraft, Urgency
-from streamrt.types import AudioChunk, StepPending
+from streamrt.types import AudioChunk, Finalize, StepPending
 
 
 STEP_PENDING_PRIORITY = 1  # as an LLM's first token (``llm_conversation.FIRST_TOKEN_PRIORITY``)
@@ -52,7 +52,9 @@ class WhisperStream(SampleCounts):
     kept equal to ``encoder.window_frames(encoder_state)`` by whoever steps or trims the encoder
     (``whisper_window.note_encoder``)."""
 
-    input_kinds = frozenset({AudioChunk, StepPending})  # StepPending: the audio so far is stepped now
+    # StepPending: the audio so far is stepped now; Finalize: and its words committed as final, the
+    # audio after it a new segment (``whisper_window.new_segment``)
+    input_kinds = frozenset({AudioChunk, StepPending, Finalize})
 
     def __init__(self, model: StreamHost, policy: Policy, sot: list[int], *, task: str, language: Any,
                  features: Any, encoder_state: Any, cache: Any, window_frames: int):
@@ -87,7 +89,7 @@ class WhisperStream(SampleCounts):
         # end of the step (``whisper_step``); None: no trim pending
         self.pending_trim: int | None = None
         self.stats = {"steps": 0, "trims": 0, "forced_trims": 0, "repetition_stops": 0, "seam_drops": 0,
-                      "stall_resets": 0}
+                      "stall_resets": 0, "segments": 0}
 
     # ---- ModelStream ---------------------------------------------------------------------------
     def accept_audio(self, samples: np.ndarray) -> None:
@@ -102,7 +104,8 @@ class WhisperStream(SampleCounts):
         return self._received - self._consumed >= self.chunk_samples() or self._finished or self.steps_pending()
 
     def urgency(self) -> Urgency:
-        # a StepPending: someone waits on the words (a dialogue's end of turn), as on an LLM's first token
+        # a StepPending or Finalize: someone waits on the words (a dialogue's end of turn), as on an
+        # LLM's first token
         return Urgency(priority=STEP_PENDING_PRIORITY) if self.steps_pending() else Urgency()
 
     def is_done(self) -> bool:
@@ -128,15 +131,14 @@ class WhisperStream(SampleCounts):
         self._consumed += len(taken)
         return taken
 
-    def backlog_samples(self) -> int:
-        return self._received - self._consumed
-
     def is_final_step(self) -> bool:
-        """True once every received sample is consumed after end of input (the committing step)."""
-        return self._finished and self._consumed >= self._received
+        """True for the step that commits the whole hypothesis: every received sample consumed
+        after end of input (``ends_input``: the stream's last step), or every sample before a
+        ``Finalize`` (``ends_segment``: the stream goes on with a new segment)."""
+        return self.ends_input() or self.ends_segment()
 
     def needs_decode(self) -> bool:
-        """True when the window changed since the last decode, or at end of stream. A cached
+        """True when the window changed since the last decode, or at the end of a segment or of the stream. A cached
         encoder emits frames per block, so some steps add none: decoding the same window again
         would give the same hypothesis, which LocalAgreement must not count as a second vote."""
         return self.window_changed or self.is_final_step()

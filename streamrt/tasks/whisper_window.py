@@ -6,7 +6,8 @@
 - stalls (``stalled``, ``reset_stall``): nothing written although ``stall_reset_s`` of audio follow
   the last committed word; the reset cuts at that word, or drops the context that derails the
   decoder, or cuts only audio in which the decoder heard nothing;
-- ``apply_history``: a history-selecting policy's choice (StreamAtt).
+- ``apply_history``: a history-selecting policy's choice (StreamAtt);
+- ``new_segment``: after a ``Finalize``, the whole window (every word in it committed).
 
 A cut moves the committed words before it from the forced prefix to the prompt. During a step's
 commits a cut is only decided (``defer=True``: ``WhisperStream.pending_trim``); the step re-encodes
@@ -18,6 +19,8 @@ encoder state and decoder cache that are the stream's.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import torch
 
 from policies.base import HistorySelection, word_spans
 from streamrt.tasks.whisper_hypothesis import commit_words, decode_whole, window_end_ms
@@ -223,10 +226,41 @@ def cut_window(m: "WhisperStreamingModel", s: WhisperStream, cut_ms: float, *, d
     for w in gone:
         s.prompt.extend(w.tokens)
     s.window_words = s.window_words[len(gone) :]
+    cap_prompt(m, s)
+
+
+def cap_prompt(m: "WhisperStreamingModel", s: WhisperStream) -> None:
+    """Keep the last ``max_prompt_tokens``..2x of the prompt, dropping the older ones in one go:
+    the prompt then starts at the same token for many trims, so the decoder keeps its cached rows
+    and re-runs only what moved into it (a prompt that slid by a few tokens per trim re-ran all of
+    its tokens each time)."""
     cap = m.settings.max_prompt_tokens
     if cap and len(s.prompt) > 2 * cap:
-        # keep the last cap..2*cap tokens, dropping the older ones in one go: the prompt then
-        # starts at the same token for many trims, so the decoder keeps its cached rows and
-        # re-runs only what moved into it (a prompt that slid by a few tokens per trim re-ran
-        # all of its tokens each time)
         s.prompt = s.prompt[-cap:]
+
+
+def new_segment(m: "WhisperStreamingModel", s: WhisperStream) -> None:
+    """After the step that ended a segment (``Finalize``: all its words committed as at the end of
+    input), the whole window goes: its committed words move to the prompt (or, without
+    ``Finalize.context``, the prompt is emptied), and the audio from here on starts a fresh window
+    as a new stream's would (features, encoder state and policy anew; the decoder's cache keeps
+    its buffers, its window emptied), at the media time reached."""
+    if s.segment_context():
+        for w in s.window_words:
+            s.prompt.extend(w.tokens)
+        cap_prompt(m, s)
+    else:
+        s.prompt = []
+    s.window_words = []
+    s.features = m.feature_factory()
+    s.encoder_state = m.encoder.create_state()
+    m.decoder.update_cross(s.cache, torch.zeros(0, 0), 0)
+    note_encoder(m, s)
+    s.window_start_ms = s.consumed_ms
+    s.flushed = s.window_changed = False
+    s.heard_from_ms = s.heard_until_ms = None
+    s.pending_trim = None
+    s.skipped_decodes = 0
+    s.policy.reset()
+    s.begin_segment()
+    s.stats["segments"] += 1

@@ -15,7 +15,8 @@ from streamrt.clock import ManualClock
 from streamrt.evaluation.runner import stream_one
 from policies.turn_taking.registry import create
 from streamrt.dialogue.events import (AgentAudioEvent, AgentPauseEvent, AgentTurnEndEvent, AgentTurnStartEvent,
-                                      DialogueEndEvent, InterruptedEvent, UserTurnEndEvent)
+                                      DialogueEndEvent, InterruptedEvent, UserCommitEvent, UserTurnEndEvent)
+from streamrt.dialogue.settings import DialogueSettings
 from streamrt.testing import ToneTtsModel
 from tests.streamrt.dialogue.dialogue_helpers import Dialogue, asr_model, hibari_model, silence, speech
 
@@ -64,7 +65,24 @@ async def test_a_one_second_mid_turn_pause_is_not_taken_over(policy):
     start = run.time_of(AgentTurnStartEvent, 1)
     assert start is not None and start > resumed + len(rest) / 16000  # after the whole turn, not in the pause
     assert len(run.of(AgentTurnStartEvent)) == 1
-    assert "france" in _words(run.user_text())
+    # the ASR finalised the first part at the pause; the resumed words continue the same turn
+    assert [_words(e.text) for e in run.of(UserTurnEndEvent)] == [_words("I would like to know the capital of France.")]
+
+
+async def test_the_turns_last_words_are_committed_when_the_vad_hears_the_user_stop():
+    """At the end of a speech run (``hangover_ms`` of silence) the ASR commits the run's words at
+    once (``Finalize``: a step over the audio it holds, the whole hypothesis written), rather than
+    holding the last word until the next step's audio shows it is over (AlignAtt) or the policy
+    answers. Compute is free here, so the commit comes with the VAD frame that ends the run."""
+    d = Dialogue(create("semantic"), ToneTtsModel(word_ms=200), max_new_tokens=8)
+    q = speech(QUESTION)
+    spoken_end = 0.5 + len(q) / 16000
+    await d.play(np.concatenate([silence(0.5), q, silence(2.0)]))
+    run = await d.close()
+    commits = [(t, e) for t, e in run.events if isinstance(e, UserCommitEvent)]
+    assert _words(" ".join(e.text for _, e in commits)) == _words(QUESTION)
+    decided = run.time_of(UserTurnEndEvent)
+    assert commits[-1][0] <= spoken_end + DialogueSettings().hangover_ms / 1000 + 0.1 < decided
 
 
 STORY = "Tell me a long story about a brave little dragon."
@@ -134,10 +152,10 @@ async def test_the_agents_own_voice_leaking_back_does_not_interrupt_it():
 async def test_the_turn_is_answered_with_every_word_of_its_speech_none_spill_into_the_next():
     """The demo's turn 2: the words of the ASR's last, short chunk were not transcribed when the
     policy said Speak ("what language do people"), and came out with the next turn's speech (the
-    gate stops sending audio 1 s after the speech, so the chunk waited for the next). The end of the turn
-    steps the ASR's pending audio at once and answers the whole question. Here the ASR steps 2 s
-    of audio (as the scheduler's degradation ladder may set it under load), more than the gate's
-    1 s tail sends after the question: its last chunk is never full."""
+    gate stopped sending audio 1 s after the speech, so the chunk waited for the next). The end of
+    the speech run finalises the ASR's audio at once and the turn is answered whole. Here the ASR
+    steps 2 s of audio (as the scheduler's degradation ladder may set it under load), more than
+    the question's last chunk ever holds."""
     d = Dialogue(create("semantic"), ToneTtsModel(word_ms=100), max_new_tokens=8)
     question, thanks = "And what language do people speak there?", "Thank you."
     asr = d.models.asr

@@ -9,7 +9,7 @@ from streamrt.engine import ModelStream, StreamingModel
 from streamrt.errors import ConfigError, PolicyOptionError, UnknownPolicyError
 from streamrt.session import Session
 from streamrt.tasks import whisper_commit, whisper_step, whisper_window
-from streamrt.types import CommitEvent, EndEvent, PartialEvent, StepPending
+from streamrt.types import CommitEvent, EndEvent, Finalize, PartialEvent, StepPending
 
 
 def _audio(seconds, seed=0):
@@ -50,6 +50,47 @@ def test_step_pending_steps_a_short_chunk_now_and_the_stream_goes_on(make_stream
     session.run_until_blocked(model)
     assert session.stream.consumed_ms == 1.5 * chunk_ms and not session.ended
     assert not [e for e in session.events() if not isinstance(e, (CommitEvent, PartialEvent))]
+
+
+def _units(session):
+    return [(u.text, u.start_ms, u.end_ms, u.media_delay_ms) for u in session.committed]
+
+
+@pytest.mark.parametrize("policy", ["local-agreement", "alignatt"])
+def test_finalize_commits_what_the_end_of_input_would_and_the_stream_goes_on(make_streaming, policy):
+    """A dialogue's end of a speech run: the words of the audio so far are committed at once,
+    exactly the units (text and times) the end of input commits for the same audio; audio that
+    arrives before the Finalize is stepped is the next segment's, whose words follow on the same
+    timeline, after the first segment's text as context or (``context=False``) none; a Finalize
+    with nothing new received does nothing."""
+    model = make_streaming()
+    first, second = _audio(1.7, seed=4), _audio(1.3, seed=5)
+    reference, _ = _run(model, first, {"policy": policy})
+    session = Session(model.create_stream({"policy": policy}), ManualClock())
+    for i in range(0, len(first), 4000):
+        session.receive_audio(first[i : i + 4000])
+        session.run_until_blocked(model)
+    session.receive(Finalize())
+    assert session.stream.urgency().priority == 1 and session.stream.is_ready()
+    session.receive_audio(second[:3000])  # before the step: not part of the finalised segment
+    session.run_until_blocked(model)
+    assert _units(session) == _units(reference)
+    assert session.stream.consumed_ms == pytest.approx(1700.0) and session.stream.stats["segments"] == 1
+    assert session.stream.prompt and not session.stream.window_words  # the words are the next one's context
+    session.receive_audio(second[3000:])
+    session.receive(Finalize(context=False))
+    session.run_until_blocked(model)
+    assert session.stream.stats["segments"] == 2 and session.stream.prompt == []  # a fresh start
+    session.receive_eof()
+    session.run_until_blocked(model)
+    assert session.ended
+    later = session.committed[len(reference.committed):]
+    assert later and all(u.start_ms >= 1700.0 for u in later)
+    delays = [u.media_delay_ms for u in session.committed]
+    assert delays == sorted(delays) and delays[-1] == pytest.approx(3000.0)
+    empty = Session(model.create_stream({"policy": policy}), ManualClock())
+    empty.receive(Finalize())  # nothing received since the segment began: nothing to do
+    assert not empty.stream.is_ready() and empty.stream.urgency().priority == 0
 
 
 @pytest.mark.parametrize("policy", ["local-agreement", "alignatt"])
