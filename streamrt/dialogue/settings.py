@@ -26,7 +26,10 @@ class DialogueSettings:
         to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval).
         The run is 96 ms (three silero frames; it was 160): the agent pauses that much sooner, and
         echo under the level ratio still never starts one; echo above it (-10 dB) starts more
-        (scripts/bench_echo_guard.py; docs/benchmarks.md, "Barge-in reaction"). ASR words
+        (scripts/bench_echo_guard.py; docs/benchmarks.md, "Barge-in reaction"). Each resume of a
+        turn (a pause that was no barge-in) doubles the run that turn needs (up to 16 times): echo
+        loud enough to pass the level check otherwise pauses the agent on its own voice every
+        second, over and over (pause, resume, the echo of the resumed words, pause). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
     lips_window_ms: with a camera (``DialogueSession.receive_video``): a frame is not the user's

@@ -75,7 +75,9 @@ class UserSpeech:
         level = self._levels.pop(0) if self._levels else 0.0
         guarded = agent is not None
         threshold = s.echo_threshold if guarded and s.echo_threshold is not None else s.vad_threshold
-        min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
+        min_run = s.min_speech_ms
+        if guarded and s.echo_min_speech_ms is not None:  # doubled by each resume of the turn (echo backoff)
+            min_run = s.echo_min_speech_ms * 2 ** min(agent.resumes, 4)
         if guarded and s.echo_level_ratio is not None and level < s.echo_level_ratio * agent.playing_level(ECHO_WINDOW_MS):
             p = 0.0  # no louder than the agent's own voice playing: echo
         held = lips == "still" and p >= threshold
