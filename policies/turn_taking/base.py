@@ -45,8 +45,9 @@ class TurnView:
     session when the user never spoke). transcript: the words of the user's turn not yet answered
     (ASR commits and partial), "" if none. agent_speaking: the agent's voice is playing (or
     paused for the user's speech). end_of_turn_p: the LLM's probability that ``transcript`` is a
-    whole turn (its end-of-turn token next), None until scored (policies that set
-    ``wants_end_of_turn_p`` get it asked for whenever the transcript changes). lips: with a camera,
+    whole turn (its end-of-turn token, or with ``score_sentence_end`` a sentence-final mark, next),
+    None until scored (policies that set ``wants_end_of_turn_p`` get it asked for whenever the
+    transcript changes). lips: with a camera,
     the user's lips over the last ``DialogueSettings.lips_window_ms`` up to this frame: "active"
     (moving: the user is still talking, or about to), "still" (a face seen, lips not moving), or
     "unknown" (no camera, no face, frames missing: no evidence; always so without video, so a
