@@ -10,6 +10,8 @@ one clock. :func:`dialogue_scores` gives, over any number of dialogues:
 - barge-in reaction (p50/p90): onset of an interruption -> the agent's audio stopped;
 - pause takeover rate: share of scripted mid-turn pauses in which the agent starts a turn;
 - false barge-in rate: share of backchannels during agent speech that interrupt the agent;
+- with speech that is not the user's (``streamrt dialogue eval --echo/--background``): barge-ins
+  on background speech (another voice while the agent speaks) and on the agent's own echo alone;
 - per-stage timings (p50/p90) where the events allow: ASR finalisation, end-of-turn decision,
   LLM time to first text, TTS first chunk (these four add up to the response onset).
 
@@ -35,9 +37,11 @@ from pathlib import Path
 
 from streamrt.errors import LogFormatError
 
-USER_KINDS = ("turn", "backchannel", "interruption")
+USER_KINDS = ("turn", "backchannel", "interruption", "background")
 """A ``turn`` and an ``interruption`` (a turn that starts while the agent speaks) expect an
-answer; a ``backchannel`` ("mm-hm", "okay") expects none and should not stop the agent."""
+answer; a ``backchannel`` ("mm-hm", "okay") expects none and should not stop the agent;
+``background`` is speech the microphone hears that is not the user's (a TV, another person): it
+expects nothing and must not stop the agent."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,11 @@ class DialogueMeasures:
     pause_takeovers: int = 0
     backchannels: int = 0
     false_barge_ins: int = 0
+    background: int = 0
+    background_barge_ins: int = 0
+    agent_turns: int = 0
+    echo_barge_ins: int = 0
+    unprompted_turns: int = 0
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
 
     def extend(self, other: "DialogueMeasures") -> None:
@@ -142,6 +151,11 @@ class DialogueMeasures:
         self.pause_takeovers += other.pause_takeovers
         self.backchannels += other.backchannels
         self.false_barge_ins += other.false_barge_ins
+        self.background += other.background
+        self.background_barge_ins += other.background_barge_ins
+        self.agent_turns += other.agent_turns
+        self.echo_barge_ins += other.echo_barge_ins
+        self.unprompted_turns += other.unprompted_turns
         for s in STAGES:
             self.stages[s] += other.stages[s]
 
@@ -173,18 +187,25 @@ def measure(log: DialogueLog) -> DialogueMeasures:
       of u's next pause, or u.offset_ms after its last one (the agent spoke while the user had
       not finished).
     - A ``backchannel`` with onset o during agent speech is a *false barge-in* if that agent turn
-      is interrupted at t >= o and no other user speech starts in (o, t].
+      is interrupted at t >= o and no other user speech starts in (o, t]; ``background`` speech
+      likewise counts in ``background_barge_ins`` (no user speech starting in (o, t]).
+    - An agent turn interrupted at t with no speech at all (user's or background) sounding
+      between its start and t is an *echo barge-in*: only the agent's own voice was there.
+    - An agent turn that answers no ``turn``/``interruption`` (by the rule above) is *unprompted*:
+      it answered background speech, or it took over a pause (then it also counts there).
     """
     m = DialogueMeasures()
     turns = agent_turns(log.events)
     events = sorted(log.events, key=lambda e: e.time_ms)
-    answers = [u for u in log.user if u.kind != "backchannel"]
+    answers = [u for u in log.user if u.kind in ("turn", "interruption")]
+    replies: set[int] = set()
     for i, u in enumerate(answers):
         bound = answers[i + 1].onset_ms if i + 1 < len(answers) else math.inf
         reply = next((t for t in turns if u.last_resume_ms <= t.start_ms < bound and t.stop_ms > u.offset_ms), None)
         if reply is None:
             m.unanswered += 1
         else:
+            replies.add(reply.turn)
             m.response_onset_ms.append(reply.start_ms - u.offset_ms)
             _stages(m, u, reply, events)
         bounds = [p[0] for p in u.pauses[1:]] + [u.offset_ms]
@@ -203,6 +224,17 @@ def measure(log: DialogueLog) -> DialogueMeasures:
             t = speaking.interrupted_ms
             if t is not None and t >= u.onset_ms:
                 m.false_barge_ins += not any(u.onset_ms < v.onset_ms <= t for v in log.user if v is not u)
+        elif u.kind == "background":
+            m.background += 1
+            t = speaking.interrupted_ms
+            if t is not None and t >= u.onset_ms:
+                m.background_barge_ins += not any(u.onset_ms < v.onset_ms <= t for v in log.user
+                                                  if v.kind != "background")
+    for t in turns:
+        m.agent_turns += 1
+        m.unprompted_turns += t.turn not in replies
+        if t.interrupted_ms is not None:
+            m.echo_barge_ins += not any(u.onset_ms < t.interrupted_ms and u.offset_ms > t.start_ms for u in log.user)
     return m
 
 
@@ -246,7 +278,9 @@ def dialogue_scores(logs: Iterable[DialogueLog]) -> dict[str, float | int]:
     ``unanswered``, ``response_onset_p50_ms``/``_p90_ms``, ``interruptions`` (during agent speech),
     ``barge_in_missed``, ``barge_in_p50_ms``/``_p90_ms``, ``pauses``, ``pause_takeovers``,
     ``pause_takeover_rate``, ``backchannels`` (during agent speech), ``false_barge_ins``,
-    ``false_barge_in_rate``, and ``<stage>_p50_ms``/``_p90_ms`` per :data:`STAGES`. A figure with
+    ``false_barge_in_rate``, ``background`` (background speech during agent speech),
+    ``background_barge_ins``, ``background_barge_in_rate``, ``agent_turns`` (with audio),
+    ``echo_barge_ins``, ``echo_barge_in_rate``, ``unprompted_turns``, and ``<stage>_p50_ms``/``_p90_ms`` per :data:`STAGES`. A figure with
     no item is NaN."""
     m = DialogueMeasures()
     for log in logs:
@@ -266,6 +300,13 @@ def dialogue_scores(logs: Iterable[DialogueLog]) -> dict[str, float | int]:
         "backchannels": m.backchannels,
         "false_barge_ins": m.false_barge_ins,
         "false_barge_in_rate": _rate(m.false_barge_ins, m.backchannels),
+        "background": m.background,
+        "background_barge_ins": m.background_barge_ins,
+        "background_barge_in_rate": _rate(m.background_barge_ins, m.background),
+        "agent_turns": m.agent_turns,
+        "echo_barge_ins": m.echo_barge_ins,
+        "echo_barge_in_rate": _rate(m.echo_barge_ins, m.agent_turns),
+        "unprompted_turns": m.unprompted_turns,
     }
     for s in STAGES:
         out[f"{s}_p50_ms"] = percentile(m.stages[s], 50)

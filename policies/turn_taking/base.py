@@ -45,12 +45,14 @@ class TurnView:
     session when the user never spoke). transcript: the words of the user's turn not yet answered
     (ASR commits and partial), "" if none. agent_speaking: the agent's voice is playing (or
     paused for the user's speech). end_of_turn_p: the LLM's probability that ``transcript`` is a
-    whole turn (its end-of-turn token next), None until scored (policies that set
-    ``wants_end_of_turn_p`` get it asked for whenever the transcript changes). lips: with a camera,
-    the user's lips over the last ``DialogueSettings.lips_window_ms`` up to this frame: "active"
-    (moving: the user is still talking, or about to), "still" (a face seen, lips not moving), or
-    "unknown" (no camera, no face, frames missing: no evidence; always so without video, so a
-    policy that reads it behaves exactly as before when there is no camera)."""
+    whole turn (its end-of-turn token, or with ``score_sentence_end`` a sentence-final mark, next),
+    None until scored (policies that set ``wants_end_of_turn_p`` get it asked for whenever the
+    transcript changes). lips: with a camera and the user silent for at least
+    ``DialogueSettings.lips_window_ms``, the user's lips since the voice stopped: "active" (the
+    mouth moved after the voice stopped: the user is still talking, too softly for the VAD, or
+    about to go on), "still" (a face seen, lips not moving), or "unknown" (no camera, no face,
+    frames missing, the user speaking or silent for less than that: no evidence; always so
+    without video, so a policy that reads it behaves exactly as before when there is no camera)."""
 
     media_ms: float
     user_speaking: bool

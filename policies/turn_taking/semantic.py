@@ -1,7 +1,12 @@
-"""The LLM decides whether the user has finished: its own probability of the end-of-turn token
-(SmolLM2's ``<|im_end|>``) after the transcript so far, as LiveKit's turn detector scores the
-end-of-utterance token with a small LM. It costs one prefill row: the open turn is already
-prefilled while the user speaks (LiveMind), so scoring reads only the last token again.
+"""The LLM decides whether the user has finished: its own probability that the transcript so far
+ends there, as LiveKit's turn detector scores the end-of-utterance token with a small LM on
+normalised text. The LLM conversation (``ConversationSettings.score_sentence_end``) scores the
+words without the final punctuation the ASR gave them and counts the end-of-turn token
+(SmolLM2's ``<|im_end|>``) and the tokens that end a sentence: Whisper writes the first part of a
+paused turn as finished ("My budget is not very large, so.", "After the interview, should I
+send?"), and SmolLM2 scored that punctuation, not the words. It costs one prefill row: the open
+turn is already prefilled while the user speaks (LiveMind), so scoring reads only the last token
+again.
 
 When the words make a whole turn (p >= ``complete_p``) the agent answers after ``short_wait_ms`` of
 silence, otherwise after ``long_wait_ms`` (a mid-turn pause: "I'd like to book ... a table").
@@ -23,15 +28,15 @@ from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, Tur
 
 class Semantic(TurnPolicy):
     """complete_p: end-of-turn probability from which a turn counts as complete (SmolLM2-135M after
-    the served system prompt, fp32, on data/dialogues.yaml's turns: whole turns as Whisper writes
-    them 0.02-0.81, 19 of 32 at or above 0.2; their first halves before a mid-turn pause 0.000,
-    0.0004-0.091 when the ASR ends them with a period or "...", and above 0.12 in one of 9 pauses of
-    ``streamrt dialogue eval`` at 0.12, with the dialogue's history and bf16: hence 0.2). short_wait_ms /
+    the served system prompt, fp32, on data/dialogues.yaml's turns, scored without their final
+    punctuation: whole turns 0.04-0.90, 22 of 25 at or above 0.2; the first parts before a mid-turn
+    pause below 0.001, however the ASR punctuated them; docs/benchmarks.md). short_wait_ms /
     long_wait_ms: silence before answering a complete / an incomplete turn. min_interrupt_ms /
     interrupt_words: as in ``silence``. floor_p: while the agent speaks, user words scored below it
     make it yield when the user pauses (None disables; off by default: SmolLM2-135M scores a
     backchannel after its own answer as low as the start of an interruption, "Okay." 0.003 and
-    "Mm-hm." 0.004 against "Wait," 0.000, so it would stop the agent on backchannels)."""
+    "Mm-hm." 0.004 against "Wait," 0.000, so it would stop the agent on backchannels; scored as
+    written, before ``score_sentence_end``)."""
 
     name = "semantic"
     wants_end_of_turn_p = True

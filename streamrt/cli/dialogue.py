@@ -3,11 +3,15 @@
     streamrt dialogue eval                                   # data/dialogues.yaml, all scripts
     streamrt dialogue eval --script quick --format json      # one script, the report as JSON
     streamrt dialogue eval --turn-policy semantic --out runs/dialogue-semantic
+    streamrt dialogue eval --video face --echo -6dB --background   # issue 20: echo, a TV, a camera
 
 Prints the issue's goals (response onset p50/p90, barge-in reaction p90, pause takeover, false
 barge-ins, the agent's WER) with ours beside them, then the other figures. ``--out`` writes
 ``dialogues.jsonl`` (the timed logs, ``metrics.dialogue``) and ``report.json``. See
-docs/metrics.md ("Dialogue") for the definitions.
+docs/metrics.md ("Dialogue") for the definitions. ``--echo``, ``--background`` and ``--video``
+put the user in a room (``streamrt.evaluation.dialogue_room``: the agent's voice back into the
+microphone, another voice talking, a camera on the user's face) and add the rows of speech that
+is not the user's.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ EXTRA_ROWS = (
     ("end-of-turn decision, p50 / p90", "endpoint"),
     ("LLM time to first text, p50 / p90", "llm_ttft"),
     ("TTS first chunk, p50 / p90", "tts_first_chunk"),
+)
+
+
+ROOM_ROWS = (
+    ("false barge-ins on the agent's echo alone", "echo_barge_ins", "agent_turns", "agent turns"),
+    ("false barge-ins on background speech", "background_barge_ins", "background", "over agent speech"),
 )
 
 
@@ -49,6 +59,14 @@ def format_table(rep: dict) -> str:
             value = f"{format_value(key + '_p50_ms', s.get(key + '_p50_ms'))} / " \
                     f"{format_value(key + '_p90_ms', s.get(key + '_p90_ms'))}"
         lines.append(f"| {name} | | {value} |")
+    if rep["settings"].get("room"):
+        for name, key, of, what in ROOM_ROWS:
+            n = s.get(of) or 0
+            rate = f"{100 * s[key] / n:.0f} %: " if n else ""
+            lines.append(f"| {name} | 0 % | {rate}{s.get(key)} of {n} {what} |")
+        lines.append(f"| agent turns answering no user speech (background, or a pause taken over) | | "
+                     f"{s.get('unprompted_turns')} of {s.get('agent_turns')} |")
+        lines.append(f"| agent paused, then resumed (not a barge-in) | | {s.get('agent_resumed')} |")
     lines.append(f"\n{s['dialogues']} dialogues, {s['turns']} user turns, {s['pauses']} pauses, "
                  f"{s['backchannels']} backchannels and {s['interruptions']} interruptions over agent speech"
                  + (f"; {s['virtual_s']} s of dialogue, {s['compute_s']} s of compute" if s["compute_s"] else ""))
@@ -81,6 +99,16 @@ def eval_cmd(
     clips: Optional[Path] = typer.Option(None, "--clips", help="clip cache (default: $STREAMRT_CACHE/"
                                          "dialogue-clips)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress lines"),
+    video: str = typer.Option("off", "--video", help="a camera on the user: off, face (lips move while the user "
+                              "speaks, still otherwise) or still (lips never move); needs the video extra"),
+    video_fps: float = typer.Option(15.0, "--video-fps", help="camera frames per second"),
+    echo: Optional[str] = typer.Option(None, "--echo", help="the agent's voice back into the microphone: a "
+                                       "ratio (0.5) or dB (-6dB) of what was played; off if unset"),
+    echo_delay_ms: float = typer.Option(30.0, "--echo-delay-ms", min=0.0, help="the echo's delay, ms"),
+    background: bool = typer.Option(False, "--background", help="another voice talks into each answer that "
+                                    "has no scripted backchannel or interruption"),
+    background_gain: str = typer.Option("1.0", "--background-gain", help="its level over the user's voice: "
+                                        "ratio or dB"),
 ) -> None:
     """Play scripted dialogues to the voice agent in virtual time; print the goals table."""
     import asyncio
@@ -90,6 +118,7 @@ def eval_cmd(
     from streamrt.errors import StreamrtError
     from streamrt.evaluation.dialogue import COMPUTE_CLOCKS, RunnerSettings, VirtualClock, agent_speech, \
         agent_wer, report, run_dialogues
+    from streamrt.evaluation.dialogue_room import Room, RoomSettings, face_loops, parse_gain
     from streamrt.evaluation.dialogue_script import ClipSynth, read_scripts
 
     if fmt not in ("table", "json"):
@@ -99,19 +128,30 @@ def eval_cmd(
     torch.set_num_threads(threads)
     try:
         chosen = read_scripts(scripts, only=script)
+        room = RoomSettings(echo_gain=None if echo is None else parse_gain(echo), echo_delay_ms=echo_delay_ms,
+                            background=background, background_gain=parse_gain(background_gain), video=video,
+                            fps=video_fps)
+        landmarker = loops = None
+        if video != "off":
+            from streamrt.models.faces import load_face_mesh
+
+            landmarker = load_face_mesh()
+            loops = face_loops(landmarker, video_fps)  # rendered once, before the clock starts
+        in_room = echo is not None or background or video != "off"
         vclock = VirtualClock(clock)
         from streamrt.evaluation.dialogue_agent import load_eval_agent
 
         agent = load_eval_agent(vclock, asr=asr, preset=preset, llm=llm, llm_precision=llm_precision,
-                                turn_policy=turn_policy, max_reply_tokens=max_reply_tokens)
+                                turn_policy=turn_policy, max_reply_tokens=max_reply_tokens, lips=landmarker)
 
         def progress(run) -> None:
             if not quiet:
-                typer.echo(f"{run.log.id}: {sum(u.kind != 'backchannel' for u in run.log.user)} user turns, "
+                typer.echo(f"{run.log.id}: {sum(u.kind in ('turn', 'interruption') for u in run.log.user)} user turns, "
                            f"{run.virtual_s:.1f} s dialogue, {run.compute_s:.1f} s compute", err=True)
 
         runs = asyncio.run(run_dialogues(chosen, agent.new_session, agent.scheduler, vclock, ClipSynth(clips),
-                                         RunnerSettings(feed_ms=feed_ms), progress))
+                                         RunnerSettings(feed_ms=feed_ms), progress,
+                                         (lambda: Room(room, loops)) if in_room else None))
         wer_part: dict[str, Any] = {}
         if not no_wer:
             from streamrt.models.whisper import load_whisper, transcribe_offline
@@ -122,7 +162,8 @@ def eval_cmd(
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from None
     settings = {**agent.describe(), "scripts": str(scripts), "script_ids": [s.id for s in chosen],
-                "clock": clock, "threads": threads, "feed_ms": feed_ms, "wer_model": None if no_wer else wer_model}
+                "clock": clock, "threads": threads, "feed_ms": feed_ms, "wer_model": None if no_wer else wer_model,
+                **({"room": room.describe()} if in_room else {})}
     rep = report(runs, wer_part, settings)
     if out is not None:
         from metrics.dialogue import write_dialogue_logs

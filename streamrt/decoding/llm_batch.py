@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from streamrt.decoding.causal_lm import CausalLM, KVCache
-from streamrt.decoding.llm_sampling import SamplingSettings, choose_token, lookup_draft, split_stop
+from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings, choose_token, lookup_draft, split_stop
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
 FINISH_REASONS = ("end_token", "stop_string", "max_new_tokens", "context_full", "stopped")
@@ -74,6 +74,7 @@ class Reply:
     settings: SamplingSettings
     generator: torch.Generator | None
     end_tokens: frozenset[int]
+    ban: RepeatBan | None = None
     tokens: list[int] = field(default_factory=list)
     text_sent: str = ""
     draft_len: int = 4  # adapted: one more after a fully accepted draft, else what was accepted
@@ -93,7 +94,11 @@ class Conversation:
     score_end: bool = False
     """Set by the caller: the next step reads the context to its end (no token kept back for a reply)
     and reports ``StepOutput.end_probability``, the probability that the next token is one of the
-    decoder's end tokens (a turn-taking policy's end-of-turn score); then it clears the flag."""
+    decoder's end tokens or of ``score_tokens`` (a turn-taking policy's end-of-turn score); then it
+    clears the flag."""
+    score_tokens: tuple[int, ...] = ()
+    """Counted in ``end_probability`` beside the end tokens (e.g. the tokens that end a sentence,
+    when the context stops before the writer's final punctuation)."""
 
     @property
     def pending(self) -> int:
@@ -129,13 +134,14 @@ class Conversation:
         return keep
 
     def start_reply(self, settings: SamplingSettings, end_tokens: tuple[int, ...] = (),
-                    generator: torch.Generator | None = None) -> None:
-        """Generate after the current context; ``step`` returns the reply's tokens and text."""
+                    generator: torch.Generator | None = None, ban: RepeatBan | None = None) -> None:
+        """Generate after the current context; ``step`` returns the reply's tokens and text. ``ban``:
+        runs of tokens the reply may not write."""
         self._check_idle("start a reply")
         if not self.tokens:
             raise InputError("a reply needs at least one context token")
         ends = settings.end_tokens if settings.end_tokens is not None else end_tokens
-        self.reply = Reply(settings, generator, frozenset(ends))
+        self.reply = Reply(settings, generator, frozenset(ends), ban)
 
     def stop_reply(self) -> None:
         """End the reply in progress (barge-in); its tokens so far stay in the context."""
@@ -242,9 +248,9 @@ class LlmDecoder:
         for conv, _, draft in samplers:
             chosen[id(conv)] = self._verify(conv, logits[at: at + 1 + len(draft)], draft)
             at += 1 + len(draft)
-        ends = list(self.end_tokens)
         for conv, _ in scored:
             probs = torch.softmax(logits[at].float(), dim=-1)
+            ends = sorted(set(self.end_tokens) | set(conv.score_tokens))
             chosen[id(conv)] = StepOutput(conv, end_probability=float(probs[ends].sum()))
             conv.score_end = False
             at += 1
@@ -287,6 +293,10 @@ class LlmDecoder:
 
     def _advance(self, conv: Conversation, logits: torch.Tensor) -> StepOutput:
         reply = conv.reply
+        banned = reply.ban.banned(reply.tokens) if reply.ban is not None else ()
+        if banned:
+            logits = logits.clone()
+            logits[list(banned)] = float("-inf")
         token = choose_token(logits, reply.settings, reply.generator)
         conv.tokens.append(token)
         reply.tokens.append(token)

@@ -6,7 +6,8 @@ seeded conversation samples the same tokens alone or batched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Container, Iterable, Mapping
 
 import torch
 
@@ -40,6 +41,36 @@ class SamplingSettings:
             raise ConfigError(f"max_new_tokens must be an int >= 1 tokens or None, got {self.max_new_tokens!r}")
         if isinstance(self.stop_strings, str) or not all(isinstance(s, str) and s for s in self.stop_strings):
             raise ConfigError(f"stop_strings must be a tuple of non-empty strings, got {self.stop_strings!r}")
+
+
+@dataclass(frozen=True)
+class RepeatBan:
+    """Runs of ``n`` tokens a reply may not write again (e.g. the chat's earlier replies: a small
+    model otherwise copies its last reply into every later one). After the reply's own last
+    ``n - 1`` tokens, each token that followed them in ``sequences`` is banned (its logit set to
+    -inf), as transformers' ``no_repeat_ngram_size`` does within one sequence. Tokens in ``exempt``
+    are never banned (e.g. those that go on with a word: a reply may say "Colosseum" again, and
+    the ban falls on the next word)."""
+
+    n: int
+    follows: Mapping[tuple[int, ...], frozenset[int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sequences: Iterable[list[int]], n: int, exempt: Container[int] = frozenset()) -> RepeatBan:
+        if not isinstance(n, int) or n < 2:
+            raise ConfigError(f"a repeat ban needs runs of n >= 2 tokens, got {n!r}")
+        follows: dict[tuple[int, ...], set[int]] = {}
+        for seq in sequences:
+            for i in range(len(seq) - n + 1):
+                if int(seq[i + n - 1]) not in exempt:
+                    follows.setdefault(tuple(seq[i:i + n - 1]), set()).add(int(seq[i + n - 1]))
+        return cls(n, {k: frozenset(v) for k, v in follows.items()})
+
+    def banned(self, reply: list[int]) -> frozenset[int]:
+        """The tokens that would complete a banned run after ``reply`` (the reply's tokens so far)."""
+        if len(reply) < self.n - 1:
+            return frozenset()
+        return self.follows.get(tuple(reply[len(reply) - self.n + 1:]), frozenset())
 
 
 def choose_token(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None) -> int:

@@ -44,6 +44,7 @@ class AgentTurn:
     ended: bool = False  # AgentTurnEndEvent was sent
     paused: bool = False  # the user speaks: release nothing until resumed or stopped
     pause_sent: bool = False  # the client was told to stop (AgentPauseEvent): a resume is told too
+    resumes: int = 0  # pauses that were not a barge-in (a backchannel, or the agent's own echo)
     reply_tokens: int = 0  # reply tokens the LLM produced so far
     from_llm: bool = True  # the LLM's answer (False: a greeting, said without the LLM)
     levels: list[float] = field(default_factory=list)  # RMS of each LEVEL_MS block of the audio made
@@ -133,6 +134,7 @@ class AgentTurn:
         """Release audio again; returns the position it restarts from when the client had been told
         to stop (None: it never was)."""
         self.paused = False
+        self.resumes += 1
         if not self.pause_sent:
             return None
         self.pause_sent = False

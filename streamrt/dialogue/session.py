@@ -34,9 +34,12 @@ callbacks (which then call ``on_update``, so a transport knows to call ``events(
   ``resume_after_ms`` of silence (``AgentResumeEvent``; the audio comes again from where the turn
   rewound), and its words are dropped from the user's next turn.
 - With a camera (``receive_video``, models with ``lips``), each frame goes to a lip-activity stream
-  on the same scheduler and its scores into a ``LipTimeline``: while the agent plays, speech over
-  lips seen still for ``lips_window_ms`` is not the user's (it neither pauses nor interrupts the
-  agent); moving lips, no face or no frames leave the audio-only guard as it is.
+  on the same scheduler and its scores into a ``LipTimeline``: speech over lips seen still for
+  ``lips_window_ms`` is not the user's (the agent's echo, a TV, another person: it neither pauses
+  nor interrupts the agent, nor starts a user turn), and the turn policy sees the lips
+  (``TurnView.lips``: no turn ends while they move); moving lips, no face or no frames leave the
+  audio-only behaviour as it is. A VAD frame waits for the lips of its time at most
+  ``lips_max_wait_ms`` (late frames).
 
 Times: turn-taking runs on the user's media clock (VAD frames), pacing on the injected clock; the
 core reads no other time. The feed path never raises: bad input becomes an ``ErrorEvent``.
@@ -315,7 +318,7 @@ class DialogueSession(AgentSide):
             playing = self.turn
             playing.advance(self.clock.now())
         was_speaking = self.speech.speaking
-        if self.speech.frame(p, playing, self._lips_state(playing)):
+        if self.speech.frame(p, playing, self._lips_until((self.speech.frames + 1) * self.speech.frame_ms)):
             self._partial_is_echo = False  # the user speaks: the ASR's partial is (becoming) theirs
             if playing is not None and self.settings.resume_after_ms is not None:
                 stopped = playing.pause(self.clock.now())  # hold its audio until the policy decides
@@ -342,17 +345,23 @@ class DialogueSession(AgentSide):
         now = self.clock.now()
         return 1000.0 * (now - scored_at) >= wait or 1000.0 * (now - self._lips_came_at) >= wait
 
-    def _lips_state(self, playing: AgentTurn | None) -> str:
-        """The user's lips over the last ``lips_window_ms`` up to the end of the VAD frame being
-        judged, for the echo guard; unknown without a camera or with the agent silent (then the
-        guard is audio only, as without video)."""
-        return "unknown" if playing is None else self._lips_until((self.speech.frames + 1) * self.speech.frame_ms)
-
     def _lips_until(self, end_ms: float) -> str:
+        """The user's lips over the last ``lips_window_ms`` up to ``end_ms`` of media; unknown
+        without a camera (then the session is audio only, exactly as without video)."""
         window = self.settings.lips_window_ms
         if self.video is None or window is None:
             return "unknown"
         return self.lips.state_between(end_ms - window, end_ms)
+
+    def _lips_since_voice(self) -> str:
+        """For the turn policy: the lips over the last ``lips_window_ms``, counting only frames at
+        least that long after the user's voice stopped (a frame's lip score looks that far back, so
+        earlier ones still see the words just spoken): "active" means the mouth moved after the
+        voice stopped. Unknown while the user speaks, before that, and without a camera."""
+        window, sp = self.settings.lips_window_ms, self.speech
+        if self.video is None or window is None or sp.speaking or sp.silence_ms < window:
+            return "unknown"
+        return self.lips.state_between(max(sp.now_ms - window, sp.end_ms + window), sp.now_ms)
 
     def _view(self, now_ms: float) -> TurnView:
         transcript = self._transcript()
@@ -360,7 +369,7 @@ class DialogueSession(AgentSide):
         score = self._scored[1] if scored else None
         sp = self.speech
         return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score,
-                        lips=self._lips_until(now_ms))
+                        lips=self._lips_since_voice())
 
     def _decide(self, now_ms: float) -> None:
         if self._eof:

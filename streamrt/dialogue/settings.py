@@ -26,15 +26,24 @@ class DialogueSettings:
         to barge in (at 0.7, flite's quiet kal16 voice could not interrupt hibari in dialogue eval).
         The run is 96 ms (three silero frames; it was 160): the agent pauses that much sooner, and
         echo under the level ratio still never starts one; echo above it (-10 dB) starts more
-        (scripts/bench_echo_guard.py; docs/benchmarks.md, "Barge-in reaction"). ASR words
+        (scripts/bench_echo_guard.py; docs/benchmarks.md, "Barge-in reaction"). Each resume of a
+        turn (a pause that was no barge-in) doubles the run that turn needs (up to 16 times): echo
+        loud enough to pass the level check otherwise pauses the agent on its own voice every
+        second, over and over (pause, resume, the echo of the resumed words, pause). ASR words
         that arrive while the agent plays and the guard hears no user speech are dropped as echo.
         None: that part of the guard is off.
-    lips_window_ms: with a camera (``DialogueSession.receive_video``): while the agent's voice plays,
-        a frame is not the user's speech when the user's lips were seen ``still`` over the last this
-        many ms of media (a face in every frame, none moving: the agent's own voice, a TV, another
-        person), so it neither pauses nor interrupts the agent. Moving lips, no face, no camera or
-        frames missing: the audio-only guard alone, as without video. None: lips are not used.
+    lips_window_ms: with a camera (``DialogueSession.receive_video``): a frame is not the user's
+        speech when the user's lips were seen ``still`` over the last this many ms of media (a
+        face in every frame, none moving: the agent's own voice, a TV, another person), so it
+        neither pauses nor interrupts the agent, nor starts a user turn while the agent is silent.
+        Moving lips, no face, no camera or frames missing: the audio-only guard alone, as without
+        video. None: lips are not used.
         The turn policy sees the same state (``TurnView.lips``; "unknown" without a camera).
+    lips_onset_ms: with a camera, speech frames over lips seen still just before the lips are
+        seen moving still count towards the user's speech run, up to this many ms of them: a lip
+        score sees a movement only some frames after it starts (67-133 ms at 15 fps on the
+        animated photo), so without it the lips would add that much to barge-in reaction. None
+        or 0: no such credit.
     lips_max_wait_ms: with a camera, a VAD frame is judged once the lip scores of its time are in
         (the camera's next frame is not due before the frame's end), or after this many ms of the
         session's clock, whichever comes first; past it the frame is judged on what the lips show
@@ -77,6 +86,7 @@ class DialogueSettings:
     echo_min_speech_ms: float | None = 96.0
     echo_level_ratio: float | None = 0.25
     lips_window_ms: float | None = 400.0
+    lips_onset_ms: float | None = 150.0
     lips_max_wait_ms: float | None = 100.0
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0

@@ -2,8 +2,9 @@
 
 ``UserSpeech.frame(p, agent)`` takes one frame's VAD probability and, while the agent's voice
 plays, applies the guard (``DialogueSettings``: a higher probability, a longer run, and an input
-level of at least ``echo_level_ratio`` times the level of the agent audio playing; with a camera,
-lips not seen ``still``). A speech run
+level of at least ``echo_level_ratio`` times the level of the agent audio playing). With a camera,
+a frame over lips seen ``still`` is never the user's speech, agent playing or not, unless the lips
+are seen moving within ``lips_onset_ms`` after it (their score lags the mouth). A speech run
 starts after ``min_speech_ms`` of speech frames and ends after ``hangover_ms`` of others.
 """
 
@@ -29,6 +30,7 @@ class UserSpeech:
         self._tail = np.zeros(0, np.float32)
         self.frames = 0
         self._run_ms = self._gap_ms = 0.0
+        self._held_ms = 0.0  # speech frames just before, held back by still lips (at most lips_onset_ms)
         self.speaking = False
         self.heard = False  # ASR words before the user's voice is first heard are not theirs
         self.start_ms = self.end_ms = 0.0
@@ -73,14 +75,19 @@ class UserSpeech:
         level = self._levels.pop(0) if self._levels else 0.0
         guarded = agent is not None
         threshold = s.echo_threshold if guarded and s.echo_threshold is not None else s.vad_threshold
-        min_run = s.echo_min_speech_ms if guarded and s.echo_min_speech_ms is not None else s.min_speech_ms
+        min_run = s.min_speech_ms
+        if guarded and s.echo_min_speech_ms is not None:  # doubled by each resume of the turn (echo backoff)
+            min_run = s.echo_min_speech_ms * 2 ** min(agent.resumes, 4)
         if guarded and s.echo_level_ratio is not None and level < s.echo_level_ratio * agent.playing_level(ECHO_WINDOW_MS):
             p = 0.0  # no louder than the agent's own voice playing: echo
-        if guarded and lips == "still":
-            p = 0.0  # a face in view whose lips do not move: not the user's voice
+        held = lips == "still" and p >= threshold
+        if lips == "still":
+            p = 0.0  # a face in view whose lips do not move: not the user's voice (agent playing or not)
         started = False
         if p >= threshold:
-            self._run_ms += self.frame_ms
+            # the frames still lips held back just before count now that the lips are not still
+            self._run_ms += self._held_ms + self.frame_ms
+            self._held_ms = 0.0
             self._gap_ms = 0.0
             if not self.speaking and self._run_ms >= min_run:
                 self.speaking = self.heard = started = True
@@ -90,6 +97,8 @@ class UserSpeech:
                 self.end_ms = self.now_ms
         else:
             self._run_ms = 0.0
+            credit = s.lips_onset_ms or 0.0
+            self._held_ms = min(self._held_ms + self.frame_ms, credit) if held else 0.0
             self._gap_ms += self.frame_ms
             if self.speaking and self._gap_ms >= s.hangover_ms:
                 self.speaking = False

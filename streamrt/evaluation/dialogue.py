@@ -8,7 +8,9 @@ for real) and by the measured compute while they work, so a step that takes 80 m
 user audio pile up, as it would live, and every event is stamped with the time it would leave a
 live session. The agent's audio is "played" in real time from its release (the session paces it;
 the metrics replay it the same way, ``metrics.dialogue``); a backchannel or interruption is
-placed ``at_ms`` into the agent's answer, mixed into the user's input.
+placed ``at_ms`` into the agent's answer, mixed into the user's input. A
+:class:`~streamrt.evaluation.dialogue_room.Room` adds what else the microphone and a camera get:
+the agent's echo, background speech, and frames of the user's face (issue 20).
 
 The order of a script: turn i is spoken; the runner waits until the agent has answered (an agent
 turn starting after the user's last resume and still playing after the user's voice ended, as
@@ -29,7 +31,9 @@ import numpy as np
 
 from metrics.dialogue import DialogueLog, TimedEvent, UserSpeech, agent_turns, dialogue_scores
 from streamrt.errors import StreamrtError
+from streamrt.evaluation.dialogue_room import BACKGROUND_LINES, Room
 from streamrt.evaluation.dialogue_script import ClipSynth, Overlay, Script
+from streamrt.types import VideoFrame
 
 SAMPLE_RATE = 16000
 
@@ -67,6 +71,8 @@ class AgentSession(Protocol):
     """What the runner needs of a dialogue session (``streamrt.dialogue.session.DialogueSession``)."""
 
     def receive_audio(self, samples: np.ndarray) -> None: ...
+
+    def receive_video(self, frame: VideoFrame) -> None: ...
 
     def receive_eof(self) -> None: ...
 
@@ -131,6 +137,7 @@ class ScriptRun:
     virtual_s: float
     compute_s: float
     errors: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)  # the session's (``end`` event)
 
 
 def _timed(t_ms: float, e: Any) -> TimedEvent:
@@ -146,8 +153,9 @@ def _timed(t_ms: float, e: Any) -> TimedEvent:
 class _Conversation:
     """The script's side of one dialogue: what the user says when (the module docstring's order)."""
 
-    def __init__(self, script: Script, synth: ClipSynth, settings: RunnerSettings):
-        self.script, self.synth, self.settings = script, synth, settings
+    def __init__(self, script: Script, synth: ClipSynth, settings: RunnerSettings, room: Room | None = None):
+        self.script, self.synth, self.settings, self.room = script, synth, settings, room
+        self._background = 0  # background lines said
         self.track = UserTrack()
         self.user: list[UserSpeech] = []
         self.next_turn = 0
@@ -164,7 +172,12 @@ class _Conversation:
             if k:
                 pauses.append((1000.0 * pos / SAMPLE_RATE, 1000.0 * pos / SAMPLE_RATE + 1000.0 * pause_s))
                 pos += round(pause_s * SAMPLE_RATE)
-            pos = self.track.place(pos, self.synth(text, self.script.voice))
+            if kind == "background":
+                clip = self.synth(text, self.room.background_voice(self.script.voice))
+                clip = clip * np.float32(self.room.settings.background_gain)
+            else:
+                clip = self.synth(text, self.script.voice)
+            pos = self.track.place(pos, clip)
         speech = UserSpeech(kind, 1000.0 * onset / SAMPLE_RATE, 1000.0 * pos / SAMPLE_RATE, tuple(pauses),
                             " ".join(parts))
         self.user.append(speech)
@@ -176,6 +189,10 @@ class _Conversation:
         self.expecting = self._say("turn", at_ms, turn.parts, turn.pause_s)
         self.pending = [(k, o) for k, o in (("backchannel", turn.backchannel), ("interruption", turn.interrupt))
                         if o is not None]
+        if not self.pending and self.room is not None and self.room.settings.background:
+            line = BACKGROUND_LINES[self._background % len(BACKGROUND_LINES)]
+            self._background += 1
+            self.pending = [("background", Overlay(line, self.room.settings.background_at_ms))]
         self.answer_turn = None
         self.silent_since_ms = None
 
@@ -216,10 +233,12 @@ class _Conversation:
 
 
 async def run_script(script: Script, session: AgentSession, stepper: Stepper, clock: VirtualClock,
-                     synth: ClipSynth, settings: RunnerSettings | None = None) -> ScriptRun:
-    """Play ``script`` to ``session`` (new, on ``clock``, its models on ``stepper``) and log it."""
+                     synth: ClipSynth, settings: RunnerSettings | None = None, room: Room | None = None) -> ScriptRun:
+    """Play ``script`` to ``session`` (new, on ``clock``, its models on ``stepper``) and log it;
+    ``room``: echo, background speech and a camera (new for each script)."""
     settings = settings or RunnerSettings()
-    conv = _Conversation(script, synth, settings)
+    conv = _Conversation(script, synth, settings, room)
+    summary: dict = {}
     t0 = clock.now()
     compute0 = clock.compute_s()
     fed = 0  # samples of user audio sent
@@ -237,12 +256,21 @@ async def run_script(script: Script, session: AgentSession, stepper: Stepper, cl
     while True:
         due = int(now_ms() * SAMPLE_RATE / 1000)
         if eof_at is None and due - fed >= piece:
-            session.receive_audio(conv.track.read(fed, due))
+            mic = conv.track.read(fed, due)
+            if room is not None:
+                for frame in room.frames(1000.0 * due / SAMPLE_RATE, conv.user):  # taken with this audio
+                    session.receive_video(frame)
+                extra = room.mic(fed, due)
+                if extra is not None:
+                    mic += extra
+            session.receive_audio(mic)
             fed = due
         drained = session.events()
         t = now_ms()  # when they leave the session: one time for all of one drain
         for e in drained:
             log.append(_timed(t, e))
+            if room is not None:
+                room.event(t, e)
             if e.type == "agent_audio":
                 audio.setdefault(e.turn, []).append((e.offset_ms, e.samples, e.sample_rate))
             elif e.type == "agent_turn_end":
@@ -251,6 +279,8 @@ async def run_script(script: Script, session: AgentSession, stepper: Stepper, cl
                 interrupted.add(e.turn)
             elif e.type == "error":
                 errors.append(f"{script.id}: {e.code}: {e.message}")
+            elif e.type == "end":
+                summary = dict(e.summary)
         if session.ended:
             break
         t = now_ms()
@@ -273,7 +303,7 @@ async def run_script(script: Script, session: AgentSession, stepper: Stepper, cl
         else:
             await stepper.wait_progress()
     return ScriptRun(DialogueLog(script.id, tuple(conv.user), tuple(log)), audio, said, interrupted,
-                     clock.now() - t0, clock.compute_s() - compute0, errors)
+                     clock.now() - t0, clock.compute_s() - compute0, errors, summary)
 
 
 def agent_speech(runs: Sequence[ScriptRun]) -> list[tuple[np.ndarray, int, str]]:
@@ -339,7 +369,8 @@ def report(runs: Sequence[ScriptRun], wer_part: dict, settings: dict) -> dict:
     virtual = sum(r.virtual_s for r in runs)
     compute = sum(r.compute_s for r in runs)
     rep["scores"].update(virtual_s=round(virtual, 2), compute_s=round(compute, 2),
-                         compute_rtf=round(compute / virtual, 4) if virtual else None)
+                         compute_rtf=round(compute / virtual, 4) if virtual else None,
+                         agent_resumed=sum(r.summary.get("resumed_after_backchannel", 0) for r in runs))
     rep["errors"] = [e for r in runs for e in r.errors]
     return rep
 
@@ -392,19 +423,26 @@ class ManagedStepper(Stepper, Protocol):
 async def run_dialogues(scripts: Sequence[Script], make_session: Callable[[], AgentSession],
                         stepper: ManagedStepper, clock: VirtualClock, synth: ClipSynth,
                         settings: RunnerSettings | None = None,
-                        progress: Callable[[ScriptRun], None] | None = None) -> list[ScriptRun]:
-    """Each script through its own new session, one after another, on one started ``stepper``."""
+                        progress: Callable[[ScriptRun], None] | None = None,
+                        make_room: Callable[[], Room] | None = None) -> list[ScriptRun]:
+    """Each script through its own new session, one after another, on one started ``stepper``;
+    ``make_room``: a new :class:`Room` per script (None: the user alone, no camera)."""
     for s in scripts:  # every clip made before any model runs: a missing synthesizer fails first
         for t in s.turns:
             for text in [*t.parts, *(o.text for o in (t.backchannel, t.interrupt) if o is not None)]:
                 synth(text, s.voice)
+        if make_room is not None and make_room().settings.background:
+            voice = make_room().background_voice(s.voice)
+            for line in BACKGROUND_LINES:
+                synth(line, voice)
     await stepper.start()
     runs = []
     try:
         for s in scripts:
             session = make_session()
             try:
-                runs.append(await run_script(s, session, stepper, clock, synth, settings))
+                runs.append(await run_script(s, session, stepper, clock, synth, settings,
+                                             None if make_room is None else make_room()))
             finally:
                 session.close()
             if progress is not None:

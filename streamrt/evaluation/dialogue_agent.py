@@ -4,6 +4,9 @@ virtual time, for ``streamrt dialogue eval``.
 
     agent = load_eval_agent(clock, turn_policy="semantic")
     session = agent.new_session()          # a DialogueSession on the shared models
+
+With ``lips`` (a ``FaceLandmarker``: MediaPipe FaceMesh, the ``video`` extra) the agent also has
+the lip-activity model, so its sessions take camera frames (``receive_video``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ class EvalAgent:
 
     def __init__(self, clock: Clock, *, asr: str = "tiny.en", preset: str | None = None,
                  turn_policy: str | None = None, max_reply_tokens: int | None = None,
-                 llm: str = "smollm2-135m", llm_precision: str = "auto"):
+                 llm: str = "smollm2-135m", llm_precision: str = "auto", lips: Any = None):
         from dataclasses import replace
 
         from policies.turn_taking.registry import create
@@ -35,6 +38,10 @@ class EvalAgent:
         self.asr_name, self.preset, self.llm_precision = asr, preset or DEFAULT_PRESET, llm_precision
         self.clock = clock
         self.agent = load_agent(load_model(asr, self.preset), clock, settings, llm=llm, precision=llm_precision)
+        if lips is not None:
+            from streamrt.tasks.lips import LipActivityModel
+
+            self.agent.parts = replace(self.agent.parts, lips=LipActivityModel(lips))
         # virtual time: no waiting for a batch to fill (it would wait in real time) and no degradation
         # ladder (one dialogue, and the figures are the configuration's as set)
         self.scheduler = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None,
@@ -45,8 +52,9 @@ class EvalAgent:
         return self.agent.new_session({}, scheduler=self.scheduler, session_id=None)
 
     def describe(self) -> dict[str, Any]:
+        lips = self.agent.parts.lips
         return {"asr": self.asr_name, "preset": self.preset, "llm_precision": self.llm_precision,
-                **self.agent.describe()}
+                **self.agent.describe(), **({"lips": lips.describe()} if lips is not None else {})}
 
 
 def load_eval_agent(clock: Clock, **kwargs: Any) -> EvalAgent:

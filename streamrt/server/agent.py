@@ -32,7 +32,10 @@ class AgentSettings:
     a client may pick another in ``start``. max_reply_tokens: tokens per answer. system_prompt: the
     LLM's system message (a client may replace it). reply_stop_strings: an answer ends at the first
     of these (a blank line: a spoken answer is one paragraph; SmolLM2 otherwise goes on with
-    repeats of its last sentence until ``max_reply_tokens``). llm_slots: dialogues whose LLM
+    repeats of its last sentence until ``max_reply_tokens``). reply_no_repeat_tokens: an answer may
+    not repeat a run of this many tokens of an earlier answer (``ConversationSettings``; SmolLM2
+    otherwise answers every later turn with its earlier answer, or with the fragment of one the user
+    heard before interrupting it; None: no ban). llm_slots: dialogues whose LLM
     conversation is resident at once (KV-cache slots). max_context_tokens: per dialogue (history and answer).
     session: the dialogue session's settings (pacing, VAD thresholds, echo guard, limits)."""
 
@@ -40,6 +43,7 @@ class AgentSettings:
     max_reply_tokens: int = 60
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     reply_stop_strings: tuple[str, ...] = ("\n\n",)
+    reply_no_repeat_tokens: int | None = 4
     llm_slots: int = 8
     max_context_tokens: int = 1024
     session: DialogueSettings = DialogueSettings()
@@ -100,6 +104,7 @@ def load_agent(asr: AudioModel, clock: Clock, settings: AgentSettings = AgentSet
                                                              max_context_tokens=settings.max_context_tokens), lm=lm)
     conversation = LlmConversationModel(bundle, decoder, ConversationSettings(
         sampling=SamplingSettings(max_new_tokens=settings.max_reply_tokens,
-                                  stop_strings=settings.reply_stop_strings), system_prompt=settings.system_prompt))
+                                  stop_strings=settings.reply_stop_strings), system_prompt=settings.system_prompt,
+        reply_no_repeat_tokens=settings.reply_no_repeat_tokens))
     models = DialogueModels(asr=asr, llm=conversation, tts=TtsModel(load_tts(tts)), vad=load_vad(vad), lips=lips)
     return VoiceAgent(models, clock, settings, info={"llm": bundle.name, "vad": vad})

@@ -25,7 +25,12 @@ leaves the history, and its turn is open again.
 While a user turn is still open (no ``end_of_turn`` yet) its context stops after the user's words
 (the template's closing tokens come with the end of the turn), so ``TextDelta(score_end=True)``
 can report the model's own probability that the turn ends there (``StepResult.end_of_turn_p``;
-the semantic turn-taking policy), reading only the tokens not yet prefilled.
+the semantic turn-taking policy), reading only the tokens not yet prefilled. With
+``score_sentence_end`` (the default) the open turn's words stop before their final punctuation and
+the score counts the tokens that end a sentence beside the end-of-turn token: the punctuation is
+the ASR's guess (Whisper writes "My budget is not very large, so." at a pause), while the LM's
+own probability that a sentence ends after "so" is ~0 (SmolLM2-135M: < 0.001 on every first half
+of data/dialogues.yaml's paused turns, 0.04-0.9 on their whole turns; docs/benchmarks.md).
 
 Degradation: when the decoder's model was quantized with FlexiQ (``build_lm(bundle, "flexiq")``), the
 model offers the scheduler's ``PrecisionKnob`` protocol (``low_precision_fraction`` /
@@ -39,11 +44,12 @@ end of input) is queued and closed at the start of the next step, before any slo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from streamrt.decoding.llm_batch import Conversation, LlmDecoder
-from streamrt.decoding.llm_sampling import SamplingSettings
+from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings
 from streamrt.engine import StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ConfigError, ModelStepError, StreamrtError
 from streamrt.quant.flexiq import PrecisionKnob
@@ -63,22 +69,48 @@ class ConversationSettings:
     became ready; token_budget_ms: each later token; prefill_ahead_budget_ms: prefilling a partial
     turn before its end (None: the scheduler's ``latency_budget_ms``). sampling: how replies are
     generated (``max_new_tokens`` caps each reply, in tokens). system_prompt: the chat's first
-    message (None: the model's template default)."""
+    message (None: the model's template default). score_sentence_end: an open turn is scored on its
+    words without their final punctuation, counting the tokens that end a sentence with the
+    end-of-turn token (False: the words as the ASR wrote them, the end-of-turn token alone).
+    reply_no_repeat_tokens: a reply may not write again any run of this many tokens of the chat's
+    earlier replies (``RepeatBan``; a token that goes on with a word is never banned, so a name can
+    be said again; None: no ban). SmolLM2-135M, greedy, otherwise copies an earlier
+    reply, or the fragment of one the user heard before interrupting it, into every later turn."""
 
     first_token_budget_ms: float | None = 300.0
     token_budget_ms: float | None = 1000.0
     prefill_ahead_budget_ms: float | None = 2000.0
     sampling: SamplingSettings = SamplingSettings(max_new_tokens=256)
     system_prompt: str | None = None
+    score_sentence_end: bool = True
+    reply_no_repeat_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("first_token_budget_ms", "token_budget_ms", "prefill_ahead_budget_ms"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ConfigError(f"{name} must be > 0 ms or None, got {v!r}")
+        n = self.reply_no_repeat_tokens
+        if n is not None and (not isinstance(n, int) or n < 2):
+            raise ConfigError(f"reply_no_repeat_tokens must be an int >= 2 tokens or None, got {n!r}")
 
 
 OPTIONS = ("max_new_tokens", "system_prompt")
+
+# a vocabulary entry that ends a sentence: ".", "?", "!" (and runs of them), maybe closing a quote or
+# bracket; not ".." (an ellipsis: the speaker trails off)
+_SENTENCE_END_TOKEN = re.compile(r"(?!\.\.)[.!?]+[\"')]*")
+_END_MARKS = ".!?,;:\u2026"
+
+
+def sentence_end_tokens(tokenizer: Any) -> tuple[int, ...]:
+    """The ids of ``tokenizer``'s (a transformers tokenizer) vocabulary entries that end a sentence."""
+    return tuple(sorted(i for tok, i in tokenizer.get_vocab().items() if _SENTENCE_END_TOKEN.fullmatch(tok)))
+
+
+def without_end_marks(text: str) -> str:
+    """``text`` without the punctuation (and spaces) at its end: "so." and "so..." become "so"."""
+    return text.rstrip(_END_MARKS + " \t\n")
 
 
 class LlmConversationModel:
@@ -95,6 +127,7 @@ class LlmConversationModel:
         self.settings = settings
         self._to_close: list[Conversation] = []  # given up outside a step; closed by the next one
         self.steps = 0
+        self.sentence_end_ids = sentence_end_tokens(bundle.tokenizer) if settings.score_sentence_end else ()
         self.precision_knob = PrecisionKnob.find(decoder.lm)
         if self.precision_knob is not None:
             # only a FlexiQ model offers the knob, so the scheduler's ladder only has it then
@@ -270,6 +303,8 @@ class LlmConversationStream(StreamBase):
     # ---- inside model.step ---------------------------------------------------------------------
     def _context(self) -> list[int]:
         turn = self.text[self._turn_start:]
+        if not self._answer and self.settings.score_sentence_end:
+            turn = without_end_marks(turn)  # the ASR's guess: the score asks the LM whether it ends here
         ids = self.model.bundle.chat_ids(self.history + [{"role": "user", "content": turn}],
                                          add_generation_prompt=self._answer)
         if not self._answer:  # an open turn: stop after the user's words, before the closing tokens
@@ -283,16 +318,26 @@ class LlmConversationStream(StreamBase):
         """Take a slot, set the context, start the reply: what may fail for this stream alone."""
         if self.conv is None:
             self.conv = self.model.decoder.open()  # LimitExceeded names max_slots
+            self.conv.score_tokens = self.model.sentence_end_ids
             self._dirty = True
         if self._dirty and not self._replying:
             self.conv.set_context(self._context())
             self._dirty = False
         if self._answer and not self._replying:
-            self.conv.start_reply(self.settings.sampling, self.model.decoder.end_tokens)
+            self.conv.start_reply(self.settings.sampling, self.model.decoder.end_tokens, ban=self._repeat_ban())
             self._replying = True
             self._score = False
         elif self._score and not self._answer:
             self.conv.score_end = True
+
+    def _repeat_ban(self) -> RepeatBan | None:
+        n = self.settings.reply_no_repeat_tokens
+        if n is None:
+            return None
+        said = [self.model.bundle.encode(m["content"]) for m in self.history if m["role"] == "assistant"]
+        decode = self.model.bundle.decode
+        within_word = {t for ids in said for t in ids if decode([t])[:1].isalnum()}  # no space before it
+        return RepeatBan.of(said, n, exempt=within_word)
 
     def _drop(self) -> None:
         """Inside a step, after this stream's preparation failed: close its slot, do no more."""

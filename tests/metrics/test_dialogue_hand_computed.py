@@ -149,7 +149,7 @@ def test_the_log_round_trips_and_a_bad_line_names_file_line_and_problem(tmp_path
     path.write_text(path.read_text() + '{"id": "x", "user": [{"kind": "song", "onset_ms": 0, "offset_ms": 1}],'
                     ' "events": []}\n')
     with pytest.raises(LogFormatError, match=r"dialogues.jsonl:2: .*kind must be one of turn, backchannel, "
-                                             r"interruption, got 'song'"):
+                                             r"interruption, background, got 'song'"):
         read_dialogue_logs(path)
     path.write_text('{"id": "x", "user": []}\n')
     with pytest.raises(LogFormatError, match=r":1: missing key 'events'"):
@@ -175,6 +175,31 @@ def test_an_agent_turn_stopped_by_the_users_own_speech_is_not_the_answer():
     # one that talks over the end of the turn and goes on is the answer, early
     m = measure(DialogueLog("d", user, (_audio(2800, 1, 1000),)))
     assert m.response_onset_ms == [-200] and m.pause_takeovers == 1
+
+
+def test_speech_that_is_not_the_users_background_and_echo_barge_ins():
+    """Background speech 1500-3000 (a TV) over agent turn 1 (plays from 1200), which stops at 2500
+    with no user speech since 1500: a barge-in on background speech. Agent turn 2 (6000) answers
+    no user turn (unprompted) and is interrupted at 6500 with no speech at all since it began:
+    an echo barge-in. Background speech expects no answer; the whole corpus counts its rates."""
+    user = [UserSpeech("turn", 0, 1000), UserSpeech("background", 1500, 3000, (), "the weather")]
+    events = [_audio(1200, 1, 4000), TimedEvent(2500, "interrupted", 1),
+              _audio(6000, 2, 1000), TimedEvent(6500, "interrupted", 2)]
+    log = DialogueLog("d", tuple(user), tuple(events))
+    m = measure(log)
+    assert m.response_onset_ms == [200] and m.unanswered == 0 and m.barge_in_ms == []
+    assert (m.background, m.background_barge_ins) == (1, 1)
+    assert (m.agent_turns, m.echo_barge_ins, m.unprompted_turns) == (2, 1, 1)
+    s = dialogue_scores([log, _script()])
+    assert (s["background_barge_in_rate"], s["echo_barge_ins"], s["agent_turns"]) == (1.0, 1, 7)
+    assert s["unprompted_turns"] == 2  # and _script()'s turn 3, which took over a pause
+    assert dialogue_scores([_script()])["echo_barge_ins"] == 0  # every stop there had speech under it
+
+
+def test_background_speech_round_trips_through_the_log(tmp_path):
+    log = DialogueLog("d", (UserSpeech("background", 1500, 3000, (), "tv"),), ())
+    write_dialogue_logs(tmp_path / "d.jsonl", [log])
+    assert read_dialogue_logs(tmp_path / "d.jsonl") == [log]
 
 
 def test_agent_pause_cuts_playback_at_once_and_a_resume_plays_on_from_its_release():

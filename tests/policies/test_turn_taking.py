@@ -75,3 +75,24 @@ def test_registry_lists_both_and_names_what_is_wrong():
         create("semantic", {"bogus": 1})
     assert create("silence").describe() == {"name": "silence", "silence_ms": 1200.0, "min_interrupt_ms": 1200.0,
                                             "interrupt_words": 3}
+
+
+def test_semantic_holds_a_one_second_pause_and_answers_the_whole_turn_after_its_short_wait():
+    """Virtual time, one view per 32 ms VAD frame: "I want to book a table for" [1 s] "four people
+    on Friday." The first part is scored (400 ms into the pause, as the ASR's last words come) at
+    the LLM's probability of a sentence end there (~0.0004); the whole turn at 0.6. The agent
+    must not speak in the pause, and answers the whole turn once ``short_wait_ms`` of silence passed."""
+    policy = create("semantic")
+    frame, actions = 32.0, []
+    script = [("I want to book a table for", 0.0004, 1000.0), ("I want to book a table for four people on Friday.", 0.6, 1000.0)]
+    t = 0.0
+    for text, p, silence in script:
+        for k in range(int(silence // frame)):
+            scored = k * frame >= 400.0
+            actions.append((t, policy.decide(TurnView(t, False, 1500.0, k * frame, text, False, p if scored else None))))
+            t += frame
+        t += 1500.0  # the next part is spoken
+    speaks = [at for at, a in actions if a == Speak()]
+    assert speaks and speaks[0] > 1000.0 + 1500.0  # nothing in the first part's pause
+    first = speaks[0] - (1000.0 + 1500.0)  # into the second silence
+    assert 400.0 <= first < 400.0 + frame  # as soon as the complete turn's score came (after 250 ms)

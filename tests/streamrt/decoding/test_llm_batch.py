@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
-from streamrt.decoding.llm_sampling import SamplingSettings
+from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 from tests.streamrt.llm_model import hf_greedy, smollm2, smollm2_lm
 
@@ -191,6 +191,24 @@ def test_prompt_lookup_drafts_keep_greedy_tokens_in_fewer_steps():
     assert got == _alone(ids)  # verification keeps exactly the greedy tokens
     assert reply.accepted > 0 and steps < 1 + NEW  # prompt step + fewer than one step per token
 
+
+
+def test_a_banned_run_is_never_written_even_when_drafted_from_the_context():
+    """A reply asked to repeat a page copies it (greedy, drafts accepted); with the page's 4-token
+    runs banned (``RepeatBan``) it writes none of them, though the lookup drafts them from the
+    context, and its first tokens, before a run could complete, are unchanged."""
+    page = "The lighthouse keeper wrote in his log every evening, even when nothing had happened."
+    ids = smollm2().chat_ids([{"role": "user", "content": f"Repeat exactly: {page}"}])
+    ban = RepeatBan.of([smollm2().encode(page)], 4)
+    decoder = _decoder(draft_tokens=6)
+    conv = decoder.open()
+    conv.append(ids)
+    conv.start_reply(GREEDY, ban=ban)
+    got = _run(decoder, [conv])[conv.slot]
+    free = _alone(ids)
+    assert any(free[i + 3] in ban.banned(free[:i + 3]) for i in range(len(free) - 3))  # it copies
+    assert not any(got[i + 3] in ban.banned(got[:i + 3]) for i in range(len(got) - 3))
+    assert got[:3] == free[:3] and len(got) == NEW
 
 def _hf_end_probability(ids: list[int]) -> float:
     with torch.inference_mode():

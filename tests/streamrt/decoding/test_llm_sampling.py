@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamrt.decoding.llm_sampling import SamplingSettings, choose_token, split_stop
+from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings, choose_token, split_stop
 from streamrt.errors import ConfigError
 
 
@@ -46,3 +46,12 @@ def test_lookup_draft_follows_the_latest_earlier_match():
     assert lookup_draft(tokens, 1) == [3]
     assert lookup_draft([1, 2, 3, 4], 3) == []  # no earlier match
     assert lookup_draft(tokens, 0) == []
+
+
+def test_a_repeat_ban_forbids_the_token_that_would_complete_an_earlier_run():
+    ban = RepeatBan.of([[1, 2, 3, 4], [7, 2, 3, 9]], 3)
+    assert ban.banned([5, 2, 3]) == {4, 9}  # "2 3" was followed by 4 and by 9
+    assert ban.banned([2, 3, 4]) == set() and ban.banned([2]) == set()  # no run, or too short to tell
+    assert RepeatBan.of([[1, 2]], 3).follows == {} and RepeatBan.of([[1, 2, 3, 4], [7, 2, 3, 9]], 3, exempt={4}).banned([2, 3]) == {9}
+    with pytest.raises(ConfigError, match="n >= 2 tokens, got 1"):
+        RepeatBan.of([], 1)

@@ -67,3 +67,26 @@ def test_nothing_to_pause_before_the_first_audio_or_once_all_of_it_is_out():
     assert t.released == t.made
     t.ended = True
     assert t.pause(0.55) is None and t.released == t.made
+
+
+def test_each_resume_of_a_turn_doubles_the_speech_run_that_pauses_it():
+    """The echo backoff: speech frames over the playing agent start a run after echo_min_speech_ms
+    (96 ms: 3 frames), 192 ms after one resume of that turn, 384 ms after two."""
+    from streamrt.dialogue.settings import DialogueSettings
+    from streamrt.dialogue.speech import UserSpeech
+
+    t = _turn()
+    _play(t, 0.1)
+
+    def frames_to_start() -> int:
+        speech = UserSpeech(DialogueSettings(echo_level_ratio=None), 32.0, 16000)  # the run alone
+        speech.add_audio(np.full(16000, 0.5, np.float32))
+        return next(k for k in range(1, 40) if speech.frame(1.0, t))
+
+    assert frames_to_start() == 3
+    t.pause(0.1)
+    t.resume()
+    assert frames_to_start() == 6
+    t.pause(0.1)
+    t.resume()
+    assert frames_to_start() == 12

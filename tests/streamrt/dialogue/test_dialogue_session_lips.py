@@ -155,38 +155,81 @@ async def test_frames_later_than_the_wait_fall_back_to_audio_only_and_nothing_st
     assert _kinds(events) == _kinds(audio_only)
 
 
+QUESTION = "What is the capital of France?"
+QUESTION_END = 500 + len(speech(QUESTION)) / 16  # ms of media
+
+
+async def _answer_at(camera):
+    """The agent silent, the user asks QUESTION at 0.5 s, then 3 s of silence; ``camera`` as in
+    ``_dialogue``. -> the media ms at which the agent's answer starts (None: never)."""
+    clock = ManualClock()
+    models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
+                            vad=load_vad(), lips=LipActivityModel(ScriptedLandmarker()))
+    sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
+    models.add_to(sched)
+    await sched.start()
+    s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 600}))
+    track = np.concatenate([silence(0.5), speech(QUESTION), silence(3.0)])
+    video_i, start = 0, None
+    for i in range(0, len(track) - 511, 512):
+        while camera is not None and video_i * FRAME_MS <= (i + 512) / 16:
+            s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
+            video_i += 1
+        s.receive_audio(track[i:i + 512])
+        for _ in range(3):
+            await asyncio.sleep(0)
+            await sched.wait_idle()
+        clock.advance(0.032)
+        if any(isinstance(e, AgentTurnStartEvent) for e in s.events()) and start is None:
+            start = s.media_ms
+    await sched.stop()
+    return start
+
+
 async def test_the_turn_is_not_answered_while_the_lips_still_move():
     """End of turn with a camera (``TurnView.lips``): the user's voice stops but the lips go on
-    moving for 1.5 s (the user is still talking, e.g. too softly for the VAD): the agent waits
-    until they stop; with still lips, or no camera, it answers after the policy's silence."""
-    speech_end = 500 + len(speech("What is the capital of France?")) / 16
+    moving for 1.5 s (still talking, too softly for the VAD): the agent waits until they stop;
+    lips that move with the voice only, or no camera, get the answer after the policy's silence."""
+    def with_voice(i):
+        return talking(i) if 500 <= i * FRAME_MS < QUESTION_END else still(i)
 
     def moving_on(i):
-        return talking(i) if i * FRAME_MS < speech_end + 1500 else still(i)
+        return talking(i) if 500 <= i * FRAME_MS < QUESTION_END + 1500 else still(i)
 
-    starts = {}
-    for name, camera in (("no camera", None), ("still", still), ("moving on", moving_on)):
-        clock = ManualClock()
-        models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
-                                vad=load_vad(), lips=LipActivityModel(ScriptedLandmarker()))
-        sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
-        models.add_to(sched)
-        await sched.start()
-        s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 600}))
-        track = np.concatenate([silence(0.5), speech("What is the capital of France?"), silence(3.0)])
-        video_i = 0
-        for i in range(0, len(track) - 511, 512):
-            while camera is not None and video_i * FRAME_MS <= (i + 512) / 16:
-                s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
-                video_i += 1
-            s.receive_audio(track[i:i + 512])
-            for _ in range(3):
-                await asyncio.sleep(0)
-                await sched.wait_idle()
-            clock.advance(0.032)
-            if any(isinstance(e, AgentTurnStartEvent) for e in s.events()) and name not in starts:
-                starts[name] = s.media_ms
-        await sched.stop()
-    assert speech_end + 600 <= starts["no camera"] < speech_end + 1000
-    assert starts["still"] == starts["no camera"]
-    assert starts["moving on"] >= speech_end + 1500  # held while the lips moved
+    no_camera = await _answer_at(None)
+    assert QUESTION_END + 600 <= no_camera < QUESTION_END + 1000
+    assert await _answer_at(with_voice) == no_camera  # lips that moved with the words only: no delay
+    assert await _answer_at(moving_on) >= QUESTION_END + 1500  # held while the lips moved
+
+
+async def test_speech_over_still_lips_starts_no_turn():
+    """Another voice (a TV, someone else) while the camera shows the user's lips still, the agent
+    silent: it is not the user's turn, so nothing is answered; without the camera it is."""
+    assert await _answer_at(still) is None
+    assert await _answer_at(None) is not None
+
+
+def test_speech_held_back_by_still_lips_counts_once_the_lips_are_seen_moving():
+    """The lip score lags the mouth: the user's first speech frames still read ``still``. Up to
+    ``lips_onset_ms`` of them count once the lips read active, so the run starts where it would
+    without a camera; longer speech over still lips (the echo before it) earns no more; speech
+    over lips that stay still never starts a run."""
+    from streamrt.dialogue.speech import UserSpeech
+
+    starts = []
+
+    def run(lips, settings=DialogueSettings()):
+        sp = UserSpeech(settings, 32.0, 16000)
+        for k, state in enumerate(lips):
+            if sp.frame(0.9, None, state):
+                starts.append(sp.start_ms)
+                return k
+        return None
+
+    assert run(["unknown"] * 10) == 1  # min_speech_ms 64: the second frame
+    assert run(["still"] * 3 + ["active"] * 7) == 3  # three held frames count: no later than without lips
+    assert run(["still"] * 3 + ["active"] * 7, DialogueSettings(lips_onset_ms=None)) == 4
+    guarded = DialogueSettings(vad_threshold=0.5, min_speech_ms=160.0)  # a run as long as the echo guard's
+    assert run(["still"] * 20 + ["active"] * 10, guarded) == 20
+    assert starts[-1] == 21 * 32 - 150 - 32  # at most lips_onset_ms (150 ms) of credit, not the 640 ms held
+    assert run(["still"] * 30, guarded) is None

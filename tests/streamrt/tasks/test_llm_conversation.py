@@ -266,6 +266,34 @@ async def test_reply_heard_before_the_reply_began_closes_the_turn_with_an_empty_
     assert _reply(rec, "chat")[0] == _alone_ids(smollm2().chat_ids(chat.stream.history[:3]), GREEDY)
 
 
+def _end_scores(settings: ConversationSettings, texts: list[str]) -> list[float]:
+    """The end-of-turn score of each text as the whole open turn (sans-I/O: the model stepped directly)."""
+    llm = LlmConversationModel(smollm2(), _decoder(1), settings)
+    stream = llm.create_stream()
+    scores = []
+    for text in texts:
+        stream.accept(TextDelta(text, replace_from=0, score_end=True))
+        while stream.is_ready():
+            llm.step([stream])
+        scores.append(stream.pop_result().end_of_turn_p)
+    return scores
+
+
+def test_an_unfinished_clause_scores_low_whatever_punctuation_the_asr_gave_it():
+    """At a mid-turn pause Whisper wrote "After the interview, should I send?" (data/dialogues.yaml's
+    `work`); scored as written, SmolLM2 gives the end of turn ~0.3, above the semantic policy's
+    ``complete_p``, and the agent took the pause over. Scored on the words without their final
+    punctuation, counting the tokens that end a sentence (``score_sentence_end``, the default),
+    the clause stays near 0 while finished turns, a question and a statement, stay high."""
+    prompt = "You are a friendly voice assistant."
+    texts = ["After the interview, should I send?", "My budget is not very large, so.",
+             "What is the capital of France?", "I have some chicken and some vegetables in the fridge."]
+    new = _end_scores(ConversationSettings(system_prompt=prompt), texts)
+    old = _end_scores(ConversationSettings(system_prompt=prompt, score_sentence_end=False), texts)
+    assert max(new[:2]) < 0.01 and min(new[2:]) > 0.3
+    assert old[0] > 0.2 and old[3] < 0.1  # as written: the clause above the statement
+
+
 def _tokens(chat) -> list[int]:
     return [t for e in chat.events() if isinstance(e, StepOutput) for t in e.result.tokens]
 
@@ -303,3 +331,30 @@ def test_a_withdrawn_reply_leaves_no_trace_and_its_turn_is_answered_afresh():
         chat.receive(WithdrawReply())
         assert chat.stream.history == [] and chat.stream.text == QUESTION
         chat.cancel()
+
+
+def test_after_an_interruption_the_next_answer_does_not_copy_what_was_heard():
+    """The eval's `health` dialogue: the user cut "How much water ..."'s answer after "The amount of
+    water" and asked on; greedy SmolLM2 answered that turn, and every later one, with the fragment
+    again. With ``reply_no_repeat_tokens`` the answer writes no 4-token run of an earlier one."""
+    prompt = ("You are a friendly voice assistant. The user speaks to you and hears your answer. "
+              "Answer in one or two short spoken sentences, without lists or symbols.")
+    heard = "The amount of water"
+    answers = []
+    for n in (None, 4):
+        llm = LlmConversationModel(smollm2(), _decoder(1), ConversationSettings(
+            sampling=SamplingSettings(max_new_tokens=12), system_prompt=prompt, reply_no_repeat_tokens=n))
+        stream = llm.create_stream()
+        stream.accept(TextDelta("How much water should I drink every day?", end_of_turn=True))
+        stream.accept(ReplyHeard(heard))  # cut before its first token: the history holds what was heard
+        stream.accept(TextDelta("Sorry, what about when it is hot outside?", end_of_turn=True))
+        text = ""
+        while stream.is_ready():
+            llm.step([stream])
+            text += "".join(u.text for u in stream.pop_result().committed)
+        answers.append(text)
+    assert answers[0] == heard  # the copy
+    said = smollm2().encode(heard)
+    runs = {tuple(said[i:i + 4]) for i in range(len(said) - 3)}
+    got = smollm2().encode(answers[1])
+    assert answers[1] and not any(tuple(got[i:i + 4]) in runs for i in range(len(got) - 3))

@@ -1,0 +1,84 @@
+"""The room around the simulated user (``streamrt.evaluation.dialogue_room``): the agent's echo is
+played back as the client plays it (causal, cut at ``interrupted``), background speech goes into
+answers with no scripted overlay, and the camera's frames show moving lips exactly while the
+user's voice sounds. Against the energy-triggered stand-in agent of test_dialogue.py, which stops
+after 300 ms of loud input: its own echo and the background voice interrupt it, and the metrics
+name each (the real session's lips are tests/streamrt/dialogue/test_dialogue_session_lips.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import numpy as np
+import pytest
+
+from metrics.dialogue import UserSpeech, dialogue_scores
+from streamrt.errors import ConfigError
+from streamrt.evaluation.dialogue import RunnerSettings, VirtualClock, run_script
+from streamrt.evaluation.dialogue_room import EchoPath, FaceLoops, Room, RoomSettings, lips_move, parse_gain
+from streamrt.evaluation.dialogue_script import ClipSynth, Script, ScriptTurn
+from tests.streamrt.evaluation.test_dialogue import Idle, StandInAgent
+
+
+def test_echo_is_played_from_release_after_the_previous_chunk_delayed_and_cut_at_the_interruption():
+    echo = EchoPath(0.5, delay_ms=10.0)
+    echo.agent_audio(100.0, 1, np.ones(1600, np.float32), 16000)  # 100 ms released at 100 ms
+    echo.agent_audio(150.0, 1, np.ones(1600, np.float32), 16000)  # queued behind it: plays from 200 ms
+    x = echo.read(0, 16 * 400)
+    assert not x[:16 * 110].any() and np.allclose(x[16 * 110:16 * 310], 0.5) and not x[16 * 310:].any()
+    echo.agent_audio(400.0, 2, np.ones(16000, np.float32), 16000)
+    echo.interrupted(500.0, 2)  # the client drops it: only 410..510 ms was heard
+    y = echo.read(16 * 400, 16 * 2000)
+    assert np.count_nonzero(y) == 16 * 100
+    echo.agent_audio(3000.0, 3, np.ones(16000, np.float32), 16000)  # 1 s from 3000 ms
+    echo.paused(3200.0, 3)  # the client drops it at 3200 (+10 ms); it comes again from 3500
+    echo.agent_audio(3500.0, 3, np.ones(1600, np.float32), 16000)
+    z = echo.read(16 * 2000, 16 * 5000)
+    assert np.count_nonzero(z) == 16 * 300 and z[16 * 1510] and not z[16 * 1300]
+    resampled = EchoPath(1.0, 0.0)
+    resampled.agent_audio(0.0, 1, np.full(24000, 0.1, np.float32), 24000)  # 1 s at 24 kHz
+    assert abs(np.count_nonzero(resampled.read(0, 32000)) - 16000) < 100
+    assert parse_gain("-6dB") == pytest.approx(0.501, abs=1e-3) and parse_gain("0.25") == 0.25
+    with pytest.raises(ConfigError, match="decibels"):
+        parse_gain("loud")
+
+
+def test_the_camera_shows_moving_lips_exactly_while_the_users_voice_sounds():
+    user = [UserSpeech("turn", 1000, 3000, ((1500, 2500),)), UserSpeech("background", 4000, 6000)]
+    assert [lips_move(t, user) for t in (999, 1000, 1600, 2600, 3000, 5000)] == [False, True, False, True, False,
+                                                                                 False]
+    loops = FaceLoops(10.0, tuple(np.full((2, 2, 3), 1, np.uint8) for _ in range(3)),
+                      tuple(np.zeros((2, 2, 3), np.uint8) for _ in range(3)))
+    room = Room(RoomSettings(video="face", fps=10.0), loops)
+    frames = room.frames(1200.0, user) + room.frames(1200.0, user) + room.frames(1600.0, user)
+    assert [f.time_ms for f in frames] == [100.0 * i for i in range(17)]  # each frame once, in order
+    assert [int(f.pixels[0, 0, 0]) for f in frames] == [0] * 10 + [1] * 5 + [0] * 2
+    still = Room(RoomSettings(video="still", fps=10.0), loops).frames(3000.0, user)
+    assert not any(f.pixels.any() for f in still)
+    assert Room(RoomSettings()).frames(3000.0, user) == []
+    with pytest.raises(ConfigError, match="face loops"):
+        Room(RoomSettings(video="face"))
+    with pytest.raises(ConfigError, match="video must be one of"):
+        RoomSettings(video="on")
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+@pytest.mark.parametrize("room, echo, background", [(RoomSettings(), 0, 0),
+                                                    (RoomSettings(echo_gain=0.5), 1, 0),
+                                                    (RoomSettings(background=True), 0, 1)])
+def test_echo_and_background_speech_reach_the_microphone_and_are_scored_apart(tmp_path, room, echo, background):
+    script = Script("s", "slt", (ScriptTurn(("What is the capital of France?",)),), gap_ms=500)
+    clock = VirtualClock("none")
+    run = asyncio.run(run_script(script, StandInAgent(clock), Idle(), clock, ClipSynth(tmp_path / "clips"),
+                                 RunnerSettings(answer_timeout_s=4.0), Room(room)))
+    s = dialogue_scores([run.log])
+    assert s["turns"] == 1 and s["unanswered"] == 0
+    assert s["background"] == background
+    first = min(run.interrupted, default=None)
+    assert (first == 1) == bool(echo or background)  # the stand-in hears echo and background as the user
+    assert (s["echo_barge_ins"] >= 1) == bool(echo) and s["background_barge_ins"] == background
+    if background:
+        (bg,) = [u for u in run.log.user if u.kind == "background"]
+        start = min(e.time_ms for e in run.log.events if e.type == "agent_audio")
+        assert bg.onset_ms == pytest.approx(start + 800, abs=25)  # background_at_ms into the answer
