@@ -31,7 +31,7 @@ def step(m: "WhisperStreamingModel", streams: Sequence[WhisperStream]) -> None:
     if not ready:
         return
     m.validate_step(ready)  # raises with exc.stream set, before any stream is touched
-    asked = {id(s) for s in ready if s.steps_pending()}  # a StepPending waits on the words: decode
+    asked = {id(s) for s in ready if s.steps_pending()}  # a StepPending or Finalize waits on the words: decode
     taken = [take_features(m, s) for s in ready]
     # the last step of a stream runs the encoder even without new frames: it flushes the
     # frames that wait for end-of-stream padding (block remainder, look-ahead)

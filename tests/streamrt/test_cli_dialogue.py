@@ -36,7 +36,8 @@ def test_dialogue_eval_answers_every_turn_of_the_quick_script(tmp_path):
     s = rep["scores"]
     assert s["turns"] == 2 and s["unanswered"] == 0  # the agent answered both user turns
     assert 0 < s["response_onset_p50_ms"] <= s["response_onset_p90_ms"] < 5000
-    assert s["pauses"] == 1 and s["pause_takeover_rate"] in (0.0, 1.0)
+    # "I would like to know [1 s] how far away the [1 s] moon is."
+    assert s["pauses"] == 2 and s["pause_takeover_rate"] in (0.0, 0.5, 1.0)
     assert [g["key"] for g in rep["goals"]] == ["response_onset_p50_ms", "response_onset_p90_ms", "barge_in_p90_ms",
                                                  "pause_takeover_rate", "false_barge_in_rate", "agent_wer"]
     # the agent's hibari speech, heard by tiny.en, says what its text says; per turn, since SmolLM2
