@@ -44,6 +44,7 @@ end of input) is queued and closed at the start of the next step, before any slo
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
@@ -127,11 +128,15 @@ class LlmConversationModel:
         self.settings = settings
         self._to_close: list[Conversation] = []  # given up outside a step; closed by the next one
         self.steps = 0
-        self.sentence_end_ids = sentence_end_tokens(bundle.tokenizer) if settings.score_sentence_end else ()
         self.precision_knob = PrecisionKnob.find(decoder.lm)
         if self.precision_knob is not None:
             # only a FlexiQ model offers the knob, so the scheduler's ladder only has it then
             self.set_low_precision_fraction = self._set_low_precision_fraction
+
+    @functools.cached_property
+    def sentence_end_ids(self) -> tuple[int, ...]:
+        """The tokens an end-of-turn score counts beside the end tokens (read at the first score)."""
+        return sentence_end_tokens(self.bundle.tokenizer) if self.settings.score_sentence_end else ()
 
     @property
     def low_precision_fraction(self) -> float:
@@ -318,7 +323,6 @@ class LlmConversationStream(StreamBase):
         """Take a slot, set the context, start the reply: what may fail for this stream alone."""
         if self.conv is None:
             self.conv = self.model.decoder.open()  # LimitExceeded names max_slots
-            self.conv.score_tokens = self.model.sentence_end_ids
             self._dirty = True
         if self._dirty and not self._replying:
             self.conv.set_context(self._context())
@@ -329,6 +333,7 @@ class LlmConversationStream(StreamBase):
             self._score = False
         elif self._score and not self._answer:
             self.conv.score_end = True
+            self.conv.score_tokens = self.model.sentence_end_ids
 
     def _repeat_ban(self) -> RepeatBan | None:
         n = self.settings.reply_no_repeat_tokens
