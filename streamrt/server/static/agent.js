@@ -226,14 +226,7 @@
     };
     ws.onopen = () => {
       const start = { type: 'start', sample_rate: ctx.sampleRate, encoding: 'pcm_s16le', channels: 1 };
-      if (video) start.video = true;
-      ws.send(JSON.stringify(start));
-      if (video) {
-        stopFrames = streamrtCamera.startFrames($('preview'), mediaMs, (msg) => {
-          ws.send(JSON.stringify(msg));
-          state.framesSent += 1;
-        });
-      }
+      stopFrames = streamrtCamera.sendStart(ws, start, video, mediaMs, () => { state.framesSent += 1; });
       node.port.onmessage = (e) => {
         if (ws.readyState === WebSocket.OPEN && state.ready && !state.stopped) {
           if (mediaStart === null) mediaStart = ctx.currentTime - e.data.length / ctx.sampleRate;

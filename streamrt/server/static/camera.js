@@ -26,6 +26,19 @@
     return () => clearInterval(timer);
   }
 
+  // Opens a stream on `ws`: the `start` message (with `video: true` when the camera is on) and, with
+  // the camera, the preview's frames over the same socket, `onFrame()` after each. Returns the
+  // frames' `stop()`, or null without the camera.
+  function sendStart(ws, start, video, mediaMs, onFrame) {
+    if (video) start.video = true;
+    ws.send(JSON.stringify(start));
+    if (!video) return null;
+    return startFrames(document.getElementById('preview'), mediaMs, (msg) => {
+      ws.send(JSON.stringify(msg));
+      onFrame();
+    });
+  }
+
   // The newest scored frame of a `lips` message on the meter.
   function showLips(frames) {
     const last = frames[frames.length - 1];
@@ -35,5 +48,5 @@
     fill.className = last.state === 'active' ? 'active' : '';
   }
 
-  window.streamrtCamera = { constraints: { width: FRAME_W, height: FRAME_H }, startFrames, showLips };
+  window.streamrtCamera = { constraints: { width: FRAME_W, height: FRAME_H }, sendStart, showLips };
 })();

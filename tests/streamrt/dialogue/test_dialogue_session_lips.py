@@ -46,25 +46,21 @@ def starts_talking(i: int) -> float | None:
     return still(i) if i * FRAME_MS < 500 else talking(i)  # still until the user's speech starts
 
 
-async def _dialogue(camera, settings=DialogueSettings(), late_ms=0.0, runs=None):
-    """The greeting plays from t=0; user speech from 0.5 s over it; ``camera``: the mouth opening of
-    frame i (None: no face), or None for no camera; each frame reaches the session ``late_ms`` after
-    the audio taken with it. ``runs``: a list that gets (clock s, media ms) where a speech run
-    started. -> (events, session)"""
-    clock = ManualClock()
+def _models_on_a_scheduler(clock):
+    """The stand-in ASR, LLM and TTS, the real VAD and the real lip rule on a scripted landmarker."""
     models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
                             vad=load_vad(), lips=LipActivityModel(ScriptedLandmarker()))
     sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
     models.add_to(sched)
-    await sched.start()
-    s = DialogueSession(models, sched, clock, create("silence", {"min_interrupt_ms": 600}), greeting=GREETING,
-                        settings=settings)
-    track = np.concatenate([silence(0.5), speech("Please call Stella and ask her to bring these things."),
-                            silence(1.0)])
-    events, video_i = [], 0
+    return models, sched
+
+
+async def _play(s, sched, clock, track, camera, late_ms=0.0):
+    """Feeds ``track`` in real time, 32 ms (one VAD frame) at a time, each with the camera's frames
+    taken with it (``camera`` as in ``_dialogue``; each frame ``late_ms`` late); yields after each."""
+    video_i = 0
     for i in range(0, len(track) - 511, 512):
-        end_ms = (i + 512) / 16
-        while camera is not None and video_i * FRAME_MS + late_ms <= end_ms:  # the frames taken with this audio
+        while camera is not None and video_i * FRAME_MS + late_ms <= (i + 512) / 16:
             s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
             video_i += 1
         s.receive_audio(track[i:i + 512])
@@ -72,6 +68,23 @@ async def _dialogue(camera, settings=DialogueSettings(), late_ms=0.0, runs=None)
             await asyncio.sleep(0)
             await sched.wait_idle()
         clock.advance(0.032)
+        yield
+
+
+async def _dialogue(camera, settings=DialogueSettings(), late_ms=0.0, runs=None):
+    """The greeting plays from t=0; user speech from 0.5 s over it; ``camera``: the mouth opening of
+    frame i (None: no face), or None for no camera; each frame reaches the session ``late_ms`` after
+    the audio taken with it. ``runs``: a list that gets (clock s, media ms) where a speech run
+    started. -> (events, session)"""
+    clock = ManualClock()
+    models, sched = _models_on_a_scheduler(clock)
+    await sched.start()
+    s = DialogueSession(models, sched, clock, create("silence", {"min_interrupt_ms": 600}), greeting=GREETING,
+                        settings=settings)
+    track = np.concatenate([silence(0.5), speech("Please call Stella and ask her to bring these things."),
+                            silence(1.0)])
+    events = []
+    async for _ in _play(s, sched, clock, track, camera, late_ms):
         events += [(round(clock.now(), 3), e) for e in s.events()]
         if runs is not None and s.speech.runs > len(runs):
             runs.append((round(clock.now(), 3), s.speech.start_ms))
@@ -163,23 +176,12 @@ async def _answer_at(camera):
     """The agent silent, the user asks QUESTION at 0.5 s, then 3 s of silence; ``camera`` as in
     ``_dialogue``. -> the media ms at which the agent's answer starts (None: never)."""
     clock = ManualClock()
-    models = DialogueModels(asr=CountingModel(word_ms=300), llm=EchoTextModel(), tts=ToneTtsModel(word_ms=100),
-                            vad=load_vad(), lips=LipActivityModel(ScriptedLandmarker()))
-    sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
-    models.add_to(sched)
+    models, sched = _models_on_a_scheduler(clock)
     await sched.start()
     s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 600}))
     track = np.concatenate([silence(0.5), speech(QUESTION), silence(3.0)])
-    video_i, start = 0, None
-    for i in range(0, len(track) - 511, 512):
-        while camera is not None and video_i * FRAME_MS <= (i + 512) / 16:
-            s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
-            video_i += 1
-        s.receive_audio(track[i:i + 512])
-        for _ in range(3):
-            await asyncio.sleep(0)
-            await sched.wait_idle()
-        clock.advance(0.032)
+    start = None
+    async for _ in _play(s, sched, clock, track, camera):
         if any(isinstance(e, AgentTurnStartEvent) for e in s.events()) and start is None:
             start = s.media_ms
     await sched.stop()
