@@ -41,7 +41,7 @@ ROOM_ROWS = (
 
 def format_table(rep: dict) -> str:
     """The goals table and the other figures, as Markdown (pastes into docs/benchmarks.md)."""
-    from streamrt.evaluation.dialogue import format_value
+    from streamrt.evaluation.dialogue_report import format_value
 
     s = rep["scores"]
     lines = ["| measure | goal | ours |", "|---|---|---|"]
@@ -116,8 +116,8 @@ def eval_cmd(
     import torch
 
     from streamrt.errors import StreamrtError
-    from streamrt.evaluation.dialogue import COMPUTE_CLOCKS, RunnerSettings, VirtualClock, agent_speech, \
-        agent_wer, report, run_dialogues
+    from streamrt.evaluation.dialogue import COMPUTE_CLOCKS, RunnerSettings, VirtualClock, run_dialogues
+    from streamrt.evaluation.dialogue_report import agent_speech, agent_wer, report
     from streamrt.evaluation.dialogue_room import Room, RoomSettings, face_loops, parse_gain
     from streamrt.evaluation.dialogue_script import ClipSynth, read_scripts
 
@@ -188,7 +188,7 @@ def score_cmd(
     """Score saved dialogue logs again (no model runs; the agent's WER needs `dialogue eval`)."""
     from metrics.dialogue import read_dialogue_logs
     from streamrt.errors import StreamrtError
-    from streamrt.evaluation.dialogue import report_logs
+    from streamrt.evaluation.dialogue_report import report_logs
 
     if fmt not in ("table", "json"):
         raise typer.BadParameter(f"--format must be table or json, got {fmt!r}")

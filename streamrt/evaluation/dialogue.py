@@ -22,14 +22,13 @@ input, and the session's ``end``.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from metrics.dialogue import DialogueLog, TimedEvent, UserSpeech, agent_turns, dialogue_scores
+from metrics.dialogue import DialogueLog, TimedEvent, UserSpeech, agent_turns
 from streamrt.errors import StreamrtError
 from streamrt.evaluation.dialogue_room import BACKGROUND_LINES, Room
 from streamrt.evaluation.dialogue_script import ClipSynth, Overlay, Script
@@ -304,112 +303,6 @@ async def run_script(script: Script, session: AgentSession, stepper: Stepper, cl
             await stepper.wait_progress()
     return ScriptRun(DialogueLog(script.id, tuple(conv.user), tuple(log)), audio, said, interrupted,
                      clock.now() - t0, clock.compute_s() - compute0, errors, summary)
-
-
-def agent_speech(runs: Sequence[ScriptRun]) -> list[tuple[np.ndarray, int, str]]:
-    """(audio, rate, text) of every agent turn that was spoken to its end (an interrupted turn's
-    audio and text do not match): each chunk at its offset, in the order released, so audio sent
-    again after an ``agent_resume`` replaces what it overlaps."""
-    out = []
-    for run in runs:
-        for turn, text in run.agent_text.items():
-            chunks = run.agent_audio.get(turn, [])
-            if turn in run.interrupted or not chunks or not text.strip():
-                continue
-            rate = chunks[0][2]
-            pieces: list[np.ndarray] = []
-            end = 0  # samples in pieces
-            for offset_ms, samples, _ in chunks:
-                at = round(offset_ms * rate / 1000)
-                while end > at:  # sent again from ``at``: cut what it replaces
-                    cut = min(end - at, len(pieces[-1]))
-                    pieces[-1] = pieces[-1][:len(pieces[-1]) - cut]
-                    end -= cut
-                    if not len(pieces[-1]):
-                        pieces.pop()
-                pieces.append(samples)
-                end += len(samples)
-            out.append((np.concatenate(pieces).astype(np.float32), rate, text))
-    return out
-
-
-def agent_wer(speech: Sequence[tuple[np.ndarray, int, str]], transcribe: Callable[[np.ndarray], str]) -> dict:
-    """Intelligibility: corpus WER (%, Whisper English normaliser) of ``transcribe`` (16 kHz audio
-    -> text) on the agent's speech against the text it was given; audio resampled with soxr."""
-    import soxr
-
-    from metrics.quality import wer
-
-    hyps, refs = [], []
-    for samples, rate, text in speech:
-        x = samples if rate == SAMPLE_RATE else soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
-        hyps.append(transcribe(np.asarray(x, dtype=np.float32)))
-        refs.append(text)
-    if not refs:
-        return {"agent_wer": math.nan, "agent_turns_transcribed": 0, "agent_transcripts": []}
-    return {"agent_wer": wer(hyps, refs, normalize=True), "agent_turns_transcribed": len(refs),
-            "agent_transcripts": [{"text": r, "heard": h} for r, h in zip(refs, hyps)]}
-
-
-GOALS = (
-    ("response onset, p50", "response_onset_p50_ms", "<= 500 ms", 500.0),
-    ("response onset, p90", "response_onset_p90_ms", "<= 800 ms", 800.0),
-    ("barge-in reaction, p90", "barge_in_p90_ms", "<= 300 ms", 300.0),
-    ("pause takeover on 1 s mid-turn pauses", "pause_takeover_rate", "<= 10 %", 0.10),
-    ("false barge-ins on backchannels", "false_barge_in_rate", "<= 20 %", 0.20),
-    ("Whisper WER of the agent's speech against its text", "agent_wer", "<= 10 %", 10.0),
-)
-"""The issue's Goals table: (measure, report key, goal as written, bound: ours must be <= it)."""
-
-
-def report(runs: Sequence[ScriptRun], wer_part: dict, settings: dict) -> dict:
-    """Scores of all runs (``metrics.dialogue.dialogue_scores``), the agent's WER, compute, the
-    goals with pass/fail, and the settings."""
-    rep = report_logs([r.log for r in runs], wer_part, settings)
-    virtual = sum(r.virtual_s for r in runs)
-    compute = sum(r.compute_s for r in runs)
-    rep["scores"].update(virtual_s=round(virtual, 2), compute_s=round(compute, 2),
-                         compute_rtf=round(compute / virtual, 4) if virtual else None,
-                         agent_resumed=sum(r.summary.get("resumed_after_backchannel", 0) for r in runs))
-    rep["errors"] = [e for r in runs for e in r.errors]
-    return rep
-
-
-def report_logs(logs: Sequence[DialogueLog], wer_part: dict, settings: dict) -> dict:
-    """:func:`report` from the logs alone (``streamrt dialogue score``): no compute figures."""
-    scores: dict[str, Any] = dict(dialogue_scores(logs))
-    scores.update({k: v for k, v in wer_part.items() if k != "agent_transcripts"})
-    scores.update(dialogues=len(logs), virtual_s=None, compute_s=None, compute_rtf=None)
-    goals = []
-    for name, key, goal, bound in GOALS:
-        v = scores.get(key, math.nan)
-        goals.append({"measure": name, "key": key, "goal": goal, "ours": v,
-                      "met": bool(v <= bound) if isinstance(v, (int, float)) and not math.isnan(v) else None})
-    return {"scores": _clean(scores), "goals": _clean(goals), "settings": settings, "errors": [],
-            "agent_transcripts": wer_part.get("agent_transcripts", [])}
-
-
-def format_value(key: str, v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if key.endswith("_rate"):
-        return f"{100 * v:.0f} %"
-    if key == "agent_wer":
-        return f"{v:.1f} %"
-    if key.endswith("_ms"):
-        return f"{v:.0f} ms"
-    return str(v)
-
-
-def _clean(x: Any) -> Any:
-    """NaN/inf -> None (JSON null); floats rounded to 4 places."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_clean(v) for v in x]
-    if isinstance(x, float):
-        return round(x, 4) if math.isfinite(x) else None
-    return x
 
 
 class ManagedStepper(Stepper, Protocol):

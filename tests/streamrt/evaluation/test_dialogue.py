@@ -24,8 +24,8 @@ from streamrt.dialogue.events import (
     UserCommitEvent,
     UserTurnEndEvent,
 )
-from streamrt.evaluation.dialogue import RunnerSettings, ScriptRun, UserTrack, VirtualClock, agent_speech, agent_wer, \
-    report, run_script
+from streamrt.evaluation.dialogue import RunnerSettings, ScriptRun, UserTrack, VirtualClock, run_script
+from streamrt.evaluation.dialogue_report import agent_speech, agent_wer, report
 from streamrt.evaluation.dialogue_script import ClipSynth, Overlay, Script, ScriptTurn
 
 pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
