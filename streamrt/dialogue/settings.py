@@ -44,6 +44,11 @@ class DialogueSettings:
         score sees a movement only some frames after it starts (67-133 ms at 15 fps on the
         animated photo), so without it the lips would add that much to barge-in reaction. None
         or 0: no such credit.
+    lips_hold_turn_ms: with a camera, no turn ends while the audio hears speech over lips seen still,
+        for up to this many ms of such speech (no gap of ``hangover_ms`` in it): the user going on
+        after a pause is heard before the lips' score sees them move (``lips_onset_ms``), and the
+        turn policy's wait must not run out in between; longer, it is another voice (a TV) and the
+        policy decides as without it. None or 0: no such hold.
     lips_max_wait_ms: with a camera, a VAD frame is judged once the lip scores of its time are in
         (the camera's next frame is not due before the frame's end), or after this many ms of the
         session's clock, whichever comes first; past it the frame is judged on what the lips show
@@ -87,6 +92,7 @@ class DialogueSettings:
     echo_level_ratio: float | None = 0.25
     lips_window_ms: float | None = 400.0
     lips_onset_ms: float | None = 150.0
+    lips_hold_turn_ms: float | None = 600.0
     lips_max_wait_ms: float | None = 100.0
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0

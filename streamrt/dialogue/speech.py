@@ -31,6 +31,8 @@ class UserSpeech:
         self.frames = 0
         self._run_ms = self._gap_ms = 0.0
         self._held_ms = 0.0  # speech frames just before, held back by still lips (at most lips_onset_ms)
+        self._held_since: float | None = None  # where the speech still lips hold back began (no gap of hangover_ms since)
+        self._held_last = 0.0  # the end of its last frame
         self.speaking = False
         self.heard = False  # ASR words before the user's voice is first heard are not theirs
         self.start_ms = self.end_ms = 0.0
@@ -44,6 +46,12 @@ class UserSpeech:
     def building(self) -> bool:
         """Speech frames are coming but not yet enough for a run."""
         return self._run_ms > 0
+
+    @property
+    def held_back_ms(self) -> float:
+        """How long the audio has heard speech over lips seen still (no gap of ``hangover_ms`` in it;
+        0: none): another voice, or the user going on while the lips' score still lags the mouth."""
+        return 0.0 if self._held_since is None else self.now_ms - self._held_since
 
     @property
     def speech_ms(self) -> float:
@@ -83,6 +91,12 @@ class UserSpeech:
         held = lips == "still" and p >= threshold
         if lips == "still":
             p = 0.0  # a face in view whose lips do not move: not the user's voice (agent playing or not)
+        if held:
+            if self._held_since is None:
+                self._held_since = self.now_ms - self.frame_ms
+            self._held_last = self.now_ms
+        elif self._held_since is not None and (p >= threshold or self.now_ms - self._held_last >= s.hangover_ms):
+            self._held_since = None  # it became the user's speech, or it stopped
         started = False
         if p >= threshold:
             # the frames still lips held back just before count now that the lips are not still

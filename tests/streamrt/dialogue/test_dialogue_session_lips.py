@@ -235,3 +235,38 @@ def test_speech_held_back_by_still_lips_counts_once_the_lips_are_seen_moving():
     assert run(["still"] * 20 + ["active"] * 10, guarded) == 20
     assert starts[-1] == 21 * 32 - 150 - 32  # at most lips_onset_ms (150 ms) of credit, not the 640 ms held
     assert run(["still"] * 30, guarded) is None
+
+
+async def _answer_after_pause(settings):
+    """The agent silent; the user says FIRST, pauses 0.7 s, says SECOND; the camera shows the lips
+    moving with FIRST but still for the first 300 ms of SECOND (with the score's own lag, ~500 ms: much
+    exaggerated). -> (media ms where the answer starts or None, media ms where SECOND ends)."""
+    first, second = speech("Please call Stella"), speech("and ask her to bring these things.")
+    second_at = 500 + (len(first) + len(silence(0.7))) / 16
+    second_end = second_at + len(second) / 16
+
+    def camera(i):
+        t = i * FRAME_MS
+        return talking(i) if 500 <= t < second_at - 700 or second_at + 300 <= t < second_end else still(i)
+
+    clock = ManualClock()
+    models, sched = _models_on_a_scheduler(clock)
+    await sched.start()
+    s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 1000}), settings=settings)
+    track = np.concatenate([silence(0.5), first, silence(0.7), second, silence(3.0)])
+    start = None
+    async for _ in _play(s, sched, clock, track, camera):
+        if any(isinstance(e, AgentTurnStartEvent) for e in s.events()) and start is None:
+            start = s.media_ms
+    await sched.stop()
+    return start, second_end
+
+
+async def test_no_turn_ends_while_speech_over_still_lips_may_be_the_user_going_on():
+    """``lips_hold_turn_ms``: the user's voice comes back after a pause before the lips' score sees
+    the mouth move; the turn policy's wait must not run out in that gap. Without the hold the agent
+    takes the pause over (it starts before the user's last word); with it, it answers after."""
+    start, second_end = await _answer_after_pause(DialogueSettings())
+    assert start is not None and start >= second_end
+    start, second_end = await _answer_after_pause(DialogueSettings(lips_hold_turn_ms=None))
+    assert start is not None and start < second_end
