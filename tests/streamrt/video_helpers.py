@@ -72,3 +72,15 @@ class ScriptedLandmarker:
 def scripted_frame(opening: float | None) -> np.ndarray:
     """A tiny frame that ``ScriptedTrack`` reads as a face with this opening (None: no face)."""
     return np.full((4, 4, 3), 0 if opening is None else max(1, round(opening * 1000)), np.uint8)
+
+
+def assert_lips_follow_the_camera_file(lips: list[dict], frames_sent: int) -> None:
+    """A page's ``lips`` messages from the animated-photo Y4M camera (the browser tests): most frames
+    scored; the fake camera starts its file when the page opens it, a little before the first audio,
+    so the first 2.5 s of media show the still mouth and 3.6-5.4 s the talking one (0.6 s of slack
+    at the switch, for that offset and the rule's window)."""
+    assert len(lips) >= 0.8 * frames_sent
+    still = [f["state"] for f in lips if 300 < f["time_ms"] < 2500]
+    talk = [f["state"] for f in lips if 3600 < f["time_ms"] < 5400]
+    assert still and still.count("still") >= 0.9 * len(still), still
+    assert talk and talk.count("active") >= 0.7 * len(talk), talk

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from streamrt.tasks.lips import LipActivityModel
 from tests.streamrt.server.server_helpers import PolicyCheckingModel, server_class
 from tests.streamrt.server.test_server_browser import CHROMIUM, chromium_command, devtools_page_socket, evaluate
-from tests.streamrt.video_helpers import face_mesh
+from tests.streamrt.video_helpers import assert_lips_follow_the_camera_file, face_mesh
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")]
 FPS = 15
@@ -61,12 +61,4 @@ async def test_browser_camera_preview_and_lip_meter_follow_the_animated_lips(tmp
     assert state is not None and state["ready"]["video"] is True and not state["errors"], state
     assert state["end"] is not None and state["framesSent"] >= 40, state["framesSent"]
     assert preview == 320 and meter.split()[0] in ("active", "still", "unknown")
-    lips = state["lips"]
-    assert len(lips) >= 0.8 * state["framesSent"]
-    # the fake camera starts its file when the page opens it, a little before the first audio: the
-    # first 2.5 s of media show the still mouth, 3.6-5.4 s the talking one (0.6 s of slack at the
-    # switch, for that offset and the rule's window)
-    still = [f["state"] for f in lips if 300 < f["time_ms"] < 2500]
-    talk = [f["state"] for f in lips if 3600 < f["time_ms"] < 5400]
-    assert still and still.count("still") >= 0.9 * len(still), still
-    assert talk and talk.count("active") >= 0.7 * len(talk), talk
+    assert_lips_follow_the_camera_file(state["lips"], state["framesSent"])
