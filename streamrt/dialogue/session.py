@@ -134,6 +134,8 @@ class DialogueSession(AgentSide, CameraSide):
         self._resumes = 0
         self._held = None  # an answer generated ahead of the decision (preempt_after_ms)
         self._preempts = self._preempts_dropped = 0
+        self._answered = None  # the user turn the latest agent turn answers (AnsweredTurn)
+        self._continued = 0
         if greeting:  # the agent speaks first: a turn straight to the TTS, not in the LLM's context
             self._start_turn(greeting)
 
@@ -242,6 +244,7 @@ class DialogueSession(AgentSide, CameraSide):
     def summary(self) -> dict:
         return {"media_ms": round(self.media_ms, 1), "agent_turns": self._turns,
                 "interruptions": self._interruptions, "resumed_after_backchannel": self._resumes,
+                "user_continued": self._continued,
                 "asr_audio_ms": round(1000.0 * self.gate.sent / SAMPLE_RATE, 1),
                 "preemptive_answers": self._preempts, "preemptive_answers_dropped": self._preempts_dropped,
                 "turn_policy": self.policy.describe()}
@@ -315,9 +318,11 @@ class DialogueSession(AgentSide, CameraSide):
         transcript = self._transcript()
         scored = self._scored is not None and self._scored[0] == strip_trailing_off(transcript)
         score = self._scored[1] if scored else None
-        sp = self.speech
-        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score,
-                        lips=self._lips_since_voice())
+        sp, turn, answered = self.speech, self.turn, self._answered
+        audible = None if turn is None or turn.voice_from_ms is None else max(0.0, sp.now_ms - turn.voice_from_ms)
+        after = answered.silence_ms if turn is not None and answered is not None and answered.turn == turn.turn else None
+        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, turn is not None, score,
+                        lips=self._lips_since_voice(), agent_audible_ms=audible, answered_after_ms=after)
 
     def _decide(self, now_ms: float) -> None:
         if self._eof:
@@ -338,7 +343,7 @@ class DialogueSession(AgentSide, CameraSide):
             else:
                 self._start_turn()
         elif isinstance(action, Yield) and self.turn is not None:
-            self._stop_turn(interrupted=True)
+            self._stop_turn(interrupted=True, user_continues=action.user_continues)
         elif self.turn is not None and self.turn.paused and not self.speech.speaking:
             if self.speech.silence_ms >= self.settings.resume_after_ms:
                 self._resumes += 1  # a backchannel: forget its words (also in the LLM), go on
