@@ -105,3 +105,22 @@ def test_cli_refuses_a_frame_rate_past_the_limit_before_loading_anything():
     app.command("noop")(lambda: None)  # a group of two commands, as under `streamrt bench`
     res = CliRunner().invoke(app, ["streams", "--model", "counting", "--video-fps", "90"])
     assert res.exit_code == 2 and "max_fps (60 frames/s)" in res.output and "got 90" in res.output
+
+
+class SlowToOpen(ScriptedLandmarker):
+    """Opening a stream's tracker blocks the worker for 400 ms (FaceMesh loads a graph per camera)."""
+
+    def open(self):
+        time.sleep(0.4)
+        return super().open()
+
+
+async def test_frames_dropped_while_the_cameras_join_are_reported_apart_and_not_judged():
+    model = LipActivityModel(SlowToOpen(), LipActivitySettings(max_pending_frames=2))
+    cams = Cameras(model, [encode_jpeg(np.full((16, 16, 3), 100, np.uint8))], 20, settle_s=1.0)
+    result = await run_streams(CountingModel(), 1, 2.0, SILENCE, cameras=cams, per_stream=True)
+    video = result["per_stream"][0]["video"]
+    assert video["settling"]["dropped"] > 0 and video["dropped"]["behind"] == video["settling"]["dropped"]
+    assert video["frames_scored"] + video["settling"]["dropped"] == video["frames_sent"] == 40
+    assert video["kept"] and result["kept_realtime"]
+    assert result["video"]["settle_s"] == 1.0 and result["video"]["settling"]["frames_dropped"] > 0

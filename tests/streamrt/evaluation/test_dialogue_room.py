@@ -18,6 +18,8 @@ from streamrt.errors import ConfigError
 from streamrt.evaluation.dialogue import RunnerSettings, VirtualClock, run_script
 from streamrt.evaluation.dialogue_room import CameraPath, EchoPath, FaceLoops, Room, RoomSettings, lips_move, parse_gain
 from streamrt.evaluation.dialogue_script import ClipSynth, Script, ScriptTurn
+from streamrt.dialogue.events import UserLipsEvent
+from streamrt.types import LipActivity
 from tests.streamrt.evaluation.test_dialogue import Idle, StandInAgent
 
 
@@ -127,3 +129,31 @@ def test_echo_and_background_speech_reach_the_microphone_and_are_scored_apart(tm
         (bg,) = [u for u in run.log.user if u.kind == "background"]
         start = min(e.time_ms for e in run.log.events if e.type == "agent_audio")
         assert bg.onset_ms == pytest.approx(start + 800, abs=25)  # background_at_ms into the answer
+
+
+class SeeingStandIn(StandInAgent):
+    """The stand-in with a camera: every frame it gets is scored at once (active when the frame
+    shows the talking loop) and sent back as a ``lips`` event."""
+
+    def receive_video(self, frame):
+        moving = bool(frame.pixels.any())
+        self.out.append(UserLipsEvent((LipActivity(frame.time_ms, float(moving), moving),), self._ms()))
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+def test_late_jittered_frames_reach_the_agent_late_in_order_and_the_log_shows_what_it_saw(tmp_path):
+    script = Script("s", "slt", (ScriptTurn(("What is the capital of France?",)),), gap_ms=500)
+    loops = FaceLoops(10.0, tuple(np.full((2, 2, 3), 1, np.uint8) for _ in range(3)),
+                      tuple(np.zeros((2, 2, 3), np.uint8) for _ in range(3)))
+    clock = VirtualClock("none")
+    room = Room(RoomSettings(video="face", fps=10.0, video_delay_ms=40.0, video_jitter_ms=60.0), loops)
+    run = asyncio.run(run_script(script, SeeingStandIn(clock), Idle(), clock, ClipSynth(tmp_path / "clips"),
+                                 RunnerSettings(answer_timeout_s=4.0), room))
+    seen = [(e.time_ms, *item.split(":")) for e in run.log.events if e.type == "lips" for item in e.text.split()]
+    times = [float(t) for _, t, _ in seen]
+    assert times == sorted(times) and times == [100.0 * i for i in range(len(times))] and len(times) > 30
+    assert all(40.0 <= at - t < 40.0 + 60.0 + 100.0 + 20.0 for at, t in zip((a for a, _, _ in seen), times))
+    (turn,) = [u for u in run.log.user if u.kind == "turn"]
+    # the mouth opens after the voice's first sample (a frame taken at that very instant shows it shut)
+    assert [state for _, t, state in seen] == ["a" if turn.onset_ms < float(t) < turn.offset_ms else "s"
+                                                for _, t, _ in seen]
