@@ -43,7 +43,8 @@ class Semantic(TurnPolicy):
 
     def __init__(self, complete_p: float = 0.2, short_wait_ms: float = 250.0, long_wait_ms: float = 1300.0,
                  min_interrupt_ms: float | None = 1200.0, interrupt_words: int | None = 3,
-                 floor_p: float | None = None, continue_window_ms: float | None = 800.0):
+                 floor_p: float | None = None, continue_window_ms: float | None = 700.0,
+                 continue_min_speech_ms: float | None = 300.0):
         self.check_option("complete_p", complete_p, maximum=1.0, unit="(probability)")
         self.check_option("short_wait_ms", short_wait_ms, minimum=1.0)
         self.check_option("long_wait_ms", long_wait_ms, minimum=short_wait_ms)
@@ -51,6 +52,7 @@ class Semantic(TurnPolicy):
         self.check_option("interrupt_words", interrupt_words, minimum=1, unit="words")
         self.check_option("floor_p", floor_p, maximum=1.0, unit="(probability)")
         self.check_option("continue_window_ms", continue_window_ms)
+        self.check_option("continue_min_speech_ms", continue_min_speech_ms)
         self.complete_p = complete_p
         self.short_wait_ms = short_wait_ms
         self.long_wait_ms = long_wait_ms
@@ -58,11 +60,13 @@ class Semantic(TurnPolicy):
         self.interrupt_words = interrupt_words
         self.floor_p = floor_p
         self.continue_window_ms = continue_window_ms
+        self.continue_min_speech_ms = continue_min_speech_ms
 
     def decide(self, view: TurnView) -> TurnAction:
         p = view.end_of_turn_p
         if view.agent_speaking:
-            yielded = barge_in(view, self.min_interrupt_ms, self.interrupt_words, self.continue_window_ms)
+            yielded = barge_in(view, self.min_interrupt_ms, self.interrupt_words, self.continue_window_ms,
+                               self.continue_min_speech_ms)
             if yielded is not None:
                 return yielded
             claims_floor = self.floor_p is not None and p is not None and view.words and p < self.floor_p
@@ -75,4 +79,5 @@ class Semantic(TurnPolicy):
     def options(self) -> Mapping[str, Any]:
         return {"complete_p": self.complete_p, "short_wait_ms": self.short_wait_ms, "long_wait_ms": self.long_wait_ms,
                 "min_interrupt_ms": self.min_interrupt_ms, "interrupt_words": self.interrupt_words,
-                "floor_p": self.floor_p, "continue_window_ms": self.continue_window_ms}
+                "floor_p": self.floor_p, "continue_window_ms": self.continue_window_ms,
+                "continue_min_speech_ms": self.continue_min_speech_ms}

@@ -69,6 +69,8 @@ def format_table(rep: dict) -> str:
         lines.append(f"| agent turns answering no user speech (background, or a pause taken over) | | "
                      f"{s.get('unprompted_turns')} of {s.get('agent_turns')} |")
         lines.append(f"| agent paused, then resumed (not a barge-in) | | {s.get('agent_resumed')} |")
+    if s.get("user_continued"):
+        lines.append(f"| agent turns withdrawn: the user went on after a takeover | | {s['user_continued']} |")
     lines.append(f"\n{s['dialogues']} dialogues, {s['turns']} user turns, {s['pauses']} pauses, "
                  f"{s['backchannels']} backchannels and {s['interruptions']} interruptions over agent speech"
                  + (f"; {s['virtual_s']} s of dialogue, {s['compute_s']} s of compute" if s["compute_s"] else ""))
