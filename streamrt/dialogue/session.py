@@ -30,6 +30,10 @@ callbacks (which then call ``on_update``, so a transport knows to call ``events(
   ``Yield`` stops it: the LLM reply and the TTS stream are cancelled, ``InterruptedEvent``
   carries what the user heard (playback position mapped through the TTS units), and the LLM's
   history keeps only that (``ReplyHeard``).
+  A ``Yield(user_continues=True)`` (the user went on with the turn the agent had just answered:
+  it took over a pause) withdraws the reply instead (``WithdrawReply``: nothing of it stays in the
+  LLM's history) and reopens the user's turn: the words since append to it, and the next
+  ``UserTurnEndEvent`` carries the whole turn (``InterruptedEvent.user_continues``).
   Speech the policy does not yield to (a backchannel) resumes the agent after
   ``resume_after_ms`` of silence (``AgentResumeEvent``; the audio comes again from where the turn
   rewound), and its words are dropped from the user's next turn.
