@@ -112,7 +112,7 @@ def eval_cmd(
                                           "frame, frames kept in order (as over a WebSocket or WebRTC)"),
     video_drop: float = typer.Option(0.0, "--video-drop", help="the fraction of frames that never arrive, "
                                      "0..1 (a varying rate)"),
-    video_seed: int = typer.Option(0, "--video-seed", help="seed of the frames' jitter and drops"),
+    video_seed: int = typer.Option(0, "--video-seed", help="seed of the frames' jitter and drops and of the talking mouth's phase"),
     echo: Optional[str] = typer.Option(None, "--echo", help="the agent's voice back into the microphone: a "
                                        "ratio (0.5) or dB (-6dB) of what was played; off if unset"),
     echo_delay_ms: float = typer.Option(30.0, "--echo-delay-ms", min=0.0, help="the echo's delay, ms"),
