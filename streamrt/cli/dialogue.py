@@ -99,6 +99,8 @@ def eval_cmd(
     clips: Optional[Path] = typer.Option(None, "--clips", help="clip cache (default: $STREAMRT_CACHE/"
                                          "dialogue-clips)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress lines"),
+    turns: bool = typer.Option(False, "--turns", help="also print each user turn: what was heard, the "
+                               "end-of-turn score and silence the answer waited for, the onset"),
     video: str = typer.Option("off", "--video", help="a camera on the user: off, face (lips move while the user "
                               "speaks, still otherwise) or still (lips never move); needs the video extra"),
     video_fps: float = typer.Option(15.0, "--video-fps", help="camera frames per second"),
@@ -117,7 +119,7 @@ def eval_cmd(
 
     from streamrt.errors import StreamrtError
     from streamrt.evaluation.dialogue import COMPUTE_CLOCKS, RunnerSettings, VirtualClock, run_dialogues
-    from streamrt.evaluation.dialogue_report import agent_speech, agent_wer, report
+    from streamrt.evaluation.dialogue_report import agent_speech, agent_wer, format_turns, report
     from streamrt.evaluation.dialogue_room import Room, RoomSettings, face_loops, parse_gain
     from streamrt.evaluation.dialogue_script import ClipSynth, read_scripts
 
@@ -175,6 +177,8 @@ def eval_cmd(
         typer.echo(json.dumps(rep, indent=2))
     else:
         typer.echo(format_table(rep))
+        if turns:
+            typer.echo("\n" + format_turns(rep["turns"]))
         for err in rep["errors"]:
             typer.echo(f"session error: {err}", err=True)
     if not runs or not rep["scores"]["turns"]:
@@ -184,11 +188,13 @@ def eval_cmd(
 def score_cmd(
     log: Path = typer.Argument(..., help="dialogues.jsonl written by `dialogue eval --out`"),
     fmt: str = typer.Option("table", "--format", help="table or json"),
+    turns: bool = typer.Option(False, "--turns", help="also print each user turn: what was heard, the "
+                               "end-of-turn score and silence the answer waited for, the onset"),
 ) -> None:
     """Score saved dialogue logs again (no model runs; the agent's WER needs `dialogue eval`)."""
     from metrics.dialogue import read_dialogue_logs
     from streamrt.errors import StreamrtError
-    from streamrt.evaluation.dialogue_report import report_logs
+    from streamrt.evaluation.dialogue_report import format_turns, report_logs
 
     if fmt not in ("table", "json"):
         raise typer.BadParameter(f"--format must be table or json, got {fmt!r}")
@@ -199,6 +205,8 @@ def score_cmd(
         raise typer.Exit(2) from None
     rep = report_logs(logs, {}, {"log": str(log)})
     typer.echo(json.dumps(rep, indent=2) if fmt == "json" else format_table(rep))
+    if turns and fmt != "json":
+        typer.echo("\n" + format_turns(rep["turns"]))
 
 
 def register(app: typer.Typer) -> None:

@@ -139,6 +139,10 @@ class ScriptRun:
     summary: dict = field(default_factory=dict)  # the session's (``end`` event)
 
 
+TIMED_DATA = ("end_of_turn_p", "silence_ms")
+"""Event fields kept in the log's ``TimedEvent.data`` (the end-of-turn diagnostics)."""
+
+
 def _timed(t_ms: float, e: Any) -> TimedEvent:
     kind = e.type
     if kind == "agent_audio":
@@ -146,7 +150,8 @@ def _timed(t_ms: float, e: Any) -> TimedEvent:
     text = getattr(e, "heard_text", None) if kind == "interrupted" else getattr(e, "text", None)
     if kind == "error":
         text = f"{e.code}: {e.message}"
-    return TimedEvent(t_ms, kind, getattr(e, "turn", None), 0.0, text or "")
+    data = {k: getattr(e, k) for k in TIMED_DATA if hasattr(e, k)}
+    return TimedEvent(t_ms, kind, getattr(e, "turn", None), 0.0, text or "", data)
 
 
 class _Conversation:
