@@ -29,7 +29,13 @@ class Speak:
 
 @dataclass(frozen=True)
 class Yield:
-    """The user barges in: the agent stops speaking now."""
+    """The user barges in: the agent stops speaking now. ``user_continues``: the user is going on
+    with the turn the agent just answered (the agent took over a pause the user had not finished):
+    the agent's false start is withdrawn (nothing of it stays in its context) and the user's turn
+    is open again, so the next answer is to the whole turn. Otherwise the agent keeps what the
+    user heard and the user's words start a new turn."""
+
+    user_continues: bool = False
 
 
 TurnAction = Union[Listen, Speak, Yield]
@@ -52,7 +58,12 @@ class TurnView:
     mouth moved after the voice stopped: the user is still talking, too softly for the VAD, or
     about to go on), "still" (a face seen, lips not moving), or "unknown" (no camera, no face,
     frames missing, the user speaking or silent for less than that: no evidence; always so
-    without video, so a policy that reads it behaves exactly as before when there is no camera)."""
+    without video, so a policy that reads it behaves exactly as before when there is no camera).
+    agent_audible_ms: how long the agent's current turn has been audible: ms of media since its
+    first audio went out to the client (pauses included), None while the agent is silent or its
+    turn's audio has not started yet. answered_after_ms: the agent's current turn answers the
+    user's: how long the user had been silent when it was decided (ms of media: the pause it took
+    over), None when there is no agent turn or it answers no user turn (a greeting)."""
 
     media_ms: float
     user_speaking: bool
@@ -62,10 +73,20 @@ class TurnView:
     agent_speaking: bool
     end_of_turn_p: float | None = None
     lips: str = "unknown"
+    agent_audible_ms: float | None = None
+    answered_after_ms: float | None = None
 
     @property
     def words(self) -> int:
         return len(self.transcript.split())
+
+    @property
+    def onset_into_agent_ms(self) -> float | None:
+        """While the user speaks over an agent turn: how far into the agent's voice the user's
+        speech run began (ms of media; 0 or less: before the voice was heard); None otherwise."""
+        if not (self.user_speaking and self.agent_speaking):
+            return None
+        return (self.agent_audible_ms or 0.0) - self.speech_ms
 
 
 class TurnPolicy(ABC):
@@ -95,12 +116,23 @@ class TurnPolicy(ABC):
             raise PolicyOptionError(f"turn policy {self.name!r}: {option} must be {bound} {unit}, got {value!r}")
 
 
-def barge_in(view: TurnView, min_interrupt_ms: float | None, interrupt_words: int | None) -> bool:
-    """The duration-and-text rule both built-in policies use while the agent speaks: the user's
-    speech has lasted ``min_interrupt_ms`` or its words reached ``interrupt_words`` (a backchannel
-    such as "mm-hm" or "right, okay" is short and one or two words). None disables a criterion."""
+def barge_in(view: TurnView, min_interrupt_ms: float | None, interrupt_words: int | None,
+             continue_window_ms: float | None = None) -> Yield | None:
+    """The rule both built-in policies use while the agent speaks (None: no barge-in, the agent
+    goes on). User speech that began within ``continue_window_ms`` of the agent's voice starting,
+    on a turn that answers the user, is the user going on with the turn the agent took over (a
+    mid-turn pause): it yields at once, the turn continuing (``Yield(user_continues=True)``).
+    Later speech yields once it has lasted ``min_interrupt_ms`` or its words reached
+    ``interrupt_words`` (a backchannel such as "mm-hm" or "right, okay" is short and one or two
+    words). None disables a criterion."""
     if not view.user_speaking:
-        return False
+        return None
+    onset = view.onset_into_agent_ms
+    if (continue_window_ms is not None and view.answered_after_ms is not None and onset is not None
+            and onset <= continue_window_ms):
+        return Yield(user_continues=True)
     if min_interrupt_ms is not None and view.speech_ms >= min_interrupt_ms:
-        return True
-    return interrupt_words is not None and view.words >= interrupt_words
+        return Yield()
+    if interrupt_words is not None and view.words >= interrupt_words:
+        return Yield()
+    return None

@@ -32,7 +32,7 @@ class Semantic(TurnPolicy):
     punctuation: whole turns 0.04-0.90, 22 of 25 at or above 0.2; the first parts before a mid-turn
     pause below 0.001, however the ASR punctuated them; docs/benchmarks.md). short_wait_ms /
     long_wait_ms: silence before answering a complete / an incomplete turn. min_interrupt_ms /
-    interrupt_words: as in ``silence``. floor_p: while the agent speaks, user words scored below it
+    interrupt_words / continue_window_ms: as in ``silence``. floor_p: while the agent speaks, user words scored below it
     make it yield when the user pauses (None disables; off by default: SmolLM2-135M scores a
     backchannel after its own answer as low as the start of an interruption, "Okay." 0.003 and
     "Mm-hm." 0.004 against "Wait," 0.000, so it would stop the agent on backchannels; scored as
@@ -43,25 +43,28 @@ class Semantic(TurnPolicy):
 
     def __init__(self, complete_p: float = 0.2, short_wait_ms: float = 250.0, long_wait_ms: float = 1300.0,
                  min_interrupt_ms: float | None = 1200.0, interrupt_words: int | None = 3,
-                 floor_p: float | None = None):
+                 floor_p: float | None = None, continue_window_ms: float | None = 800.0):
         self.check_option("complete_p", complete_p, maximum=1.0, unit="(probability)")
         self.check_option("short_wait_ms", short_wait_ms, minimum=1.0)
         self.check_option("long_wait_ms", long_wait_ms, minimum=short_wait_ms)
         self.check_option("min_interrupt_ms", min_interrupt_ms)
         self.check_option("interrupt_words", interrupt_words, minimum=1, unit="words")
         self.check_option("floor_p", floor_p, maximum=1.0, unit="(probability)")
+        self.check_option("continue_window_ms", continue_window_ms)
         self.complete_p = complete_p
         self.short_wait_ms = short_wait_ms
         self.long_wait_ms = long_wait_ms
         self.min_interrupt_ms = min_interrupt_ms
         self.interrupt_words = interrupt_words
         self.floor_p = floor_p
+        self.continue_window_ms = continue_window_ms
 
     def decide(self, view: TurnView) -> TurnAction:
         p = view.end_of_turn_p
         if view.agent_speaking:
-            if barge_in(view, self.min_interrupt_ms, self.interrupt_words):
-                return Yield()
+            yielded = barge_in(view, self.min_interrupt_ms, self.interrupt_words, self.continue_window_ms)
+            if yielded is not None:
+                return yielded
             claims_floor = self.floor_p is not None and p is not None and view.words and p < self.floor_p
             return Yield() if claims_floor and not view.user_speaking else Listen()
         if view.user_speaking or not view.words or view.lips == "active":
@@ -72,4 +75,4 @@ class Semantic(TurnPolicy):
     def options(self) -> Mapping[str, Any]:
         return {"complete_p": self.complete_p, "short_wait_ms": self.short_wait_ms, "long_wait_ms": self.long_wait_ms,
                 "min_interrupt_ms": self.min_interrupt_ms, "interrupt_words": self.interrupt_words,
-                "floor_p": self.floor_p}
+                "floor_p": self.floor_p, "continue_window_ms": self.continue_window_ms}

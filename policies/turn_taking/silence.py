@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, TurnView, Yield, barge_in
+from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, TurnView, barge_in
 
 
 class Silence(TurnPolicy):
@@ -17,26 +17,35 @@ class Silence(TurnPolicy):
     interrupt_words: while the agent speaks, user speech this long, or with this many words,
     interrupts it (shorter speech with fewer words is a backchannel: a synthesized "mm-hm" lasts up
     to 1 s); None disables one. The session holds the agent's audio from the onset of the user's
-    speech, so waiting for this decision costs no barge-in reaction time."""
+    speech, so waiting for this decision costs no barge-in reaction time. continue_window_ms: user
+    speech that begins within this many ms of the agent's voice starting on an answer is the user
+    going on with the turn (the agent took over a pause): the agent yields at once and the turn
+    continues (``Yield(user_continues=True)``; ``base.barge_in``); None disables it. 800 ms: the
+    agent's voice comes at least ~300-500 ms into a pause it takes over (the VAD's hangover, the
+    policy's wait, the first audio), so a user who ends a 1 s pause starts within the window; the
+    earliest backchannels and interruptions ``dialogue eval`` plays over an answer come at 1000 ms
+    (its room's background voice at 800 ms, which the VAD hears start a frame or more later)."""
 
     name = "silence"
 
     def __init__(self, silence_ms: float = 1200.0, min_interrupt_ms: float | None = 1200.0,
-                 interrupt_words: int | None = 3):
+                 interrupt_words: int | None = 3, continue_window_ms: float | None = 800.0):
         self.check_option("silence_ms", silence_ms, minimum=1.0)
         self.check_option("min_interrupt_ms", min_interrupt_ms)
         self.check_option("interrupt_words", interrupt_words, minimum=1, unit="words")
+        self.check_option("continue_window_ms", continue_window_ms)
         self.silence_ms = silence_ms
         self.min_interrupt_ms = min_interrupt_ms
         self.interrupt_words = interrupt_words
+        self.continue_window_ms = continue_window_ms
 
     def decide(self, view: TurnView) -> TurnAction:
         if view.agent_speaking:
-            return Yield() if barge_in(view, self.min_interrupt_ms, self.interrupt_words) else Listen()
+            return barge_in(view, self.min_interrupt_ms, self.interrupt_words, self.continue_window_ms) or Listen()
         if not view.user_speaking and view.words and view.silence_ms >= self.silence_ms and view.lips != "active":
             return Speak()
         return Listen()
 
     def options(self) -> Mapping[str, Any]:
         return {"silence_ms": self.silence_ms, "min_interrupt_ms": self.min_interrupt_ms,
-                "interrupt_words": self.interrupt_words}
+                "interrupt_words": self.interrupt_words, "continue_window_ms": self.continue_window_ms}

@@ -12,6 +12,8 @@ all served by one ``Scheduler`` over one shared model:
 commit reaching the session's callback, wall clock), ``rtf_max``, plus scheduler figures.
 A stream kept real time when its compute stayed under its audio time (rtf < 1) and its lag (how
 long a ready step waited to start, see streamrt/scheduler/member.py) never passed ``max_lag_ms``.
+With ``cameras`` (``--video-fps``; ``streamrt.bench.streams_video``) every session also streams a
+camera's frames, scored on the same scheduler; a stream is then held only when its video kept up too.
 ``run_spike`` measures a load spike (the stream count doubling for a while).
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +33,9 @@ from streamrt.quant.precision import detect_cpu
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session, SessionLimits
 from streamrt.types import CommitEvent, EndEvent, ErrorEvent
+
+if TYPE_CHECKING:
+    from streamrt.bench.streams_video import CameraRun, Cameras
 
 
 class SimulatedCompute:
@@ -106,10 +111,13 @@ async def _run_plan(
     chunk_ms: float,
     options: Mapping[str, object] | None,
     settings: SchedulerSettings,
-) -> tuple[list[_StreamRecord], dict, float]:
-    """Client i joins at plan[i][0] s and streams plan[i][1] s of audio in real time, then eof."""
+    cameras: Cameras | None = None,
+) -> tuple[list[_StreamRecord], dict, float, CameraRun | None]:
+    """Client i joins at plan[i][0] s and streams plan[i][1] s of audio in real time, then eof;
+    with ``cameras``, its camera's frames alongside (``streamrt.bench.streams_video``)."""
     clock = MonotonicClock()
     sched = Scheduler(model, clock=clock, settings=settings)
+    cams = cameras.start(sched, clock) if cameras is not None else None
     sr = model.sample_rate
     chunk = max(1, int(chunk_ms * sr / 1000))
     limits = SessionLimits(max_buffered_audio_s=None)
@@ -123,6 +131,7 @@ async def _run_plan(
         await asyncio.sleep(start_s)
         rec.start = clock.now()
         sched.add(rec.session, on_output=lambda s: on_output(s, rec))
+        camera = asyncio.create_task(cams.feed(rec.session, rec.start, duration_s)) if cams else None
         for a in range(0, n_samples, chunk):
             piece = samples[a : a + chunk]
             due = rec.start + (a + len(piece)) / sr  # the piece is complete when its last sample is
@@ -131,13 +140,16 @@ async def _run_plan(
                 await asyncio.sleep(delay)
             rec.session.receive_audio(piece)
             sched.wake(rec.session)
+        if camera is not None:
+            await camera
         rec.session.receive_eof()
         sched.wake(rec.session)
         await rec.ended.wait()
 
     records = [
         _StreamRecord(Session(model.create_stream(options), clock, model_sample_rate=sr,
-                              input_sample_rate=sr, limits=limits, session_id=f"bench{i}"))
+                              input_sample_rate=sr, limits=limits, session_id=f"bench{i}",
+                              video=cams.open(f"bench{i}") if cams else None))
         for i in range(len(plan))
     ]
     await sched.start()
@@ -146,7 +158,7 @@ async def _run_plan(
     wall_s = time.perf_counter() - t0
     stats = sched.stats()
     await sched.stop()
-    return records, stats, wall_s
+    return records, stats, wall_s, cams
 
 
 async def run_streams(
@@ -160,6 +172,7 @@ async def run_streams(
     settings: SchedulerSettings | None = None,
     max_lag_ms: float | None = None,
     per_stream: bool = False,
+    cameras: Cameras | None = None,
 ) -> dict:
     """Run ``n_streams`` simulated clients for ``duration_s`` seconds of ``audio`` each (16 kHz mono
     float32 at ``model.sample_rate``, looped; stream i starts at a different offset) and measure.
@@ -167,14 +180,16 @@ async def run_streams(
     chunk_ms: how much audio a client sends per message (ms). options: passed to
     ``model.create_stream``. max_lag_ms: the lag a stream may reach and still count as real time
     (ms; default: the scheduler's latency budget). per_stream: include per-stream figures.
+    cameras: every session also gets a camera (``streamrt.bench.streams_video``); a stream is then
+    held only when its audio and its video both kept up, and the result has ``video``.
     """
     settings = settings or SchedulerSettings()
     max_lag_ms = settings.latency_budget_ms if max_lag_ms is None else max_lag_ms
     stagger_s = chunk_ms / 1000.0 / max(n_streams, 1)  # clients start at different phases
     plan = [(i * stagger_s, duration_s) for i in range(n_streams)]
-    records, stats, wall_s = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
-                                             settings=settings)
-    return _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream)
+    records, stats, wall_s, cams = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
+                                                   settings=settings, cameras=cameras)
+    return _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream, cams)
 
 
 async def run_spike(
@@ -190,30 +205,31 @@ async def run_spike(
     options: Mapping[str, object] | None = None,
     settings: SchedulerSettings | None = None,
     max_lag_ms: float | None = None,
+    cameras: Cameras | None = None,
 ) -> dict:
     """A load spike: ``base_streams`` for ``duration_s``, plus ``spike_streams`` (default: as many
     again, doubling the load) joining at ``spike_start_s`` for ``spike_duration_s``. Reports the
     run as ``run_streams`` does, the base streams on their own (did they hold their deadlines
-    through the spike?), and the degradation level history."""
+    through the spike?), and the degradation level history. ``cameras``: as in ``run_streams``."""
     settings = settings or SchedulerSettings()
     max_lag_ms = settings.latency_budget_ms if max_lag_ms is None else max_lag_ms
     spike_streams = base_streams if spike_streams is None else spike_streams
     stagger_s = chunk_ms / 1000.0 / max(base_streams + spike_streams, 1)
     plan = [(i * stagger_s, duration_s) for i in range(base_streams)]
     plan += [(spike_start_s + i * stagger_s, spike_duration_s) for i in range(spike_streams)]
-    records, stats, wall_s = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
-                                             settings=settings)
-    out = _summarize(records, stats, len(plan), duration_s, wall_s, max_lag_ms, False)
-    base = _summarize(records[:base_streams], stats, base_streams, duration_s, wall_s, max_lag_ms, False)
-    out["base"] = {k: base[k] for k in ("streams", "kept_realtime", "streams_kept_realtime",
-                                        "p50_commit_delay_ms", "p95_commit_delay_ms", "max_lag_ms")}
+    records, stats, wall_s, cams = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
+                                                   settings=settings, cameras=cameras)
+    out = _summarize(records, stats, len(plan), duration_s, wall_s, max_lag_ms, False, cams)
+    base = _summarize(records[:base_streams], stats, base_streams, duration_s, wall_s, max_lag_ms, False, cams)
+    out["base"] = {k: base[k] for k in ("streams", "kept_realtime", "streams_kept_realtime", "p50_commit_delay_ms",
+                                        "p95_commit_delay_ms", "max_lag_ms", "video") if k in base}
     out["spike"] = {"streams": spike_streams, "start_s": spike_start_s, "duration_s": spike_duration_s}
     out["degradation_history"] = stats["degradation"]["history"]
     out["degradation_max_level"] = max((lvl for _, lvl in stats["degradation"]["history"]), default=0)
     return out
 
 
-def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream) -> dict:
+def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream, cams=None) -> dict:
     delays = np.array([d for r in records for d in r.delays_ms]) if records else np.zeros(0)
     rows = []
     for r in records:
@@ -228,6 +244,9 @@ def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_st
             "p95_commit_delay_ms": round(float(np.percentile(r.delays_ms, 95)), 1) if r.delays_ms else None,
             "kept_realtime": kept,
         })
+        if cams is not None:  # held only when its camera kept up too
+            video = cams.figures(s)
+            rows[-1].update(audio_kept_realtime=kept, video=video, kept_realtime=kept and video["kept"])
     out = {
         "streams": n_streams,
         "duration_s": duration_s,
@@ -251,6 +270,9 @@ def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_st
         "degradation_history": stats["degradation"]["history"],  # [seconds since start, level] per change
         "wall_s": round(wall_s, 2),
     }
+    if cams is not None:
+        out["streams_audio_kept_realtime"] = sum(row["audio_kept_realtime"] for row in rows)
+        out["video"] = cams.report([r.session for r in records], stats)
     if per_stream:
         out["per_stream"] = rows
     return out
@@ -366,16 +388,25 @@ def bench_streams(
     options: Mapping[str, object] | None = None,
     settings: SchedulerSettings | None = None,
     model_options: Mapping[str, object] | None = None,
+    video_fps: float | None = None,
     **model_settings,
 ) -> dict:
     """Load the model and audio, then run ``streams`` streams, or sweep, or (``spike`` = (start_s,
-    duration_s)) double the streams for a while; the JSON-ready result."""
+    duration_s)) double the streams for a while; the JSON-ready result. ``video_fps``: every
+    session also gets a camera at that rate (None or 0: none; ``streamrt.bench.streams_video``)."""
     from streamrt.audio import load_audio
+    from streamrt.bench.streams_video import Cameras, check_video_fps
 
+    video_fps = check_video_fps(video_fps)  # before anything loads
     model = load_bench_model(model_name, **{**dict(model_options or {}), **model_settings})
     audio = load_audio(audio_path or default_audio_path(), model.sample_rate)
+    cameras = Cameras.astronaut(video_fps) if video_fps else None
+    kw = dict(chunk_ms=chunk_ms, options=options, settings=settings, cameras=cameras)
+    # a short run first, not reported: a process's first steps (kernels built, a FaceMesh graph
+    # loaded) cost what a running server no longer pays, and would fail the first trial with a camera
+    warmup_s = min(2.0, duration_s)
+    asyncio.run(run_streams(model, 1, warmup_s, audio, **kw))
     speed_start = host_speed()
-    kw = dict(chunk_ms=chunk_ms, options=options, settings=settings)
     if spike is not None:
         out = asyncio.run(run_spike(model, streams, duration_s, audio, spike_start_s=spike[0],
                                     spike_duration_s=spike[1], **kw))
@@ -391,7 +422,7 @@ def bench_streams(
     load = [round(x, 2) for x in os.getloadavg()]
     return {"model": model_name, "preset": described.get("preset"), "precision": described.get("precision"),
             "precision_reason": described.get("precision_reason"), "cpu_capability": detect_cpu().label,
-            **out, "model_settings": described,
+            **out, "warmup_s": warmup_s, "model_settings": described,
             "stream_options": dict(options or {}), "load_average_end": load,
             "host_speed_start": speed_start, "host_speed_end": host_speed()}
 
@@ -427,9 +458,19 @@ def register(app) -> None:
         threads: int = typer.Option(None, help="torch threads in this process (default: torch's)"),
         max_batch_size: int = typer.Option(None, help="scheduler: most streams per step (default 64)"),
         max_wait_ms: float = typer.Option(None, help="scheduler: gather window after the first ready stream (ms, default 10)"),
+        video_fps: float = typer.Option(None, help="every session also gets a camera (the animated astronaut, "
+                                        "JPEG as a WebSocket client sends it) at this many frames/s, scored by "
+                                        "FaceMesh + the lip rule on the same scheduler (the video extra); 0: off"),
         format: str = typer.Option("json", "--format", help="json | text"),
     ) -> None:
         """N concurrent simulated real-time streams through one scheduler (issue 6's benchmark)."""
+        from streamrt.bench.streams_video import check_video_fps
+        from streamrt.errors import ModelLoadError, StreamrtError
+
+        try:
+            check_video_fps(video_fps)
+        except StreamrtError as e:
+            raise typer.BadParameter(e.message, param_hint="--video-fps") from None
         if threads is not None:
             import torch
 
@@ -451,14 +492,20 @@ def register(app) -> None:
             sched_kw["max_wait_ms"] = max_wait_ms
         settings = SchedulerSettings(**sched_kw) if sched_kw else None
         spike = None if spike_at is None else (spike_at, spike_duration)
-        out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,
-                            chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, max_streams=max_streams, options=options,
-                            settings=settings, model_options=model_kw)
+        try:
+            out = bench_streams(model, streams, duration, sweep=sweep, spike=spike, audio_path=audio,
+                                chunk_ms=chunk_ms, p95_limit_ms=p95_limit_ms, max_streams=max_streams,
+                                options=options, settings=settings, model_options=model_kw, video_fps=video_fps)
+        except ModelLoadError as e:  # e.g. --video-fps without the video extra
+            raise typer.BadParameter(e.message) from None
         if format == "json":
             typer.echo(json.dumps(out))
         else:
             for k, v in out.items():
-                if k not in ("trials", "per_stream"):
+                if k == "video":
+                    for vk, vv in v.items():
+                        typer.echo(f"video.{vk}: {vv}")
+                elif k not in ("trials", "per_stream"):
                     typer.echo(f"{k}: {v}")
 
 

@@ -90,7 +90,8 @@ def run_agent_demo(model: str, preset: str, turn_policy: str, script: tuple[str,
         elif kind == "agent_turn_end":
             typer.echo(f"{t:7.2f}s  agent: {m['text']}")
         elif kind == "interrupted":
-            typer.echo(f"{t:7.2f}s  agent interrupted; the user heard: {m['heard_text']!r}")
+            typer.echo(f"{t:7.2f}s  agent interrupted; the user heard: {m['heard_text']!r}"
+                       + (" (withdrawn: the user went on with the turn)" if m.get("user_continues") else ""))
         elif kind == "error":
             typer.echo(f"{t:7.2f}s  error {m['code']}: {m['message']}")
 

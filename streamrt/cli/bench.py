@@ -160,6 +160,13 @@ ALL_RUNS: list[tuple[str, list[str]]] = [
     # lip activity on the animated astronaut (docs/benchmarks.md "Lip activity"), even and uneven frame times
     ("lips.json", ["bench", "lips"]),
     ("lips-jitter.json", ["bench", "lips", "--jitter-ms", "20"]),
+    # issue 20's capacity with cameras (docs/benchmarks.md "Captioning streams with cameras,
+    # measured"): the default preset's sweep with a camera on every session at 15 and 30 fps (the
+    # ranges bracket the estimates), and the cameras alone through a real scheduler
+    *[(f"streams-video-{fps}.json", ["bench", "streams", "--model", "tiny.en", "--sweep", "--streams", start,
+                                     "--max-streams", top, "--duration", "30", "--video-fps", fps, *_SWEEP])
+      for fps, start, top in (("15", "8", "19"), ("30", "6", "13"))],
+    ("lips-realtime.json", ["bench", "lips", "--realtime", "4,8,10,12"]),
     # the voice agent's turn-taking and latency on the scripted dialogues (docs/benchmarks.md "Voice
     # agent"), with each turn-taking policy
     *[(f"dialogue-{policy}", ["dialogue", "eval", "--turn-policy", policy, "--threads", "1", "--quiet"])

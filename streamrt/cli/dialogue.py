@@ -4,6 +4,7 @@
     streamrt dialogue eval --script quick --format json      # one script, the report as JSON
     streamrt dialogue eval --turn-policy semantic --out runs/dialogue-semantic
     streamrt dialogue eval --video face --echo -6dB --background   # issue 20: echo, a TV, a camera
+    streamrt dialogue eval --video face --video-fps 5 --video-jitter-ms 60 --video-drop 0.2 --echo 0dB
 
 Prints the issue's goals (response onset p50/p90, barge-in reaction p90, pause takeover, false
 barge-ins, the agent's WER) with ours beside them, then the other figures. ``--out`` writes
@@ -11,7 +12,8 @@ barge-ins, the agent's WER) with ours beside them, then the other figures. ``--o
 docs/metrics.md ("Dialogue") for the definitions. ``--echo``, ``--background`` and ``--video``
 put the user in a room (``streamrt.evaluation.dialogue_room``: the agent's voice back into the
 microphone, another voice talking, a camera on the user's face) and add the rows of speech that
-is not the user's.
+is not the user's; ``--video-delay-ms``, ``--video-jitter-ms`` and ``--video-drop`` make the
+camera's frames arrive late, jittered (in order) or not at all, with their media times kept.
 """
 
 from __future__ import annotations
@@ -103,7 +105,14 @@ def eval_cmd(
                                "end-of-turn score and silence the answer waited for, the onset"),
     video: str = typer.Option("off", "--video", help="a camera on the user: off, face (lips move while the user "
                               "speaks, still otherwise) or still (lips never move); needs the video extra"),
-    video_fps: float = typer.Option(15.0, "--video-fps", help="camera frames per second"),
+    video_fps: float = typer.Option(15.0, "--video-fps", help="camera frames per second (1-60)"),
+    video_delay_ms: float = typer.Option(0.0, "--video-delay-ms", help="every frame arrives this late, ms after "
+                                         "it was taken (it keeps its media time)"),
+    video_jitter_ms: float = typer.Option(0.0, "--video-jitter-ms", help="plus a random 0..this many ms per "
+                                          "frame, frames kept in order (as over a WebSocket or WebRTC)"),
+    video_drop: float = typer.Option(0.0, "--video-drop", help="the fraction of frames that never arrive, "
+                                     "0..1 (a varying rate)"),
+    video_seed: int = typer.Option(0, "--video-seed", help="seed of the frames' jitter and drops"),
     echo: Optional[str] = typer.Option(None, "--echo", help="the agent's voice back into the microphone: a "
                                        "ratio (0.5) or dB (-6dB) of what was played; off if unset"),
     echo_delay_ms: float = typer.Option(30.0, "--echo-delay-ms", min=0.0, help="the echo's delay, ms"),
@@ -132,7 +141,8 @@ def eval_cmd(
         chosen = read_scripts(scripts, only=script)
         room = RoomSettings(echo_gain=None if echo is None else parse_gain(echo), echo_delay_ms=echo_delay_ms,
                             background=background, background_gain=parse_gain(background_gain), video=video,
-                            fps=video_fps)
+                            fps=video_fps, video_delay_ms=video_delay_ms, video_jitter_ms=video_jitter_ms,
+                            video_drop=video_drop, video_seed=video_seed)
         landmarker = loops = None
         if video != "off":
             from streamrt.models.faces import load_face_mesh

@@ -91,7 +91,8 @@ class DialogueResult:
             elif m["type"] == "agent_resume":
                 lines.append(f"{t:7.2f}s  agent resumed from {m['position_ms']:.0f} ms")
             elif m["type"] == "interrupted":
-                lines.append(f"{t:7.2f}s  agent interrupted; the user heard: {m['heard_text']!r}")
+                lines.append(f"{t:7.2f}s  agent interrupted; the user heard: {m['heard_text']!r}"
+                             + (" (withdrawn: the user went on with the turn)" if m.get("user_continues") else ""))
             elif m["type"] == "error":
                 lines.append(f"{t:7.2f}s  error {m['code']}: {m['message']}")
         return lines

@@ -1,6 +1,7 @@
 """The agent's side of a ``DialogueSession``: the LLM's reply into the turn's TTS stream
 (``AgentTextEvent``), the TTS audio into the ``AgentTurn``, starting and stopping a turn (barge-in
-keeps what was heard), and pacing: audio released at most ``audio_lead_ms`` ahead of playback. A
+keeps what was heard; the user going on after the agent took over a pause withdraws the turn and
+reopens the user's), and pacing: audio released at most ``audio_lead_ms`` ahead of playback. A
 mixin of ``DialogueSession`` (after ``UserSide``, whose words a turn answers), whose ``__init__``
 sets the state it uses.
 
@@ -31,6 +32,20 @@ if TYPE_CHECKING:
     from streamrt.dialogue.settings import DialogueSettings
 
 
+@dataclass(frozen=True)
+class AnsweredTurn:
+    """The user's turn that agent turn ``turn`` answers, as it was before it was answered: where
+    it began among the user's words (``word0``) and in the LLM's input (``llm_chars``), the text
+    the LLM got for it (``llm_text``), and the silence after it when it was answered
+    (``silence_ms``, media). A continuation (``Yield(user_continues=True)``) reopens it."""
+
+    turn: int
+    word0: int
+    llm_chars: int
+    llm_text: str
+    silence_ms: float
+
+
 @dataclass
 class HeldAnswer:
     """An answer generated ahead of the turn policy's decision: its turn and speech (nothing of it
@@ -55,6 +70,8 @@ class AgentSide(UserSide):
     _held: HeldAnswer | None  # an answer generated ahead of the decision (preempt_after_ms)
     _preempts: int  # held answers started
     _preempts_dropped: int  # of them, discarded (the user went on)
+    _answered: AnsweredTurn | None  # the user turn the latest agent turn answers
+    _continued: int  # agent turns withdrawn because the user went on with the turn they answered
 
     def _on_output(self, sub: StreamSession) -> None:  # DialogueSession's: route, then tell the transport
         raise NotImplementedError
@@ -126,7 +143,9 @@ class AgentSide(UserSide):
         self._end_user_turn(answered)
 
     def _end_user_turn(self, answered: str) -> None:
-        """The user's open turn is answered: the next words open a new one."""
+        """The user's open turn is answered (by ``self.turn``): the next words open a new one."""
+        self._answered = AnsweredTurn(self.turn.turn, self._turn_word0, self._llm_chars, self._llm_sent,
+                                      self.speech.silence_ms)
         self._llm_chars += len(self._llm_sent)
         self._llm_sent = ""
         self._turn_word0 = len(self._heard_words())
@@ -185,21 +204,41 @@ class AgentSide(UserSide):
             self._drop_held()
         super()._sync_llm()
 
-    def _stop_turn(self, *, interrupted: bool) -> None:
-        """Barge-in (or end of input): cancel the reply and its speech; keep what was heard."""
+    def _stop_turn(self, *, interrupted: bool, user_continues: bool = False) -> None:
+        """Barge-in (or end of input): cancel the reply and its speech; keep what was heard. With
+        ``user_continues`` (the user went on with the turn this one answered) the reply is
+        withdrawn instead and the user's turn reopened (``_reopen_user_turn``)."""
         turn, now = self.turn, self.clock.now()
         turn.advance(now)
         heard = turn.heard_text()
-        if turn.from_llm:  # the LLM's reply ends (however far it got) and keeps only what was heard
+        reopen = user_continues and turn.from_llm and self._answered is not None and self._answered.turn == turn.turn
+        if reopen:
+            self._reopen_user_turn()
+        elif turn.from_llm:  # the LLM's reply ends (however far it got) and keeps only what was heard
             self.llm.receive(ReplyHeard(heard))
             self.host.wake(self.llm)
         if self.tts is not None:
             self.host.cancel(self.tts)
         if interrupted:
             self._interruptions += 1
-            self._events.append(InterruptedEvent(turn.turn, heard, self.media_ms, self.speech.start_ms))
+            self._continued += reopen
+            self._events.append(InterruptedEvent(turn.turn, heard, self.media_ms, self.speech.start_ms, reopen))
         self.turn, self.tts = None, None
         self._sync_llm()
+
+    def _reopen_user_turn(self) -> None:
+        """The agent took over a pause and the user went on: its reply leaves the LLM's history as
+        if never said (``WithdrawReply``; the user heard at most a word or two of it), and the user
+        turn it answered is open again, so the words since append to it and the next answer is to
+        the whole turn. Words the user said over the agent that went to the LLM as a new turn (over
+        a finished reply) are taken out first: a reply is withdrawn only with nothing after it."""
+        answered, self._answered = self._answered, None
+        if self._llm_sent:
+            self.llm.receive(TextDelta("", replace_from=self._llm_chars))
+        self.llm.receive(WithdrawReply())
+        self.host.wake(self.llm)
+        self._turn_word0, self._llm_chars, self._llm_sent = answered.word0, answered.llm_chars, answered.llm_text
+        self._score_for, self._scored = None, None
 
     # ---- pacing --------------------------------------------------------------------------------
     def _release(self) -> None:
@@ -211,6 +250,7 @@ class AgentSide(UserSide):
             offset_ms, samples = due
             if not turn.started:
                 turn.started = True
+                turn.voice_from_ms = self.speech.now_ms
                 self._events.append(AgentTurnStartEvent(turn.turn, self.media_ms))
             self._events.append(AgentAudioEvent(turn.turn, samples, turn.sample_rate, offset_ms))
         if turn.speech_done and turn.released >= turn.made and not turn.ended:

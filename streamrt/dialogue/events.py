@@ -142,12 +142,17 @@ class AgentResumeEvent:
 class InterruptedEvent:
     """The user barged in: drop any buffered agent audio of ``turn`` now. ``heard_text`` is what
     the user heard of it (by playback position); only that stays in the agent's context.
-    ``speech_start_ms``: where the VAD heard the interrupting speech start (media ms)."""
+    ``speech_start_ms``: where the VAD heard the interrupting speech start (media ms).
+    ``user_continues``: the agent had taken over a pause and the user went on with the turn: the
+    turn is withdrawn (nothing of it, ``heard_text`` included, stays in the agent's context) and
+    the user's turn is open again: the next ``UserTurnEndEvent`` carries the whole turn, the words
+    of the one it answered included (it supersedes that one)."""
 
     turn: int
     heard_text: str
     media_ms: float
     speech_start_ms: float | None = None
+    user_continues: bool = False
     type: Literal["interrupted"] = "interrupted"
 
 

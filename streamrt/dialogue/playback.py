@@ -47,6 +47,7 @@ class AgentTurn:
     resumes: int = 0  # pauses that were not a barge-in (a backchannel, or the agent's own echo)
     reply_tokens: int = 0  # reply tokens the LLM produced so far
     from_llm: bool = True  # the LLM's answer (False: a greeting, said without the LLM)
+    voice_from_ms: float | None = None  # the user's media time (VAD frames, ms) when its first audio went out
     levels: list[float] = field(default_factory=list)  # RMS of each LEVEL_MS block of the audio made
     _level_tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 

@@ -30,6 +30,10 @@ callbacks (which then call ``on_update``, so a transport knows to call ``events(
   ``Yield`` stops it: the LLM reply and the TTS stream are cancelled, ``InterruptedEvent``
   carries what the user heard (playback position mapped through the TTS units), and the LLM's
   history keeps only that (``ReplyHeard``).
+  A ``Yield(user_continues=True)`` (the user went on with the turn the agent had just answered:
+  it took over a pause) withdraws the reply instead (``WithdrawReply``: nothing of it stays in the
+  LLM's history) and reopens the user's turn: the words since append to it, and the next
+  ``UserTurnEndEvent`` carries the whole turn (``InterruptedEvent.user_continues``).
   Speech the policy does not yield to (a backchannel) resumes the agent after
   ``resume_after_ms`` of silence (``AgentResumeEvent``; the audio comes again from where the turn
   rewound), and its words are dropped from the user's next turn.
@@ -45,7 +49,8 @@ Times: turn-taking runs on the user's media clock (VAD frames), pacing on the in
 core reads no other time. The feed path never raises: bad input becomes an ``ErrorEvent``.
 
 This module holds the input, the routing and turn-taking; the user's side (ASR words into the
-LLM's open turn) is ``user_side.UserSide``, the agent's (reply, speech, pacing) ``agent_side.AgentSide``.
+LLM's open turn) is ``user_side.UserSide``, the agent's (reply, speech, pacing) ``agent_side.AgentSide``,
+the camera's (lip activity) ``camera_side.CameraSide``.
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ from policies.turn_taking.base import Speak, TurnPolicy, TurnView, Yield
 from streamrt.audio import StreamResampler, check_format, decode_pcm, downmix
 from streamrt.clock import Clock
 from streamrt.dialogue.agent_side import AgentSide
-from streamrt.dialogue.events import AgentPauseEvent, AgentResumeEvent, DialogueEndEvent, DialogueEvent, UserLipsEvent
+from streamrt.dialogue.camera_side import CameraSide
+from streamrt.dialogue.events import AgentPauseEvent, AgentResumeEvent, DialogueEndEvent, DialogueEvent
 from streamrt.dialogue.models import DialogueModels, StepHost
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.settings import DialogueSettings
@@ -71,14 +77,14 @@ from streamrt.errors import InputError, LimitExceeded, SessionClosed, StreamrtEr
 from streamrt.session import Session, SessionLimits
 from streamrt.stream_session import StepOutput, StreamSession
 from streamrt.tasks.lip_timeline import LipTimeline
-from streamrt.types import AudioChunk, ErrorEvent, VideoFrame
+from streamrt.types import AudioChunk, ErrorEvent
 
 __all__ = ["DialogueSession", "StepHost", "strip_trailing_off", "SAMPLE_RATE"]
 
 _ids = itertools.count(1)
 
 
-class DialogueSession(AgentSide):
+class DialogueSession(AgentSide, CameraSide):
     """One spoken dialogue. See the module docstring for what it does and what the caller does."""
 
     def __init__(self, models: DialogueModels, host: StepHost, clock: Clock, turn_policy: TurnPolicy, *,
@@ -132,6 +138,8 @@ class DialogueSession(AgentSide):
         self._resumes = 0
         self._held = None  # an answer generated ahead of the decision (preempt_after_ms)
         self._preempts = self._preempts_dropped = 0
+        self._answered = None  # the user turn the latest agent turn answers (AnsweredTurn)
+        self._continued = 0
         if greeting:  # the agent speaks first: a turn straight to the TTS, not in the LLM's context
             self._start_turn(greeting)
 
@@ -193,23 +201,6 @@ class DialogueSession(AgentSide):
             self.asr.receive_audio(x)
             self.host.wake(self.asr)
 
-    def receive_video(self, frame: VideoFrame) -> None:
-        """A camera frame, ``time_ms`` on the audio's media clock (ms from the first audio sample):
-        to the lip-activity stream (opened at the first frame); errors become events."""
-        try:
-            if self._eof:
-                raise SessionClosed("video after end of stream is ignored")
-            if self.models.lips is None:
-                raise InputError("this dialogue has no lip-activity model (DialogueModels.lips)",
-                                 code="video_unavailable")
-            if self.video is None:
-                self.video = StreamSession(self.models.lips.create_stream(), self.clock, session_id=f"{self.id}-video")
-                self.host.add(self.video, self._on_output, model=self.models.lips)
-            self.video.receive(frame)
-            self.host.wake(self.video)
-        except StreamrtError as e:
-            self._error(e)
-
     def receive_playback(self, turn: int, position_ms: float) -> None:
         """The client reports it has played ``position_ms`` of agent turn ``turn`` (optional: without
         reports, playback is assumed to run in real time from the turn's first audio)."""
@@ -257,6 +248,7 @@ class DialogueSession(AgentSide):
     def summary(self) -> dict:
         return {"media_ms": round(self.media_ms, 1), "agent_turns": self._turns,
                 "interruptions": self._interruptions, "resumed_after_backchannel": self._resumes,
+                "user_continued": self._continued,
                 "asr_audio_ms": round(1000.0 * self.gate.sent / SAMPLE_RATE, 1),
                 "preemptive_answers": self._preempts, "preemptive_answers_dropped": self._preempts_dropped,
                 "turn_policy": self.policy.describe()}
@@ -279,15 +271,7 @@ class DialogueSession(AgentSide):
         if self._held is not None:
             for e in self._held.tts.events():
                 self._tts_event(e, self._held.turn)
-        for e in self.video.events() if self.video is not None else ():  # before the VAD frames it judges
-            if isinstance(e, StepOutput):
-                self.lips.add(e.result.lips)
-                if e.result.lips:
-                    self._lips_came_at = self.clock.now()
-                    self._lips_lag_ms = self.media_ms - self.lips.next_due_ms
-                    self._events.append(UserLipsEvent(tuple(e.result.lips), self.media_ms))
-            else:
-                self._sub_event(e)
+        self._video_events()  # before the VAD frames they judge
         for e in self.vad.events():  # after the words: a frame's decision sees the latest transcript
             if isinstance(e, StepOutput):
                 now = self.clock.now()
@@ -334,42 +318,15 @@ class DialogueSession(AgentSide):
             self._ask_score()
         self._decide(self.speech.now_ms)
 
-    def _lips_in(self, scored_at: float) -> bool:
-        """The next VAD frame (scored at ``scored_at`` on the clock) may be judged: no camera, the lip
-        scores of its time are in, or ``lips_max_wait_ms`` is over (see ``DialogueSettings``)."""
-        wait = self.settings.lips_max_wait_ms
-        if self.video is None or self.settings.lips_window_ms is None or not wait or self._eof or self._lips_lag_ms > wait:
-            return True  # (a camera further behind the audio than the wait is not waited for)
-        if self.lips.covers((self.speech.frames + 1) * self.speech.frame_ms):
-            return True
-        now = self.clock.now()
-        return 1000.0 * (now - scored_at) >= wait or 1000.0 * (now - self._lips_came_at) >= wait
-
-    def _lips_until(self, end_ms: float) -> str:
-        """The user's lips over the last ``lips_window_ms`` up to ``end_ms`` of media; unknown
-        without a camera (then the session is audio only, exactly as without video)."""
-        window = self.settings.lips_window_ms
-        if self.video is None or window is None:
-            return "unknown"
-        return self.lips.state_between(end_ms - window, end_ms)
-
-    def _lips_since_voice(self) -> str:
-        """For the turn policy: the lips over the last ``lips_window_ms``, counting only frames at
-        least that long after the user's voice stopped (a frame's lip score looks that far back, so
-        earlier ones still see the words just spoken): "active" means the mouth moved after the
-        voice stopped. Unknown while the user speaks, before that, and without a camera."""
-        window, sp = self.settings.lips_window_ms, self.speech
-        if self.video is None or window is None or sp.speaking or sp.silence_ms < window:
-            return "unknown"
-        return self.lips.state_between(max(sp.now_ms - window, sp.end_ms + window), sp.now_ms)
-
     def _view(self, now_ms: float) -> TurnView:
         transcript = self._transcript()
         scored = self._scored is not None and self._scored[0] == strip_trailing_off(transcript)
         score = self._scored[1] if scored else None
-        sp = self.speech
-        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, self.turn is not None, score,
-                        lips=self._lips_since_voice())
+        sp, turn, answered = self.speech, self.turn, self._answered
+        audible = None if turn is None or turn.voice_from_ms is None else max(0.0, sp.now_ms - turn.voice_from_ms)
+        after = answered.silence_ms if turn is not None and answered is not None and answered.turn == turn.turn else None
+        return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, turn is not None, score,
+                        lips=self._lips_since_voice(), agent_audible_ms=audible, answered_after_ms=after)
 
     def _decide(self, now_ms: float) -> None:
         if self._eof:
@@ -390,7 +347,7 @@ class DialogueSession(AgentSide):
             else:
                 self._start_turn()
         elif isinstance(action, Yield) and self.turn is not None:
-            self._stop_turn(interrupted=True)
+            self._stop_turn(interrupted=True, user_continues=action.user_continues)
         elif self.turn is not None and self.turn.paused and not self.speech.speaking:
             if self.speech.silence_ms >= self.settings.resume_after_ms:
                 self._resumes += 1  # a backchannel: forget its words (also in the LLM), go on

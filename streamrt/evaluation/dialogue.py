@@ -150,6 +150,8 @@ def _timed(t_ms: float, e: Any) -> TimedEvent:
     text = getattr(e, "heard_text", None) if kind == "interrupted" else getattr(e, "text", None)
     if kind == "error":
         text = f"{e.code}: {e.message}"
+    elif kind == "lips":  # each scored frame's media time and state, e.g. "1233:a 1300:s 1367:u"
+        text = " ".join(f"{a.time_ms:.0f}:{a.state[0]}" for a in e.frames)
     data = {k: getattr(e, k) for k in TIMED_DATA if hasattr(e, k)}
     return TimedEvent(t_ms, kind, getattr(e, "turn", None), 0.0, text or "", data)
 

@@ -25,10 +25,17 @@ camera shows still lips, and the user's own interruptions (moving lips) must sti
   rendered once before the dialogues (a loop of talking and a loop of still frames, each with the
   head's sway and sensor noise) and picked by time, so rendering costs the virtual clock nothing;
   the real FaceMesh runs on every frame inside the agent (its cost counts, as it would live).
+  What a real camera's path does to the frames (:class:`CameraPath`): each frame arrives
+  ``video_delay_ms`` plus a random 0..``video_jitter_ms`` after it was taken, in the order taken
+  (a WebSocket is one TCP stream and a WebRTC receiver's jitter buffer hands frames on in order,
+  so a frame held up holds up the ones behind it), and a fraction ``video_drop`` never arrives
+  (lost, or a camera that skips frames in low light: a varying rate). Frames keep the media time
+  they were taken at; they are late, not re-timed. Seeded: the same room gives the same frames.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -40,6 +47,7 @@ from streamrt.types import VideoFrame
 
 SAMPLE_RATE = 16000
 VIDEO_MODES = ("off", "face", "still")
+MAX_VIDEO_LATE_MS = 10_000.0  # the latest a simulated frame may arrive (ms after it was taken)
 BACKGROUND_LINES = (
     "And now the weather for the weekend, sunny with a few clouds in the afternoon.",
     "The match ended in a draw after a very long and tiring second half.",
@@ -53,7 +61,10 @@ class RoomSettings:
     """echo_gain: the agent's voice back into the microphone, amplitude ratio to what was played
     (None: no echo). echo_delay_ms: its delay. background: another voice talks into answers;
     background_gain: its level over the user's (amplitude ratio); background_at_ms: where in the
-    answer it starts. video: off, face or still (module docstring); fps: camera frames per second."""
+    answer it starts. video: off, face or still (module docstring); fps: camera frames per second;
+    video_delay_ms: every frame arrives this late (ms after it was taken); video_jitter_ms: plus a
+    random 0..this many ms, frames kept in order (module docstring); video_drop: the fraction of
+    frames that never arrive, in [0, 1); video_seed: the seed of the jitter and the drops."""
 
     echo_gain: float | None = None
     echo_delay_ms: float = 30.0
@@ -62,6 +73,10 @@ class RoomSettings:
     background_at_ms: float = 800.0
     video: str = "off"
     fps: float = 15.0
+    video_delay_ms: float = 0.0
+    video_jitter_ms: float = 0.0
+    video_drop: float = 0.0
+    video_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.video not in VIDEO_MODES:
@@ -73,13 +88,24 @@ class RoomSettings:
             raise ConfigError(f"RoomSettings.echo_gain must be > 0 (an amplitude ratio) or None, got {self.echo_gain!r}")
         if not 1 <= self.fps <= 60:
             raise ConfigError(f"RoomSettings.fps must be in [1, 60] frames/s, got {self.fps!r}")
+        for name in ("video_delay_ms", "video_jitter_ms"):
+            if not 0 <= getattr(self, name) <= MAX_VIDEO_LATE_MS:
+                raise ConfigError(f"RoomSettings.{name} must be in [0, {MAX_VIDEO_LATE_MS:.0f}] ms, "
+                                  f"got {getattr(self, name)!r}")
+        if not 0 <= self.video_drop < 1:
+            raise ConfigError(f"RoomSettings.video_drop must be a fraction of frames in [0, 1), got {self.video_drop!r}")
+        if self.video == "off" and (self.video_delay_ms or self.video_jitter_ms or self.video_drop):
+            raise ConfigError("video_delay_ms, video_jitter_ms and video_drop need a camera (video face or still), "
+                              "got video 'off'")
 
     def describe(self) -> dict[str, Any]:
         gain = self.echo_gain
         return {"echo_gain": gain, "echo_db": None if gain is None else round(20 * np.log10(gain), 1),
                 "echo_delay_ms": self.echo_delay_ms if gain is not None else None, "background": self.background,
                 "background_gain": self.background_gain if self.background else None, "video": self.video,
-                "fps": self.fps if self.video != "off" else None}
+                "fps": self.fps if self.video != "off" else None,
+                **({"video_delay_ms": self.video_delay_ms, "video_jitter_ms": self.video_jitter_ms,
+                    "video_drop": self.video_drop, "video_seed": self.video_seed} if self.video != "off" else {})}
 
 
 def parse_gain(text: str) -> float:
@@ -136,6 +162,23 @@ class EchoPath:
         return out
 
 
+class CameraPath:
+    """When each camera frame reaches the agent (module docstring): ``arrival(t_ms)`` for the frame
+    taken at ``t_ms`` (frames asked for in the order taken), or None when it never arrives."""
+
+    def __init__(self, delay_ms: float = 0.0, jitter_ms: float = 0.0, drop: float = 0.0, seed: int = 0):
+        self.delay_ms, self.jitter_ms, self.drop = delay_ms, jitter_ms, drop
+        self._rng = np.random.default_rng(seed)
+        self._last = -np.inf  # the previous frame's arrival: none overtakes it
+
+    def arrival(self, t_ms: float) -> float | None:
+        late, lost = self._rng.uniform(0.0, self.jitter_ms), self._rng.random() < self.drop  # both drawn always
+        if lost:
+            return None
+        self._last = max(self._last, t_ms + self.delay_ms + late)
+        return self._last
+
+
 @dataclass(frozen=True)
 class FaceLoops:
     """Frames rendered once: ``talk`` and ``still`` loops of the animated photo at one rate."""
@@ -172,7 +215,10 @@ class Room:
         self.settings = settings
         self.loops = frames
         self.echo = EchoPath(settings.echo_gain, settings.echo_delay_ms) if settings.echo_gain is not None else None
-        self._frame = 0  # the next camera frame
+        self._frame = 0  # the next camera frame to take
+        self.camera = CameraPath(settings.video_delay_ms, settings.video_jitter_ms, settings.video_drop,
+                                 settings.video_seed)
+        self._on_the_way: deque[tuple[float, VideoFrame]] = deque()  # (arrival ms, frame) taken, not yet in
 
     @property
     def video(self) -> bool:
@@ -193,17 +239,22 @@ class Room:
         return None if self.echo is None else self.echo.read(start, stop)
 
     def frames(self, until_ms: float, user: Sequence[UserSpeech]) -> list[VideoFrame]:
-        """The camera's frames taken up to ``until_ms`` and not yet sent."""
+        """The camera's frames that reached the agent by ``until_ms`` and were not yet sent, in
+        order, each with the media time it was taken at (``CameraPath``: late, jittered, dropped)."""
         if not self.video:
             return []
         step = 1000.0 / self.settings.fps
-        out = []
-        while self._frame * step <= until_ms:
+        while self._frame * step <= until_ms:  # taken by now (what the lips do is known by now)
             t = self._frame * step
             moving = self.settings.video == "face" and lips_move(t, user)
             loop = self.loops.talk if moving else self.loops.still
-            out.append(VideoFrame(loop[self._frame % len(loop)], t))
+            arrival = self.camera.arrival(t)
+            if arrival is not None:
+                self._on_the_way.append((arrival, VideoFrame(loop[self._frame % len(loop)], t)))
             self._frame += 1
+        out = []
+        while self._on_the_way and self._on_the_way[0][0] <= until_ms:
+            out.append(self._on_the_way.popleft()[1])
         return out
 
     def background_voice(self, user_voice: str) -> str:

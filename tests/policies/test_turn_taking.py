@@ -1,8 +1,9 @@
 """Turn-taking policies on hand-made views: the silence baseline answers after its threshold, the
 semantic one after a short wait on a complete turn and a long one otherwise (so a 1 s mid-turn
 pause is not taken over); while the agent speaks a backchannel is heard out and a long or wordy
-interruption, or words that do not stand alone as a turn, make it yield; the registry finds both
-and names bad options."""
+interruption, or words that do not stand alone as a turn, make it yield; speech that begins just
+after the agent took over (``continue_window_ms``) is the user going on with the turn and yields at
+once; the registry finds both and names bad options."""
 
 from __future__ import annotations
 
@@ -74,7 +75,9 @@ def test_registry_lists_both_and_names_what_is_wrong():
     with pytest.raises(PolicyOptionError, match="semantic"):
         create("semantic", {"bogus": 1})
     assert create("silence").describe() == {"name": "silence", "silence_ms": 1200.0, "min_interrupt_ms": 1200.0,
-                                            "interrupt_words": 3}
+                                            "interrupt_words": 3, "continue_window_ms": 800.0}
+    with pytest.raises(PolicyOptionError, match="continue_window_ms"):
+        create("semantic", {"continue_window_ms": -5})
 
 
 def test_semantic_holds_a_one_second_pause_and_answers_the_whole_turn_after_its_short_wait():
@@ -96,3 +99,30 @@ def test_semantic_holds_a_one_second_pause_and_answers_the_whole_turn_after_its_
     assert speaks and speaks[0] > 1000.0 + 1500.0  # nothing in the first part's pause
     first = speaks[0] - (1000.0 + 1500.0)  # into the second silence
     assert 400.0 <= first < 400.0 + frame  # as soon as the complete turn's score came (after 250 ms)
+
+
+def over_answer(audible_ms, speech_ms=96.0, *, answered_after_ms=400.0, speaking=True) -> TurnView:
+    """The user speaks (``speech_ms`` so far) over an agent turn audible for ``audible_ms`` (None: its
+    audio has not started) that answered the user after ``answered_after_ms`` of silence."""
+    return TurnView(10_000.0, speaking, speech_ms, 0.0 if speaking else 200.0, "the moon", True, 0.001,
+                    agent_audible_ms=audible_ms, answered_after_ms=answered_after_ms)
+
+
+@pytest.mark.parametrize("name", ["silence", "semantic"])
+def test_speech_just_after_the_agent_took_over_is_the_user_going_on_and_yields_at_once(name):
+    """Full-Duplex-Bench's pause handling: the user who goes on within moments of the agent's start
+    had not finished; the agent yields at the first frame the guard accepts (96 ms of speech, one
+    word), not after min_interrupt_ms / interrupt_words, and the turn continues."""
+    policy = create(name)
+    go_on = Yield(user_continues=True)
+    assert policy.decide(over_answer(500.0)) == go_on  # began 404 ms into the agent's voice
+    assert policy.decide(over_answer(800.0 + 96.0)) == go_on  # began 800 ms in: the window's edge
+    assert policy.decide(over_answer(None)) == go_on  # began before the agent's audio came out
+    assert policy.decide(over_answer(None, answered_after_ms=3000.0)) == go_on  # whatever the pause
+    # later in the agent's turn a short run is a backchannel, a long one an interruption (a new turn)
+    assert policy.decide(over_answer(900.0 + 96.0)) == Listen()
+    assert policy.decide(over_answer(1000.0 + 1200.0, 1200.0)) == Yield()
+    # no user turn answered (a greeting), the user silent, or the rule off: as before
+    assert policy.decide(over_answer(500.0, answered_after_ms=None)) == Listen()
+    assert policy.decide(over_answer(500.0, speaking=False)) == Listen()
+    assert create(name, {"continue_window_ms": None}).decide(over_answer(500.0)) == Listen()

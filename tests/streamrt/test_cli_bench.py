@@ -20,6 +20,6 @@ def test_bench_all_names_every_benchmark_command():
 def test_capacity_sweeps_measure_each_configuration_as_set():
     # a sweep with the ladder on would count a trial that only held by lengthening its chunks
     sweeps = [args for _n, args in bench.ALL_RUNS if "--sweep" in args]
-    assert len(sweeps) == 5 and all("--no-degrade" in args for args in sweeps)
+    assert len(sweeps) == 7 and all("--no-degrade" in args for args in sweeps)
     spikes = {n: args for n, args in bench.ALL_RUNS if "--spike-at" in args}
     assert ["--no-degrade" in args for _n, args in sorted(spikes.items())] == [True, False]

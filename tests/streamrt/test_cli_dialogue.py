@@ -20,6 +20,12 @@ def test_an_unknown_script_fails_before_any_model_loads(tmp_path):
     assert out.exit_code == 2 and "no script 'nope'; the file has quick" in out.output
 
 
+def test_a_camera_path_without_a_camera_fails_before_any_model_loads(tmp_path):
+    out = CliRunner().invoke(app, ["dialogue", "eval", "--script", "quick", "--clips", str(tmp_path),
+                                   "--video-jitter-ms", "60"])
+    assert out.exit_code == 2 and "need a camera (video face or still), got video 'off'" in out.output
+
+
 @pytest.mark.model
 def test_dialogue_eval_answers_every_turn_of_the_quick_script(tmp_path):
     if shutil.which("flite") is None:

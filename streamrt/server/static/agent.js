@@ -2,7 +2,8 @@
 // (docs/protocol.md, "Dialogue"); the agent's voice (binary pcm_s16le frames) is played as it
 // comes, stopped with what is queued dropped at once on `agent_pause` (you spoke over it) and
 // `interrupted`, and played again from `agent_resume`'s position; a live transcript of both sides with each answer's
-// latency (from the last moment the microphone heard you to the agent's first sound).
+// latency (from the last moment the microphone heard you to the agent's first sound); after an `interrupted`
+// with `user_continues` (the agent took over your pause and you went on) your words go on on your turn's line.
 // With the camera (the checkbox or ?video=1): a preview, JPEG frames on the audio's media clock
 // (camera.js) and a lip-activity meter from the server's `lips` messages (docs/video.md).
 // Page parameters: ?token=T, ?autostart=1 (start at load), &turns=N (stop after N agent turns),
@@ -25,6 +26,7 @@
   let current = null; // the agent turn being received
   let playhead = 0; // ctx time where the next agent frame starts
   let userLine = null, partialSpan = null;
+  let answeredLine = null, answeredPartial = null; // the user's line the agent's current turn answers
 
   function setStatus(text) { $('status').textContent = text; }
 
@@ -124,6 +126,8 @@
     } else if (msg.type === 'agent_turn_start' || msg.type === 'agent_text') {
       // the answer's text may come before its first audio frame
       if (!current || current.turn !== msg.turn) {
+        answeredLine = userLine;
+        answeredPartial = partialSpan;
         userLine = null;
         const l = line('agent', 'Agent');
         const latency = document.createElement('span');
@@ -166,8 +170,21 @@
         turn.record.done = true;
         const cut = document.createElement('span');
         cut.className = 'cut';
-        cut.textContent = '(interrupted; you heard: "' + msg.heard_text + '")';
+        cut.textContent = msg.user_continues ? '(withdrawn: you went on)'
+          : '(interrupted; you heard: "' + msg.heard_text + '")';
         turn.line.div.appendChild(cut);
+      }
+      if (msg.user_continues && answeredLine) {
+        // the agent had taken over your pause: your words go on in the same turn, on its line
+        if (userLine && userLine !== answeredLine) {
+          const words = userLine.text.textContent;
+          if (words) answeredLine.text.textContent += ' ' + words;
+          answeredPartial.textContent = partialSpan.textContent;
+          userLine.div.remove();
+        }
+        userLine = answeredLine;
+        partialSpan = answeredPartial;
+        $('transcript').appendChild(userLine.div);
       }
       playhead = 0;
       current = null;
