@@ -21,9 +21,11 @@ may. The score needs the agent's reply to be generated in full (the LLM is free)
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from policies.turn_taking.base import Listen, Speak, TurnAction, TurnPolicy, TurnView, Yield, barge_in
+from streamrt.errors import PolicyOptionError
 
 
 class Semantic(TurnPolicy):
@@ -43,8 +45,12 @@ class Semantic(TurnPolicy):
 
     def __init__(self, complete_p: float = 0.2, short_wait_ms: float = 250.0, long_wait_ms: float = 1300.0,
                  min_interrupt_ms: float | None = 1200.0, interrupt_words: int | None = 3,
-                 floor_p: float | None = None, continue_window_ms: float | None = 800.0):
+                 floor_p: float | None = None, continue_window_ms: float | None = 800.0,
+                 pause_p: float | None = 0.005):
         self.check_option("complete_p", complete_p, maximum=1.0, unit="(probability)")
+        if pause_p is not None and not (isinstance(pause_p, (int, float)) and 0 < pause_p < complete_p):
+            raise PolicyOptionError(f"turn policy {self.name!r}: pause_p must be > 0 and < complete_p "
+                                    f"({complete_p}) (probability) or None, got {pause_p!r}")
         self.check_option("short_wait_ms", short_wait_ms, minimum=1.0)
         self.check_option("long_wait_ms", long_wait_ms, minimum=short_wait_ms)
         self.check_option("min_interrupt_ms", min_interrupt_ms)
@@ -58,6 +64,7 @@ class Semantic(TurnPolicy):
         self.interrupt_words = interrupt_words
         self.floor_p = floor_p
         self.continue_window_ms = continue_window_ms
+        self.pause_p = pause_p
 
     def decide(self, view: TurnView) -> TurnAction:
         p = view.end_of_turn_p
@@ -69,10 +76,21 @@ class Semantic(TurnPolicy):
             return Yield() if claims_floor and not view.user_speaking else Listen()
         if view.user_speaking or not view.words or view.lips == "active":
             return Listen()  # lips still moving (a camera): the user has not finished
-        wait = self.short_wait_ms if p is not None and p >= self.complete_p else self.long_wait_ms
-        return Speak() if view.silence_ms >= wait else Listen()
+        return Speak() if view.silence_ms >= self.wait_ms(p) else Listen()
+
+    def wait_ms(self, p: float | None) -> float:
+        """The silence to wait before answering a turn scored ``p`` (None: not scored yet): the short
+        wait from ``complete_p``, the long one up to ``pause_p`` (or below ``complete_p`` without
+        it), and in between log-linear in p: each factor of p takes off the same share of the
+        difference."""
+        if p is not None and p >= self.complete_p:
+            return self.short_wait_ms
+        if p is None or self.pause_p is None or p <= self.pause_p:
+            return self.long_wait_ms
+        share = math.log(p / self.pause_p) / math.log(self.complete_p / self.pause_p)
+        return self.long_wait_ms - share * (self.long_wait_ms - self.short_wait_ms)
 
     def options(self) -> Mapping[str, Any]:
         return {"complete_p": self.complete_p, "short_wait_ms": self.short_wait_ms, "long_wait_ms": self.long_wait_ms,
                 "min_interrupt_ms": self.min_interrupt_ms, "interrupt_words": self.interrupt_words,
-                "floor_p": self.floor_p, "continue_window_ms": self.continue_window_ms}
+                "floor_p": self.floor_p, "continue_window_ms": self.continue_window_ms, "pause_p": self.pause_p}
