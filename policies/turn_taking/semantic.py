@@ -8,8 +8,15 @@ send?"), and SmolLM2 scored that punctuation, not the words. It costs one prefil
 turn is already prefilled while the user speaks (LiveMind), so scoring reads only the last token
 again.
 
+When the ASR ended the words with a mark ("?", "."), the conversation also scores them as written
+and pools the two (``ConversationSettings.score_with_marks``): the mark is Whisper's ear for a
+sentence end, which it also writes at many pauses, so it raises the words' score only to the
+geometric mean of both ("How long should I bake a potato" 0.01 alone, 0.10 pooled; "After the
+interview, should I send?" cut at a pause stays < 0.01).
+
 When the words make a whole turn (p >= ``complete_p``) the agent answers after ``short_wait_ms`` of
-silence, otherwise after ``long_wait_ms`` (a mid-turn pause: "I'd like to book ... a table").
+silence; at or below ``pause_p`` (where the parts before a mid-turn pause score: "I'd like to book
+... a table") after ``long_wait_ms``; in between after a wait log-linear in p (``wait_ms``).
 Until the score arrives it waits as for an incomplete turn.
 
 While the agent speaks the same duration-and-text rule as ``silence`` decides a barge-in. With
@@ -33,7 +40,10 @@ class Semantic(TurnPolicy):
     the served system prompt, fp32, on data/dialogues.yaml's turns, scored without their final
     punctuation: whole turns 0.04-0.90, 22 of 25 at or above 0.2; the first parts before a mid-turn
     pause below 0.001, however the ASR punctuated them; docs/benchmarks.md). short_wait_ms /
-    long_wait_ms: silence before answering a complete / an incomplete turn. min_interrupt_ms /
+    long_wait_ms: silence before answering a complete / an incomplete turn. pause_p: a score at or
+    below it waits the whole long wait, one between it and complete_p a wait log-linear in p (None:
+    two levels, long below complete_p; in `dialogue eval` 20 of 22 pause parts scored below 0.01,
+    the whole turns from 0.1, except ones the ASR garbled). min_interrupt_ms /
     interrupt_words / continue_window_ms: as in ``silence``. floor_p: while the agent speaks, user words scored below it
     make it yield when the user pauses (None disables; off by default: SmolLM2-135M scores a
     backchannel after its own answer as low as the start of an interruption, "Okay." 0.003 and
@@ -46,7 +56,7 @@ class Semantic(TurnPolicy):
     def __init__(self, complete_p: float = 0.2, short_wait_ms: float = 250.0, long_wait_ms: float = 1300.0,
                  min_interrupt_ms: float | None = 1200.0, interrupt_words: int | None = 3,
                  floor_p: float | None = None, continue_window_ms: float | None = 800.0,
-                 pause_p: float | None = 0.005):
+                 pause_p: float | None = 0.01):
         self.check_option("complete_p", complete_p, maximum=1.0, unit="(probability)")
         if pause_p is not None and not (isinstance(pause_p, (int, float)) and 0 < pause_p < complete_p):
             raise PolicyOptionError(f"turn policy {self.name!r}: pause_p must be > 0 and < complete_p "

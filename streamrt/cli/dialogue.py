@@ -4,10 +4,13 @@
     streamrt dialogue eval --script quick --format json      # one script, the report as JSON
     streamrt dialogue eval --turn-policy semantic --out runs/dialogue-semantic
     streamrt dialogue eval --video face --echo -6dB --background   # issue 20: echo, a TV, a camera
+    streamrt dialogue score runs/X/dialogues.jsonl --turns   # again from the log, + one row per user turn
     streamrt dialogue eval --video face --video-fps 5 --video-jitter-ms 60 --video-drop 0.2 --echo 0dB
 
 Prints the issue's goals (response onset p50/p90, barge-in reaction p90, pause takeover, false
-barge-ins, the agent's WER) with ours beside them, then the other figures. ``--out`` writes
+barge-ins, the agent's WER) with ours beside them, then the other figures; ``--turns`` adds one row
+per user turn (what was heard, the end-of-turn score and silence it was answered on, the scores as
+they came, the onset: why an answer waited). ``--out`` writes
 ``dialogues.jsonl`` (the timed logs, ``metrics.dialogue``) and ``report.json``. See
 docs/metrics.md ("Dialogue") for the definitions. ``--echo``, ``--background`` and ``--video``
 put the user in a room (``streamrt.evaluation.dialogue_room``: the agent's voice back into the
