@@ -32,8 +32,10 @@ class Yield:
     """The user barges in: the agent stops speaking now. ``user_continues``: the user is going on
     with the turn the agent just answered (the agent took over a pause the user had not finished):
     the agent's false start is withdrawn (nothing of it stays in its context) and the user's turn
-    is open again, so the next answer is to the whole turn. Otherwise the agent keeps what the
-    user heard and the user's words start a new turn."""
+    is open again, so the next answer is to the whole turn (a turn whose audio has all gone out,
+    heard whole, or one that answers no user turn is not withdrawn: the session goes on as on
+    ``Listen()``). Otherwise the agent keeps what the user heard and the user's words start a new
+    turn."""
 
     user_continues: bool = False
 
@@ -117,20 +119,23 @@ class TurnPolicy(ABC):
 
 
 def barge_in(view: TurnView, min_interrupt_ms: float | None, interrupt_words: int | None,
-             continue_window_ms: float | None = None) -> Yield | None:
+             continue_window_ms: float | None = None, continue_min_speech_ms: float | None = None) -> Yield | None:
     """The rule both built-in policies use while the agent speaks (None: no barge-in, the agent
     goes on). User speech that began within ``continue_window_ms`` of the agent's voice starting,
     on a turn that answers the user, is the user going on with the turn the agent took over (a
-    mid-turn pause): it yields at once, the turn continuing (``Yield(user_continues=True)``).
-    Later speech yields once it has lasted ``min_interrupt_ms`` or its words reached
-    ``interrupt_words`` (a backchannel such as "mm-hm" or "right, okay" is short and one or two
-    words). None disables a criterion."""
+    mid-turn pause): once it has lasted ``continue_min_speech_ms`` it yields, the turn continuing
+    (``Yield(user_continues=True)``); shorter speech that stops (the agent's echo, which ends when
+    the session pauses the agent's audio at the speech's onset) is heard out. Later speech yields
+    once it has lasted ``min_interrupt_ms`` or its words reached ``interrupt_words`` (a backchannel
+    such as "mm-hm" or "right, okay" is short and one or two words). None disables a criterion."""
     if not view.user_speaking:
         return None
     onset = view.onset_into_agent_ms
     if (continue_window_ms is not None and view.answered_after_ms is not None and onset is not None
             and onset <= continue_window_ms):
-        return Yield(user_continues=True)
+        if continue_min_speech_ms is None or view.speech_ms >= continue_min_speech_ms:
+            return Yield(user_continues=True)
+        return None
     if min_interrupt_ms is not None and view.speech_ms >= min_interrupt_ms:
         return Yield()
     if interrupt_words is not None and view.words >= interrupt_words:

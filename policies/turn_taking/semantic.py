@@ -55,8 +55,8 @@ class Semantic(TurnPolicy):
 
     def __init__(self, complete_p: float = 0.2, short_wait_ms: float = 250.0, long_wait_ms: float = 1300.0,
                  min_interrupt_ms: float | None = 1200.0, interrupt_words: int | None = 3,
-                 floor_p: float | None = None, continue_window_ms: float | None = 800.0,
-                 pause_p: float | None = 0.01):
+                 floor_p: float | None = None, continue_window_ms: float | None = 700.0,
+                 continue_min_speech_ms: float | None = 300.0, pause_p: float | None = 0.01):
         self.check_option("complete_p", complete_p, maximum=1.0, unit="(probability)")
         if pause_p is not None and not (isinstance(pause_p, (int, float)) and 0 < pause_p < complete_p):
             raise PolicyOptionError(f"turn policy {self.name!r}: pause_p must be > 0 and < complete_p "
@@ -67,6 +67,7 @@ class Semantic(TurnPolicy):
         self.check_option("interrupt_words", interrupt_words, minimum=1, unit="words")
         self.check_option("floor_p", floor_p, maximum=1.0, unit="(probability)")
         self.check_option("continue_window_ms", continue_window_ms)
+        self.check_option("continue_min_speech_ms", continue_min_speech_ms)
         self.complete_p = complete_p
         self.short_wait_ms = short_wait_ms
         self.long_wait_ms = long_wait_ms
@@ -74,12 +75,14 @@ class Semantic(TurnPolicy):
         self.interrupt_words = interrupt_words
         self.floor_p = floor_p
         self.continue_window_ms = continue_window_ms
+        self.continue_min_speech_ms = continue_min_speech_ms
         self.pause_p = pause_p
 
     def decide(self, view: TurnView) -> TurnAction:
         p = view.end_of_turn_p
         if view.agent_speaking:
-            yielded = barge_in(view, self.min_interrupt_ms, self.interrupt_words, self.continue_window_ms)
+            yielded = barge_in(view, self.min_interrupt_ms, self.interrupt_words, self.continue_window_ms,
+                               self.continue_min_speech_ms)
             if yielded is not None:
                 return yielded
             claims_floor = self.floor_p is not None and p is not None and view.words and p < self.floor_p
@@ -103,4 +106,5 @@ class Semantic(TurnPolicy):
     def options(self) -> Mapping[str, Any]:
         return {"complete_p": self.complete_p, "short_wait_ms": self.short_wait_ms, "long_wait_ms": self.long_wait_ms,
                 "min_interrupt_ms": self.min_interrupt_ms, "interrupt_words": self.interrupt_words,
-                "floor_p": self.floor_p, "continue_window_ms": self.continue_window_ms, "pause_p": self.pause_p}
+                "floor_p": self.floor_p, "continue_window_ms": self.continue_window_ms,
+                "continue_min_speech_ms": self.continue_min_speech_ms, "pause_p": self.pause_p}

@@ -72,6 +72,8 @@ def format_table(rep: dict) -> str:
         lines.append(f"| agent turns answering no user speech (background, or a pause taken over) | | "
                      f"{s.get('unprompted_turns')} of {s.get('agent_turns')} |")
         lines.append(f"| agent paused, then resumed (not a barge-in) | | {s.get('agent_resumed')} |")
+    if s.get("user_continued"):
+        lines.append(f"| agent turns withdrawn: the user went on after a takeover | | {s['user_continued']} |")
     lines.append(f"\n{s['dialogues']} dialogues, {s['turns']} user turns, {s['pauses']} pauses, "
                  f"{s['backchannels']} backchannels and {s['interruptions']} interruptions over agent speech"
                  + (f"; {s['virtual_s']} s of dialogue, {s['compute_s']} s of compute" if s["compute_s"] else ""))
@@ -115,7 +117,7 @@ def eval_cmd(
                                           "frame, frames kept in order (as over a WebSocket or WebRTC)"),
     video_drop: float = typer.Option(0.0, "--video-drop", help="the fraction of frames that never arrive, "
                                      "0..1 (a varying rate)"),
-    video_seed: int = typer.Option(0, "--video-seed", help="seed of the frames' jitter and drops"),
+    video_seed: int = typer.Option(0, "--video-seed", help="seed of the frames' jitter and drops and of the talking mouth's phase"),
     echo: Optional[str] = typer.Option(None, "--echo", help="the agent's voice back into the microphone: a "
                                        "ratio (0.5) or dB (-6dB) of what was played; off if unset"),
     echo_delay_ms: float = typer.Option(30.0, "--echo-delay-ms", min=0.0, help="the echo's delay, ms"),

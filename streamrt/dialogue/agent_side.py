@@ -208,23 +208,33 @@ class AgentSide(UserSide):
         """Barge-in (or end of input): cancel the reply and its speech; keep what was heard. With
         ``user_continues`` (the user went on with the turn this one answered) the reply is
         withdrawn instead and the user's turn reopened (``_reopen_user_turn``)."""
-        turn, now = self.turn, self.clock.now()
+        turn, tts, now = self.turn, self.tts, self.clock.now()
         turn.advance(now)
         heard = turn.heard_text()
-        reopen = user_continues and turn.from_llm and self._answered is not None and self._answered.turn == turn.turn
+        reopen = user_continues and self._can_reopen()
+        # the turn is over before its speech is cancelled: the scheduler runs the cancelled
+        # stream's callback at once, which routes again (VAD frames left to judge would see the
+        # turn still on and stop it a second time)
+        self.turn, self.tts = None, None
         if reopen:
             self._reopen_user_turn()
         elif turn.from_llm:  # the LLM's reply ends (however far it got) and keeps only what was heard
             self.llm.receive(ReplyHeard(heard))
             self.host.wake(self.llm)
-        if self.tts is not None:
-            self.host.cancel(self.tts)
         if interrupted:
             self._interruptions += 1
             self._continued += reopen
             self._events.append(InterruptedEvent(turn.turn, heard, self.media_ms, self.speech.start_ms, reopen))
-        self.turn, self.tts = None, None
+        if tts is not None:
+            self.host.cancel(tts)
         self._sync_llm()
+
+    def _can_reopen(self) -> bool:
+        """The current turn answers the user's latest turn and its audio has not all gone out (a
+        turn heard whole is never withdrawn)."""
+        turn, answered = self.turn, self._answered
+        return (turn is not None and turn.from_llm and not turn.ended and answered is not None
+                and answered.turn == turn.turn)
 
     def _reopen_user_turn(self) -> None:
         """The agent took over a pause and the user went on: its reply leaves the LLM's history as

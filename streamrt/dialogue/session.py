@@ -346,7 +346,8 @@ class DialogueSession(AgentSide, CameraSide):
                 self._release_held()  # answered ahead, on this very transcript
             else:
                 self._start_turn()
-        elif isinstance(action, Yield) and self.turn is not None:
+        elif isinstance(action, Yield) and self.turn is not None and not (
+                action.user_continues and not self._can_reopen()):
             self._stop_turn(interrupted=True, user_continues=action.user_continues)
         elif self.turn is not None and self.turn.paused and not self.speech.speaking:
             if self.speech.silence_ms >= self.settings.resume_after_ms:

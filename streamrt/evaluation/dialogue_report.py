@@ -77,7 +77,8 @@ def report(runs: Sequence[ScriptRun], wer_part: dict, settings: dict) -> dict:
     compute = sum(r.compute_s for r in runs)
     rep["scores"].update(virtual_s=round(virtual, 2), compute_s=round(compute, 2),
                          compute_rtf=round(compute / virtual, 4) if virtual else None,
-                         agent_resumed=sum(r.summary.get("resumed_after_backchannel", 0) for r in runs))
+                         agent_resumed=sum(r.summary.get("resumed_after_backchannel", 0) for r in runs),
+                         user_continued=sum(r.summary.get("user_continued", 0) for r in runs))
     rep["errors"] = [e for r in runs for e in r.errors]
     return rep
 

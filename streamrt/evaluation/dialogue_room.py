@@ -20,7 +20,8 @@ camera shows still lips, and the user's own interruptions (moving lips) must sti
 - **Camera** (``video``): frames at ``fps`` on the audio's media clock, showing the animated real
   photo of ``streamrt.bench.talking_face`` (docs/video.md, "How it is tested"): ``face``: the lips
   move exactly while the user's voice sounds (turns, interruptions, backchannels; still in
-  mid-turn pauses, under echo and background speech); ``still``: the lips never move (the user
+  mid-turn pauses, under echo and background speech; each stretch of voice starts the talking
+  loop at a seeded random phase); ``still``: the lips never move (the user
   says nothing the camera could see: every barge-in is vetoed); ``off``: no camera. The frames are
   rendered once before the dialogues (a loop of talking and a loop of still frames, each with the
   head's sway and sensor noise) and picked by time, so rendering costs the virtual clock nothing;
@@ -64,7 +65,8 @@ class RoomSettings:
     answer it starts. video: off, face or still (module docstring); fps: camera frames per second;
     video_delay_ms: every frame arrives this late (ms after it was taken); video_jitter_ms: plus a
     random 0..this many ms, frames kept in order (module docstring); video_drop: the fraction of
-    frames that never arrive, in [0, 1); video_seed: the seed of the jitter and the drops."""
+    frames that never arrive, in [0, 1); video_seed: the seed of the jitter, the drops and the
+    talking loop's phase at each stretch of voice."""
 
     echo_gain: float | None = None
     echo_delay_ms: float = 30.0
@@ -198,12 +200,20 @@ def face_loops(landmarker, fps: float, loop_ms: float = 4000.0) -> FaceLoops:
     return FaceLoops(fps, tuple(f[1] for f in talk), tuple(f[1] for f in still))
 
 
-def lips_move(t_ms: float, user: Sequence[UserSpeech]) -> bool:
-    """The user's voice sounds at ``t_ms`` (a turn, interruption or backchannel; not in a pause)."""
+def voice_since(t_ms: float, user: Sequence[UserSpeech]) -> float | None:
+    """Where the stretch of the user's voice sounding at ``t_ms`` began (a turn's, interruption's or
+    backchannel's onset, or the end of a pause in it), or None when it does not sound."""
     for u in user:
         if u.kind != "background" and u.onset_ms <= t_ms < u.offset_ms:
-            return not any(a <= t_ms < b for a, b in u.pauses)
-    return False
+            if any(a <= t_ms < b for a, b in u.pauses):
+                return None
+            return max([u.onset_ms, *(b for _, b in u.pauses if b <= t_ms)])
+    return None
+
+
+def lips_move(t_ms: float, user: Sequence[UserSpeech]) -> bool:
+    """The user's voice sounds at ``t_ms`` (a turn, interruption or backchannel; not in a pause)."""
+    return voice_since(t_ms, user) is not None
 
 
 class Room:
@@ -246,16 +256,26 @@ class Room:
         step = 1000.0 / self.settings.fps
         while self._frame * step <= until_ms:  # taken by now (what the lips do is known by now)
             t = self._frame * step
-            moving = self.settings.video == "face" and lips_move(t, user)
-            loop = self.loops.talk if moving else self.loops.still
             arrival = self.camera.arrival(t)
             if arrival is not None:
-                self._on_the_way.append((arrival, VideoFrame(loop[self._frame % len(loop)], t)))
+                self._on_the_way.append((arrival, VideoFrame(self._picture(t, user), t)))
             self._frame += 1
         out = []
         while self._on_the_way and self._on_the_way[0][0] <= until_ms:
             out.append(self._on_the_way.popleft()[1])
         return out
+
+    def _picture(self, t: float, user: Sequence[UserSpeech]) -> np.ndarray:
+        """The face at ``t``: the still loop by time, or, while the voice sounds, the talking loop
+        from a phase drawn for that stretch of voice (seeded by ``video_seed`` and where the
+        stretch began): each stretch starts anywhere in the syllables, as a real mouth's would,
+        so no script's timing lines up with one part of the loop."""
+        since = voice_since(t, user) if self.settings.video == "face" else None
+        if since is None:
+            return self.loops.still[self._frame % len(self.loops.still)]
+        talk = self.loops.talk
+        phase = int(np.random.default_rng((self.settings.video_seed, int(round(since)))).integers(len(talk)))
+        return talk[(phase + int(round((t - since) * self.settings.fps / 1000.0))) % len(talk)]
 
     def background_voice(self, user_voice: str) -> str:
         """A flite voice other than the user's."""

@@ -2,8 +2,8 @@
 semantic one after a short wait on a complete turn and a long one otherwise (so a 1 s mid-turn
 pause is not taken over); while the agent speaks a backchannel is heard out and a long or wordy
 interruption, or words that do not stand alone as a turn, make it yield; speech that begins just
-after the agent took over (``continue_window_ms``) is the user going on with the turn and yields at
-once; the registry finds both and names bad options."""
+after the agent took over (``continue_window_ms``) is the user going on with the turn and yields
+once it has lasted ``continue_min_speech_ms``; the registry finds both and names bad options."""
 
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ def test_registry_lists_both_and_names_what_is_wrong():
     with pytest.raises(PolicyOptionError, match="semantic"):
         create("semantic", {"bogus": 1})
     assert create("silence").describe() == {"name": "silence", "silence_ms": 1200.0, "min_interrupt_ms": 1200.0,
-                                            "interrupt_words": 3, "continue_window_ms": 800.0}
+                                            "interrupt_words": 3, "continue_window_ms": 700.0,
+                                            "continue_min_speech_ms": 300.0}
     with pytest.raises(PolicyOptionError, match="continue_window_ms"):
         create("semantic", {"continue_window_ms": -5})
 
@@ -120,7 +121,7 @@ def test_semantic_holds_a_one_second_pause_and_answers_the_whole_turn_after_its_
     assert 400.0 <= first < 400.0 + frame  # as soon as the complete turn's score came (after 250 ms)
 
 
-def over_answer(audible_ms, speech_ms=96.0, *, answered_after_ms=400.0, speaking=True) -> TurnView:
+def over_answer(audible_ms, speech_ms=300.0, *, answered_after_ms=400.0, speaking=True) -> TurnView:
     """The user speaks (``speech_ms`` so far) over an agent turn audible for ``audible_ms`` (None: its
     audio has not started) that answered the user after ``answered_after_ms`` of silence."""
     return TurnView(10_000.0, speaking, speech_ms, 0.0 if speaking else 200.0, "the moon", True, 0.001,
@@ -128,20 +129,25 @@ def over_answer(audible_ms, speech_ms=96.0, *, answered_after_ms=400.0, speaking
 
 
 @pytest.mark.parametrize("name", ["silence", "semantic"])
-def test_speech_just_after_the_agent_took_over_is_the_user_going_on_and_yields_at_once(name):
+def test_speech_just_after_the_agent_took_over_is_the_user_going_on_and_yields(name):
     """Full-Duplex-Bench's pause handling: the user who goes on within moments of the agent's start
-    had not finished; the agent yields at the first frame the guard accepts (96 ms of speech, one
-    word), not after min_interrupt_ms / interrupt_words, and the turn continues."""
+    had not finished; the agent yields once the speech has lasted continue_min_speech_ms (300 ms:
+    the agent's audio is paused from the guard's onset, so its echo has stopped by then), not after
+    min_interrupt_ms / interrupt_words, and the turn continues."""
     policy = create(name)
     go_on = Yield(user_continues=True)
-    assert policy.decide(over_answer(500.0)) == go_on  # began 404 ms into the agent's voice
-    assert policy.decide(over_answer(800.0 + 96.0)) == go_on  # began 800 ms in: the window's edge
+    assert policy.decide(over_answer(700.0)) == go_on  # began 400 ms into the agent's voice
+    assert policy.decide(over_answer(700.0 + 300.0)) == go_on  # began 700 ms in: the window's edge
     assert policy.decide(over_answer(None)) == go_on  # began before the agent's audio came out
     assert policy.decide(over_answer(None, answered_after_ms=3000.0)) == go_on  # whatever the pause
+    # shorter so far: not yet (the agent's echo stops within this once its audio is paused)
+    assert policy.decide(over_answer(500.0, 96.0)) == Listen()
+    assert policy.decide(over_answer(500.0, 299.0)) == Listen()
     # later in the agent's turn a short run is a backchannel, a long one an interruption (a new turn)
-    assert policy.decide(over_answer(900.0 + 96.0)) == Listen()
+    assert policy.decide(over_answer(701.0 + 300.0)) == Listen()
     assert policy.decide(over_answer(1000.0 + 1200.0, 1200.0)) == Yield()
     # no user turn answered (a greeting), the user silent, or the rule off: as before
     assert policy.decide(over_answer(500.0, answered_after_ms=None)) == Listen()
     assert policy.decide(over_answer(500.0, speaking=False)) == Listen()
-    assert create(name, {"continue_window_ms": None}).decide(over_answer(500.0)) == Listen()
+    assert create(name, {"continue_window_ms": None}).decide(over_answer(700.0)) == Listen()
+    assert create(name, {"continue_min_speech_ms": None}).decide(over_answer(500.0, 96.0)) == go_on

@@ -16,7 +16,8 @@ import pytest
 from metrics.dialogue import UserSpeech, dialogue_scores
 from streamrt.errors import ConfigError
 from streamrt.evaluation.dialogue import RunnerSettings, VirtualClock, run_script
-from streamrt.evaluation.dialogue_room import CameraPath, EchoPath, FaceLoops, Room, RoomSettings, lips_move, parse_gain
+from streamrt.evaluation.dialogue_room import (CameraPath, EchoPath, FaceLoops, Room, RoomSettings, lips_move, parse_gain,
+                                               voice_since)
 from streamrt.evaluation.dialogue_script import ClipSynth, Script, ScriptTurn
 from streamrt.dialogue.events import UserLipsEvent
 from streamrt.types import LipActivity
@@ -63,6 +64,26 @@ def test_the_camera_shows_moving_lips_exactly_while_the_users_voice_sounds():
         Room(RoomSettings(video="face"))
     with pytest.raises(ConfigError, match="video must be one of"):
         RoomSettings(video="on")
+
+
+def test_each_stretch_of_voice_starts_the_talking_loop_at_its_own_seeded_phase():
+    user = [UserSpeech("turn", 1000, 3000, ((1500, 2500),))]
+    assert [voice_since(t, user) for t in (900, 1000, 1400, 2000, 2600)] == [None, 1000, 1000, None, 2500]
+    loops = FaceLoops(10.0, tuple(np.full((2, 2, 3), i + 1, np.uint8) for i in range(40)),
+                      tuple(np.zeros((2, 2, 3), np.uint8) for _ in range(3)))
+
+    def talk(seed):  # the talking frames' loop indices, per stretch
+        frames = Room(RoomSettings(video="face", fps=10.0, video_seed=seed), loops).frames(3500.0, user)
+        shown = [(f.time_ms, int(f.pixels[0, 0, 0]) - 1) for f in frames if f.pixels.any()]
+        return [i for t, i in shown if t < 2000], [i for t, i in shown if t > 2000]
+
+    first, second = talk(0)
+    assert len(first) == 5 and len(second) == 5  # 1000..1400 and 2500..2900 at 10 fps
+    for run in (first, second):  # consecutive frames of the loop within a stretch
+        assert [(i - run[0]) % 40 for i in run] == [0, 1, 2, 3, 4]
+    assert talk(0) == (first, second)  # seeded
+    phases = {talk(seed)[k][0] for seed in range(6) for k in (0, 1)}
+    assert len(phases) > 6  # stretches start at different places in the syllables
 
 
 def test_a_late_jittered_camera_delivers_frames_in_order_with_their_media_times_and_drops_some():
