@@ -42,8 +42,9 @@ class Semantic(TurnPolicy):
     pause below 0.001, however the ASR punctuated them; docs/benchmarks.md). short_wait_ms /
     long_wait_ms: silence before answering a complete / an incomplete turn. pause_p: a score at or
     below it waits the whole long wait, one between it and complete_p a wait log-linear in p (None:
-    two levels, long below complete_p; in `dialogue eval` 20 of 22 pause parts scored below 0.01,
-    the whole turns from 0.1, except ones the ASR garbled). min_interrupt_ms /
+    two levels, long below complete_p; in `dialogue eval`, pooled with the ASR's final mark, 20 of
+    22 pause parts scored below 0.01, the whole turns 0.05-0.92 except two the ASR garbled).
+    min_interrupt_ms /
     interrupt_words / continue_window_ms: as in ``silence``. floor_p: while the agent speaks, user words scored below it
     make it yield when the user pauses (None disables; off by default: SmolLM2-135M scores a
     backchannel after its own answer as low as the start of an interruption, "Okay." 0.003 and
