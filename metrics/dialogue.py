@@ -67,13 +67,16 @@ class UserSpeech:
 @dataclass(frozen=True)
 class TimedEvent:
     """A session event at ``time_ms``. ``turn``: the agent turn (agent events); ``duration_ms``:
-    the audio length of an ``agent_audio`` event; ``text``: the event's text, if any."""
+    the audio length of an ``agent_audio`` event; ``text``: the event's text, if any; ``data``:
+    its other figures that a report shows (``user_turn_score`` / ``user_turn_end``:
+    ``end_of_turn_p``, ``silence_ms``; None where the event had none)."""
 
     time_ms: float
     type: str
     turn: int | None = None
     duration_ms: float = 0.0
     text: str = ""
+    data: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,11 +200,8 @@ def measure(log: DialogueLog) -> DialogueMeasures:
     m = DialogueMeasures()
     turns = agent_turns(log.events)
     events = sorted(log.events, key=lambda e: e.time_ms)
-    answers = [u for u in log.user if u.kind in ("turn", "interruption")]
     replies: set[int] = set()
-    for i, u in enumerate(answers):
-        bound = answers[i + 1].onset_ms if i + 1 < len(answers) else math.inf
-        reply = next((t for t in turns if u.last_resume_ms <= t.start_ms < bound and t.stop_ms > u.offset_ms), None)
+    for u, reply in answers(log, turns):
         if reply is None:
             m.unanswered += 1
         else:
@@ -236,6 +236,19 @@ def measure(log: DialogueLog) -> DialogueMeasures:
         if t.interrupted_ms is not None:
             m.echo_barge_ins += not any(u.onset_ms < t.interrupted_ms and u.offset_ms > t.start_ms for u in log.user)
     return m
+
+
+def answers(log: DialogueLog, turns: Sequence[AgentTurn] | None = None) -> list[tuple[UserSpeech, AgentTurn | None]]:
+    """Each user ``turn``/``interruption`` of ``log`` with the agent turn that answered it (None if
+    none did), by :func:`measure`'s rule; ``turns``: ``agent_turns(log.events)`` if given."""
+    turns = agent_turns(log.events) if turns is None else turns
+    asked = [u for u in log.user if u.kind in ("turn", "interruption")]
+    out = []
+    for i, u in enumerate(asked):
+        bound = asked[i + 1].onset_ms if i + 1 < len(asked) else math.inf
+        out.append((u, next((t for t in turns if u.last_resume_ms <= t.start_ms < bound and t.stop_ms > u.offset_ms),
+                            None)))
+    return out
 
 
 def _stages(m: DialogueMeasures, u: UserSpeech, reply: AgentTurn, events: Sequence[TimedEvent]) -> None:
@@ -353,7 +366,7 @@ def _parse_log(doc: dict) -> DialogueLog:
             raise ValueError(f"user speech ends before it starts: onset {speech.onset_ms} > offset {speech.offset_ms}")
         user.append(speech)
     events = [TimedEvent(float(e["time_ms"]), str(e["type"]), e.get("turn"), float(e.get("duration_ms", 0.0)),
-                         e.get("text", "")) for e in doc["events"]]
+                         e.get("text", ""), dict(e.get("data") or {})) for e in doc["events"]]
     for e in events:
         if not math.isfinite(e.time_ms):
             raise ValueError(f"event time must be finite, got {e.time_ms}")

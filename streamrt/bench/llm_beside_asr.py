@@ -46,7 +46,7 @@ class BesideSettings:
 async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -> dict:
     """Run the streams and the chats; ``asr`` a Whisper streaming model, ``llm`` an
     ``LlmConversationModel`` whose replies are ``s.reply_tokens`` long."""
-    from streamrt.bench.streams import _loop_audio, _StreamRecord, _summarize
+    from streamrt.bench.stream_records import StreamRecord, loop_audio, summarize
     from streamrt.clock import MonotonicClock
     from streamrt.scheduler import Scheduler
     from streamrt.session import Session, SessionLimits
@@ -59,12 +59,12 @@ async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -
     sr = asr.sample_rate
     chunk = max(1, int(s.chunk_ms * sr / 1000))
 
-    def on_caption(session: Session, rec: _StreamRecord) -> None:
+    def on_caption(session: Session, rec: StreamRecord) -> None:
         rec.take_events(sched.session_stats(session), clock.now())
 
-    async def caption(i: int, rec: _StreamRecord) -> None:
+    async def caption(i: int, rec: StreamRecord) -> None:
         n = int(s.duration_s * sr)
-        samples = _loop_audio(audio, n, (i * 7919 * sr // 10) % max(len(audio), 1))
+        samples = loop_audio(audio, n, (i * 7919 * sr // 10) % max(len(audio), 1))
         await asyncio.sleep(i * s.chunk_ms / 1000.0 / max(s.streams, 1))
         rec.start = clock.now()
         sched.add(rec.session, on_output=lambda sess: on_caption(sess, rec))
@@ -122,7 +122,7 @@ async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -
         sched.wake(session)
 
     limits = SessionLimits(max_buffered_audio_s=None)
-    records = [_StreamRecord(Session(asr.create_stream(), clock, model_sample_rate=sr, input_sample_rate=sr,
+    records = [StreamRecord(Session(asr.create_stream(), clock, model_sample_rate=sr, input_sample_rate=sr,
                                      limits=limits, session_id=f"asr{i}")) for i in range(s.streams)]
     await sched.start()
     t0 = time.perf_counter()
@@ -130,7 +130,7 @@ async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -
     wall_s = time.perf_counter() - t0
     stats = sched.stats()
     await sched.stop()
-    asr_out = _summarize(records, stats, s.streams, s.duration_s, wall_s, sched.settings.latency_budget_ms, False)
+    asr_out = summarize(records, stats, s.streams, s.duration_s, wall_s, sched.settings.latency_budget_ms, False)
 
     def pct(xs: list[float], q: float) -> float | None:
         return round(float(np.percentile(xs, q)), 1) if xs else None

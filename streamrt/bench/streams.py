@@ -27,80 +27,16 @@ import numpy as np
 
 from streamrt.bench.host import host_speed
 from streamrt.clock import MonotonicClock
+from streamrt.bench.simulated_compute import SimulatedCompute
+from streamrt.bench.stream_records import StreamRecord, loop_audio, summarize
 from streamrt.engine import Describable, StreamingModel
 from streamrt.presets import DEFAULT_PRESET, get_preset
 from streamrt.quant.precision import detect_cpu
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session, SessionLimits
-from streamrt.types import CommitEvent, EndEvent, ErrorEvent
 
 if TYPE_CHECKING:
     from streamrt.bench.streams_video import CameraRun, Cameras
-
-
-class SimulatedCompute:
-    """Wraps a model so each batched step also sleeps ``fixed_ms + per_stream_ms * b`` (the GIL is
-    released, as torch does): a stand-in for a real network when measuring the scheduler itself.
-
-    precision_speedup: when set, the wrapper offers the ``set_low_precision_fraction(f)`` knob and a
-    step costs ``(1 - precision_speedup * f)`` of its time (a simulated mixed-precision kernel).
-    """
-
-    def __init__(self, model: StreamingModel, fixed_ms: float, per_stream_ms: float,
-                 precision_speedup: float | None = None):
-        self.model = model
-        self.sample_rate = model.sample_rate
-        self.fixed_ms = fixed_ms
-        self.per_stream_ms = per_stream_ms
-        self.precision_speedup = precision_speedup
-        self.low_precision_fraction = 0.0
-        if precision_speedup is not None:
-            self.set_low_precision_fraction = self._set_fraction
-
-    def _set_fraction(self, f: float) -> None:
-        self.low_precision_fraction = float(f)
-
-    def create_stream(self, options: Mapping[str, object] | None = None):
-        return self.model.create_stream(options)
-
-    def step(self, streams) -> None:
-        self.model.step(streams)
-        cost_ms = self.fixed_ms + self.per_stream_ms * len(streams)
-        cost_ms *= 1.0 - (self.precision_speedup or 0.0) * self.low_precision_fraction
-        time.sleep(cost_ms / 1000.0)
-
-    def describe(self) -> dict:
-        return {"simulated_fixed_ms": self.fixed_ms, "simulated_per_stream_ms": self.per_stream_ms,
-                "simulated_precision_speedup": self.precision_speedup}
-
-
-class _StreamRecord:
-    def __init__(self, session: Session):
-        self.session = session
-        self.start: float | None = None  # wall time of media position 0
-        self.delays_ms: list[float] = []
-        self.max_lag_ms = 0.0
-        self.errors: list[str] = []
-        self.ended = asyncio.Event()
-
-    def take_events(self, stats: dict | None, now: float) -> None:
-        """Drain the session's events (called from its ``on_output``): commit delays against the
-        wall clock, the worst lag the scheduler saw, and the end or a fatal error."""
-        if stats is not None:
-            self.max_lag_ms = max(self.max_lag_ms, stats["max_lag_ms"])
-        for ev in self.session.events():
-            if isinstance(ev, CommitEvent) and self.start is not None:
-                self.delays_ms.extend(1000.0 * (now - self.start) - u.end_ms for u in ev.units)
-            elif isinstance(ev, EndEvent):
-                self.ended.set()
-            elif isinstance(ev, ErrorEvent) and ev.fatal:  # e.g. an isolated model failure
-                self.errors.append(f"{ev.code}: {ev.message}")
-                self.ended.set()
-
-
-def _loop_audio(audio: np.ndarray, n: int, offset: int) -> np.ndarray:
-    reps = int(np.ceil((offset + n) / max(len(audio), 1))) + 1
-    return np.tile(audio, reps)[offset : offset + n]
 
 
 async def _run_plan(
@@ -112,7 +48,7 @@ async def _run_plan(
     options: Mapping[str, object] | None,
     settings: SchedulerSettings,
     cameras: Cameras | None = None,
-) -> tuple[list[_StreamRecord], dict, float, CameraRun | None]:
+) -> tuple[list[StreamRecord], dict, float, CameraRun | None]:
     """Client i joins at plan[i][0] s and streams plan[i][1] s of audio in real time, then eof;
     with ``cameras``, its camera's frames alongside (``streamrt.bench.streams_video``)."""
     clock = MonotonicClock()
@@ -122,12 +58,12 @@ async def _run_plan(
     chunk = max(1, int(chunk_ms * sr / 1000))
     limits = SessionLimits(max_buffered_audio_s=None)
 
-    def on_output(session: Session, rec: _StreamRecord) -> None:
+    def on_output(session: Session, rec: StreamRecord) -> None:
         rec.take_events(sched.session_stats(session), clock.now())
 
-    async def client(i: int, rec: _StreamRecord, start_s: float, duration_s: float) -> None:
+    async def client(i: int, rec: StreamRecord, start_s: float, duration_s: float) -> None:
         n_samples = int(duration_s * sr)
-        samples = _loop_audio(audio, n_samples, (i * 7919 * sr // 10) % max(len(audio), 1))
+        samples = loop_audio(audio, n_samples, (i * 7919 * sr // 10) % max(len(audio), 1))
         await asyncio.sleep(start_s)
         rec.start = clock.now()
         sched.add(rec.session, on_output=lambda s: on_output(s, rec))
@@ -147,7 +83,7 @@ async def _run_plan(
         await rec.ended.wait()
 
     records = [
-        _StreamRecord(Session(model.create_stream(options), clock, model_sample_rate=sr,
+        StreamRecord(Session(model.create_stream(options), clock, model_sample_rate=sr,
                               input_sample_rate=sr, limits=limits, session_id=f"bench{i}",
                               video=cams.open(f"bench{i}") if cams else None))
         for i in range(len(plan))
@@ -189,7 +125,7 @@ async def run_streams(
     plan = [(i * stagger_s, duration_s) for i in range(n_streams)]
     records, stats, wall_s, cams = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
                                                    settings=settings, cameras=cameras)
-    return _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream, cams)
+    return summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream, cams)
 
 
 async def run_spike(
@@ -219,62 +155,13 @@ async def run_spike(
     plan += [(spike_start_s + i * stagger_s, spike_duration_s) for i in range(spike_streams)]
     records, stats, wall_s, cams = await _run_plan(model, plan, audio, chunk_ms=chunk_ms, options=options,
                                                    settings=settings, cameras=cameras)
-    out = _summarize(records, stats, len(plan), duration_s, wall_s, max_lag_ms, False, cams)
-    base = _summarize(records[:base_streams], stats, base_streams, duration_s, wall_s, max_lag_ms, False, cams)
+    out = summarize(records, stats, len(plan), duration_s, wall_s, max_lag_ms, False, cams)
+    base = summarize(records[:base_streams], stats, base_streams, duration_s, wall_s, max_lag_ms, False, cams)
     out["base"] = {k: base[k] for k in ("streams", "kept_realtime", "streams_kept_realtime", "p50_commit_delay_ms",
                                         "p95_commit_delay_ms", "max_lag_ms", "video") if k in base}
     out["spike"] = {"streams": spike_streams, "start_s": spike_start_s, "duration_s": spike_duration_s}
     out["degradation_history"] = stats["degradation"]["history"]
     out["degradation_max_level"] = max((lvl for _, lvl in stats["degradation"]["history"]), default=0)
-    return out
-
-
-def _summarize(records, stats, n_streams, duration_s, wall_s, max_lag_ms, per_stream, cams=None) -> dict:
-    delays = np.array([d for r in records for d in r.delays_ms]) if records else np.zeros(0)
-    rows = []
-    for r in records:
-        s = r.session
-        rtf = s.compute_ms / s.stream.received_ms if s.stream.received_ms else 0.0
-        kept = rtf < 1.0 and r.max_lag_ms <= max_lag_ms and not r.errors
-        rows.append({
-            "id": s.id,
-            "rtf": round(rtf, 4),
-            "max_lag_ms": round(r.max_lag_ms, 1),
-            "units": len(s.committed),
-            "p95_commit_delay_ms": round(float(np.percentile(r.delays_ms, 95)), 1) if r.delays_ms else None,
-            "kept_realtime": kept,
-        })
-        if cams is not None:  # held only when its camera kept up too
-            video = cams.figures(s)
-            rows[-1].update(audio_kept_realtime=kept, video=video, kept_realtime=kept and video["kept"])
-    out = {
-        "streams": n_streams,
-        "duration_s": duration_s,
-        "kept_realtime": all(row["kept_realtime"] for row in rows),
-        "streams_kept_realtime": sum(row["kept_realtime"] for row in rows),
-        "p50_commit_delay_ms": round(float(np.percentile(delays, 50)), 1) if len(delays) else None,
-        "p95_commit_delay_ms": round(float(np.percentile(delays, 95)), 1) if len(delays) else None,
-        "rtf_max": max((row["rtf"] for row in rows), default=0.0),
-        "rtf_mean": round(float(np.mean([row["rtf"] for row in rows])), 4) if rows else 0.0,
-        "max_lag_ms": max((row["max_lag_ms"] for row in rows), default=0.0),
-        "units": int(sum(row["units"] for row in rows)),
-        "failed_streams": sum(bool(r.errors) for r in records),
-        "errors": sorted({e for r in records for e in r.errors})[:5],
-        "steps": stats["steps"],
-        "batch_size_mean": stats["batch_size_mean"],
-        "batch_size_max": stats["batch_size_max"],
-        "step_time": stats["step_time"],
-        "deadline_misses": stats["deadline_misses"],
-        "degradation_level_end": stats["degradation"]["level"],
-        "degradation_changes": stats["degradation"]["changes"],
-        "degradation_history": stats["degradation"]["history"],  # [seconds since start, level] per change
-        "wall_s": round(wall_s, 2),
-    }
-    if cams is not None:
-        out["streams_audio_kept_realtime"] = sum(row["audio_kept_realtime"] for row in rows)
-        out["video"] = cams.report([r.session for r in records], stats)
-    if per_stream:
-        out["per_stream"] = rows
     return out
 
 

@@ -4,10 +4,13 @@
     streamrt dialogue eval --script quick --format json      # one script, the report as JSON
     streamrt dialogue eval --turn-policy semantic --out runs/dialogue-semantic
     streamrt dialogue eval --video face --echo -6dB --background   # issue 20: echo, a TV, a camera
+    streamrt dialogue score runs/X/dialogues.jsonl --turns   # again from the log, + one row per user turn
     streamrt dialogue eval --video face --video-fps 5 --video-jitter-ms 60 --video-drop 0.2 --echo 0dB
 
 Prints the issue's goals (response onset p50/p90, barge-in reaction p90, pause takeover, false
-barge-ins, the agent's WER) with ours beside them, then the other figures. ``--out`` writes
+barge-ins, the agent's WER) with ours beside them, then the other figures; ``--turns`` adds one row
+per user turn (what was heard, the end-of-turn score and silence it was answered on, the scores as
+they came, the onset: why an answer waited). ``--out`` writes
 ``dialogues.jsonl`` (the timed logs, ``metrics.dialogue``) and ``report.json``. See
 docs/metrics.md ("Dialogue") for the definitions. ``--echo``, ``--background`` and ``--video``
 put the user in a room (``streamrt.evaluation.dialogue_room``: the agent's voice back into the
@@ -103,6 +106,8 @@ def eval_cmd(
     clips: Optional[Path] = typer.Option(None, "--clips", help="clip cache (default: $STREAMRT_CACHE/"
                                          "dialogue-clips)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress lines"),
+    turns: bool = typer.Option(False, "--turns", help="also print each user turn: what was heard, the "
+                               "end-of-turn score and silence the answer waited for, the onset"),
     video: str = typer.Option("off", "--video", help="a camera on the user: off, face (lips move while the user "
                               "speaks, still otherwise) or still (lips never move); needs the video extra"),
     video_fps: float = typer.Option(15.0, "--video-fps", help="camera frames per second (1-60)"),
@@ -128,7 +133,7 @@ def eval_cmd(
 
     from streamrt.errors import StreamrtError
     from streamrt.evaluation.dialogue import COMPUTE_CLOCKS, RunnerSettings, VirtualClock, run_dialogues
-    from streamrt.evaluation.dialogue_report import agent_speech, agent_wer, report
+    from streamrt.evaluation.dialogue_report import agent_speech, agent_wer, format_turns, report
     from streamrt.evaluation.dialogue_room import Room, RoomSettings, face_loops, parse_gain
     from streamrt.evaluation.dialogue_script import ClipSynth, read_scripts
 
@@ -187,6 +192,8 @@ def eval_cmd(
         typer.echo(json.dumps(rep, indent=2))
     else:
         typer.echo(format_table(rep))
+        if turns:
+            typer.echo("\n" + format_turns(rep["turns"]))
         for err in rep["errors"]:
             typer.echo(f"session error: {err}", err=True)
     if not runs or not rep["scores"]["turns"]:
@@ -196,11 +203,13 @@ def eval_cmd(
 def score_cmd(
     log: Path = typer.Argument(..., help="dialogues.jsonl written by `dialogue eval --out`"),
     fmt: str = typer.Option("table", "--format", help="table or json"),
+    turns: bool = typer.Option(False, "--turns", help="also print each user turn: what was heard, the "
+                               "end-of-turn score and silence the answer waited for, the onset"),
 ) -> None:
     """Score saved dialogue logs again (no model runs; the agent's WER needs `dialogue eval`)."""
     from metrics.dialogue import read_dialogue_logs
     from streamrt.errors import StreamrtError
-    from streamrt.evaluation.dialogue_report import report_logs
+    from streamrt.evaluation.dialogue_report import format_turns, report_logs
 
     if fmt not in ("table", "json"):
         raise typer.BadParameter(f"--format must be table or json, got {fmt!r}")
@@ -211,6 +220,8 @@ def score_cmd(
         raise typer.Exit(2) from None
     rep = report_logs(logs, {}, {"log": str(log)})
     typer.echo(json.dumps(rep, indent=2) if fmt == "json" else format_table(rep))
+    if turns and fmt != "json":
+        typer.echo("\n" + format_turns(rep["turns"]))
 
 
 def register(app: typer.Typer) -> None:

@@ -99,6 +99,10 @@ class Conversation:
     score_tokens: tuple[int, ...] = ()
     """Counted in ``end_probability`` beside the end tokens (e.g. the tokens that end a sentence,
     when the context stops before the writer's final punctuation)."""
+    score_before: int = 0
+    """With ``score_end``: also report ``StepOutput.end_probability_before``, the same probability
+    after all but the context's last ``score_before`` tokens (the words before the writer's final
+    punctuation); those tokens are read again if they were already."""
 
     @property
     def pending(self) -> int:
@@ -163,6 +167,7 @@ class StepOutput:
     finished: str | None = None
     rows: int = 0
     end_probability: float | None = None
+    end_probability_before: float | None = None
 
 
 class LlmDecoder:
@@ -205,6 +210,9 @@ class LlmDecoder:
             reads_all = conv.reply is not None or conv.score_end  # to the context's last token
             if reads_all and conv.pending == 0 and conv.tokens:
                 conv.cached -= 1  # truncated to a cached length: rerun the last token for its logits
+            if conv.reply is None and conv.score_end and conv.score_before:
+                # the row before the last score_before tokens must be in this step too
+                conv.cached = max(0, min(conv.cached, len(conv.tokens) - 1 - conv.score_before))
             if conv.reply is not None and conv.pending == 1:
                 decode.append(conv)
             elif conv.pending > (0 if reads_all else 1):
@@ -236,7 +244,9 @@ class LlmDecoder:
                 scored.append((conv, row - 1))
         if not segments:
             return [StepOutput(c) for c in convs]
-        out_rows = [r + i for _, r, draft in samplers for i in range(1 + len(draft))] + [r for _, r in scored]
+        out_rows = [r + i for _, r, draft in samplers for i in range(1 + len(draft))]
+        for conv, r in scored:
+            out_rows += [r - conv.score_before, r] if conv.score_before else [r]
         plan = self.lm.plan(segments, self.cache)
         with torch.inference_mode():
             logits = self.lm(torch.tensor(feed), plan, self.cache, torch.tensor(out_rows, dtype=torch.long))
@@ -249,9 +259,13 @@ class LlmDecoder:
             chosen[id(conv)] = self._verify(conv, logits[at: at + 1 + len(draft)], draft)
             at += 1 + len(draft)
         for conv, _ in scored:
-            probs = torch.softmax(logits[at].float(), dim=-1)
             ends = sorted(set(self.end_tokens) | set(conv.score_tokens))
-            chosen[id(conv)] = StepOutput(conv, end_probability=float(probs[ends].sum()))
+            before = None
+            if conv.score_before:
+                before = float(torch.softmax(logits[at].float(), dim=-1)[ends].sum())
+                at += 1
+            probs = torch.softmax(logits[at].float(), dim=-1)
+            chosen[id(conv)] = StepOutput(conv, end_probability=float(probs[ends].sum()), end_probability_before=before)
             conv.score_end = False
             at += 1
         outputs = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnEndEvent, AgentTurnStartEvent,
-                                      InterruptedEvent, UserTurnEndEvent)
+                                      InterruptedEvent, UserTurnEndEvent, UserTurnScoreEvent)
 from streamrt.dialogue.playback import AgentTurn
 from streamrt.dialogue.user_side import UserSide, strip_trailing_off
 from streamrt.stream_session import StepOutput, StreamSession
@@ -86,6 +86,8 @@ class AgentSide(UserSide):
         r = e.result
         if r.end_of_turn_p is not None and self._score_for is not None:
             self._scored, self._score_for = (self._score_for, r.end_of_turn_p), None
+            self._events.append(UserTurnScoreEvent(self._scored[0], r.end_of_turn_p, self.speech.silence_ms,
+                                                   self.media_ms))
             self._ask_score()
         turn, tts = self._answering()
         if turn is None or turn.reply_done:
@@ -148,7 +150,9 @@ class AgentSide(UserSide):
         self._llm_sent = ""
         self._turn_word0 = len(self._heard_words())
         self._show_words(self._turn_word0)  # the words answered are the user's turn, as committed
-        self._events.append(UserTurnEndEvent(answered, self.media_ms, self.speech.end_ms))
+        scored = self._scored is not None and self._scored[0] == strip_trailing_off(answered)
+        self._events.append(UserTurnEndEvent(answered, self.media_ms, self.speech.end_ms,
+                                             self._scored[1] if scored else None, self.speech.silence_ms))
         self._score_for, self._scored = None, None
 
     # ---- preemptive generation ------------------------------------------------------------------

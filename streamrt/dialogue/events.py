@@ -46,12 +46,31 @@ class UserTurnEndEvent:
     user turn as committed). Sent once per answered user turn, when the decision is taken, so a
     client (and ``streamrt dialogue eval``) can split response onset into ASR finalisation,
     end-of-turn decision, LLM time to first token and TTS first chunk. ``speech_end_ms``: where the
-    VAD heard the user's speech end (media ms; the server's response-onset metric starts there)."""
+    VAD heard the user's speech end (media ms; the server's response-onset metric starts there).
+    ``end_of_turn_p``: the LLM's end-of-turn probability of ``text`` that the policy decided on
+    (None: the policy asks for none, or it had not come); ``silence_ms``: the silence after the
+    user's speech that the policy had seen when it decided (the wait it applied)."""
 
     text: str
     media_ms: float
     speech_end_ms: float | None = None
+    end_of_turn_p: float | None = None
+    silence_ms: float | None = None
     type: Literal["user_turn_end"] = "user_turn_end"
+
+
+@dataclass(frozen=True)
+class UserTurnScoreEvent:
+    """The LLM's end-of-turn probability ``end_of_turn_p`` of the user's open turn ``text`` (as the
+    LLM read it) came in, for a turn policy that asks for it (``semantic``), ``silence_ms`` into
+    the user's silence (0: while the user speaks). Diagnostics: with ``user_turn_end`` it shows
+    whether a turn waited for a low score, a late one, or one of words that then changed."""
+
+    text: str
+    end_of_turn_p: float
+    silence_ms: float
+    media_ms: float
+    type: Literal["user_turn_score"] = "user_turn_score"
 
 
 @dataclass(frozen=True)
@@ -160,6 +179,7 @@ DialogueEvent = Union[
     UserPartialEvent,
     UserCommitEvent,
     UserTurnEndEvent,
+    UserTurnScoreEvent,
     AgentTurnStartEvent,
     AgentTextEvent,
     AgentAudioEvent,

@@ -139,6 +139,10 @@ class ScriptRun:
     summary: dict = field(default_factory=dict)  # the session's (``end`` event)
 
 
+TIMED_DATA = ("end_of_turn_p", "silence_ms")
+"""Event fields kept in the log's ``TimedEvent.data`` (the end-of-turn diagnostics)."""
+
+
 def _timed(t_ms: float, e: Any) -> TimedEvent:
     kind = e.type
     if kind == "agent_audio":
@@ -148,7 +152,8 @@ def _timed(t_ms: float, e: Any) -> TimedEvent:
         text = f"{e.code}: {e.message}"
     elif kind == "lips":  # each scored frame's media time and state, e.g. "1233:a 1300:s 1367:u"
         text = " ".join(f"{a.time_ms:.0f}:{a.state[0]}" for a in e.frames)
-    return TimedEvent(t_ms, kind, getattr(e, "turn", None), 0.0, text or "")
+    data = {k: getattr(e, k) for k in TIMED_DATA if hasattr(e, k)}
+    return TimedEvent(t_ms, kind, getattr(e, "turn", None), 0.0, text or "", data)
 
 
 class _Conversation:

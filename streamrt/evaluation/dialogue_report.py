@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from metrics.dialogue import DialogueLog, dialogue_scores
+from metrics.dialogue import DialogueLog, answers, dialogue_scores
 from streamrt.evaluation.dialogue import SAMPLE_RATE, ScriptRun
 
 
@@ -94,7 +94,52 @@ def report_logs(logs: Sequence[DialogueLog], wer_part: dict, settings: dict) -> 
         goals.append({"measure": name, "key": key, "goal": goal, "ours": v,
                       "met": bool(v <= bound) if isinstance(v, (int, float)) and not math.isnan(v) else None})
     return {"scores": _clean(scores), "goals": _clean(goals), "settings": settings, "errors": [],
-            "agent_transcripts": wer_part.get("agent_transcripts", [])}
+            "agent_transcripts": wer_part.get("agent_transcripts", []), "turns": _clean(turn_rows(logs))}
+
+
+def turn_rows(logs: Sequence[DialogueLog]) -> list[dict]:
+    """Per user turn (``turn``/``interruption``), why its answer came when it did: ``said`` (the
+    script's words), ``heard`` (the text the agent answered, ``user_turn_end``), the policy's
+    ``end_of_turn_p`` and ``silence_ms`` at that decision, the end-of-turn ``scores`` that came
+    after the turn's last pause ({silence_ms, p, text}: when each arrived into the silence), and
+    ``onset_ms`` (None: unanswered). Decision fields are None when the log has no such events."""
+    rows = []
+    for log in logs:
+        events = sorted(log.events, key=lambda e: e.time_ms)
+        pairs = answers(log)
+        for i, (u, reply) in enumerate(pairs):
+            end = reply.start_ms if reply is not None else (
+                pairs[i + 1][0].onset_ms if i + 1 < len(pairs) else math.inf)
+            within = [e for e in events if u.onset_ms <= e.time_ms <= end]
+            decided = next((e for e in reversed(within) if e.type == "user_turn_end"), None)
+            scores = [{"silence_ms": e.data.get("silence_ms"), "p": e.data.get("end_of_turn_p"), "text": e.text}
+                      for e in within if e.type == "user_turn_score" and e.time_ms >= u.last_resume_ms
+                      and (decided is None or e.time_ms <= decided.time_ms)]
+            rows.append({"dialogue": log.id, "kind": u.kind, "said": u.text,
+                         "heard": decided.text if decided is not None else None,
+                         "end_of_turn_p": decided.data.get("end_of_turn_p") if decided is not None else None,
+                         "silence_ms": decided.data.get("silence_ms") if decided is not None else None,
+                         "scores": scores,
+                         "onset_ms": reply.start_ms - u.offset_ms if reply is not None else None})
+    return rows
+
+
+def format_turns(rows: Sequence[dict]) -> str:
+    """:func:`turn_rows` as Markdown: what was heard, the score and the silence the answer waited
+    for, the scores as they came (silence ms: p), and the response onset."""
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    lines = ["| dialogue | user turn (as heard) | p at decision | silence waited, ms | scores (silence ms: p) | onset, ms |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        heard = (r["heard"] if r["heard"] is not None else f"({r['said']})").replace("|", "/")
+        came = " ".join(f"{num(c['silence_ms'], '.0f')}: {num(c['p'], '.3f')}" for c in r["scores"])
+        onset = "unanswered" if r["onset_ms"] is None else f"{r['onset_ms']:.0f}"
+        lines.append(f"| {r['dialogue']} | {heard} | {num(r['end_of_turn_p'], '.3f')} | "
+                     f"{num(r['silence_ms'], '.0f')} | {came} | {onset} |")
+    return "\n".join(lines)
 
 
 def format_value(key: str, v: Any) -> str:

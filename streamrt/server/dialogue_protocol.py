@@ -132,11 +132,14 @@ def parse_dialogue_start(msg: Mapping[str, Any], agent_rate: int) -> DialogueSta
 
 def event_message(ev: Any) -> dict:
     """A session event (a dataclass with a ``type``) as its JSON message: its fields, milliseconds to
-    0.1 ms. ``agent_audio`` is not a message (it goes out as a binary frame)."""
+    0.1 ms, other numbers (a probability) to 4 significant digits. ``agent_audio`` is not a message
+    (it goes out as a binary frame)."""
     out: dict[str, Any] = {"type": ev.type}
     for f in dataclasses.fields(ev):
         v = getattr(ev, f.name)
-        out[f.name] = round(v, 1) if isinstance(v, float) else v
+        if isinstance(v, float):
+            v = round(v, 1) if f.name.endswith("_ms") else float(f"{v:.4g}")
+        out[f.name] = v
     return out
 
 

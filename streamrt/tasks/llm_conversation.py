@@ -45,6 +45,7 @@ end of input) is queued and closed at the start of the next step, before any slo
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
@@ -73,6 +74,9 @@ class ConversationSettings:
     message (None: the model's template default). score_sentence_end: an open turn is scored on its
     words without their final punctuation, counting the tokens that end a sentence with the
     end-of-turn token (False: the words as the ASR wrote them, the end-of-turn token alone).
+    score_with_marks: with ``score_sentence_end``, a turn the ASR ended with a mark ("?", ".") is
+    also scored as written (the mark's tokens read in the same step) and the two pooled
+    (``pooled_end_p``): the words' score, raised to the geometric mean of both where that is higher.
     reply_no_repeat_tokens: a reply may not write again any run of this many tokens of the chat's
     earlier replies (``RepeatBan``; a token that goes on with a word is never banned, so a name can
     be said again; None: no ban). SmolLM2-135M, greedy, otherwise copies an earlier
@@ -84,6 +88,7 @@ class ConversationSettings:
     sampling: SamplingSettings = SamplingSettings(max_new_tokens=256)
     system_prompt: str | None = None
     score_sentence_end: bool = True
+    score_with_marks: bool = True
     reply_no_repeat_tokens: int | None = None
 
     def __post_init__(self) -> None:
@@ -112,6 +117,19 @@ def sentence_end_tokens(tokenizer: Any) -> tuple[int, ...]:
 def without_end_marks(text: str) -> str:
     """``text`` without the punctuation (and spaces) at its end: "so." and "so..." become "so"."""
     return text.rstrip(_END_MARKS + " \t\n")
+
+
+def pooled_end_p(words_p: float | None, marked_p: float) -> float:
+    """The end-of-turn score of an open turn: ``marked_p`` alone when the words were scored without
+    marks (``words_p`` None); else the words' score ``words_p`` raised, never lowered, to the
+    geometric mean of both readings (a logarithmic opinion pool of the LM without and with the
+    ASR's final marks): Whisper writes a final mark where it hears a sentence end, and also at many
+    mid-turn pauses, so the mark counts only as far as the words make a sentence end likely.
+    After a statement's period the LM often expects another sentence (a low ``marked_p``), which
+    is no evidence that the user goes on: hence never lower."""
+    if words_p is None:
+        return marked_p
+    return max(words_p, math.sqrt(words_p * marked_p))
 
 
 class LlmConversationModel:
@@ -201,6 +219,7 @@ class LlmConversationStream(StreamBase):
         self._out: list[UnitDraft] = []
         self._tokens: list[int] = []
         self._score = False  # a score of the open turn's end was asked for
+        self._marks = 0  # tokens of the open turn's final marks at the context's end (score_with_marks)
         self._end_p: float | None = None
         self._reply_ended = False
         self._answered_from: int | None = None  # where the turn of the last reply began (WithdrawReply)
@@ -307,9 +326,24 @@ class LlmConversationStream(StreamBase):
 
     # ---- inside model.step ---------------------------------------------------------------------
     def _context(self) -> list[int]:
+        """The chat's tokens: history and the pending turn (with the reply's prompt once answered).
+        An open turn stops after the user's words; with ``score_sentence_end`` the score reads them
+        without their final marks, and with ``score_with_marks`` the marks follow them in the
+        context (``_marks``: how many tokens they are; 0 when none or not split off cleanly)."""
         turn = self.text[self._turn_start:]
-        if not self._answer and self.settings.score_sentence_end:
-            turn = without_end_marks(turn)  # the ASR's guess: the score asks the LM whether it ends here
+        self._marks = 0
+        if self._answer or not self.settings.score_sentence_end:
+            return self._chat(turn)
+        words = self._chat(without_end_marks(turn))  # the ASR's guess: the score asks the LM whether it ends here
+        if not self.settings.score_with_marks or without_end_marks(turn) == turn:
+            return words
+        written = self._chat(turn)
+        if len(written) > len(words) and written[:len(words)] == words:
+            self._marks = len(written) - len(words)
+            return written
+        return words
+
+    def _chat(self, turn: str) -> list[int]:
         ids = self.model.bundle.chat_ids(self.history + [{"role": "user", "content": turn}],
                                          add_generation_prompt=self._answer)
         if not self._answer:  # an open turn: stop after the user's words, before the closing tokens
@@ -334,6 +368,7 @@ class LlmConversationStream(StreamBase):
         elif self._score and not self._answer:
             self.conv.score_end = True
             self.conv.score_tokens = self.model.sentence_end_ids
+            self.conv.score_before = self._marks
 
     def _repeat_ban(self) -> RepeatBan | None:
         n = self.settings.reply_no_repeat_tokens
@@ -355,7 +390,7 @@ class LlmConversationStream(StreamBase):
 
     def _collect(self, out) -> None:
         if out.end_probability is not None:
-            self._end_p, self._score = out.end_probability, False
+            self._end_p, self._score = pooled_end_p(out.end_probability_before, out.end_probability), False
         if out.tokens:
             at = len(self._reply_tokens)
             self._reply_tokens += out.tokens

@@ -81,6 +81,25 @@ def test_registry_lists_both_and_names_what_is_wrong():
         create("semantic", {"continue_window_ms": -5})
 
 
+def test_semantic_waits_log_linearly_in_p_between_pause_p_and_complete_p():
+    """A turn scored between ``pause_p`` and ``complete_p`` waits in between, by the log of p: at
+    the geometric mean of the two, half way (SmolLM2-135M scores whole turns from ~0.01 and the
+    parts before a mid-turn pause mostly below 0.005: a two-level wait held every whole turn under
+    0.2 for the full 1.3 s). Below pause_p, and until scored, the long wait; pause_p None: two levels."""
+    policy = create("semantic", {"complete_p": 0.2, "pause_p": 0.01, "short_wait_ms": 250, "long_wait_ms": 1300})
+    mid = (0.01 * 0.2) ** 0.5
+    assert policy.wait_ms(mid) == pytest.approx(775.0)
+    assert policy.wait_ms(0.2) == 250.0 and policy.wait_ms(0.01) == 1300.0 and policy.wait_ms(0.001) == 1300.0
+    assert policy.wait_ms(None) == 1300.0
+    assert policy.decide(view(770, p=mid)) == Listen() and policy.decide(view(780, p=mid)) == Speak()
+    assert policy.wait_ms(0.1) < policy.wait_ms(0.05) < policy.wait_ms(0.02)  # more likely complete: sooner
+    two_levels = create("semantic", {"complete_p": 0.2, "pause_p": None})
+    assert two_levels.wait_ms(0.19) == two_levels.long_wait_ms
+    for bad in (0.2, 0.5, 0.0, -1):
+        with pytest.raises(PolicyOptionError, match=r"pause_p must be > 0 and < complete_p \(0.2\)"):
+            create("semantic", {"complete_p": 0.2, "pause_p": bad})
+
+
 def test_semantic_holds_a_one_second_pause_and_answers_the_whole_turn_after_its_short_wait():
     """Virtual time, one view per 32 ms VAD frame: "I want to book a table for" [1 s] "four people
     on Friday." The first part is scored (400 ms into the pause, as the ASR's last words come) at

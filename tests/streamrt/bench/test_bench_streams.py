@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamrt.bench.streams import SimulatedCompute, passes, run_streams, sweep_streams
+from streamrt.bench.simulated_compute import SimulatedCompute
+from streamrt.bench.streams import passes, run_streams, sweep_streams
 from streamrt.testing import CountingModel
 
 CONTRACT = {"streams", "kept_realtime", "p50_commit_delay_ms", "p95_commit_delay_ms", "rtf_max"}

@@ -216,6 +216,27 @@ def _hf_end_probability(ids: list[int]) -> float:
     return float(torch.softmax(logits.float(), -1)[list(smollm2().end_token_ids)].sum())
 
 
+def test_score_before_also_reports_the_probability_before_the_last_tokens_in_the_same_step():
+    """score_before=k: the step also reports P(end token) after all but the last k tokens (the
+    words before the ASR's final "?"), equal to transformers' there, in one step, even though the
+    whole context was already prefilled (those tokens are read again)."""
+    bundle = smollm2()
+    decoder = _decoder()
+    conv = decoder.open()
+    written = bundle.chat_ids([{"role": "user", "content": QUESTIONS[0]}], add_generation_prompt=False)[:-2]
+    words = bundle.chat_ids([{"role": "user", "content": QUESTIONS[0][:-1]}], add_generation_prompt=False)[:-2]
+    assert written[:len(words)] == words and len(written) == len(words) + 1  # "?" is one token
+    conv.set_context(written)
+    conv.score_end = True
+    decoder.step([conv])  # scored once, plainly: the whole context is cached now
+    assert conv.pending == 0
+    conv.score_end, conv.score_before = True, 1
+    out = decoder.step([conv])[0]
+    assert out.end_probability == pytest.approx(_hf_end_probability(written), abs=1e-4)
+    assert out.end_probability_before == pytest.approx(_hf_end_probability(words), abs=1e-4)
+    assert out.rows == 2 and conv.pending == 0 and not conv.score_end
+
+
 def test_end_probability_of_an_open_turn_equals_transformers_and_reuses_the_prefill():
     """score_end reads the partial turn to its last token and reports P(end token) there (the
     semantic turn policy's score); the prefill it did is reused, a later reply is unchanged."""

@@ -7,6 +7,7 @@ reply (preemptive generation) leaves no trace and its turn, edited, is answered 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from streamrt.clock import ManualClock
 from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
@@ -14,7 +15,8 @@ from streamrt.decoding.llm_sampling import SamplingSettings
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session
 from streamrt.stream_session import StepOutput, StreamSession
-from streamrt.tasks.llm_conversation import ConversationSettings, LlmConversationModel
+from streamrt.tasks.llm_conversation import (ConversationSettings, LlmConversationModel, pooled_end_p,
+                                             sentence_end_tokens)
 from streamrt.types import ReplyHeard, TextDelta, WithdrawReply
 from tests.streamrt.llm_model import smollm2, smollm2_lm
 from tests.streamrt.scheduler.sched_helpers import Recorder, TimedCountingModel, advance_to, chunk, words_for
@@ -292,6 +294,34 @@ def test_an_unfinished_clause_scores_low_whatever_punctuation_the_asr_gave_it():
     old = _end_scores(ConversationSettings(system_prompt=prompt, score_sentence_end=False), texts)
     assert max(new[:2]) < 0.01 and min(new[2:]) > 0.3
     assert old[0] > 0.2 and old[3] < 0.1  # as written: the clause above the statement
+
+
+def test_a_final_mark_raises_the_words_score_to_the_geometric_mean_of_both_readings():
+    """``score_with_marks`` (the default): a turn the ASR ended with a mark is also scored as
+    written, in the same step, and the words' score is raised to sqrt(words x written) where that
+    is higher (``pooled_end_p``): "How long should I bake a potato?" scores low on its words (a
+    potato salad may follow) but high with its "?"; a clause cut at a pause with a "?" stays low,
+    its words' score is ~0."""
+    prompt = "You are a friendly voice assistant."
+    texts = ["How long should I bake a potato?", "After the interview, should I send?", "Is it"]
+    pooled = _end_scores(ConversationSettings(system_prompt=prompt), texts)
+    words = _end_scores(ConversationSettings(system_prompt=prompt, score_with_marks=False), texts)
+    for i in range(2):
+        assert pooled[i] == pytest.approx(pooled_end_p(words[i], _written_p(prompt, texts[i])), abs=2e-4)
+    assert pooled[0] > 2 * words[0] and pooled[1] < 0.01
+    assert pooled[2] == words[2]  # no mark: the words' score alone
+    assert pooled_end_p(0.5, 0.01) == 0.5 and pooled_end_p(None, 0.3) == 0.3  # never lowered
+
+
+def _written_p(prompt: str, text: str) -> float:
+    """P(end-of-turn or sentence-end token) after ``text`` as written, by transformers."""
+    bundle = smollm2()
+    ids = bundle.chat_ids([{"role": "system", "content": prompt}, {"role": "user", "content": text}],
+                          add_generation_prompt=False)[:-2]
+    with torch.inference_mode():
+        logits = bundle.model(torch.tensor([ids])).logits[0, -1]
+    ends = sorted(set(bundle.end_token_ids) | set(sentence_end_tokens(bundle.tokenizer)))
+    return float(torch.softmax(logits.float(), -1)[ends].sum())
 
 
 def _tokens(chat) -> list[int]:
