@@ -328,13 +328,22 @@ class DialogueSession(AgentSide, CameraSide):
         return TurnView(now_ms, sp.speaking, sp.speech_ms, sp.silence_ms, transcript, turn is not None, score,
                         lips=self._lips_since_voice(), agent_audible_ms=audible, answered_after_ms=after)
 
+    def _lips_hold_ms(self) -> float:
+        """How long speech over still lips holds a turn's end: ``lips_hold_turn_ms``, or
+        ``lips_hold_turn_frames`` of the camera's frame intervals when that is longer."""
+        hold, frames, interval = self.settings.lips_hold_turn_ms, self.settings.lips_hold_turn_frames, \
+            self.lips.frame_interval_ms
+        if not hold:
+            return 0.0
+        return max(hold, frames * interval) if frames and interval is not None else hold
+
     def _decide(self, now_ms: float) -> None:
         if self._eof:
             return
         if self._held_is_stale():  # the user speaks again: the answer held for the pause is not wanted
             self._drop_held()
         action = self.policy.decide(self._view(now_ms))
-        hold = self.settings.lips_hold_turn_ms
+        hold = self._lips_hold_ms()
         if isinstance(action, Speak) and hold and 0 < self.speech.held_back_ms <= hold:
             return  # speech over lips seen still, not for long: maybe the user going on (the score lags)
         if isinstance(action, Speak) and self.turn is None and self._transcript():

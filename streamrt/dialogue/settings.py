@@ -49,6 +49,11 @@ class DialogueSettings:
         after a pause is heard before the lips' score sees them move (``lips_onset_ms``), and the
         turn policy's wait must not run out in between; longer, it is another voice (a TV) and the
         policy decides as without it. None or 0: no such hold.
+    lips_hold_turn_frames: with a camera, the hold lasts at least this many of the camera's frame
+        intervals (frames; ``LipTimeline.frame_interval_ms``): the lips' score needs frames to see
+        a mouth move, so its lag is counted in frames; at 5 fps a resumed voice was held back for
+        over 600 ms and the turn taken over. 5 frames: 1000 ms at 5 fps, under
+        ``lips_hold_turn_ms`` from 8.3 fps up. None or 0: the hold is ``lips_hold_turn_ms`` alone.
     lips_max_wait_ms: with a camera, a VAD frame is judged once the lip scores of its time are in
         (the camera's next frame is not due before the frame's end), or after this many ms of the
         session's clock, whichever comes first; past it the frame is judged on what the lips show
@@ -93,6 +98,7 @@ class DialogueSettings:
     lips_window_ms: float | None = 400.0
     lips_onset_ms: float | None = 150.0
     lips_hold_turn_ms: float | None = 600.0
+    lips_hold_turn_frames: float | None = 5.0
     lips_max_wait_ms: float | None = 100.0
     resume_after_ms: float | None = 400.0
     asr_preroll_ms: float = 320.0

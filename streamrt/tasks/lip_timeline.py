@@ -20,6 +20,7 @@ from streamrt.errors import ConfigError
 from streamrt.types import LipActivity
 
 State = Literal["active", "still", "unknown"]
+RATE_SPAN_MS = 2000.0  # frame_interval_ms averages over this much media
 
 
 class LipTimeline:
@@ -55,6 +56,20 @@ class LipTimeline:
         latest = self._frames[-1].time_ms
         step = latest - self._frames[-2].time_ms if len(self._frames) > 1 else 0.0
         return latest + min(step, self.max_gap_ms)
+
+    @property
+    def frame_interval_ms(self) -> float | None:
+        """The camera's mean interval between the frames of the last ``RATE_SPAN_MS`` of media (ms;
+        None before two frames): its rate as it comes, dropped frames included."""
+        if len(self._frames) < 2:
+            return None
+        latest = self._frames[-1].time_ms
+        n, first = 0, latest
+        for a in reversed(self._frames):
+            if a.time_ms < latest - RATE_SPAN_MS:
+                break
+            n, first = n + 1, a.time_ms
+        return (latest - first) / (n - 1) if n > 1 else latest - self._frames[-2].time_ms
 
     def covers(self, end_ms: float) -> bool:
         """Every frame the camera took up to ``end_ms`` is here (the next is not due before it).

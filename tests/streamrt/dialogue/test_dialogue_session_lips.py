@@ -55,13 +55,14 @@ def _models_on_a_scheduler(clock):
     return models, sched
 
 
-async def _play(s, sched, clock, track, camera, late_ms=0.0):
+async def _play(s, sched, clock, track, camera, late_ms=0.0, frame_ms=FRAME_MS):
     """Feeds ``track`` in real time, 32 ms (one VAD frame) at a time, each with the camera's frames
-    taken with it (``camera`` as in ``_dialogue``; each frame ``late_ms`` late); yields after each."""
+    taken with it (``camera`` as in ``_dialogue``; each frame ``late_ms`` late; one every
+    ``frame_ms``); yields after each."""
     video_i = 0
     for i in range(0, len(track) - 511, 512):
-        while camera is not None and video_i * FRAME_MS + late_ms <= (i + 512) / 16:
-            s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * FRAME_MS))
+        while camera is not None and video_i * frame_ms + late_ms <= (i + 512) / 16:
+            s.receive_video(VideoFrame(scripted_frame(camera(video_i)), video_i * frame_ms))
             video_i += 1
         s.receive_audio(track[i:i + 512])
         for _ in range(3):
@@ -237,17 +238,19 @@ def test_speech_held_back_by_still_lips_counts_once_the_lips_are_seen_moving():
     assert run(["still"] * 30, guarded) is None
 
 
-async def _answer_after_pause(settings):
-    """The agent silent; the user says FIRST, pauses 0.7 s, says SECOND; the camera shows the lips
-    moving with FIRST but still for the first 300 ms of SECOND (with the score's own lag, ~500 ms: much
-    exaggerated). -> (media ms where the answer starts or None, media ms where SECOND ends)."""
+async def _answer_after_pause(settings, fps=15.0, still_ms=300.0):
+    """The agent silent; the user says FIRST, pauses 0.7 s, says SECOND; the camera (``fps``) shows
+    the lips moving with FIRST but still for the first ``still_ms`` of SECOND (with the score's own
+    lag, ~500 ms at 15 fps: much exaggerated). -> (media ms where the answer starts or None, media
+    ms where SECOND ends)."""
     first, second = speech("Please call Stella"), speech("and ask her to bring these things.")
     second_at = 500 + (len(first) + len(silence(0.7))) / 16
     second_end = second_at + len(second) / 16
+    frame_ms = 1000.0 / fps
 
     def camera(i):
-        t = i * FRAME_MS
-        return talking(i) if 500 <= t < second_at - 700 or second_at + 300 <= t < second_end else still(i)
+        t = i * frame_ms
+        return talking(i) if 500 <= t < second_at - 700 or second_at + still_ms <= t < second_end else still(i)
 
     clock = ManualClock()
     models, sched = _models_on_a_scheduler(clock)
@@ -255,7 +258,7 @@ async def _answer_after_pause(settings):
     s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 1000}), settings=settings)
     track = np.concatenate([silence(0.5), first, silence(0.7), second, silence(3.0)])
     start = None
-    async for _ in _play(s, sched, clock, track, camera):
+    async for _ in _play(s, sched, clock, track, camera, frame_ms=frame_ms):
         if any(isinstance(e, AgentTurnStartEvent) for e in s.events()) and start is None:
             start = s.media_ms
     await sched.stop()
@@ -270,3 +273,16 @@ async def test_no_turn_ends_while_speech_over_still_lips_may_be_the_user_going_o
     assert start is not None and start >= second_end
     start, second_end = await _answer_after_pause(DialogueSettings(lips_hold_turn_ms=None))
     assert start is not None and start < second_end
+
+
+async def test_at_a_low_frame_rate_the_hold_lasts_as_many_frames_as_the_lip_score_needs():
+    """``lips_hold_turn_frames``: at 5 fps the lip score sees a mouth move only frames after it
+    starts (each frame 200 ms), so the resumed voice of the pause above is held back longer than
+    600 ms and, with the hold in ms alone, the turn is taken over; held for 5 frames (1000 ms), the
+    agent answers after the user's last word. (The room eval at 5 fps: 2 of 22 pauses, +626 and
+    +670 ms after the resume, 3-4 frames of still lips each.)"""
+    start, second_end = await _answer_after_pause(DialogueSettings(lips_hold_turn_frames=None), fps=5.0,
+                                                  still_ms=500.0)
+    assert start is not None and start < second_end
+    start, second_end = await _answer_after_pause(DialogueSettings(), fps=5.0, still_ms=500.0)
+    assert start is not None and start >= second_end

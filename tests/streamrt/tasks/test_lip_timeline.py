@@ -55,3 +55,14 @@ def test_covers_says_whether_the_frames_of_a_time_are_all_in():
     slow = LipTimeline(max_gap_ms=300)
     slow.add(frames(0, 2000, 1000, False))  # 1 fps: at most max_gap_ms ahead
     assert slow.next_due_ms == 1000 + 300
+
+
+def test_the_frame_interval_is_the_cameras_rate_over_the_last_two_seconds_drops_included():
+    timeline = LipTimeline()
+    assert timeline.frame_interval_ms is None
+    timeline.add([LipActivity(0.0, 0.0, False)])
+    assert timeline.frame_interval_ms is None
+    timeline.add([LipActivity(t, 0.0, False) for t in (200.0, 400.0, 800.0, 1000.0)])  # 600 lost
+    assert timeline.frame_interval_ms == pytest.approx(250.0)
+    timeline.add([LipActivity(10_000.0 + 1000 / 15 * i, 0.0, False) for i in range(60)])  # then 15 fps
+    assert timeline.frame_interval_ms == pytest.approx(1000 / 15)
