@@ -78,13 +78,17 @@ def run_agent_demo(model: str, preset: str, turn_policy: str, script: tuple[str,
     turns = [speak_user_turn(t) for t in script]
 
     heard: list[str] = []  # the user's words since the agent last spoke
+    decided: list[str] = []  # why the turn policy ended the user's turn (semantic: its score and wait)
 
     def show(t: float, m: dict) -> None:
         kind = m["type"]
         if kind == "user_commit":
             heard.append(m["text"])
+        elif kind == "user_turn_end" and m.get("end_of_turn_p") is not None:
+            decided.append(f"P(end of turn) {m['end_of_turn_p']:.3f}, {m['silence_ms']:.0f} ms of silence")
         elif kind == "agent_turn_start":
-            typer.echo(f"{t:7.2f}s  user : {' '.join(heard)}")
+            typer.echo(f"{t:7.2f}s  user : {' '.join(heard)}" + (f"  [{decided[-1]}]" if decided else ""))
+            decided.clear()
             heard.clear()
             typer.echo(f"{t:7.2f}s  agent starts speaking (turn {m['turn']})")
         elif kind == "agent_turn_end":

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from streamrt.decoding.causal_lm import CausalLM, KVCache
-from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings, choose_token, lookup_draft, split_stop
+from streamrt.decoding.llm_sampling import RepeatBan, ReplyRepeats, SamplingSettings, choose_token, lookup_draft, split_stop
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
 FINISH_REASONS = ("end_token", "stop_string", "max_new_tokens", "context_full", "stopped")
@@ -74,7 +74,7 @@ class Reply:
     settings: SamplingSettings
     generator: torch.Generator | None
     end_tokens: frozenset[int]
-    ban: RepeatBan | None = None
+    repeats: ReplyRepeats | None = None  # the reply's ban and what it wrote (None: no ban)
     tokens: list[int] = field(default_factory=list)
     text_sent: str = ""
     draft_len: int = 4  # adapted: one more after a fully accepted draft, else what was accepted
@@ -145,7 +145,7 @@ class Conversation:
         if not self.tokens:
             raise InputError("a reply needs at least one context token")
         ends = settings.end_tokens if settings.end_tokens is not None else end_tokens
-        self.reply = Reply(settings, generator, frozenset(ends), ban)
+        self.reply = Reply(settings, generator, frozenset(ends), ReplyRepeats(ban) if ban is not None else None)
 
     def stop_reply(self) -> None:
         """End the reply in progress (barge-in); its tokens so far stay in the context."""
@@ -307,13 +307,15 @@ class LlmDecoder:
 
     def _advance(self, conv: Conversation, logits: torch.Tensor) -> StepOutput:
         reply = conv.reply
-        banned = reply.ban.banned(reply.tokens) if reply.ban is not None else ()
+        banned = reply.repeats.banned(reply.tokens) if reply.repeats is not None and reply.tokens else ()
         if banned:
             logits = logits.clone()
             logits[list(banned)] = float("-inf")
         token = choose_token(logits, reply.settings, reply.generator)
         conv.tokens.append(token)
         reply.tokens.append(token)
+        if reply.repeats is not None:
+            reply.repeats.wrote(reply.tokens)
         finished = None
         if token in reply.end_tokens:
             finished = "end_token"

@@ -7,7 +7,7 @@ seeded conversation samples the same tokens alone or batched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Container, Iterable, Mapping
+from typing import Callable, Container, Iterable, Mapping
 
 import torch
 
@@ -45,32 +45,95 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class RepeatBan:
-    """Runs of ``n`` tokens a reply may not write again (e.g. the chat's earlier replies: a small
-    model otherwise copies its last reply into every later one). After the reply's own last
-    ``n - 1`` tokens, each token that followed them in ``sequences`` is banned (its logit set to
-    -inf), as transformers' ``no_repeat_ngram_size`` does within one sequence. Tokens in ``exempt``
-    are never banned (e.g. those that go on with a word: a reply may say "Colosseum" again, and
-    the ban falls on the next word)."""
+    """What a reply may not write: its logit set to -inf before each token is chosen.
 
-    n: int
+    - Runs of ``n`` tokens of ``sequences`` (e.g. the chat's earlier replies: a small model otherwise
+      copies its last reply into every later one): after the reply's own last ``n - 1`` tokens, each
+      token that followed them in ``sequences`` is banned (``follows``).
+    - With ``within_reply``, runs of ``n`` tokens of the reply itself, as transformers'
+      ``no_repeat_ngram_size`` (SmolLM2 greedy otherwise says "You're welcome." until the token cap):
+      kept per reply by ``ReplyRepeats``, one entry per token written, never rescanned.
+    - Tokens in ``exempt`` never complete a banned run, in either table (e.g. those that go on with
+      a word: a reply may say "Colosseum" again, and the ban falls on the next word).
+    - ``max_token_run`` (tokens; None: no cap): the same token may not follow itself once it has been
+      written this many times in a row. The exemption lets digits through ("1.1222222..."), so this
+      is what stops a reply stuck on one token.
+    ``n`` None: no run is banned (only the cap)."""
+
+    n: int | None
     follows: Mapping[tuple[int, ...], frozenset[int]] = field(default_factory=dict)
+    exempt: Container[int] = frozenset()
+    within_reply: bool = False
+    max_token_run: int | None = None
 
     @classmethod
-    def of(cls, sequences: Iterable[list[int]], n: int, exempt: Container[int] = frozenset()) -> RepeatBan:
-        if not isinstance(n, int) or n < 2:
+    def of(cls, sequences: Iterable[list[int]], n: int | None, exempt: Container[int] = frozenset(), *,
+           within_reply: bool = False, max_token_run: int | None = None) -> RepeatBan:
+        if n is not None and (not isinstance(n, int) or n < 2):
             raise ConfigError(f"a repeat ban needs runs of n >= 2 tokens, got {n!r}")
+        if max_token_run is not None and (not isinstance(max_token_run, int) or max_token_run < 1):
+            raise ConfigError(f"max_token_run must be an int >= 1 tokens or None, got {max_token_run!r}")
         follows: dict[tuple[int, ...], set[int]] = {}
-        for seq in sequences:
+        for seq in sequences if n is not None else ():
             for i in range(len(seq) - n + 1):
                 if int(seq[i + n - 1]) not in exempt:
                     follows.setdefault(tuple(seq[i:i + n - 1]), set()).add(int(seq[i + n - 1]))
-        return cls(n, {k: frozenset(v) for k, v in follows.items()})
+        return cls(n, {k: frozenset(v) for k, v in follows.items()}, exempt, within_reply and n is not None,
+                   max_token_run)
 
     def banned(self, reply: list[int]) -> frozenset[int]:
-        """The tokens that would complete a banned run after ``reply`` (the reply's tokens so far)."""
-        if len(reply) < self.n - 1:
+        """The tokens that would complete a banned run of ``sequences`` after ``reply`` (the reply's
+        tokens so far); ``ReplyRepeats.banned`` adds the reply's own runs and the token cap."""
+        if self.n is None or len(reply) < self.n - 1:
             return frozenset()
         return self.follows.get(tuple(reply[len(reply) - self.n + 1:]), frozenset())
+
+
+class ReplyRepeats:
+    """One reply's ban as it is written (``Reply`` holds one per conversation slot): the rule's runs
+    of earlier text, plus the reply's own runs, recorded as each token is written (``wrote``: O(n)
+    per token, the table grows by one entry at most), plus the length of the run of its last token."""
+
+    def __init__(self, rule: RepeatBan):
+        self.rule = rule
+        self.own: dict[tuple[int, ...], set[int]] = {}
+        self.run = 0  # how many times in a row the reply's last token was written
+
+    def banned(self, reply: list[int]) -> frozenset[int]:
+        """The tokens the next one after ``reply`` (the reply's tokens so far) may not be."""
+        rule, out = self.rule, self.rule.banned(reply)
+        if rule.within_reply and len(reply) >= rule.n - 1:
+            own = self.own.get(tuple(reply[len(reply) - rule.n + 1:]))
+            if own:
+                out = out | own
+        if rule.max_token_run is not None and self.run >= rule.max_token_run:
+            out = out | {reply[-1]}
+        return out
+
+    def wrote(self, reply: list[int]) -> None:
+        """``reply``'s last token was just written (``reply``: all its tokens so far)."""
+        token, n = reply[-1], self.rule.n
+        self.run = self.run + 1 if len(reply) > 1 and reply[-2] == token else 1
+        if self.rule.within_reply and len(reply) >= n and token not in self.rule.exempt:
+            self.own.setdefault(tuple(reply[len(reply) - n:-1]), set()).add(token)
+
+
+class WithinWord:
+    """A ``Container`` of token ids: those whose text starts with a letter or digit, i.e. goes on
+    with the word before it (no space). Read from the tokenizer one token at a time, when first
+    asked, and remembered (the model's, shared by its conversations)."""
+
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self._decode = decode
+        self._known: dict[int, bool] = {}
+
+    def __contains__(self, token: object) -> bool:
+        if not isinstance(token, int):
+            return False
+        known = self._known.get(token)
+        if known is None:
+            known = self._known[token] = self._decode([token])[:1].isalnum()
+        return known
 
 
 def choose_token(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None) -> int:

@@ -35,7 +35,9 @@ class AgentSettings:
     repeats of its last sentence until ``max_reply_tokens``). reply_no_repeat_tokens: an answer may
     not repeat a run of this many tokens of an earlier answer (``ConversationSettings``; SmolLM2
     otherwise answers every later turn with its earlier answer, or with the fragment of one the user
-    heard before interrupting it; None: no ban). llm_slots: dialogues whose LLM
+    heard before interrupting it), nor of itself (it otherwise says one sentence over and over until
+    ``max_reply_tokens``); None: no ban. reply_max_token_run: tokens; the same token may not follow
+    itself after this many in a row ("1.12222222..."; 6 lets "1000000" through; None: no cap). llm_slots: dialogues whose LLM
     conversation is resident at once (KV-cache slots). max_context_tokens: per dialogue (history and answer).
     session: the dialogue session's settings (pacing, VAD thresholds, echo guard, limits)."""
 
@@ -44,6 +46,7 @@ class AgentSettings:
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     reply_stop_strings: tuple[str, ...] = ("\n\n",)
     reply_no_repeat_tokens: int | None = 4
+    reply_max_token_run: int | None = 6
     llm_slots: int = 8
     max_context_tokens: int = 1024
     session: DialogueSettings = DialogueSettings()
@@ -105,6 +108,6 @@ def load_agent(asr: AudioModel, clock: Clock, settings: AgentSettings = AgentSet
     conversation = LlmConversationModel(bundle, decoder, ConversationSettings(
         sampling=SamplingSettings(max_new_tokens=settings.max_reply_tokens,
                                   stop_strings=settings.reply_stop_strings), system_prompt=settings.system_prompt,
-        reply_no_repeat_tokens=settings.reply_no_repeat_tokens))
+        reply_no_repeat_tokens=settings.reply_no_repeat_tokens, reply_max_token_run=settings.reply_max_token_run))
     models = DialogueModels(asr=asr, llm=conversation, tts=TtsModel(load_tts(tts)), vad=load_vad(vad), lips=lips)
     return VoiceAgent(models, clock, settings, info={"llm": bundle.name, "vad": vad})

@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from streamrt.decoding.llm_batch import Conversation, LlmDecoder
-from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings
+from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings, WithinWord
 from streamrt.engine import StepResult, StreamBase, StreamInput, UnitDraft, Urgency
 from streamrt.errors import ConfigError, ModelStepError, StreamrtError
 from streamrt.quant.flexiq import PrecisionKnob
@@ -78,9 +78,13 @@ class ConversationSettings:
     also scored as written (the mark's tokens read in the same step) and the two pooled
     (``pooled_end_p``): the words' score, raised to the geometric mean of both where that is higher.
     reply_no_repeat_tokens: a reply may not write again any run of this many tokens of the chat's
-    earlier replies (``RepeatBan``; a token that goes on with a word is never banned, so a name can
-    be said again; None: no ban). SmolLM2-135M, greedy, otherwise copies an earlier
-    reply, or the fragment of one the user heard before interrupting it, into every later turn."""
+    earlier replies, nor of itself (``RepeatBan``; a token that goes on with a word is never banned,
+    so a name can be said again; None: no ban). SmolLM2-135M, greedy, otherwise copies an earlier
+    reply, or the fragment of one the user heard before interrupting it, into every later turn, and
+    says one sentence over and over ("You're welcome. You're welcome. ...") until the token cap.
+    reply_max_token_run: tokens; the same token may not follow itself once a reply wrote it this
+    many times in a row (None: no cap). The word exemption lets digits through, and greedy SmolLM2
+    writes "1.12222222..." to the cap; 6 lets "1000000" (a million, six zeros) through."""
 
     first_token_budget_ms: float | None = 300.0
     token_budget_ms: float | None = 1000.0
@@ -90,6 +94,7 @@ class ConversationSettings:
     score_sentence_end: bool = True
     score_with_marks: bool = True
     reply_no_repeat_tokens: int | None = None
+    reply_max_token_run: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("first_token_budget_ms", "token_budget_ms", "prefill_ahead_budget_ms"):
@@ -99,9 +104,13 @@ class ConversationSettings:
         n = self.reply_no_repeat_tokens
         if n is not None and (not isinstance(n, int) or n < 2):
             raise ConfigError(f"reply_no_repeat_tokens must be an int >= 2 tokens or None, got {n!r}")
+        r = self.reply_max_token_run
+        if r is not None and (not isinstance(r, int) or r < 1):
+            raise ConfigError(f"reply_max_token_run must be an int >= 1 tokens or None, got {r!r}")
 
 
 OPTIONS = ("max_new_tokens", "system_prompt")
+
 
 # a vocabulary entry that ends a sentence: ".", "?", "!" (and runs of them), maybe closing a quote or
 # bracket; not ".." (an ellipsis: the speaker trails off)
@@ -155,6 +164,11 @@ class LlmConversationModel:
     def sentence_end_ids(self) -> tuple[int, ...]:
         """The tokens an end-of-turn score counts beside the end tokens (read at the first score)."""
         return sentence_end_tokens(self.bundle.tokenizer) if self.settings.score_sentence_end else ()
+
+    @functools.cached_property
+    def within_word(self) -> WithinWord:
+        """The tokens that go on with a word (no space before them), which a repeat ban never bans."""
+        return WithinWord(self.bundle.decode)
 
     @property
     def low_precision_fraction(self) -> float:
@@ -371,13 +385,11 @@ class LlmConversationStream(StreamBase):
             self.conv.score_before = self._marks
 
     def _repeat_ban(self) -> RepeatBan | None:
-        n = self.settings.reply_no_repeat_tokens
-        if n is None:
+        n, run = self.settings.reply_no_repeat_tokens, self.settings.reply_max_token_run
+        if n is None and run is None:
             return None
         said = [self.model.bundle.encode(m["content"]) for m in self.history if m["role"] == "assistant"]
-        decode = self.model.bundle.decode
-        within_word = {t for ids in said for t in ids if decode([t])[:1].isalnum()}  # no space before it
-        return RepeatBan.of(said, n, exempt=within_word)
+        return RepeatBan.of(said, n, exempt=self.model.within_word, within_reply=True, max_token_run=run)
 
     def _drop(self) -> None:
         """Inside a step, after this stream's preparation failed: close its slot, do no more."""

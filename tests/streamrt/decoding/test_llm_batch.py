@@ -4,11 +4,13 @@ prefill, seeded sampling is the same alone and batched."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
-from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings
+from streamrt.decoding.llm_sampling import RepeatBan, SamplingSettings, WithinWord
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 from tests.streamrt.llm_model import hf_greedy, smollm2, smollm2_lm
 
@@ -263,3 +265,69 @@ def test_end_probability_of_an_open_turn_equals_transformers_and_reuses_the_pref
     conv.set_context(ids)
     conv.start_reply(GREEDY)
     assert _run(decoder, [conv])[conv.slot] == _alone(ids)
+
+
+AGENT = ("You are a friendly voice assistant. The user speaks to you and hears your answer. "
+         "Answer in one or two short spoken sentences, without lists or symbols.")
+COOKING = [  # the eval's `cooking` dialogue as its history stood at the last turn (cut replies as heard)
+    ("How do I cook rice on the stove?", "To cook rice on the stove, you'll need a few ingredients: rice, water, "
+     "and a pot. First, you'll need to prepare the rice. You can use a rice cooker or a rice cooker with a pot."),
+    ("I have some chicken and... Some veg tubules in the... Frage.", "The chicken is the main ingredient, and the "
+     "veg is the other ingredients. You can add a little bit of rice to the chicken, but you'll need more rice to "
+     "make it into a full meal."),
+    ("What can I make for dinner tonight?", "You can make"),
+    ("Actually, I do not like spicy food.", "You can make a simple meal for dinner. You can make a simple meal for "
+     "dinner, which is a good idea. You can make a simple meal for dinner, which is a good idea."),
+    ("How long should I make a potato?", "You're not a foodie, I'm not a spicy food. " * 4 + "You're not a"),
+    ("Great.", "You're"),
+]
+
+
+def _agent_chat(turns: list[tuple[str, str]], last: str) -> tuple[list[int], list[list[int]]]:
+    """The agent's context for ``last`` after ``turns`` (user, assistant), and its earlier replies' tokens."""
+    msgs = [{"role": "system", "content": AGENT}]
+    for user, assistant in turns:
+        msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    msgs.append({"role": "user", "content": last})
+    return smollm2().chat_ids(msgs), [smollm2().encode(a) for _, a in turns]
+
+
+def _longest_run(tokens: list[int]) -> int:
+    return max((len(list(g)) for _, g in itertools.groupby(tokens)), default=0)
+
+
+def test_a_reply_no_longer_loops_on_itself():
+    """Greedy SmolLM2 as the voice agent, with today's ban (runs of earlier replies only):
+    - at the end of the eval's `cooking` dialogue, "Thanks for the help." is answered "You're welcome."
+      over and over to the token cap;
+    - "What is one divided by nine?" is answered "1.9999999..." to the cap (the word exemption lets
+      a digit repeat).
+    With the agent's ban now (also its own 4-token runs; a token at most 6 times in a row), batched
+    beside them: the thanks stop after the second "You're welcome." (the third would repeat a run)
+    and the reply ends; six nines, then the reply goes on; the words before are the same."""
+    within = WithinWord(smollm2().decode)
+    thanks, said = _agent_chat(COOKING, "Thanks for the help.")
+    nine, _ = _agent_chat([], "What is one divided by nine?")
+    sampling = SamplingSettings(max_new_tokens=16)
+    decoder = _decoder(draft_tokens=4, max_context_tokens=512)
+    runs = {}
+    for name, ids, earlier, now in (("thanks", thanks, said, False), ("thanks", thanks, said, True),
+                                    ("nine", nine, [], False), ("nine", nine, [], True)):
+        conv = decoder.open()
+        conv.append(ids)
+        ban = RepeatBan.of(earlier, 4, exempt=within, within_reply=now, max_token_run=6 if now else None)
+        conv.start_reply(sampling, smollm2().end_token_ids, ban=ban)
+        runs[name, now] = conv
+    got = _run(decoder, list(runs.values()))
+    text = {k: smollm2().decode(got[c.slot]) for k, c in runs.items()}
+    assert text["thanks", False] == " ".join(["You're welcome."] * 4)  # the loop, today: 16 tokens
+    ended = got[runs["thanks", True].slot]
+    assert ended[-1] in smollm2().end_token_ids and smollm2().decode(ended[:-1]) == "You're welcome. You're welcome."
+    today, now = got[runs["nine", False].slot], got[runs["nine", True].slot]
+    digit = smollm2().encode("9")[0]
+    assert _longest_run(today) > 6 and today[-1] == digit
+    assert _longest_run(now) == 6 and now[:today.index(digit) + 6] == today[:today.index(digit) + 6]
+    assert smollm2().decode(now[:today.index(digit)]) == "One divided by nine is 1."
+    for tokens in (got[runs["thanks", True].slot], now):  # no 4-token run of itself again (bar exempt ends)
+        seen = [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3) if tokens[i + 3] not in within]
+        assert len(seen) == len(set(seen))
