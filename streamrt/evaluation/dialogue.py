@@ -139,8 +139,9 @@ class ScriptRun:
     summary: dict = field(default_factory=dict)  # the session's (``end`` event)
 
 
-TIMED_DATA = ("end_of_turn_p", "silence_ms")
-"""Event fields kept in the log's ``TimedEvent.data`` (the end-of-turn diagnostics)."""
+TIMED_DATA = ("end_of_turn_p", "silence_ms", "user_continues")
+"""Event fields kept in the log's ``TimedEvent.data`` (the end-of-turn diagnostics; an
+``interrupted`` turn withdrawn because the user went on with the turn it answered)."""
 
 
 def _timed(t_ms: float, e: Any) -> TimedEvent:

@@ -185,3 +185,12 @@ def test_virtual_clock_moves_by_skipped_time_plus_compute():
         x += i
     assert busy.now() > 0 and busy.compute_s() == pytest.approx(busy.now(), abs=1e-3)
     assert isinstance(ManualClock().now(), float)
+
+
+def test_the_log_keeps_whether_an_interrupted_turn_was_withdrawn_for_the_user_going_on(tmp_path):
+    from streamrt.evaluation.dialogue import _timed
+
+    went_on = _timed(1000.0, InterruptedEvent(2, "Sure", 900.0, 850.0, user_continues=True))
+    barge_in = _timed(2000.0, InterruptedEvent(3, "The", 1900.0, 1850.0))
+    assert went_on.data["user_continues"] is True and barge_in.data["user_continues"] is False
+    assert (went_on.type, went_on.turn, went_on.text) == ("interrupted", 2, "Sure")
