@@ -25,7 +25,8 @@ from typing import Callable
 import torch
 
 from streamrt.decoding.causal_lm import CausalLM, KVCache
-from streamrt.decoding.llm_sampling import RepeatBan, ReplyRepeats, SamplingSettings, choose_token, lookup_draft, split_stop
+from streamrt.decoding.llm_sampling import (RepeatBan, ReplyRepeats, SamplingSettings, choose_token, lookup_draft,
+                                            split_stop)
 from streamrt.errors import ConfigError, InputError, LimitExceeded
 
 FINISH_REASONS = ("end_token", "stop_string", "max_new_tokens", "context_full", "stopped")

@@ -37,8 +37,9 @@ class AgentSettings:
     otherwise answers every later turn with its earlier answer, or with the fragment of one the user
     heard before interrupting it), nor of itself (it otherwise says one sentence over and over until
     ``max_reply_tokens``); None: no ban. reply_max_token_run: tokens; the same token may not follow
-    itself after this many in a row ("1.12222222..."; 6 lets "1000000" through; None: no cap). llm_slots: dialogues whose LLM
-    conversation is resident at once (KV-cache slots). max_context_tokens: per dialogue (history and answer).
+    itself after this many in a row ("1.12222222..."; 6 lets "1000000" through; None: no cap).
+    llm_slots: dialogues whose LLM conversation is resident at once (KV-cache slots).
+    max_context_tokens: per dialogue (history and answer).
     session: the dialogue session's settings (pacing, VAD thresholds, echo guard, limits)."""
 
     turn_policy: str = "semantic"
