@@ -302,32 +302,32 @@ def test_a_reply_no_longer_loops_on_itself():
       over and over to the token cap;
     - "What is one divided by nine?" is answered "1.9999999..." to the cap (the word exemption lets
       a digit repeat).
-    With the agent's ban now (also its own 4-token runs; a token at most 6 times in a row), batched
-    beside them: the thanks stop after the second "You're welcome." (the third would repeat a run)
-    and the reply ends; six nines, then the reply goes on; the words before are the same."""
+    With the agent's ban now (also its own 4-token runs; a token at most 6 times in a row), the same
+    two conversations (batched, each cut back to its prompt) answer again: the thanks stop after the
+    second "You're welcome." (a third would repeat a run) and the reply ends; six nines, then the
+    reply goes on; the words before are the same."""
     within = WithinWord(smollm2().decode)
     thanks, said = _agent_chat(COOKING, "Thanks for the help.")
     nine, _ = _agent_chat([], "What is one divided by nine?")
     sampling = SamplingSettings(max_new_tokens=16)
     decoder = _decoder(draft_tokens=4, max_context_tokens=512)
-    runs = {}
-    for name, ids, earlier, now in (("thanks", thanks, said, False), ("thanks", thanks, said, True),
-                                    ("nine", nine, [], False), ("nine", nine, [], True)):
-        conv = decoder.open()
-        conv.append(ids)
-        ban = RepeatBan.of(earlier, 4, exempt=within, within_reply=now, max_token_run=6 if now else None)
-        conv.start_reply(sampling, smollm2().end_token_ids, ban=ban)
-        runs[name, now] = conv
-    got = _run(decoder, list(runs.values()))
-    text = {k: smollm2().decode(got[c.slot]) for k, c in runs.items()}
-    assert text["thanks", False] == " ".join(["You're welcome."] * 4)  # the loop, today: 16 tokens
-    ended = got[runs["thanks", True].slot]
+    convs = {"thanks": (decoder.open(), thanks, said), "nine": (decoder.open(), nine, [])}
+    got = {}
+    for now in (False, True):  # today's ban, then (the context cut back to the prompt, cached) the new one
+        for conv, ids, earlier in convs.values():
+            conv.set_context(ids)
+            ban = RepeatBan.of(earlier, 4, exempt=within, within_reply=now, max_token_run=6 if now else None)
+            conv.start_reply(sampling, smollm2().end_token_ids, ban=ban)
+        out = _run(decoder, [c for c, _, _ in convs.values()])
+        got |= {(name, now): out[c.slot] for name, (c, _, _) in convs.items()}
+    assert smollm2().decode(got["thanks", False]) == " ".join(["You're welcome."] * 4)  # the loop, today
+    ended = got["thanks", True]
     assert ended[-1] in smollm2().end_token_ids and smollm2().decode(ended[:-1]) == "You're welcome. You're welcome."
-    today, now = got[runs["nine", False].slot], got[runs["nine", True].slot]
+    today, now = got["nine", False], got["nine", True]
     digit = smollm2().encode("9")[0]
     assert _longest_run(today) > 6 and today[-1] == digit
     assert _longest_run(now) == 6 and now[:today.index(digit) + 6] == today[:today.index(digit) + 6]
     assert smollm2().decode(now[:today.index(digit)]) == "One divided by nine is 1."
-    for tokens in (got[runs["thanks", True].slot], now):  # no 4-token run of itself again (bar exempt ends)
+    for tokens in (ended, now):  # no 4-token run of itself again (bar exempt ends)
         seen = [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3) if tokens[i + 3] not in within]
         assert len(seen) == len(set(seen))

@@ -12,6 +12,7 @@ import torch
 from streamrt.clock import ManualClock
 from streamrt.decoding.llm_batch import DecoderSettings, LlmDecoder
 from streamrt.decoding.llm_sampling import SamplingSettings
+from streamrt.errors import ConfigError
 from streamrt.scheduler import Scheduler, SchedulerSettings
 from streamrt.session import Session
 from streamrt.stream_session import StepOutput, StreamSession
@@ -388,3 +389,10 @@ def test_after_an_interruption_the_next_answer_does_not_copy_what_was_heard():
     runs = {tuple(said[i:i + 4]) for i in range(len(said) - 3)}
     got = smollm2().encode(answers[1])
     assert answers[1] and not any(tuple(got[i:i + 4]) in runs for i in range(len(got) - 3))
+
+
+def test_repeat_settings_name_themselves_and_their_units():
+    with pytest.raises(ConfigError, match="reply_max_token_run must be an int >= 1 tokens or None, got 0"):
+        ConversationSettings(reply_max_token_run=0)
+    with pytest.raises(ConfigError, match="reply_no_repeat_tokens must be an int >= 2 tokens or None, got 1"):
+        ConversationSettings(reply_no_repeat_tokens=1)
