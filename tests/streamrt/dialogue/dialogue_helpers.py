@@ -20,7 +20,7 @@ import pytest
 from streamrt.audio import load_audio
 from streamrt.clock import ManualClock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentPauseEvent, AgentTextEvent, AgentTurnEndEvent,
-                                      AgentTurnStartEvent, InterruptedEvent, UserCommitEvent)
+                                      AgentTurnStartEvent, DialogueEndEvent, InterruptedEvent, UserCommitEvent)
 from streamrt.dialogue.models import DialogueModels
 from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
@@ -193,5 +193,37 @@ class Dialogue:
         return self.run
 
 
+async def play_on_stand_ins(track: np.ndarray, policy, settings: DialogueSettings, tts_word_ms: int
+                            ) -> tuple[list[tuple[float, object]], DialogueSession]:
+    """``track`` played to a session on stand-ins (CountingModel ASR: a word per 300 ms of audio,
+    EchoTextModel LLM: it answers a turn with the turn's words, ToneTtsModel TTS: ``tts_word_ms``
+    of tone per word; the real silero VAD) in real time, 32 ms frames with the scheduler idle in
+    between, then its end: the events with the virtual time (s) they came out, and the session."""
+    from streamrt.models.vad import load_vad
+    from streamrt.testing import CountingModel, EchoTextModel, ToneTtsModel
+
+    clock = ManualClock()
+    models = DialogueModels(asr=CountingModel(word_ms=300, chunk_ms=160, hold_ms=200), llm=EchoTextModel(),
+                            tts=ToneTtsModel(word_ms=tts_word_ms), vad=load_vad())
+    sched = Scheduler(clock=clock, settings=NO_WAIT)
+    models.add_to(sched)
+    await sched.start()
+    s = DialogueSession(models, sched, clock, policy, settings=settings)
+    events = []
+    n = int(FRAME_S * SR)
+    for i in range(0, len(track), n):
+        s.receive_audio(track[i:i + n])
+        await asyncio.sleep(0)
+        await sched.wait_idle()
+        clock.advance(FRAME_S)
+        events += [(clock.now(), e) for e in s.events()]
+    s.receive_eof()
+    await sched.wait_idle()
+    events += [(clock.now(), e) for e in s.events()]
+    await sched.stop()
+    assert isinstance(events[-1][1], DialogueEndEvent)
+    return events, s
+
+
 __all__ = ["AgentAudioEvent", "AgentTurnEndEvent", "AgentTurnStartEvent", "Dialogue", "InterruptedEvent",
-           "Run", "silence", "speech"]
+           "Run", "play_on_stand_ins", "silence", "speech"]

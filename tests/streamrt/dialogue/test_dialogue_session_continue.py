@@ -9,53 +9,26 @@ it; with the window off the takeover goes on as before (a pause, then a resume).
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 
 from policies.turn_taking.registry import create
-from streamrt.clock import ManualClock
 from streamrt.dialogue.events import (AgentAudioEvent, AgentPauseEvent, AgentResumeEvent, AgentTextEvent,
-                                      AgentTurnStartEvent, DialogueEndEvent, InterruptedEvent, UserTurnEndEvent)
-from streamrt.dialogue.models import DialogueModels
+                                      AgentTurnStartEvent, InterruptedEvent, UserTurnEndEvent)
 from streamrt.dialogue.session import DialogueSession
 from streamrt.dialogue.settings import DialogueSettings
-from streamrt.models.vad import load_vad
-from streamrt.scheduler import Scheduler, SchedulerSettings
-from streamrt.testing import CountingModel, EchoTextModel, ToneTtsModel
-from tests.streamrt.dialogue.dialogue_helpers import Dialogue, silence, speech
+from streamrt.testing import ToneTtsModel
+from tests.streamrt.dialogue.dialogue_helpers import Dialogue, play_on_stand_ins, silence, speech
 
-FRAME = 512  # 32 ms at 16 kHz
 FIRST, REST = "I would like to know", "how far away the moon is."
 CONTINUE_S = (300 + 3 * 32 + 32) / 1000  # continue_min_speech_ms, silero's ramp at 0.85, one frame
 
 
 async def _dialogue(track: np.ndarray, policy_options: dict, word_ms: int = 200) -> tuple[list, DialogueSession]:
-    """Play ``track`` in real time (32 ms frames, the scheduler idle in between), then stop."""
-    clock = ManualClock()
-    models = DialogueModels(asr=CountingModel(word_ms=300, chunk_ms=160, hold_ms=200), llm=EchoTextModel(),
-                            tts=ToneTtsModel(word_ms=word_ms), vad=load_vad())
-    sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
-    models.add_to(sched)
-    await sched.start()
-    # the ASR hears the speech runs only (the counting stand-in would count words in silence too)
-    settings = DialogueSettings(asr_silence_tail_ms=0.0)
-    s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 300.0, **policy_options}),
-                        settings=settings)
-    events = []
-    for i in range(0, len(track), FRAME):
-        s.receive_audio(track[i:i + FRAME])
-        await asyncio.sleep(0)
-        await sched.wait_idle()
-        clock.advance(0.032)
-        events += [(clock.now(), e) for e in s.events()]
-    s.receive_eof()
-    await sched.wait_idle()
-    events += [(clock.now(), e) for e in s.events()]
-    await sched.stop()
-    assert isinstance(events[-1][1], DialogueEndEvent)
-    return events, s
+    """A silence policy with a short threshold (it takes over a 1 s pause), the ASR hearing the
+    speech runs only (the counting stand-in would count words in silence too)."""
+    policy = create("silence", {"silence_ms": 300.0, **policy_options})
+    return await play_on_stand_ins(track, policy, DialogueSettings(asr_silence_tail_ms=0.0), word_ms)
 
 
 def _words(text: str) -> list[str]:

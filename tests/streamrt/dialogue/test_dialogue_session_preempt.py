@@ -6,50 +6,21 @@ goes on, and nothing of it (text or audio) reaches the client."""
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
 from policies.turn_taking.registry import create
-from streamrt.clock import ManualClock
-from streamrt.dialogue.events import (AgentAudioEvent, AgentTextEvent, AgentTurnStartEvent, DialogueEndEvent,
-                                      UserTurnEndEvent)
-from streamrt.dialogue.models import DialogueModels
-from streamrt.dialogue.session import DialogueSession
+from streamrt.dialogue.events import AgentAudioEvent, AgentTextEvent, AgentTurnStartEvent, UserTurnEndEvent
 from streamrt.dialogue.settings import DialogueSettings
-from streamrt.models.vad import load_vad
-from streamrt.scheduler import Scheduler, SchedulerSettings
-from streamrt.testing import CountingModel, EchoTextModel, ToneTtsModel
-from tests.streamrt.dialogue.dialogue_helpers import silence, speech
+from tests.streamrt.dialogue.dialogue_helpers import play_on_stand_ins, silence, speech
 
 WORD_MS = 100  # the TTS stand-in's speech per word
-FRAME = 512  # 32 ms at 16 kHz
 
 
 async def _dialogue(track: np.ndarray, preempt_after_ms: float | None) -> tuple[list, dict]:
-    """Play ``track`` in real time (32 ms frames, the scheduler idle in between), then stop; the
-    events with the virtual time they came out, and the session's summary."""
-    clock = ManualClock()
-    models = DialogueModels(asr=CountingModel(word_ms=300, chunk_ms=160, hold_ms=200), llm=EchoTextModel(),
-                            tts=ToneTtsModel(word_ms=WORD_MS), vad=load_vad())
-    sched = Scheduler(clock=clock, settings=SchedulerSettings(max_wait_ms=None, degrade_high_water_ms=None))
-    models.add_to(sched)
-    await sched.start()
-    # the ASR hears the speech runs only (the counting stand-in would count words in silence too)
+    """The events with the virtual time they came out, and the session's summary (the ASR hears
+    the speech runs only: the counting stand-in would count words in silence too)."""
     settings = DialogueSettings(preempt_after_ms=preempt_after_ms, asr_silence_tail_ms=0.0)
-    s = DialogueSession(models, sched, clock, create("silence", {"silence_ms": 800.0}), settings=settings)
-    events = []
-    for i in range(0, len(track), FRAME):
-        s.receive_audio(track[i:i + FRAME])
-        await asyncio.sleep(0)
-        await sched.wait_idle()
-        clock.advance(0.032)
-        events += [(clock.now(), e) for e in s.events()]
-    s.receive_eof()
-    await sched.wait_idle()
-    events += [(clock.now(), e) for e in s.events()]
-    await sched.stop()
-    assert isinstance(events[-1][1], DialogueEndEvent)
+    events, _ = await play_on_stand_ins(track, create("silence", {"silence_ms": 800.0}), settings, WORD_MS)
     return events, events[-1][1].summary
 
 
