@@ -319,7 +319,9 @@ class Scheduler(SchedulerReport):
 
     async def _gather(self, ready: list[Member]) -> None:
         """Wait up to max_wait_ms for more sessions of the most urgent session's model to become
-        ready, within its slack."""
+        ready, within its slack. No wait begins while another model's real-time streams are ready:
+        the worker would idle while they wait (a lip model's frames arrive every few ms, and each
+        of its waits held the ASR streams back until their deadline came near)."""
         wait_ms = self.settings.max_wait_ms
         if not wait_ms or self._stopping:
             return
@@ -329,6 +331,8 @@ class Scheduler(SchedulerReport):
             return
         first_deadline, lead = min(((self._deadline(m), i) for i, m in enumerate(ready)))
         lane = ready[lead].lane
+        if any(m.lane is not lane for m in ready):
+            return
         live = sum(1 for m in self._members.values() if m.lane is lane)
         cap = self.settings.max_batch_size or live
         until = self.clock.now() + wait_ms / 1000.0

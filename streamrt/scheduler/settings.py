@@ -14,7 +14,8 @@ class SchedulerSettings:
     max_batch_size: most streams in one ``model.step`` (streams); ``None``: every ready stream.
     max_wait_ms: after the first stream is ready, how long to wait for more to become ready so they
         share the step (ms); never waits past the point where the most urgent deadline would be
-        missed. ``None`` or 0: step at once with whatever is ready.
+        missed, and never while another model's real-time streams are ready (the worker would idle
+        while they wait). ``None`` or 0: step at once with whatever is ready.
     latency_budget_ms: a ready stream's deadline is the time its next step became available (the
         arrival of the audio completing it) plus this (ms): queueing plus one step must fit in it.
     step_time_window: observed steps kept to fit the step-time model t(b) = a + c*b (steps).

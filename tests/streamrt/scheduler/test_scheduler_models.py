@@ -188,6 +188,37 @@ async def test_cancel_between_steps_ends_the_session_at_once():
     assert log == []  # no step ran for the cancelled stream
 
 
+async def test_no_gather_wait_while_another_models_stream_is_ready():
+    # the ASR stream leads (deadline 120 s against the chat's 240 s) and its model has a second live
+    # session: before, the gather waited (here up to a minute) for it while the chat's turn sat ready
+    # and the worker idled (a lip model's frames did this to Whisper). Now the chat steps at once;
+    # with only ASR streams ready, the gather still waits and the two captions share a step.
+    clock = ManualClock()
+    settings = SchedulerSettings(max_wait_ms=60_000, latency_budget_ms=120_000, degrade_high_water_ms=None)
+    sched, asr, llm, log = two_models(clock, settings, first_token_budget_ms=240_000)
+    a, b = (Session(asr.create_stream(), clock, session_id=f"cap{i}") for i in range(2))
+    chat = text_session(llm, clock, "chat")
+    await sched.start()
+    sched.add(a)
+    sched.add(b)
+    sched.add(chat, model=llm)
+    a.receive_audio(chunk(200))
+    sched.wake(a)
+    chat.receive(TextDelta("hello", end_of_turn=True))
+    sched.wake(chat)
+    await asyncio.wait_for(sched.wait_progress(), timeout=10)  # a hang guard: the old wait was 60 s
+    assert [k for k, _ in log] == ["llm"]
+    b.receive_audio(chunk(200))
+    sched.wake(b)
+    await sched.wait_idle()
+    assert [(k, len(streams)) for k, streams in log] == [("llm", 1), ("asr", 2)]
+    for s in (a, b, chat):
+        s.receive_eof()
+        sched.wake(s)
+    await sched.wait_idle()
+    await sched.stop()
+
+
 async def test_busy_fraction_counts_every_model_on_the_machine():
     # each model alone keeps the machine busy a quarter of the time (0.05 s per 0.2 s); together half
     clock = ManualClock()
