@@ -44,12 +44,12 @@ class Semantic(TurnPolicy):
     below it waits the whole long wait, one between it and complete_p a wait log-linear in p (None:
     two levels, long below complete_p; in `dialogue eval`, pooled with the ASR's final mark, 20 of
     22 pause parts scored below 0.01, the whole turns 0.05-0.92 except two the ASR garbled).
-    min_interrupt_ms /
-    interrupt_words / continue_window_ms: as in ``silence``. floor_p: while the agent speaks, user words scored below it
-    make it yield when the user pauses (None disables; off by default: SmolLM2-135M scores a
-    backchannel after its own answer as low as the start of an interruption, "Okay." 0.003 and
-    "Mm-hm." 0.004 against "Wait," 0.000, so it would stop the agent on backchannels; scored as
-    written, before ``score_sentence_end``)."""
+    min_interrupt_ms / interrupt_words / continue_window_ms / continue_min_speech_ms: as in
+    ``silence``. floor_p: while the agent speaks, user words scored below it make it yield when the
+    user pauses (None disables; off by default: SmolLM2-135M scores a backchannel after its own
+    answer as low as the start of an interruption, "Okay." 0.003 and "Mm-hm." 0.004 against
+    "Wait," 0.000, so it would stop the agent on backchannels; scored as written, before
+    ``score_sentence_end``)."""
 
     name = "semantic"
     wants_end_of_turn_p = True
