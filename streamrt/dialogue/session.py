@@ -343,8 +343,7 @@ class DialogueSession(AgentSide, CameraSide):
         if self._held_is_stale():  # the user speaks again: the answer held for the pause is not wanted
             self._drop_held()
         action = self.policy.decide(self._view(now_ms))
-        hold = self._lips_hold_ms()
-        if isinstance(action, Speak) and hold and 0 < self.speech.held_back_ms <= hold:
+        if isinstance(action, Speak) and 0 < self.speech.held_back_ms <= self._lips_hold_ms():
             return  # speech over lips seen still, not for long: maybe the user going on (the score lags)
         if isinstance(action, Speak) and self.turn is None and self._transcript():
             if not self._asr_caught_up():
