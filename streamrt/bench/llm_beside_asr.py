@@ -46,7 +46,7 @@ class BesideSettings:
 async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -> dict:
     """Run the streams and the chats; ``asr`` a Whisper streaming model, ``llm`` an
     ``LlmConversationModel`` whose replies are ``s.reply_tokens`` long."""
-    from streamrt.bench.stream_records import StreamRecord, loop_audio, summarize
+    from streamrt.bench.stream_records import StreamRecord, loop_audio, rounded_percentile, summarize
     from streamrt.clock import MonotonicClock
     from streamrt.scheduler import Scheduler
     from streamrt.session import Session, SessionLimits
@@ -132,11 +132,8 @@ async def run_beside(asr: Any, llm: Any, audio: np.ndarray, s: BesideSettings) -
     await sched.stop()
     asr_out = summarize(records, stats, s.streams, s.duration_s, wall_s, sched.settings.latency_budget_ms, False)
 
-    def pct(xs: list[float], q: float) -> float | None:
-        return round(float(np.percentile(xs, q)), 1) if xs else None
-
     chats = {"chats": s.chats, "replies": len(ttfts), "reply_tokens": s.reply_tokens,
-             "ttft_ms_p50": pct(ttfts, 50), "ttft_ms_p95": pct(ttfts, 95), "ttft_ms_max": pct(ttfts, 100),
+             "ttft_ms_p50": rounded_percentile(ttfts, 50), "ttft_ms_p95": rounded_percentile(ttfts, 95), "ttft_ms_max": rounded_percentile(ttfts, 100),
              "reply_tok_s_p50": round(statistics.median(rates), 1) if rates else None,
              "reply_tok_s_min": round(min(rates), 1) if rates else None, "errors": sorted(set(chat_errors))[:5],
              "llm_lane": {k: stats["models"]["llm"][k] for k in ("steps", "batch_size_mean", "degradation")}}

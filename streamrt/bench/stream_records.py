@@ -46,6 +46,11 @@ def loop_audio(audio: np.ndarray, n: int, offset: int) -> np.ndarray:
     return np.tile(audio, reps)[offset : offset + n]
 
 
+def rounded_percentile(values, q: float) -> float | None:
+    """The ``q``-th percentile of ``values`` (numpy's, interpolated) to 0.1, None for no values."""
+    return round(float(np.percentile(values, q)), 1) if len(values) else None
+
+
 def summarize(records: list[StreamRecord], stats: dict, n_streams: int, duration_s: float, wall_s: float,
               max_lag_ms: float, per_stream: bool, cams: CameraRun | None = None) -> dict:
     """The run's figures from its records and the scheduler's ``stats``: a stream kept real time when its
@@ -62,7 +67,7 @@ def summarize(records: list[StreamRecord], stats: dict, n_streams: int, duration
             "rtf": round(rtf, 4),
             "max_lag_ms": round(r.max_lag_ms, 1),
             "units": len(s.committed),
-            "p95_commit_delay_ms": round(float(np.percentile(r.delays_ms, 95)), 1) if r.delays_ms else None,
+            "p95_commit_delay_ms": rounded_percentile(r.delays_ms, 95),
             "kept_realtime": kept,
         })
         if cams is not None:  # held only when its camera kept up too
@@ -73,8 +78,8 @@ def summarize(records: list[StreamRecord], stats: dict, n_streams: int, duration
         "duration_s": duration_s,
         "kept_realtime": all(row["kept_realtime"] for row in rows),
         "streams_kept_realtime": sum(row["kept_realtime"] for row in rows),
-        "p50_commit_delay_ms": round(float(np.percentile(delays, 50)), 1) if len(delays) else None,
-        "p95_commit_delay_ms": round(float(np.percentile(delays, 95)), 1) if len(delays) else None,
+        "p50_commit_delay_ms": rounded_percentile(delays, 50),
+        "p95_commit_delay_ms": rounded_percentile(delays, 95),
         "rtf_max": max((row["rtf"] for row in rows), default=0.0),
         "rtf_mean": round(float(np.mean([row["rtf"] for row in rows])), 4) if rows else 0.0,
         "max_lag_ms": max((row["max_lag_ms"] for row in rows), default=0.0),

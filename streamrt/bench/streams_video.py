@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamrt.bench.stream_records import rounded_percentile
 from streamrt.clock import Clock
 from streamrt.errors import ConfigError, ModelLoadError, StreamrtError
 from streamrt.scheduler import Scheduler
@@ -221,10 +222,10 @@ class CameraRun:
                 and not cam.refused and not cam.errors)
         return {"frames_sent": cam.frames_sent, "frames_scored": len(cam.delays_ms) + len(cam.settle_delays_ms),
                 "dropped": dropped, "refused": cam.refused,
-                "p50_frame_to_score_ms": _pct(cam.delays_ms, 50), "p95_frame_to_score_ms": _pct(cam.delays_ms, 95),
+                "p50_frame_to_score_ms": rounded_percentile(cam.delays_ms, 50), "p95_frame_to_score_ms": rounded_percentile(cam.delays_ms, 95),
                 "kept": kept, "errors": cam.errors[:3],
                 "settling": {"frames_scored": len(cam.settle_delays_ms), "dropped": sum(before.values()),
-                             "p95_frame_to_score_ms": _pct(cam.settle_delays_ms, 95)}}
+                             "p95_frame_to_score_ms": rounded_percentile(cam.settle_delays_ms, 95)}}
 
     def report(self, sessions: list[Session], stats: dict) -> dict:
         """The video figures of ``sessions``' cameras, with the scheduler's ``stats`` (the ``lips``
@@ -240,17 +241,13 @@ class CameraRun:
             "frames_scored": sum(r["frames_scored"] for r in rows),
             "frames_dropped": {k: sum(r["dropped"].get(k, 0) for r in rows) for k in ("behind", "late", "too_fast")},
             "frames_refused": sum(r["refused"] for r in rows),
-            "p50_frame_to_score_ms": _pct(delays, 50),
-            "p95_frame_to_score_ms": _pct(delays, 95),
-            "max_frame_to_score_ms": _pct(delays, 100),
+            "p50_frame_to_score_ms": rounded_percentile(delays, 50),
+            "p95_frame_to_score_ms": rounded_percentile(delays, 95),
+            "max_frame_to_score_ms": rounded_percentile(delays, 100),
             "settling": {"frames_dropped": sum(r["settling"]["dropped"] for r in rows),
-                         "p95_frame_to_score_ms": _pct(settle, 95), "max_frame_to_score_ms": _pct(settle, 100)},
+                         "p95_frame_to_score_ms": rounded_percentile(settle, 95), "max_frame_to_score_ms": rounded_percentile(settle, 100)},
             "streams_video_kept": sum(r["kept"] for r in rows),
             "video_kept": all(r["kept"] for r in rows),
             "lips_steps": lane.get("steps"),
             "lips_batch_size_mean": lane.get("batch_size_mean"),
         }
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
